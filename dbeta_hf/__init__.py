@@ -1,0 +1,15 @@
+"""dbeta_hf: a Hugging Face-native implementation of D-BETA (ECG-text foundation model).
+
+Importing the package registers the D-BETA classes with the transformers Auto classes.
+"""
+
+from transformers import AutoConfig
+
+from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
+from .text_normalization import normalize_report
+
+AutoConfig.register("dbeta", DBetaConfig)
+AutoConfig.register("dbeta_ecg", DBetaECGConfig)
+
+__all__ = ["CANONICAL_LEAD_NAMES", "DBetaConfig", "DBetaECGConfig", "normalize_report"]
+__version__ = "0.1.0"
