@@ -3,13 +3,36 @@
 Importing the package registers the D-BETA classes with the transformers Auto classes.
 """
 
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
 from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
+from .modeling_dbeta import (
+    DBetaECGModel,
+    DBetaForECGClassification,
+    DBetaForPreTraining,
+    DBetaForPreTrainingOutput,
+    DBetaModel,
+    DBetaModelOutput,
+    DBetaPreTrainedModel,
+)
 from .text_normalization import normalize_report
 
 AutoConfig.register("dbeta", DBetaConfig)
 AutoConfig.register("dbeta_ecg", DBetaECGConfig)
+AutoModel.register(DBetaConfig, DBetaModel)
+AutoModelForPreTraining.register(DBetaConfig, DBetaForPreTraining)
 
-__all__ = ["CANONICAL_LEAD_NAMES", "DBetaConfig", "DBetaECGConfig", "normalize_report"]
+__all__ = [
+    "CANONICAL_LEAD_NAMES",
+    "DBetaConfig",
+    "DBetaECGConfig",
+    "DBetaECGModel",
+    "DBetaForECGClassification",
+    "DBetaForPreTraining",
+    "DBetaForPreTrainingOutput",
+    "DBetaModel",
+    "DBetaModelOutput",
+    "DBetaPreTrainedModel",
+    "normalize_report",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,173 @@
+"""The four D-BETA pretraining losses (reference spec section C), as plain functions plus the ETS module.
+
+* MLM: cross-entropy over the vocabulary at the selected text positions (labels -100 elsewhere).
+* MEM: mean squared error between the predicted and the true ECG patch of every *masked* ECG token; the
+  target is the ECG cut to `num_tokens * patch` samples, optionally z-normalised per lead over time.
+* ETM: two-way cross-entropy of the ECG-text matching head (1 = the text belongs to the ECG).
+* ETS: a SigLIP-style sigmoid loss on the uni-modal embeddings whose diagonal label is `2 * match - 1`, so
+  the rows that received an N3S negative report are negatives on the diagonal as well.
+
+The ETS loss supports several processes (`torch.distributed`, as started by `accelerate launch` or
+`torchrun`): every process scores its ECGs against the text embeddings of the whole global batch. Remote
+blocks are all negatives (the official multi-GPU code wrongly labelled their diagonals positive). Gradients
+flow back to the process that owns each text embedding.
+
+Normalisation of the distributed ETS loss: with a global batch of `N` pairs (`n_r` on process `r`), the
+single-process loss is `sum(-logsigmoid(labels * logits)) / N**2` over the `N x N` matrix (the official
+`.mean()`). Process `r` returns `world_size * partial_sum_r / N**2`, so that the mean of the per-process
+losses (what DDP's gradient averaging optimises) equals the single-process loss over the global batch, in
+value and in gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlm_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the vocabulary, ignoring positions labelled -100 (mean over scored positions)."""
+    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]).float(), mlm_labels.reshape(-1), ignore_index=-100)
+
+
+def mem_target(ecg_values: torch.Tensor, num_tokens: int, patch_size: int, normalize: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """The MEM reconstruction target, (B, num_tokens, leads * patch_size), lead-major inside each token.
+
+    The ECG (B, leads, samples) is cut to its first `num_tokens * patch_size` samples. With `normalize`, every lead
+    is z-normalised over those samples (mean and *unbiased* variance, `eps` added to the variance), as the official
+    `norm_pix_loss`; a zeroed lead stays zero.
+    """
+    batch, leads, samples = ecg_values.shape
+    length = num_tokens * patch_size
+    if samples < length:
+        raise ValueError(f"the ECG has {samples} samples but MEM needs {length} ({num_tokens} tokens x {patch_size})")
+    target = ecg_values[..., :length].float()
+    if normalize:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True, unbiased=True)
+        target = (target - mean) / torch.sqrt(var + eps)
+    target = target.view(batch, leads, num_tokens, patch_size).permute(0, 2, 1, 3)
+    return target.reshape(batch, num_tokens, leads * patch_size)
+
+
+def mem_loss(mem_logits: torch.Tensor, target: torch.Tensor, mem_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per token, averaged over the masked tokens only (`mem_mask` 1 = masked)."""
+    pred = mem_logits.reshape(target.shape).float()
+    per_token = (pred - target).pow(2).mean(dim=-1)
+    mask = mem_mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def etm_loss(etm_logits: torch.Tensor, match_labels: torch.Tensor) -> torch.Tensor:
+    """Two-way cross-entropy of the ECG-text matching head."""
+    return F.cross_entropy(etm_logits.float(), match_labels.long())
+
+
+def ets_labels(match_labels: torch.Tensor | None, num_ecgs: int, num_texts: int, diagonal_offset: int = 0, device=None) -> torch.Tensor:
+    """-1 everywhere; on the block diagonal starting at column `diagonal_offset`, `2 * match - 1` (all +1 without
+    `match_labels`)."""
+    labels = -torch.ones(num_ecgs, num_texts, device=device)
+    idx = torch.arange(num_ecgs, device=device)
+    diag = torch.ones(num_ecgs, device=device) if match_labels is None else 2.0 * match_labels.float() - 1.0
+    labels[idx, idx + diagonal_offset] = diag
+    return labels
+
+
+def ets_loss(
+    ecg_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    match_labels: torch.Tensor | None = None,
+    logit_scale: torch.Tensor | float = 1.0,
+    logit_bias: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Single-process ETS loss: `-logsigmoid(labels * (scale * e @ t.T + bias))`, averaged over all B x B pairs."""
+    logits = logit_scale * ecg_embeds.float() @ text_embeds.float().T
+    if logit_bias is not None:
+        logits = logits + logit_bias
+    labels = ets_labels(match_labels, ecg_embeds.shape[0], text_embeds.shape[0], device=logits.device)
+    return -F.logsigmoid(labels * logits).mean()
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather of variable-size first dimensions whose backward returns each process its own gradient slice,
+    summed over all processes (an all-reduce, so it also runs on the gloo backend)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int], rank: int):
+        ctx.sizes, ctx.rank = sizes, rank
+        max_size = max(sizes)
+        padded = tensor.new_zeros((max_size, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        gathered = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(gathered, padded.contiguous())
+        return torch.cat([g[:n] for g, n in zip(gathered, sizes)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+def _distributed_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class DBetaETSLoss(nn.Module):
+    """ETS loss with an optional learnable scale and bias and a global-batch path across processes.
+
+    Args:
+        logit_scale_init: initial scale of the logits (the official model: 1.0, fixed).
+        learnable_scale: learn `log(scale)` (SigLIP style) instead of keeping the scale fixed.
+        logit_bias_init: initial bias, or `None` for no bias (official).
+        learnable_bias: learn the bias.
+        use_global_batch: under `torch.distributed` with several processes, score local ECGs against every
+            process's texts (remote blocks are all negatives). Set `False` to keep the loss per process.
+    """
+
+    def __init__(
+        self,
+        logit_scale_init: float = 1.0,
+        learnable_scale: bool = False,
+        logit_bias_init: float | None = None,
+        learnable_bias: bool = False,
+        use_global_batch: bool = True,
+    ):
+        super().__init__()
+        log_scale = torch.tensor(float(logit_scale_init)).log()
+        if learnable_scale:
+            self.logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("logit_scale", log_scale, persistent=False)
+        if logit_bias_init is None:
+            if learnable_bias:
+                raise ValueError("learnable_bias=True needs a logit_bias_init value (SigLIP uses -10)")
+            self.logit_bias = None
+        elif learnable_bias:
+            self.logit_bias = nn.Parameter(torch.tensor(float(logit_bias_init)))
+        else:
+            self.register_buffer("logit_bias", torch.tensor(float(logit_bias_init)), persistent=False)
+        self.use_global_batch = use_global_batch
+
+    def forward(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, match_labels: torch.Tensor | None = None) -> torch.Tensor:
+        scale = self.logit_scale.exp()
+        world_size, rank = _distributed_world()
+        if world_size == 1 or not self.use_global_batch:
+            return ets_loss(ecg_embeds, text_embeds, match_labels, scale, self.logit_bias)
+        local = torch.tensor([text_embeds.shape[0]], device=text_embeds.device)
+        sizes_t = [torch.zeros_like(local) for _ in range(world_size)]
+        dist.all_gather(sizes_t, local)
+        sizes = [int(s.item()) for s in sizes_t]
+        all_texts = _AllGatherWithGrad.apply(text_embeds, sizes, rank)
+        logits = scale * ecg_embeds.float() @ all_texts.float().T
+        if self.logit_bias is not None:
+            logits = logits + self.logit_bias
+        offset = sum(sizes[:rank])
+        labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)
+        total = sum(sizes)
+        return world_size * (-F.logsigmoid(labels * logits)).sum() / float(total * total)

@@ -1,0 +1,1010 @@
+"""PyTorch D-BETA model: ECG encoder, Flan-T5 text encoder, cross-attention fusion and pretraining heads.
+
+Module and parameter names follow the official D-BETA model (reference spec sections A and B), so the
+official checkpoint converts with a pure renaming (`convert_original_checkpoint.py`): the only differences
+are the `model.` prefix of the base model inside `DBetaForPreTraining`, and the positional convolution's
+weight-norm parametrisation (`weight_g`/`weight_v` -> `parametrizations.weight.original0/1`).
+
+Deviation from the official code, on purpose: the T5 encoder receives the text `attention_mask` (the
+official `forward` omits it, so padded batches attend to pad tokens there). For unpadded inputs the two are
+identical; for padded batches ours equals running each text alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, T5EncoderModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, logging
+
+from . import losses
+from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+
+logger = logging.get_logger(__name__)
+
+
+# --------------------------------------------------------------------------------------------- outputs
+@dataclass
+class DBetaModelOutput(ModelOutput):
+    """Output of `DBetaModel`.
+
+    Args:
+        ecg_embeds: (B, H) uni-modal ECG embedding (tanh-pooled CLS), the same as `get_ecg_features`.
+        text_embeds: (B, H) uni-modal text embedding (tanh-pooled first token), the same as `get_text_features`.
+        multimodal_embeds: (B, 2H) fused embedding: text fusion pooler, then ECG fusion pooler.
+        multimodal_text_hidden_states: (B, L, H) text stream after the last fusion layer.
+        multimodal_ecg_hidden_states: (B, 1 + T, H) ECG stream after the last fusion layer (CLS first).
+        ecg_hidden_states: (B, 1 + T, H) projected ECG encoder output.
+        text_hidden_states: (B, L, H) projected T5 encoder output.
+    """
+
+    ecg_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    multimodal_embeds: torch.FloatTensor | None = None
+    multimodal_text_hidden_states: torch.FloatTensor | None = None
+    multimodal_ecg_hidden_states: torch.FloatTensor | None = None
+    ecg_hidden_states: torch.FloatTensor | None = None
+    text_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class DBetaForPreTrainingOutput(ModelOutput):
+    """Output of `DBetaForPreTraining`.
+
+    Args:
+        loss: weighted sum of the losses whose labels were given.
+        mlm_loss, mem_loss, etm_loss, ets_loss: the four losses (None when not computed).
+        mlm_logits: (B, L, V) MLM logits (None with `return_mlm_logits=False`).
+        mem_logits: (B, T, leads, patch) reconstructed ECG patches (None without ECG masking).
+        mem_mask: (B, T) 1 = the ECG token was masked.
+        mem_ids_restore: (B, T) permutation that restores the token order after masking.
+        etm_logits: (B, 2) ECG-text matching logits (class 1 = matched).
+        ecg_embeds / text_embeds: (B, H) uni-modal embeddings that feed the ETS loss.
+        mlm_accuracy / etm_accuracy: detached accuracies, for logging.
+    """
+
+    loss: torch.FloatTensor | None = None
+    mlm_loss: torch.FloatTensor | None = None
+    mem_loss: torch.FloatTensor | None = None
+    etm_loss: torch.FloatTensor | None = None
+    ets_loss: torch.FloatTensor | None = None
+    mlm_logits: torch.FloatTensor | None = None
+    mem_logits: torch.FloatTensor | None = None
+    mem_mask: torch.FloatTensor | None = None
+    mem_ids_restore: torch.LongTensor | None = None
+    etm_logits: torch.FloatTensor | None = None
+    ecg_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    mlm_accuracy: torch.FloatTensor | None = None
+    etm_accuracy: torch.FloatTensor | None = None
+
+
+# --------------------------------------------------------------------------------------------- attention
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """Plain softmax attention. query/key/value: (B, heads, L, d); mask: additive, broadcastable to (B, heads, Lq, Lk)."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+def _attention(module: nn.Module, config, query, key, value, attention_mask, dropout: float):
+    """Dispatch to the configured attention backend (eager, sdpa, flex, flash) through transformers' interface."""
+    implementation = getattr(config, "_attn_implementation", None) or "eager"
+    interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(query.dtype)
+    output, _ = interface(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        dropout=dropout if module.training else 0.0,
+        scaling=module.head_dim**-0.5,
+        is_causal=False,
+    )
+    return output
+
+
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    batch, length, width = x.shape
+    return x.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+
+def additive_attention_mask(attention_mask: torch.Tensor | None, dtype=torch.float32) -> torch.Tensor | None:
+    """(B, L) 1/0 key mask -> (B, 1, 1, L) additive mask (0 where attended, the dtype's minimum elsewhere)."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+# --------------------------------------------------------------------------------------------- ECG encoder
+class DBetaFp32GroupNorm(nn.GroupNorm):
+    """GroupNorm computed in float32 (as fairseq's Fp32GroupNorm), cast back to the input dtype."""
+
+    def forward(self, x):
+        out = F.group_norm(
+            x.float(), self.num_groups,
+            self.weight.float() if self.weight is not None else None,
+            self.bias.float() if self.bias is not None else None,
+            self.eps,
+        )
+        return out.type_as(x)
+
+
+class DBetaFp32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32, cast back to the input dtype."""
+
+    def forward(self, x):
+        out = F.layer_norm(
+            x.float(), self.normalized_shape,
+            self.weight.float() if self.weight is not None else None,
+            self.bias.float() if self.bias is not None else None,
+            self.eps,
+        )
+        return out.type_as(x)
+
+
+class DBetaTransposeLast(nn.Module):
+    def forward(self, x):
+        return x.transpose(-2, -1)
+
+
+class DBetaConvFeatureExtractor(nn.Module):
+    """Strided 1-D conv stack over the leads: (B, leads, samples) -> (B, conv_dim, T).
+
+    Each block is `Sequential(conv, dropout, [norm], GELU)`; with `extractor_mode="default"` only the first block has a
+    (per-channel) GroupNorm, with `"layer_norm"` every block has a LayerNorm over channels.
+    """
+
+    def __init__(self, config: DBetaECGConfig):
+        super().__init__()
+        blocks = []
+        in_dim = config.in_d
+        for i, (dim, kernel, stride) in enumerate(config.conv_feature_layers):
+            layers = [nn.Conv1d(in_dim, dim, kernel, stride=stride, bias=config.conv_bias), nn.Dropout(0.0)]
+            if config.extractor_mode == "layer_norm":
+                layers.append(nn.Sequential(DBetaTransposeLast(), DBetaFp32LayerNorm(dim, eps=config.layer_norm_eps), DBetaTransposeLast()))
+            elif i == 0:
+                layers.append(DBetaFp32GroupNorm(dim, dim, eps=config.layer_norm_eps))
+            layers.append(nn.GELU())
+            blocks.append(nn.Sequential(*layers))
+            in_dim = dim
+        self.conv_layers = nn.ModuleList(blocks)
+
+    def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        x = ecg_values
+        for block in self.conv_layers:
+            x = block(x)
+        return x
+
+
+class DBetaSamePad(nn.Module):
+    """Drops the last frame after a conv with an even kernel and `padding=kernel // 2`, keeping the length."""
+
+    def __init__(self, kernel_size: int):
+        super().__init__()
+        self.remove = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x):
+        return x[..., : x.shape[-1] - self.remove] if self.remove else x
+
+
+class DBetaConvPositionalEncoding(nn.Module):
+    """Convolutional relative positional encoding (wav2vec 2.0 style): `x + GELU(weight-normed grouped conv(x))`."""
+
+    def __init__(self, config: DBetaECGConfig):
+        super().__init__()
+        dim = config.encoder_embed_dim
+        conv = nn.Conv1d(dim, dim, kernel_size=config.conv_pos, padding=config.conv_pos // 2, groups=config.conv_pos_groups)
+        conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.pos_conv = nn.Sequential(conv, DBetaSamePad(config.conv_pos), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C) -> the positional term (B, T, C)."""
+        return self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+class DBetaECGSelfAttention(nn.Module):
+    def __init__(self, config: DBetaECGConfig, attn_config=None):
+        super().__init__()
+        self.config = config
+        self.attn_config = attn_config if attn_config is not None else config
+        self.embed_dim = config.encoder_embed_dim
+        self.num_heads = config.encoder_attention_heads
+        self.head_dim = self.embed_dim // self.num_heads
+        self.dropout = config.attention_dropout
+        self.is_causal = False
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        q = _split_heads(self.q_proj(hidden_states), self.num_heads)
+        k = _split_heads(self.k_proj(hidden_states), self.num_heads)
+        v = _split_heads(self.v_proj(hidden_states), self.num_heads)
+        out = _attention(self, self.attn_config, q, k, v, attention_mask, self.dropout)
+        return self.out_proj(out.reshape(hidden_states.shape[0], hidden_states.shape[1], self.embed_dim))
+
+
+class DBetaECGEncoderLayer(GradientCheckpointingLayer):
+    """Transformer layer of the ECG encoder: post-LN (official default) or pre-LN (`layer_norm_first=True`)."""
+
+    def __init__(self, config: DBetaECGConfig, attn_config=None):
+        super().__init__()
+        dim = config.encoder_embed_dim
+        self.layer_norm_first = config.layer_norm_first
+        self.self_attn = DBetaECGSelfAttention(config, attn_config)
+        self.dropout1 = nn.Dropout(config.dropout)
+        self.dropout2 = nn.Dropout(config.activation_dropout)
+        self.dropout3 = nn.Dropout(config.dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(dim, config.encoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_embed_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+
+    def _feed_forward(self, x):
+        return self.dropout3(self.fc2(self.dropout2(F.gelu(self.fc1(x)))))
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = hidden_states
+        if self.layer_norm_first:
+            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), attention_mask))
+            x = x + self._feed_forward(self.final_layer_norm(x))
+        else:
+            x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, attention_mask)))
+            x = self.final_layer_norm(x + self._feed_forward(x))
+        return x
+
+
+class DBetaECGTransformer(nn.Module):
+    """The ECG transformer: input LayerNorm (post-LN) or final LayerNorm (pre-LN), dropout, layers with LayerDrop."""
+
+    def __init__(self, config: DBetaECGConfig, attn_config=None):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.layerdrop = config.encoder_layerdrop
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([DBetaECGEncoderLayer(config, attn_config) for _ in range(config.encoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.encoder_embed_dim, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = hidden_states
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+                continue
+            x = layer(x, attention_mask)
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
+        return x
+
+
+class _GradMultiply(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+class DBetaECGEncoder(nn.Module):
+    """ECG encoder (fairseq-signals `ECGTransformerModel`): conv features -> LayerNorm -> projection -> dropout ->
+    conv positional encoding; `encoder` is the transformer that runs after the CLS token is prepended."""
+
+    def __init__(self, config: DBetaECGConfig, attn_config=None):
+        super().__init__()
+        self.config = config
+        # attention modules read `_attn_implementation` from `attn_config` (the top-level DBetaConfig)
+        self.encoder = DBetaECGTransformer(config, attn_config)
+        self.feature_extractor = DBetaConvFeatureExtractor(config)
+        self.layer_norm = nn.LayerNorm(config.conv_dim, eps=config.layer_norm_eps)
+        self.post_extract_proj = (
+            nn.Linear(config.conv_dim, config.encoder_embed_dim) if config.conv_dim != config.encoder_embed_dim else None
+        )
+        self.dropout_input = nn.Dropout(config.dropout_input)
+        self.conv_pos = DBetaConvPositionalEncoding(config)
+
+    def embed(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """(B, leads, samples) -> token embeddings with positional information, (B, T, C)."""
+        features = self.feature_extractor(ecg_values)
+        if self.config.feature_grad_mult != 1.0 and self.training:
+            features = _GradMultiply.apply(features, self.config.feature_grad_mult)
+        x = self.layer_norm(features.transpose(1, 2))
+        if self.post_extract_proj is not None:
+            x = self.post_extract_proj(x)
+        x = self.dropout_input(x)
+        return x + self.conv_pos(x)
+
+
+# --------------------------------------------------------------------------------------------- fusion
+class DBetaFusionSelfAttention(nn.Module):
+    """BERT-style attention projections (`query`, `key`, `value`); keys and values may come from the other stream."""
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_dim // config.num_heads
+        self.is_causal = False
+        self.dropout = config.drop_rate
+        self.query = nn.Linear(config.hidden_dim, config.hidden_dim)
+        self.key = nn.Linear(config.hidden_dim, config.hidden_dim)
+        self.value = nn.Linear(config.hidden_dim, config.hidden_dim)
+
+    def forward(self, hidden_states, key_value_states, attention_mask):
+        q = _split_heads(self.query(hidden_states), self.num_heads)
+        k = _split_heads(self.key(key_value_states), self.num_heads)
+        v = _split_heads(self.value(key_value_states), self.num_heads)
+        out = _attention(self, self.config, q, k, v, attention_mask, self.dropout)
+        return out.reshape(hidden_states.shape[0], hidden_states.shape[1], -1)
+
+
+class DBetaFusionSelfOutput(nn.Module):
+    def __init__(self, config: DBetaConfig, input_dim: int | None = None):
+        super().__init__()
+        self.dense = nn.Linear(input_dim or config.hidden_dim, config.hidden_dim)
+        self.LayerNorm = nn.LayerNorm(config.hidden_dim, eps=config.fusion_layer_norm_eps)
+        self.dropout = nn.Dropout(config.drop_rate)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class DBetaFusionAttention(nn.Module):
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.self = DBetaFusionSelfAttention(config)
+        self.output = DBetaFusionSelfOutput(config)
+
+    def forward(self, hidden_states, key_value_states, attention_mask):
+        return self.output(self.self(hidden_states, key_value_states, attention_mask), hidden_states)
+
+
+class DBetaFusionIntermediate(nn.Module):
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_dim, config.fusion_intermediate_size)
+
+    def forward(self, hidden_states):
+        return F.gelu(self.dense(hidden_states))
+
+
+class DBetaFusionLayer(GradientCheckpointingLayer):
+    """One cross-attention fusion layer (METER/M3AE `BertCrossLayer`): self-attention, cross-attention to the other
+    modality, feed-forward; post-LN residual blocks."""
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.attention = DBetaFusionAttention(config)
+        self.crossattention = DBetaFusionAttention(config)
+        self.intermediate = DBetaFusionIntermediate(config)
+        self.output = DBetaFusionSelfOutput(config, input_dim=config.fusion_intermediate_size)
+
+    def forward(self, hidden_states, other_states, self_attention_mask=None, cross_attention_mask=None):
+        x = self.attention(hidden_states, hidden_states, self_attention_mask)
+        x = self.crossattention(x, other_states, cross_attention_mask)
+        return self.output(self.intermediate(x), x)
+
+
+class DBetaPooler(nn.Module):
+    """First token -> Linear -> tanh."""
+
+    def __init__(self, hidden_dim: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_dim, hidden_dim)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# --------------------------------------------------------------------------------------------- heads
+class DBetaMLMPredictionTransform(nn.Module):
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_dim, config.hidden_dim)
+        self.LayerNorm = nn.LayerNorm(config.hidden_dim, eps=config.fusion_layer_norm_eps)
+
+    def forward(self, x):
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class DBetaMLMHead(nn.Module):
+    """BERT-style MLM head: dense + GELU + LayerNorm, then a bias-free decoder plus a separate bias."""
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.transform = DBetaMLMPredictionTransform(config)
+        self.decoder = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x):
+        return self.decoder(self.transform(x)) + self.bias
+
+
+class DBetaQuickGELU(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class DBetaPackedSelfAttention(nn.Module):
+    """Self-attention with a packed input projection (`in_proj_weight`, `in_proj_bias`), the parameter layout of
+    `nn.MultiheadAttention`, run through SDPA / eager on batch-first tensors."""
+
+    def __init__(self, width: int, num_heads: int, config: DBetaConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = width // num_heads
+        self.is_causal = False
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        out = _attention(self, self.config, _split_heads(q, self.num_heads), _split_heads(k, self.num_heads),
+                         _split_heads(v, self.num_heads), None, 0.0)
+        return self.out_proj(out.reshape(x.shape[0], x.shape[1], -1))
+
+
+class DBetaMEMDecoderBlock(GradientCheckpointingLayer):
+    """CLIP-style pre-LN residual block of the MEM decoder (QuickGELU MLP, float32 LayerNorms)."""
+
+    def __init__(self, width: int, num_heads: int, config: DBetaConfig):
+        super().__init__()
+        self.attn = DBetaPackedSelfAttention(width, num_heads, config)
+        self.ln_1 = DBetaFp32LayerNorm(width)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("c_fc", nn.Linear(width, 4 * width))
+        self.mlp.add_module("gelu", DBetaQuickGELU())
+        self.mlp.add_module("c_proj", nn.Linear(4 * width, width))
+        self.ln_2 = DBetaFp32LayerNorm(width)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class DBetaMEMDecoderStack(nn.Module):
+    def __init__(self, width: int, layers: int, num_heads: int, config: DBetaConfig):
+        super().__init__()
+        self.resblocks = nn.ModuleList([DBetaMEMDecoderBlock(width, num_heads, config) for _ in range(layers)])
+
+    def forward(self, x):
+        for block in self.resblocks:
+            x = block(x)
+        return x
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """(1, length, dim) fixed sinusoidal table: sin on even channels, cos on odd ones."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * div_term)
+    table[:, 1::2] = torch.cos(position * div_term[: dim // 2])
+    return table[None]
+
+
+class DBetaMEMPositionalEncoding(nn.Module):
+    def __init__(self, dim: int, max_len: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_positions(max_len, dim), persistent=True)
+
+
+class DBetaMEMHead(nn.Module):
+    """MAE-style decoder that reconstructs every ECG token's patch (leads x patch samples) from the fused ECG stream."""
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        width = config.mem_decoder_hidden_dim
+        self.num_leads = config.ecg_config.in_d
+        self.patch = config.mem_patch
+        self.decoder_embed = nn.Linear(config.hidden_dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.decoder_pos_embed = DBetaMEMPositionalEncoding(width, max(512, config.num_ecg_tokens + 1))
+        self.decoder = DBetaMEMDecoderStack(width, config.mem_decoder_num_layers, config.mem_decoder_num_heads, config)
+        self.decoder_norm = nn.LayerNorm(width)
+        self.decoder_pred = nn.Linear(width, self.patch * self.num_leads)
+
+    def forward(self, hidden_states: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """hidden_states: (B, 1 + K, H) kept tokens with CLS first; ids_restore: (B, T) -> (B, T, leads, patch)."""
+        x = self.decoder_embed(hidden_states)
+        batch, num_tokens = ids_restore.shape
+        if num_tokens + 1 > self.decoder_pos_embed.pe.shape[1]:
+            raise ValueError(f"MEM decoder positions cover {self.decoder_pos_embed.pe.shape[1] - 1} tokens, got {num_tokens}")
+        mask_tokens = self.mask_token.to(x.dtype).expand(batch, num_tokens + 1 - x.shape[1], -1)
+        tokens = torch.cat([x[:, 1:], mask_tokens], dim=1)
+        tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
+        x = torch.cat([x[:, :1], tokens], dim=1)
+        x = x + self.decoder_pos_embed.pe[:, : num_tokens + 1].to(x.dtype)
+        x = self.decoder_norm(self.decoder(x))
+        x = self.decoder_pred(x)[:, 1:]
+        return x.reshape(batch, num_tokens, self.num_leads, self.patch)
+
+
+class DBetaETMHead(nn.Module):
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        self.fc = nn.Linear(2 * config.hidden_dim, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+# --------------------------------------------------------------------------------------------- masking
+def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAE random masking driven by `noise` (B, T): tokens with the smallest noise are kept.
+
+    Returns `ids_keep` (B, K) with K = int(T * (1 - mask_ratio)), `mask` (B, T; 1 = removed) and `ids_restore` (B, T).
+    """
+    if noise.dim() != 2 or noise.shape[1] != num_tokens:
+        raise ValueError(f"noise must have shape (batch, {num_tokens}) (one value per ECG token), got {tuple(noise.shape)}")
+    len_keep = int(num_tokens * (1 - mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    mask = torch.ones_like(noise)
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return ids_keep, mask, ids_restore
+
+
+# --------------------------------------------------------------------------------------------- base classes
+class DBetaPreTrainedModel(PreTrainedModel):
+    config_class = DBetaConfig
+    config: DBetaConfig
+    base_model_prefix = "model"
+    main_input_name = "ecg_values"
+    input_modalities = ("ecg", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DBetaECGEncoderLayer", "DBetaFusionLayer", "DBetaMEMDecoderBlock", "T5Block"]
+    _keep_in_fp32_modules = ["wo"]
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = False
+
+    def _init_weights(self, module):
+        """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions."""
+        std = self.config.initializer_range
+        if isinstance(module, DBetaConvFeatureExtractor):
+            for block in module.conv_layers:
+                init.kaiming_normal_(block[0].weight)
+                if block[0].bias is not None:
+                    init.zeros_(block[0].bias)
+        elif isinstance(module, DBetaConvPositionalEncoding):
+            conv = module.pos_conv[0]
+            kernel = conv.kernel_size[0]
+            width = conv.in_channels
+            param = conv.parametrizations.weight
+            init.normal_(param.original1, mean=0.0, std=math.sqrt(4.0 / (kernel * width)))
+            with torch.no_grad():
+                norm = torch.linalg.vector_norm(param.original1, dim=(0, 1), keepdim=True)
+            init.copy_(param.original0, norm)
+            init.zeros_(conv.bias)
+        elif isinstance(module, nn.Conv1d):
+            pass  # handled by its parent (feature extractor / positional encoding)
+        elif isinstance(module, DBetaPackedSelfAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, DBetaMEMHead):
+            init.normal_(module.mask_token, mean=0.0, std=std)
+        elif isinstance(module, DBetaMEMPositionalEncoding):
+            init.copy_(module.pe, sinusoidal_positions(module.pe.shape[1], module.pe.shape[2]))
+        elif isinstance(module, DBetaMLMHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, losses.DBetaETSLoss):
+            init.constant_(module.logit_scale, math.log(self.config.ets_logit_scale_init))
+            if module.logit_bias is not None:
+                init.constant_(module.logit_bias, float(self.config.ets_logit_bias_init))
+        if isinstance(module, (DBetaModel, DBetaECGModel)):
+            init.uniform_(module.class_embedding, 0.0, 1.0)
+
+    # ------------------------------------------------------------------ shared ECG path
+    def _check_ecg_values(self, ecg_values: torch.Tensor):
+        ecg_config = self.config.ecg_config
+        if not isinstance(ecg_values, torch.Tensor):
+            raise TypeError(
+                f"ecg_values must be a torch.Tensor of shape (batch, {ecg_config.in_d}, samples), got "
+                f"{type(ecg_values).__name__}; use DBetaProcessor / DBetaECGFeatureExtractor(return_tensors='pt')"
+            )
+        if ecg_values.dim() == 2:
+            raise ValueError(
+                f"ecg_values has shape {tuple(ecg_values.shape)}: a single (leads, samples) recording without a batch "
+                f"dimension; pass ecg_values[None] (shape (1, {ecg_config.in_d}, samples))"
+            )
+        if ecg_values.dim() != 3:
+            raise ValueError(f"ecg_values must be (batch, leads, samples), got shape {tuple(ecg_values.shape)}")
+        if ecg_values.shape[1] != ecg_config.in_d:
+            hint = " (it looks like (batch, samples, leads): transpose the last two dims)" if ecg_values.shape[2] == ecg_config.in_d else ""
+            raise ValueError(
+                f"ecg_values has {ecg_values.shape[1]} leads but the model expects {ecg_config.in_d}{hint}; map your leads "
+                f"to the canonical order with DBetaECGFeatureExtractor(lead_names=...), which zero-fills missing leads"
+            )
+        if ecg_values.shape[2] < ecg_config.min_num_samples():
+            raise ValueError(
+                f"ecg_values has {ecg_values.shape[2]} samples, too few for the conv stack (needs at least "
+                f"{ecg_config.min_num_samples()}; the model was trained on {ecg_config.num_samples} samples at "
+                f"{ecg_config.sampling_rate} Hz): pad or resample with DBetaECGFeatureExtractor"
+            )
+        if not ecg_values.is_floating_point():
+            raise TypeError(f"ecg_values must be a float tensor (millivolts), got {ecg_values.dtype}")
+        if getattr(self.config, "validate_inputs", True) and not torch.compiler.is_compiling():
+            if not bool(torch.isfinite(ecg_values).all()):
+                bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
+                raise ValueError(
+                    f"ecg_values contains NaN or infinite values at (batch item, lead) {bad[:10]}; clean them with "
+                    f"DBetaECGFeatureExtractor(nan_policy='zero' or 'interpolate')"
+                )
+
+    def _encode_ecg(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_mask: bool = False):
+        """ECG tower up to the projection. Returns (projected tokens (B, 1+K, H), mask, ids_restore)."""
+        self._check_ecg_values(ecg_values)
+        x = self.ecg_encoder.embed(ecg_values)
+        batch, num_tokens, width = x.shape
+        mask = ids_restore = None
+        if apply_mask:
+            if noise is None:
+                noise = torch.rand(batch, num_tokens, device=x.device)
+            ids_keep, mask, ids_restore = random_masking(num_tokens, self.config.mem_prob, noise.to(x.device))
+            x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, width))
+        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
+        x = self.ecg_encoder.encoder(torch.cat([cls, x], dim=1))
+        return self.multi_modal_ecg_proj(x), mask, ids_restore
+
+
+class DBetaECGModel(DBetaPreTrainedModel):
+    """The ECG tower alone (conv features, CLS, ECG transformer, projection, uni-modal pooler).
+
+    Loads the ECG part of any D-BETA checkpoint: `DBetaECGModel.from_pretrained(path)`; the text tower and fusion
+    weights of the checkpoint are left unused.
+    """
+
+    # the text tower, fusion and heads of a full checkpoint are not part of the ECG tower
+    _keys_to_ignore_on_load_unexpected = [
+        r"language_encoder\.", r"multi_modal_language", r"multi_modal_ecg_layers", r"multi_modal_ecg_pooler",
+        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mim|itm)_head\.",
+    ]
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__(config)
+        ecg_config = config.ecg_config
+        self.class_embedding = nn.Parameter(torch.zeros(ecg_config.encoder_embed_dim))
+        self.ecg_encoder = DBetaECGEncoder(ecg_config, config)
+        self.multi_modal_ecg_proj = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
+        self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
+        self.post_init()
+
+    def forward(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_ecg_mask: bool = False, **kwargs):
+        hidden, _, _ = self._encode_ecg(ecg_values, noise, apply_ecg_mask)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=self.unimodal_ecg_pooler(hidden))
+
+    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        return self.forward(ecg_values).pooler_output
+
+
+class DBetaModel(DBetaPreTrainedModel):
+    """D-BETA: ECG encoder + T5 text encoder + two streams of cross-attention fusion layers.
+
+    `get_ecg_features` / `get_text_features` give the uni-modal embeddings used for zero-shot scoring and linear
+    probing (the official `get_ecg_feats`); `forward` also runs the fusion layers. Call `model.eval()` for
+    deterministic features (dropout is active in training mode).
+    """
+
+    # loading from a DBetaForPreTraining checkpoint: its pretraining heads are not part of the base model
+    _keys_to_ignore_on_load_unexpected = [r"(mlm|mim|itm)_head\."]
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__(config)
+        ecg_config = config.ecg_config
+        self.class_embedding = nn.Parameter(torch.zeros(ecg_config.encoder_embed_dim))
+        self.ecg_encoder = DBetaECGEncoder(ecg_config, config)
+        self.language_encoder = T5EncoderModel(config.text_config)
+        self.multi_modal_language_proj = nn.Linear(config.text_config.d_model, config.hidden_dim)
+        self.multi_modal_ecg_proj = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
+        self.modality_type_embeddings = nn.Embedding(2, config.hidden_dim)
+        self.multi_modal_ecg_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_top_layer)])
+        self.multi_modal_language_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_top_layer)])
+        self.multi_modal_ecg_pooler = DBetaPooler(config.hidden_dim)
+        self.multi_modal_language_pooler = DBetaPooler(config.hidden_dim)
+        self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
+        self.unimodal_language_pooler = DBetaPooler(config.hidden_dim)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_encoder.set_input_embeddings(value)
+
+    # ------------------------------------------------------------------ towers
+    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        if input_ids is None or input_ids.dim() != 2:
+            raise ValueError(
+                "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
+            )
+        hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.multi_modal_language_proj(hidden)
+
+    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """(B, leads, samples) ECGs in millivolts -> (B, hidden_dim) uni-modal ECG embeddings (no masking)."""
+        hidden, _, _ = self._encode_ecg(ecg_values)
+        return self.unimodal_ecg_pooler(hidden)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) token ids -> (B, hidden_dim) uni-modal text embeddings (T5 encoder, projection, first-token pooler)."""
+        return self.unimodal_language_pooler(self._encode_text(input_ids, attention_mask))
+
+    # ------------------------------------------------------------------ fusion
+    def fuse(
+        self,
+        text_hidden: torch.Tensor,
+        ecg_hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mem_layer: int | None = None,
+    ):
+        """Run both fusion streams. Returns (text stream, ECG stream, ECG stream at `mem_layer` or None)."""
+        text_types = torch.zeros(1, 1, dtype=torch.long, device=text_hidden.device)
+        x = text_hidden + self.modality_type_embeddings(text_types)
+        y = ecg_hidden + self.modality_type_embeddings(torch.ones_like(text_types))
+        text_mask = additive_attention_mask(attention_mask) if attention_mask is not None else None
+        if text_mask is not None and bool(torch.compiler.is_compiling()) is False and attention_mask.all():
+            text_mask = None  # nothing padded: identical result, and SDPA can use its fastest kernels
+        saved = None
+        for i, (language_layer, ecg_layer) in enumerate(zip(self.multi_modal_language_layers, self.multi_modal_ecg_layers)):
+            if mem_layer is not None and i == mem_layer:
+                saved = y
+            x, y = language_layer(x, y, text_mask, None), ecg_layer(y, x, None, text_mask)
+        if mem_layer == -1:
+            saved = y
+        return x, y, saved
+
+    def forward(
+        self,
+        ecg_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DBetaModelOutput | tuple:
+        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states (no masking)."""
+        if ecg_values is None or input_ids is None:
+            raise ValueError(
+                "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
+                "get_text_features"
+            )
+        ecg_hidden, _, _ = self._encode_ecg(ecg_values)
+        text_hidden = self._encode_text(input_ids, attention_mask)
+        x, y, _ = self.fuse(text_hidden, ecg_hidden, attention_mask)
+        output = DBetaModelOutput(
+            ecg_embeds=self.unimodal_ecg_pooler(ecg_hidden),
+            text_embeds=self.unimodal_language_pooler(text_hidden),
+            multimodal_embeds=torch.cat([self.multi_modal_language_pooler(x), self.multi_modal_ecg_pooler(y)], dim=-1),
+            multimodal_text_hidden_states=x,
+            multimodal_ecg_hidden_states=y,
+            ecg_hidden_states=ecg_hidden,
+            text_hidden_states=text_hidden,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    @classmethod
+    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
+                             ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
+        """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
+
+        `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_top_layer`) except `cache_dir`, `revision`, `token` and
+        `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The fusion width defaults to the T5 width.
+        """
+        load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+        text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
+        if config is None:
+            kwargs.setdefault("vocab_size", text_model.config.vocab_size)
+            config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
+        model = cls(config)
+        base = model if isinstance(model, DBetaModel) else model.model
+        missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
+        missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
+        if missing or unexpected:
+            raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
+        return model
+
+
+class DBetaForPreTraining(DBetaPreTrainedModel):
+    """D-BETA with its pretraining heads (MLM, MEM, ETM) and the four losses (MLM, MEM, ETM, ETS)."""
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__(config)
+        self.model = DBetaModel(config)
+        self.mlm_head = DBetaMLMHead(config)
+        self.mim_head = DBetaMEMHead(config)
+        self.itm_head = DBetaETMHead(config)
+        self.ets_loss_fn = losses.DBetaETSLoss(
+            logit_scale_init=config.ets_logit_scale_init,
+            learnable_scale=config.ets_learnable_scale,
+            logit_bias_init=config.ets_logit_bias_init,
+            learnable_bias=config.ets_learnable_bias,
+        )
+        self.post_init()
+
+    from_text_pretrained = DBetaModel.from_text_pretrained
+
+    def get_ecg_features(self, ecg_values):
+        return self.model.get_ecg_features(ecg_values)
+
+    def get_text_features(self, input_ids, attention_mask=None):
+        return self.model.get_text_features(input_ids, attention_mask)
+
+    def forward(
+        self,
+        ecg_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        mlm_labels: torch.Tensor | None = None,
+        match_labels: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        apply_ecg_mask: bool = True,
+        return_mlm_logits: bool = True,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DBetaForPreTrainingOutput | tuple:
+        r"""
+        Args:
+            ecg_values: (B, leads, samples) ECGs in millivolts (the MEM target is this same tensor).
+            input_ids / attention_mask: (B, L) tokenised (MLM-masked) reports.
+            mlm_labels: (B, L) original ids at MLM positions, -100 elsewhere.
+            match_labels: (B,) 1 = the report belongs to the ECG, 0 = N3S negative.
+            noise: (B, T) uniform noise that drives ECG token masking (argsort ascending; the first
+                `int(T * (1 - mem_prob))` tokens are kept), as ViTMAE; drawn when omitted.
+            apply_ecg_mask: mask ECG tokens and compute MEM; `False` runs the unmasked evaluation pass.
+            return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
+                positions that have a label (same loss, much less compute), and `mlm_logits` is None.
+        """
+        base = self.model
+        ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
+        text_hidden = base._encode_text(input_ids, attention_mask)
+        ecg_embeds = base.unimodal_ecg_pooler(ecg_hidden)
+        text_embeds = base.unimodal_language_pooler(text_hidden)
+        mem_layer = self.config.mem_layer if apply_ecg_mask else None
+        x, y, mem_input = base.fuse(text_hidden, ecg_hidden, attention_mask, mem_layer)
+        fused = torch.cat([base.multi_modal_language_pooler(x), base.multi_modal_ecg_pooler(y)], dim=-1)
+        etm_logits = self.itm_head(fused)
+
+        mlm_logits = mem_logits = None
+        loss_terms = {}
+        mlm_accuracy = etm_accuracy = None
+        if return_mlm_logits or mlm_labels is None:
+            mlm_logits = self.mlm_head(x)
+            if mlm_labels is not None:
+                loss_terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_labels)
+                selected = mlm_labels != -100
+                mlm_accuracy = ((mlm_logits.argmax(-1) == mlm_labels) & selected).sum() / selected.sum().clamp_min(1)
+        else:
+            selected = mlm_labels != -100
+            logits = self.mlm_head(x[selected])
+            targets = mlm_labels[selected]
+            loss_terms["mlm"] = losses.mlm_loss(logits, targets) if targets.numel() else logits.sum() * 0.0
+            mlm_accuracy = (logits.argmax(-1) == targets).float().mean() if targets.numel() else logits.new_zeros(())
+
+        if apply_ecg_mask:
+            mem_logits = self.mim_head(mem_input, ids_restore)
+            target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch, self.config.mem_norm_target)
+            loss_terms["mem"] = losses.mem_loss(mem_logits, target, mem_mask)
+        if match_labels is not None:
+            loss_terms["etm"] = losses.etm_loss(etm_logits, match_labels)
+            etm_accuracy = (etm_logits.argmax(-1) == match_labels.long()).float().mean()
+        loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels)
+
+        weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
+                   "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}
+        loss = sum(weights[name] * value for name, value in loss_terms.items())
+        output = DBetaForPreTrainingOutput(
+            loss=loss,
+            mlm_loss=loss_terms.get("mlm"),
+            mem_loss=loss_terms.get("mem"),
+            etm_loss=loss_terms.get("etm"),
+            ets_loss=loss_terms.get("ets"),
+            mlm_logits=mlm_logits,
+            mem_logits=mem_logits,
+            mem_mask=mem_mask,
+            mem_ids_restore=ids_restore,
+            etm_logits=etm_logits,
+            ecg_embeds=ecg_embeds,
+            text_embeds=text_embeds,
+            mlm_accuracy=None if mlm_accuracy is None else mlm_accuracy.detach(),
+            etm_accuracy=None if etm_accuracy is None else etm_accuracy.detach(),
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class DBetaForECGClassification(DBetaPreTrainedModel):
+    """ECG tower + pooled ECG feature + linear head, for fine-tuning and linear probing.
+
+    `config.num_labels` classes; `config.problem_type` "multi_label_classification" (BCE, default when
+    `num_labels > 1`), "single_label_classification" (cross-entropy) or "regression" (MSE).
+    Load from any D-BETA checkpoint: `DBetaForECGClassification.from_pretrained(path, num_labels=5)`.
+    """
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__(config)
+        self.model = DBetaECGModel(config)
+        self.classifier_dropout = nn.Dropout(getattr(config, "classifier_dropout", 0.0) or 0.0)
+        self.classifier = nn.Linear(config.hidden_dim, config.num_labels)
+        self.post_init()
+
+    def freeze_ecg_encoder(self):
+        """Freeze everything but the classifier (linear probing)."""
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+
+    def forward(self, ecg_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
+        pooled = self.model(ecg_values).pooler_output
+        logits = self.classifier(self.classifier_dropout(pooled))
+        loss = None
+        if labels is not None:
+            problem_type = self.config.problem_type
+            if problem_type is None:
+                problem_type = "multi_label_classification" if self.config.num_labels > 1 and labels.is_floating_point() else (
+                    "regression" if self.config.num_labels == 1 else "single_label_classification")
+            if problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            elif problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.float(), labels.long())
+            elif problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                raise ValueError(f"unknown problem_type {problem_type!r}")
+        output = SequenceClassifierOutput(loss=loss, logits=logits)
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = [
+    "DBetaPreTrainedModel",
+    "DBetaModel",
+    "DBetaECGModel",
+    "DBetaForPreTraining",
+    "DBetaForECGClassification",
+    "DBetaModelOutput",
+    "DBetaForPreTrainingOutput",
+    "random_masking",
+]

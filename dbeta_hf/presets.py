@@ -1,0 +1,54 @@
+"""Ready-made configurations: the official model and tiny ones for tests and the embedded CPU demo."""
+
+from __future__ import annotations
+
+from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+
+
+def official_config(**kwargs) -> DBetaConfig:
+    """The official D-BETA configuration (321M parameters with Flan-T5-base)."""
+    return DBetaConfig(**kwargs)
+
+
+def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000, **kwargs) -> DBetaConfig:
+    """A tiny D-BETA (about 0.2M parameters) with the real conv stack shape (stride 16 -> 312 tokens for 5000 samples).
+
+    Used by the test-suite and by `examples/pretrain.py`'s embedded CPU default. `kwargs` override top-level fields.
+    """
+    ecg_config = DBetaECGConfig(
+        num_samples=num_samples,
+        conv_feature_layers=[(hidden, 2, 2)] * 4,
+        encoder_embed_dim=hidden,
+        encoder_layers=1,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=2 * hidden,
+        conv_pos=16,
+        conv_pos_groups=4,
+    )
+    text_config = dict(
+        vocab_size=vocab_size,
+        d_model=hidden,
+        d_kv=hidden // 4,
+        d_ff=2 * hidden,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        use_cache=False,
+    )
+    defaults = dict(
+        hidden_dim=hidden,
+        num_heads=4,
+        num_top_layer=2,
+        mem_layer=1,
+        mem_decoder_hidden_dim=16,
+        mem_decoder_num_layers=1,
+        mem_decoder_num_heads=2,
+        vocab_size=vocab_size,
+    )
+    defaults.update(kwargs)
+    return DBetaConfig(ecg_config=ecg_config, text_config=text_config, **defaults)
