@@ -45,23 +45,29 @@ DEFAULT_CONV_FEATURE_LAYERS = [(256, 2, 2)] * 4
 CANONICAL_LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
+def _evaluate_layer_expression(node: ast.AST) -> list:
+    """Evaluate list literals joined with `+` and repeated with `* int`, nothing else (no `eval`)."""
+    if isinstance(node, (ast.List, ast.Tuple)) and all(isinstance(e, (ast.Tuple, ast.List)) for e in node.elts):
+        return [tuple(ast.literal_eval(e)) for e in node.elts]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _evaluate_layer_expression(node.left) + _evaluate_layer_expression(node.right)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        left, right = node.left, node.right
+        if isinstance(left, ast.Constant):
+            left, right = right, left
+        if isinstance(right, ast.Constant) and isinstance(right.value, int):
+            return _evaluate_layer_expression(left) * right.value
+    raise ValueError(f"cannot parse conv_feature_layers expression near {ast.unparse(node)!r}")
+
+
 def parse_conv_feature_layers(spec: str | Sequence[Sequence[int]]) -> list[tuple[int, int, int]]:
     """Parse the official `conv_feature_layers` field.
 
-    The official config stores a Python expression such as ``"[(256, 2, 2)] * 4"``. It is parsed
-    without `eval`: a list literal, optionally multiplied by an integer literal.
+    The official config stores a Python expression such as ``"[(256, 2, 2)] * 4"`` or
+    ``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``. It is parsed without `eval`: list literals of
+    `(dim, kernel, stride)` tuples, joined with `+` and repeated with `* int`.
     """
-    if isinstance(spec, str):
-        tree = ast.parse(spec.strip(), mode="eval").body
-        if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult):
-            left, right = tree.left, tree.right
-            if isinstance(left, ast.Constant):
-                left, right = right, left
-            layers = list(ast.literal_eval(left)) * int(ast.literal_eval(right))
-        else:
-            layers = list(ast.literal_eval(tree))
-    else:
-        layers = list(spec)
+    layers = _evaluate_layer_expression(ast.parse(spec.strip(), mode="eval").body) if isinstance(spec, str) else list(spec)
     parsed = []
     for layer in layers:
         layer = tuple(int(v) for v in layer)

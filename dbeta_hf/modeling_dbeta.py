@@ -580,6 +580,28 @@ def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> t
     return ids_keep, mask, ids_restore
 
 
+def _from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
+                          ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
+    """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
+
+    `DBetaForPreTraining.from_text_pretrained("google/flan-t5-base")` (the default) or any local T5 folder.
+    `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_top_layer`) except `cache_dir`, `revision`, `token` and
+    `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The MLM vocabulary follows the T5 vocabulary.
+    """
+    load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+    text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
+    if config is None:
+        kwargs.setdefault("vocab_size", text_model.config.vocab_size)
+        config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
+    model = cls(config)
+    base = model if isinstance(model, DBetaModel) else model.model
+    missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
+    missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
+    if missing or unexpected:
+        raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
+    return model
+
+
 # --------------------------------------------------------------------------------------------- base classes
 class DBetaPreTrainedModel(PreTrainedModel):
     config_class = DBetaConfig
@@ -829,25 +851,10 @@ class DBetaModel(DBetaPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
     @classmethod
-    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
-                             ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
-        """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
-
-        `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_top_layer`) except `cache_dir`, `revision`, `token` and
-        `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The fusion width defaults to the T5 width.
-        """
-        load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
-        text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
-        if config is None:
-            kwargs.setdefault("vocab_size", text_model.config.vocab_size)
-            config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
-        model = cls(config)
-        base = model if isinstance(model, DBetaModel) else model.model
-        missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
-        missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
-        if missing or unexpected:
-            raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
-        return model
+    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", **kwargs):
+        """A fresh model whose text tower holds pretrained T5 weights (default: google/flan-t5-base); see
+        `_from_text_pretrained` for the keyword arguments."""
+        return _from_text_pretrained(cls, text_model_name_or_path, **kwargs)
 
 
 class DBetaForPreTraining(DBetaPreTrainedModel):
@@ -867,7 +874,11 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         )
         self.post_init()
 
-    from_text_pretrained = DBetaModel.from_text_pretrained
+    @classmethod
+    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", **kwargs):
+        """A fresh model whose text tower holds pretrained T5 weights (default: google/flan-t5-base); see
+        `_from_text_pretrained` for the keyword arguments."""
+        return _from_text_pretrained(cls, text_model_name_or_path, **kwargs)
 
     def get_ecg_features(self, ecg_values):
         return self.model.get_ecg_features(ecg_values)

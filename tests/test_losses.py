@@ -1,0 +1,91 @@
+"""The four pretraining losses, by hand, and the ETS loss across processes (gloo, CPU)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from dbeta_hf import losses
+
+from distributed_ets_worker import global_batch, worker
+
+
+def test_ets_loss_by_hand():
+    g = torch.Generator().manual_seed(0)
+    e, t = torch.tanh(torch.randn(4, 8, generator=g)), torch.tanh(torch.randn(4, 8, generator=g))
+    match = torch.tensor([1, 0, 1, 1])
+    total = 0.0
+    for i in range(4):
+        for j in range(4):
+            label = (2 * match[i].item() - 1) if i == j else -1
+            total += -F.logsigmoid(torch.tensor(label * (e[i] @ t[j]).item())).item()
+    assert losses.ets_loss(e, t, match).item() == pytest.approx(total / 16, rel=1e-6)
+    # scale and bias enter the logits
+    scaled = losses.ets_loss(e, t, match, logit_scale=2.0, logit_bias=-1.0)
+    labels = losses.ets_labels(match, 4, 4)
+    assert scaled.item() == pytest.approx((-F.logsigmoid(labels * (2.0 * e @ t.T - 1.0))).mean().item(), rel=1e-6)
+
+
+def test_mem_target_and_loss_by_hand():
+    g = torch.Generator().manual_seed(0)
+    ecg = torch.randn(2, 3, 50, generator=g)
+    ecg[1, 2] = 0.0  # a zeroed lead gives a zero target
+    target = losses.mem_target(ecg, num_tokens=6, patch_size=8, normalize=True)
+    assert target.shape == (2, 6, 24)
+    cut = ecg[..., :48]
+    norm = (cut - cut.mean(-1, keepdim=True)) / torch.sqrt(cut.var(-1, keepdim=True, unbiased=True) + 1e-6)
+    # token 2 of item 0: lead-major [lead0 s16..23, lead1 s16..23, lead2 s16..23]
+    assert torch.allclose(target[0, 2], torch.cat([norm[0, lead, 16:24] for lead in range(3)]), atol=1e-6)
+    assert torch.count_nonzero(target[1, :, 16:24]) == 0
+    pred = torch.randn(2, 6, 3, 8, generator=g)
+    mask = torch.tensor([[1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
+    per_token = ((pred.reshape(2, 6, 24) - target) ** 2).mean(-1)
+    expected = (per_token[0, 0] + per_token[0, 2] + per_token[1, 5]) / 3
+    assert losses.mem_loss(pred, target, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="MEM needs"):
+        losses.mem_target(ecg, num_tokens=7, patch_size=8)
+
+
+def test_mlm_and_etm_losses():
+    logits = torch.randn(2, 3, 10)
+    labels = torch.tensor([[4, -100, 1], [-100, -100, 9]])
+    manual = torch.stack([F.cross_entropy(logits[0, 0:1], labels[0, 0:1]), F.cross_entropy(logits[0, 2:3], labels[0, 2:3]),
+                          F.cross_entropy(logits[1, 2:3], labels[1, 2:3])]).mean()
+    assert losses.mlm_loss(logits, labels).item() == pytest.approx(manual.item(), rel=1e-6)
+    etm = torch.randn(4, 2)
+    match = torch.tensor([1, 0, 0, 1])
+    assert losses.etm_loss(etm, match).item() == pytest.approx(F.cross_entropy(etm, match).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [[3, 2], [2, 2, 2, 2]], ids=["2-processes-unequal", "4-processes"])
+def test_distributed_ets_equals_single_process_global_batch(sizes):
+    world_size = len(sizes)
+    ecg, text, match = global_batch(sizes)
+    ecg.requires_grad_(True)
+    text.requires_grad_(True)
+    reference = losses.ets_loss(ecg, text, match)
+    reference.backward()
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        mp.spawn(worker, args=(world_size, sizes, init_file, tmp), nprocs=world_size, join=True)
+        results = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(world_size)]
+    # the mean of the per-process losses (what DDP optimises) is the single-process loss over the global batch
+    mean_loss = torch.stack([r["loss"] for r in results]).mean()
+    assert mean_loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    # each process holds world_size x the global gradient of its own rows; DDP's averaging over processes
+    # then yields exactly the global-batch gradient for the parameters
+    ecg_grad = torch.cat([r["ecg_grad"] for r in results]) / world_size
+    text_grad = torch.cat([r["text_grad"] for r in results]) / world_size
+    assert torch.allclose(ecg_grad, ecg.grad, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(text_grad, text.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_remote_blocks_are_all_negative():
+    # with two "processes" folded into one matrix, the cross block carries no positive label
+    labels = losses.ets_labels(torch.tensor([1, 0]), 2, 4, diagonal_offset=2)
+    assert labels.tolist() == [[-1, -1, 1, -1], [-1, -1, -1, -1]]

@@ -1,0 +1,401 @@
+"""Behaviour of the D-BETA model classes on tiny configurations."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dbeta_hf import DBetaConfig, DBetaECGConfig, DBetaECGModel, DBetaForECGClassification, DBetaForPreTraining, DBetaModel
+from dbeta_hf.modeling_dbeta import DBetaECGEncoderLayer, random_masking
+from dbeta_hf.presets import tiny_config
+
+NUM_SAMPLES = 5000
+
+
+def no_dropout(config: DBetaConfig) -> DBetaConfig:
+    config = copy.deepcopy(config)
+    e = config.ecg_config
+    e.dropout = e.attention_dropout = e.activation_dropout = e.dropout_input = 0.0
+    config.drop_rate = 0.0
+    config.text_config.dropout_rate = 0.0
+    return config
+
+
+def make_inputs(batch=3, length=9, vocab=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ecg = torch.randn(batch, 12, NUM_SAMPLES, generator=g) * 0.3
+    ids = torch.randint(3, vocab, (batch, length), generator=g)
+    ids[:, -1] = 1
+    mask = torch.ones(batch, length, dtype=torch.long)
+    return ecg, ids, mask
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return DBetaForPreTraining(tiny_config()).eval()
+
+
+def test_output_shapes(model):
+    ecg, ids, mask = make_inputs()
+    labels = ids.clone()
+    labels[:, 1::2] = -100
+    out = model(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]))
+    assert out.mlm_logits.shape == (3, 9, 500)
+    assert out.mem_logits.shape == (3, 312, 12, 16)
+    assert out.mem_mask.shape == (3, 312) and out.mem_mask.sum(1).tolist() == [312 - 78] * 3
+    assert out.etm_logits.shape == (3, 2)
+    assert out.ecg_embeds.shape == out.text_embeds.shape == (3, 32)
+    for name in ("mlm_loss", "mem_loss", "etm_loss", "ets_loss"):
+        assert torch.isfinite(getattr(out, name))
+    total = out.mlm_loss + out.mem_loss + out.etm_loss + out.ets_loss
+    assert torch.allclose(out.loss, total)
+    base = model.model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
+    assert base.multimodal_text_hidden_states.shape == (3, 9, 32)
+    assert base.multimodal_ecg_hidden_states.shape == (3, 313, 32)
+    assert base.multimodal_embeds.shape == (3, 64)
+
+
+def test_losses_without_labels_are_omitted(model):
+    ecg, ids, mask = make_inputs()
+    out = model(ecg, ids, mask)
+    assert out.mlm_loss is None and out.etm_loss is None
+    assert out.mem_loss is not None and out.ets_loss is not None
+    # ETS assumes every pair matches when match_labels is None
+    from dbeta_hf.losses import ets_loss
+
+    assert torch.allclose(out.ets_loss, ets_loss(out.ecg_embeds, out.text_embeds, torch.ones(3)))
+    assert torch.allclose(out.loss, out.mem_loss + out.ets_loss)
+
+
+def test_loss_weights(model):
+    ecg, ids, mask = make_inputs()
+    labels = ids.clone()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(1))
+    cfg = copy.deepcopy(model.config)
+    cfg.mlm_loss_weight, cfg.mem_loss_weight, cfg.etm_loss_weight, cfg.ets_loss_weight = 0.5, 2.0, 0.0, 3.0
+    weighted = DBetaForPreTraining(cfg).eval()
+    weighted.load_state_dict(model.state_dict())
+    out = weighted(ecg, ids, mask, mlm_labels=labels, match_labels=torch.ones(3, dtype=torch.long), noise=noise)
+    assert torch.allclose(out.loss, 0.5 * out.mlm_loss + 2.0 * out.mem_loss + 3.0 * out.ets_loss)
+
+
+def test_masking_follows_noise(model):
+    noise = torch.rand(2, 312, generator=torch.Generator().manual_seed(3))
+    ids_keep, mask, ids_restore = random_masking(312, 0.75, noise)
+    expected_keep = torch.argsort(noise, dim=1)[:, :78]
+    assert torch.equal(ids_keep, expected_keep)
+    assert torch.equal(mask.bool(), ~torch.zeros_like(mask, dtype=torch.bool).scatter(1, expected_keep, True))
+    ecg, ids, m = make_inputs(batch=2)
+    a = model(ecg, ids, m, noise=noise)
+    b = model(ecg, ids, m, noise=noise)
+    assert torch.equal(a.mem_logits, b.mem_logits)
+    assert torch.equal(a.mem_mask, mask)
+    c = model(ecg, ids, m, noise=torch.rand(2, 312, generator=torch.Generator().manual_seed(4)))
+    assert not torch.equal(a.mem_mask, c.mem_mask)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        model(ecg, ids, m, noise=torch.rand(2, 100))
+
+
+def test_unmasked_pass_equals_base_model(model):
+    ecg, ids, mask = make_inputs()
+    out = model(ecg, ids, mask, apply_ecg_mask=False)
+    base = model.model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
+    assert out.mem_logits is None and out.mem_loss is None
+    assert torch.allclose(out.etm_logits, model.itm_head(base.multimodal_embeds), atol=1e-6)
+    assert torch.allclose(out.ecg_embeds, model.get_ecg_features(ecg), atol=1e-6)
+
+
+def test_padded_batch_equals_each_text_alone(model):
+    ecg, ids, _ = make_inputs(batch=2, length=9)
+    short = ids[1, :5].clone()
+    short[-1] = 1
+    padded = torch.zeros(2, 9, dtype=torch.long)
+    padded[0] = ids[0]
+    padded[1, :5] = short
+    mask = (padded != 0).long()
+    with torch.no_grad():
+        batch_text = model.model.get_text_features(padded, mask)
+        alone = model.model.get_text_features(short[None], torch.ones(1, 5, dtype=torch.long))
+        assert torch.allclose(batch_text[1], alone[0], atol=1e-5)
+        out = model.model(ecg_values=ecg, input_ids=padded, attention_mask=mask)
+        single = model.model(ecg_values=ecg[1:], input_ids=short[None], attention_mask=torch.ones(1, 5, dtype=torch.long))
+    assert torch.allclose(out.multimodal_text_hidden_states[1, :5], single.multimodal_text_hidden_states[0], atol=1e-5)
+    assert torch.allclose(out.multimodal_ecg_hidden_states[1], single.multimodal_ecg_hidden_states[0], atol=1e-5)
+    assert torch.allclose(out.multimodal_embeds[1], single.multimodal_embeds[0], atol=1e-5)
+
+
+def test_save_load_round_trip(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    reloaded = DBetaForPreTraining.from_pretrained(tmp_path).eval()
+    text = reloaded.model.language_encoder
+    assert text.shared.weight.data_ptr() == text.encoder.embed_tokens.weight.data_ptr()  # tie kept
+    ecg, ids, mask = make_inputs()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = model(ecg, ids, mask, noise=noise)
+        b = reloaded(ecg, ids, mask, noise=noise)
+    for name in ("mlm_logits", "mem_logits", "etm_logits", "ecg_embeds", "text_embeds", "loss"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key]), key
+    base = DBetaModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(base.get_ecg_features(ecg), model.get_ecg_features(ecg))
+    tower = DBetaECGModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(tower.get_ecg_features(ecg), model.get_ecg_features(ecg))
+
+
+def test_sdpa_equals_eager(model):
+    ecg, ids, mask = make_inputs()
+    mask[0, 6:] = 0
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    sdpa = copy.deepcopy(model)
+    sdpa.set_attn_implementation("sdpa")
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    assert eager.model.ecg_encoder.encoder.layers[0].self_attn.attn_config._attn_implementation == "eager"
+    with torch.no_grad():
+        a = sdpa(ecg, ids, mask, noise=noise)
+        b = eager(ecg, ids, mask, noise=noise)
+    for name in ("mlm_logits", "mem_logits", "etm_logits", "ecg_embeds", "text_embeds"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-5), name
+
+
+def test_gradient_checkpointing_same_gradients():
+    torch.manual_seed(0)
+    config = no_dropout(tiny_config())
+    plain = DBetaForPreTraining(config).train()
+    ckpt = copy.deepcopy(plain)
+    ckpt.activation_checkpointing_enable()
+    assert ckpt.model.multi_modal_ecg_layers[0].gradient_checkpointing
+    ecg, ids, mask = make_inputs()
+    labels = ids.clone()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    for m in (plain, ckpt):
+        m(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise).loss.backward()
+    for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        if p1.grad is None:
+            assert p2.grad is None, name
+            continue
+        assert torch.allclose(p1.grad, p2.grad, atol=1e-6, rtol=1e-5), name
+
+
+def test_fast_mlm_path_same_loss_and_gradients():
+    torch.manual_seed(0)
+    config = no_dropout(tiny_config())
+    full = DBetaForPreTraining(config).train()
+    fast = copy.deepcopy(full)
+    ecg, ids, mask = make_inputs()
+    labels = torch.full_like(ids, -100)
+    labels[:, ::3] = ids[:, ::3]
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    a = full(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise)
+    b = fast(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise, return_mlm_logits=False)
+    assert b.mlm_logits is None
+    assert torch.allclose(a.mlm_loss, b.mlm_loss, atol=1e-6)
+    assert torch.allclose(a.mlm_accuracy, b.mlm_accuracy)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p1), (_, p2) in zip(full.named_parameters(), fast.named_parameters()):
+        if p1.grad is not None:
+            assert torch.allclose(p1.grad, p2.grad, atol=1e-6, rtol=1e-5), name
+
+
+def test_bf16_autocast_close_to_float32(model):
+    ecg, ids, mask = make_inputs()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(ecg, ids, mask, noise=noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(ecg, ids, mask, noise=noise)
+    assert torch.isfinite(low.loss)
+    rel = (low.ecg_embeds.float() - ref.ecg_embeds).norm() / ref.ecg_embeds.norm()
+    assert rel < 5e-2
+    assert abs(low.loss.item() - ref.loss.item()) / ref.loss.item() < 5e-2
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_pre_and_post_ln_layers_match_hand_computation(layer_norm_first):
+    torch.manual_seed(0)
+    cfg = DBetaECGConfig(encoder_embed_dim=16, encoder_attention_heads=2, encoder_ffn_embed_dim=32,
+                         layer_norm_first=layer_norm_first, conv_pos_groups=4)
+    cfg._attn_implementation = "eager"
+    layer = DBetaECGEncoderLayer(cfg).eval()
+    x = torch.randn(2, 5, 16)
+
+    def attention(h):
+        a = layer.self_attn
+        q, k, v = a.q_proj(h), a.k_proj(h), a.v_proj(h)
+        split = lambda t: t.view(2, 5, 2, 8).transpose(1, 2)
+        w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / 8**0.5, dim=-1)
+        return a.out_proj((w @ split(v)).transpose(1, 2).reshape(2, 5, 16))
+
+    ffn = lambda h: layer.fc2(torch.nn.functional.gelu(layer.fc1(h)))
+    if layer_norm_first:
+        h = x + attention(layer.self_attn_layer_norm(x))
+        expected = h + ffn(layer.final_layer_norm(h))
+    else:
+        h = layer.self_attn_layer_norm(x + attention(x))
+        expected = layer.final_layer_norm(h + ffn(h))
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+
+
+def test_pre_ln_model_has_final_layer_norm():
+    cfg = tiny_config()
+    cfg.ecg_config.layer_norm_first = True
+    m = DBetaModel(cfg).eval()
+    assert m.ecg_encoder.encoder.layer_norm_first
+    assert m.get_ecg_features(make_inputs()[0]).shape == (3, 32)
+
+
+def test_mem_layer_minus_one_uses_last_fusion_output():
+    torch.manual_seed(0)
+    m = DBetaForPreTraining(tiny_config(mem_layer=-1)).eval()
+    captured = {}
+    m.mim_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
+    ecg, ids, mask = make_inputs()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    m(ecg, ids, mask, noise=noise)
+    ecg_hidden, _, _ = m.model._encode_ecg(ecg, noise, True)
+    _, last, _ = m.model.fuse(m.model._encode_text(ids, mask), ecg_hidden, mask)
+    assert torch.allclose(captured["x"], last)
+    # mem_layer=0: the decoder sees the stream before any fusion layer
+    m0 = DBetaForPreTraining(tiny_config(mem_layer=0)).eval()
+    m0.load_state_dict(m.state_dict())
+    captured.clear()
+    m0.mim_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
+    m0(ecg, ids, mask, noise=noise)
+    type_ecg = m0.model.modality_type_embeddings(torch.ones(1, 1, dtype=torch.long))
+    assert torch.allclose(captured["x"], ecg_hidden + type_ecg)
+
+
+@pytest.mark.parametrize(
+    "ecg_kwargs, top_kwargs",
+    [
+        (dict(extractor_mode="layer_norm", conv_bias=True), {}),
+        (dict(conv_feature_layers="[(24, 10, 5)] + [(24, 3, 2)] * 2"), {}),  # projection 24 -> 32, 249 tokens
+        ({}, dict(hidden_dim=48, num_heads=4)),  # fusion wider than the ECG / text towers
+    ],
+)
+def test_architectural_options(ecg_kwargs, top_kwargs):
+    base = tiny_config()
+    ecg = base.ecg_config.to_dict()
+    ecg.update(ecg_kwargs)
+    cfg = tiny_config(**top_kwargs)
+    cfg = DBetaConfig(ecg_config=ecg, text_config=cfg.text_config.to_dict(),
+                      **{k: getattr(cfg, k) for k in ("hidden_dim", "num_heads", "num_top_layer", "mem_layer",
+                                                        "mem_decoder_hidden_dim", "mem_decoder_num_layers",
+                                                        "mem_decoder_num_heads", "vocab_size")})
+    m = DBetaForPreTraining(cfg).eval()
+    ecg_in, ids, mask = make_inputs()
+    out = m(ecg_in, ids, mask, mlm_labels=ids, match_labels=torch.ones(3, dtype=torch.long))
+    tokens = cfg.num_ecg_tokens
+    assert out.mem_logits.shape == (3, tokens, 12, cfg.mem_patch)
+    assert out.ecg_embeds.shape == (3, cfg.hidden_dim)
+    assert torch.isfinite(out.loss)
+    has_proj = cfg.ecg_config.conv_dim != cfg.ecg_config.encoder_embed_dim
+    assert (m.model.ecg_encoder.post_extract_proj is not None) == has_proj
+    if ecg_kwargs.get("extractor_mode") == "layer_norm":
+        assert "model.ecg_encoder.feature_extractor.conv_layers.3.2.1.weight" in m.state_dict()
+        assert m.model.ecg_encoder.feature_extractor.conv_layers[0][0].bias is not None
+
+
+def test_learnable_ets_scale_and_bias():
+    cfg = tiny_config(ets_learnable_scale=True, ets_logit_scale_init=10.0, ets_learnable_bias=True, ets_logit_bias_init=-10.0)
+    m = DBetaForPreTraining(cfg)
+    assert m.ets_loss_fn.logit_scale.requires_grad and m.ets_loss_fn.logit_bias.requires_grad
+    assert m.ets_loss_fn.logit_scale.exp().item() == pytest.approx(10.0)
+    assert "ets_loss_fn.logit_bias" in m.state_dict()
+    ecg, ids, mask = make_inputs()
+    m(ecg, ids, mask).loss.backward()
+    assert m.ets_loss_fn.logit_bias.grad is not None
+    assert "ets_loss_fn.logit_scale" not in DBetaForPreTraining(tiny_config()).state_dict()  # official: fixed, no key
+
+
+def test_bad_ecg_inputs_raise_clear_errors(model):
+    _, ids, mask = make_inputs()
+    base = model.model
+    with pytest.raises(ValueError, match="has 8 leads but the model expects 12"):
+        base.get_ecg_features(torch.zeros(2, 8, NUM_SAMPLES))
+    with pytest.raises(ValueError, match="without a batch dimension"):
+        base.get_ecg_features(torch.zeros(12, NUM_SAMPLES))
+    with pytest.raises(ValueError, match=r"transpose the last two dims"):
+        base.get_ecg_features(torch.zeros(2, NUM_SAMPLES, 12))
+    bad = torch.zeros(2, 12, NUM_SAMPLES)
+    bad[1, 4, 100] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values at \(batch item, lead\) \[\[1, 4\]\]"):
+        base.get_ecg_features(bad)
+    with pytest.raises(ValueError, match="too few for the conv stack"):
+        base.get_ecg_features(torch.zeros(2, 12, 10))
+    with pytest.raises(ValueError, match="input_ids must be a"):
+        base.get_text_features(torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="needs both ecg_values and input_ids"):
+        base(ecg_values=torch.zeros(1, 12, NUM_SAMPLES))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mem_layer"):
+        tiny_config(mem_layer=5)
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_config(hidden_dim=30)
+    with pytest.raises(ValueError, match="extractor_mode"):
+        DBetaECGConfig(extractor_mode="group")
+    with pytest.raises(ValueError, match="no ECG token"):
+        DBetaConfig(ecg_config=DBetaECGConfig(num_samples=8))
+
+
+def test_auto_classes_and_config_round_trip(tmp_path):
+    from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+
+    cfg = tiny_config()
+    DBetaModel(cfg).save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, DBetaConfig) and isinstance(loaded.ecg_config, DBetaECGConfig)
+    assert loaded.ecg_config.conv_feature_layers == cfg.ecg_config.conv_feature_layers
+    assert loaded.text_config.d_model == 32 and loaded.mlm_mask_token == "<extra_id_0>"
+    assert type(AutoModel.from_pretrained(tmp_path)) is DBetaModel
+    assert type(AutoModelForPreTraining.from_config(cfg)) is DBetaForPreTraining
+
+
+def test_from_text_pretrained_loads_t5_weights(tmp_path):
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = T5EncoderModel(T5Config(vocab_size=500, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                                 feed_forward_proj="gated-gelu"))
+    t5.save_pretrained(tmp_path / "t5")
+    ecg_cfg = tiny_config().ecg_config
+    m = DBetaForPreTraining.from_text_pretrained(str(tmp_path / "t5"), ecg_config=ecg_cfg, hidden_dim=32, num_heads=4,
+                                                 num_top_layer=1, mem_layer=0, mem_decoder_hidden_dim=16,
+                                                 mem_decoder_num_layers=1, mem_decoder_num_heads=2)
+    assert isinstance(m, DBetaForPreTraining) and m.config.vocab_size == 500
+    loaded = m.model.language_encoder.state_dict()
+    for key, value in t5.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert m.mlm_head.decoder.weight.shape == (500, 32)
+
+
+def test_classification_head_and_losses(tmp_path):
+    torch.manual_seed(0)
+    pre = DBetaForPreTraining(tiny_config()).eval()
+    pre.save_pretrained(tmp_path)
+    clf = DBetaForECGClassification.from_pretrained(tmp_path, num_labels=3).eval()
+    ecg = make_inputs()[0]
+    assert torch.equal(clf.model.get_ecg_features(ecg), pre.get_ecg_features(ecg))
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    out = clf(ecg, labels=labels)
+    assert out.logits.shape == (3, 3)
+    assert torch.allclose(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels))
+    clf.freeze_ecg_encoder()
+    assert [n for n, p in clf.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
+
+
+def test_init_weights_cover_custom_parameters():
+    m = DBetaForPreTraining(tiny_config())
+    ce = m.model.class_embedding
+    assert 0.0 <= ce.min().item() and ce.max().item() < 1.0 and ce.std().item() > 0.1  # U[0, 1)
+    assert 0.0 < m.mim_head.mask_token.std().item() < 0.05  # N(0, 0.02)
+    pe = m.mim_head.decoder_pos_embed.pe[0]
+    assert torch.allclose(pe[1, 0], torch.sin(torch.tensor(1.0))) and pe[0, 1].item() == 1.0
+    assert torch.count_nonzero(m.mlm_head.bias) == 0
