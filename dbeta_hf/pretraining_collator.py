@@ -1,0 +1,405 @@
+"""Batch collator for D-BETA pretraining: N3S negatives, MLM masking and lead masking, seeded per batch.
+
+:class:`DBetaPreTrainingCollator` turns rows ``{"ecg": (12, S) array, "report": str, [id column]}`` into
+
+==================  ============  =====================================================================
+key                 shape, dtype  meaning
+==================  ============  =====================================================================
+``ecg_values``      (B, C, S) f32 the lead-masked ECG the model sees (it is also the MEM target)
+``input_ids``       (B, L) int64  the fed report (own or N3S negative), MLM-masked
+``attention_mask``  (B, L) int64  1 on real tokens (including ``</s>``), 0 on padding
+``mlm_labels``      (B, L) int64  original token id at MLM-selected positions, -100 elsewhere
+``match_labels``    (B,) int64    1 = the text belongs to the ECG, 0 = N3S negative
+``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was zeroed
+==================  ============  =====================================================================
+
+What it does per batch of B rows, with the differences to the released official collator (reference spec
+C.1, C.3, D.1, D.2):
+
+* **N3S negatives.** ``int(B * negative_fraction + u)``, ``u ~ U[0, 1)``, rows are chosen without replacement
+  (the official rule, with ``negative_fraction=0.5``). Each gets a report drawn uniformly from its own
+  report's candidate table in the precomputed :class:`~dbeta_hf.n3s.N3SIndex` and ``match_labels = 0``.
+  The negative text is what is tokenised and fed (the official collator overwrote it with the true
+  report, keeping only the label and the attention mask). No text model runs here.
+* **Without an index** (``n3s_index=None``), the negatives are *in-batch*: a negative row gets the report of
+  another row of the same batch, drawn uniformly among the rows whose normalised report differs from its
+  own (the ALBEF/M3AE-style random negative). If every row of the batch has the same report, a negative
+  row has no candidate and stays a positive; that is counted in ``stats["negatives_without_candidate"]``
+  and warned about once. ``negative_fraction=0`` disables negatives altogether (all ``match_labels = 1``).
+* **Reports missing from the index** raise ``KeyError`` (default ``missing_report="raise"``), because it
+  means the index was built from another corpus. ``missing_report="in_batch"`` instead gives such rows,
+  when they are chosen as negatives, an in-batch negative; every missing report is counted in
+  ``stats["missing_reports"]`` and warned about once.
+* **MLM** on the text that is fed (negative or not): each non-special token (never padding, ``</s>``,
+  ``<unk>`` or a sentinel) is selected with probability ``mlm_probability`` (0.25); of the selected, 80% are
+  replaced by ``mask_token`` (T5 has no mask token; ``<extra_id_0>`` by default), 10% by a random
+  non-special token and 10% kept. ``mlm_labels`` hold the original ids there, -100 elsewhere. (The
+  official ``DataCollatorForLanguageModeling`` cannot run with a T5 tokenizer at all.)
+* **Lead masking**: each lead of each row is zeroed with probability ``lead_mask_prob`` (0.5), as the
+  official ``RandomLeadsMask`` applied to every pretraining sample; zeroed leads are exactly 0.0.
+* **ECG input**: numpy arrays, torch tensors or nested lists of any real dtype (the dataset builders store
+  float16 millivolts) are converted to float32 without any scaling. Recordings longer than ``num_samples``
+  are cropped to their first ``num_samples`` (as the official notebook does); shorter ones, a lead count
+  that differs across rows, or non-finite values raise ``ValueError``. Give a ``datasets`` table
+  ``.with_format("numpy")`` (or ``"torch"``): its default Python format yields nested lists, which are much
+  slower to convert. The outputs are the same for every format.
+
+**Reproducibility.** All randomness of a batch comes from one ``torch.Generator`` seeded from ``seed``, the
+epoch (:meth:`set_epoch`) and a stable hash of the rows in batch order: the row's id column when it has one
+(``id_column="auto"`` looks for ``idx``, ``study_id``, ``ecg_id``, ``exam_id``, ``record_id``, ``sample_id``, ``id``), else
+the normalised report plus a checksum of the ECG samples. A batch is therefore the same whichever
+``DataLoader`` worker builds it and however many workers there are. Different batches (and, once
+``set_epoch`` is called, different epochs) get different draws. With ``transformers.Trainer`` use
+:class:`DBetaCollatorEpochCallback` to call ``set_epoch`` (it reaches the workers unless
+``dataloader_persistent_workers=True``), and set ``remove_unused_columns=False`` so that ``ecg`` and
+``report`` reach the collator.
+
+``stats`` counters live in the process that runs the collator (each DataLoader worker has its own copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .n3s import N3SIndex
+from .text_normalization import normalize_report
+
+try:  # only for the optional Trainer callback
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover - transformers is a hard dependency of the package
+    TrainerCallback = object
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DBetaPreTrainingCollator", "DBetaCollatorEpochCallback"]
+
+DEFAULT_ID_COLUMNS = ("idx", "study_id", "ecg_id", "exam_id", "record_id", "sample_id", "id")
+_CHECKSUM_STRIDE = 37  # ECG samples hashed per lead: every 37th (a cheap, exact checksum of the float32 values)
+
+
+def _row_value(row: Mapping[str, Any], key: str, position: int) -> Any:
+    try:
+        return row[key]
+    except KeyError:
+        raise KeyError(
+            f"row {position} has no {key!r} column (columns: {sorted(row)}); pass the column name to the "
+            f"collator (ecg_column= / report_column=) or, with transformers.Trainer, set "
+            f"remove_unused_columns=False"
+        ) from None
+
+
+def _id_bytes(value: Any) -> bytes:
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value
+    return repr(value).encode("utf-8")
+
+
+@dataclass
+class DBetaPreTrainingCollator:
+    """Collate D-BETA pretraining rows into model inputs with N3S negatives, MLM and lead masking.
+
+    Args:
+        tokenizer: the T5 tokenizer of the text encoder (``google/flan-t5-base`` for the official model).
+        n3s_index: precomputed :class:`~dbeta_hf.n3s.N3SIndex` (build it from the training reports). Without it,
+            negatives are in-batch (see the module docstring).
+        negative_fraction: expected fraction of rows that get a negative report (0 disables negatives).
+        mlm_probability: fraction of non-special tokens selected for MLM.
+        mask_token: token standing in for BERT's [MASK]; must be one token of the tokenizer.
+        lead_mask_prob: probability that each lead is zeroed.
+        max_length: longest tokenised report, ``</s>`` included (official 254).
+        num_samples: samples per lead the model takes; longer recordings are cropped to it.
+        seed: base seed of every batch's generator.
+        mask_replace_prob / random_replace_prob: of the MLM-selected tokens, the fraction replaced by
+            ``mask_token`` (0.8) and by a random token (0.1); the rest keep their id.
+        id_column: row key that identifies a sample for seeding; ``"auto"`` picks the first present of
+            ``DEFAULT_ID_COLUMNS``; ``None`` always hashes the content (report and ECG checksum).
+        ecg_column / report_column: row keys of the signal and of the report.
+        missing_report: ``"raise"`` (default) or ``"in_batch"`` for reports absent from ``n3s_index``.
+        pad_to_multiple_of: pad the token length to a multiple of this (e.g. 8 for tensor cores).
+        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = zeroed). Off by default because a
+            ``Trainer`` passes every key to the model's ``forward``.
+    """
+
+    tokenizer: Any = field(repr=False)
+    n3s_index: N3SIndex | None = None
+    negative_fraction: float = 0.5
+    mlm_probability: float = 0.25
+    mask_token: str = "<extra_id_0>"
+    lead_mask_prob: float = 0.5
+    max_length: int = 254
+    num_samples: int = 5000
+    seed: int = 0
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    id_column: str | None = "auto"
+    ecg_column: str = "ecg"
+    report_column: str = "report"
+    missing_report: str = "raise"
+    pad_to_multiple_of: int | None = None
+    return_lead_mask: bool = False
+    epoch: int = 0
+    stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
+
+    def __post_init__(self):
+        for name in ("negative_fraction", "mlm_probability", "lead_mask_prob", "mask_replace_prob", "random_replace_prob"):
+            value = float(getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.mask_replace_prob + self.random_replace_prob > 1.0 + 1e-9:
+            raise ValueError("mask_replace_prob + random_replace_prob must be <= 1")
+        if self.missing_report not in ("raise", "in_batch"):
+            raise ValueError(f"missing_report must be 'raise' or 'in_batch', got {self.missing_report!r}")
+        if int(self.max_length) < 2:
+            raise ValueError(f"max_length must be >= 2 (one token and </s>), got {self.max_length}")
+        if int(self.num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.n3s_index is not None and not isinstance(self.n3s_index, N3SIndex):
+            raise TypeError(f"n3s_index must be an N3SIndex (or None), got {type(self.n3s_index).__name__}")
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; D-BETA uses a T5 tokenizer (pad id 0)")
+        mask_ids = tok.convert_tokens_to_ids([self.mask_token])
+        mask_id = mask_ids[0] if mask_ids else None
+        if mask_id is None or (mask_id == tok.unk_token_id and self.mask_token != tok.unk_token):
+            raise ValueError(
+                f"mask_token {self.mask_token!r} is not a token of this tokenizer; T5 tokenizers have the sentinels "
+                "'<extra_id_0>' ... '<extra_id_99>' (the default '<extra_id_0>' stands in for [MASK])"
+            )
+        self.mask_token_id = int(mask_id)
+        special = set(int(i) for i in tok.all_special_ids)
+        special.update(int(i) for i in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id, mask_id) if i is not None)
+        vocab_size = len(tok)
+        added = getattr(tok, "added_tokens_decoder", None) or {}
+        special.update(int(i) for i, token in added.items() if getattr(token, "special", False))
+        self._special_ids = torch.tensor(sorted(special), dtype=torch.long)
+        regular = torch.ones(vocab_size, dtype=torch.bool)
+        regular[self._special_ids[self._special_ids < vocab_size]] = False
+        self._random_token_ids = torch.nonzero(regular).flatten()
+        if self._random_token_ids.numel() == 0:
+            raise ValueError("the tokenizer has no non-special token to draw MLM random replacements from")
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ construction / epochs
+    @classmethod
+    def from_config(cls, config, tokenizer, n3s_index: N3SIndex | None = None, **kwargs) -> "DBetaPreTrainingCollator":
+        """Collator with the pretraining settings of a :class:`~dbeta_hf.DBetaConfig`; ``kwargs`` override."""
+        settings = {
+            "negative_fraction": config.negative_fraction,
+            "mlm_probability": config.mlm_probability,
+            "mask_token": config.mlm_mask_token,
+            "lead_mask_prob": config.lead_mask_prob,
+            "max_length": config.max_text_length,
+            "num_samples": config.ecg_config.num_samples,
+        }
+        settings.update(kwargs)
+        return cls(tokenizer=tokenizer, n3s_index=n3s_index, **settings)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the draws of the coming epoch differ from the previous ones (same rows, other masks)."""
+        self.epoch = int(epoch)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=3)
+
+    # ------------------------------------------------------------------ pieces
+    def _stack_ecgs(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        out: np.ndarray | None = None
+        for i, row in enumerate(features):
+            value = _row_value(row, self.ecg_column, i)
+            if torch.is_tensor(value):
+                value = value.detach().cpu().numpy()
+            arr = np.asarray(value)
+            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise TypeError(f"row {i}: ecg must be a numeric array (leads x samples), got dtype {arr.dtype}")
+            if np.iscomplexobj(arr):
+                raise TypeError(f"row {i}: ecg must be real-valued, got {arr.dtype}")
+            if arr.ndim != 2:
+                raise ValueError(f"row {i}: ecg must be 2-D (leads, samples), got shape {arr.shape}")
+            if out is None:
+                leads = arr.shape[0]
+                if arr.shape[1] == 12 and leads != 12:
+                    raise ValueError(
+                        f"row {i}: ecg has shape {arr.shape}; it looks like (samples, leads): transpose it to (12, samples)"
+                    )
+                out = np.empty((len(features), leads, self.num_samples), dtype=np.float32)
+            if arr.shape[0] != out.shape[1]:
+                raise ValueError(f"row {i}: ecg has {arr.shape[0]} leads, row 0 has {out.shape[1]}")
+            if arr.shape[1] < self.num_samples:
+                raise ValueError(
+                    f"row {i}: ecg has {arr.shape[1]} samples, fewer than num_samples={self.num_samples}; resample or pad "
+                    "the recordings in the dataset (the model expects 10 s at 500 Hz)"
+                )
+            out[i] = arr[:, : self.num_samples]  # one pass: crop + convert to float32
+        if out is None:
+            raise ValueError("cannot collate an empty batch")
+        finite = np.isfinite(out).reshape(len(features), -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)[:5].tolist()
+            raise ValueError(f"ecg of batch row(s) {bad} contain NaN or inf; drop or repair those records")
+        return out
+
+    def _batch_generator(self, features, reports: list[str], ecgs: np.ndarray) -> torch.Generator:
+        column = self.id_column
+        if column == "auto":
+            column = next((c for c in DEFAULT_ID_COLUMNS if c in features[0]), None)
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"dbeta-pretraining|seed={int(self.seed)}|epoch={int(self.epoch)}|B={len(features)}|".encode())
+        if column is not None:
+            for i, row in enumerate(features):
+                digest.update(b"id:" + _id_bytes(_row_value(row, column, i)) + b"\x00")
+        else:
+            sampled = np.ascontiguousarray(ecgs[:, :, ::_CHECKSUM_STRIDE])
+            for i, report in enumerate(reports):
+                digest.update(b"txt:" + report.encode("utf-8") + b"\x00" + sampled[i].tobytes())
+        seed = int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1)
+        return torch.Generator().manual_seed(seed)
+
+    def _in_batch_negatives(self, reports: list[str], rows: torch.Tensor, weights: torch.Tensor):
+        """For each row in ``rows``: another batch row with a different report (uniform), and whether one exists."""
+        _, groups = np.unique(np.asarray(reports, dtype=object), return_inverse=True)
+        groups = torch.from_numpy(groups.reshape(-1).astype(np.int64))
+        candidate = groups[rows][:, None] != groups[None, :]  # (n, B)
+        choice = weights.masked_fill(~candidate, -1.0).argmax(dim=1)
+        return choice, candidate.any(dim=1)
+
+    def _mlm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator):
+        special = torch.isin(input_ids, self._special_ids) | (attention_mask == 0)
+        select_draw = torch.rand(input_ids.shape, generator=generator)
+        action_draw = torch.rand(input_ids.shape, generator=generator)
+        random_tokens = self._random_token_ids[
+            torch.randint(self._random_token_ids.numel(), input_ids.shape, generator=generator)
+        ]
+        selected = (select_draw < self.mlm_probability) & ~special
+        labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+        to_mask = selected & (action_draw < self.mask_replace_prob)
+        to_random = selected & ~to_mask & (action_draw < self.mask_replace_prob + self.random_replace_prob)
+        masked = torch.where(to_mask, torch.full_like(input_ids, self.mask_token_id), input_ids)
+        masked = torch.where(to_random, random_tokens, masked)
+        return masked, labels
+
+    def _negatives(self, reports: list[str], ids: torch.Tensor | None, rows: torch.Tensor, generator):
+        """(row, negative text) for the chosen rows: N3S when the row's report is indexed, else in-batch.
+
+        The draws are the same whatever the outcome (one N3S column per row when there is an index, then one
+        (rows, B) block of in-batch weights), so the rest of the batch's randomness never shifts.
+        """
+        count = rows.numel()
+        use_n3s = [False] * count
+        sampled: list[int] = []
+        if ids is not None:
+            row_ids = ids[rows]
+            use_n3s = (row_ids >= 0).tolist()
+            sampled = self.n3s_index.sample_negative(row_ids.clamp_min(0), generator=generator).tolist()
+        weights = torch.rand((count, len(reports)), generator=generator)
+        pairs = []
+        if all(use_n3s):
+            choice, has_candidate = [], []
+        else:
+            choice, has_candidate = (t.tolist() for t in self._in_batch_negatives(reports, rows, weights))
+        unpaired = 0
+        for j, row in enumerate(rows.tolist()):
+            if use_n3s[j]:
+                pairs.append((row, self.n3s_index.reports[sampled[j]]))
+            elif has_candidate[j]:
+                pairs.append((row, reports[choice[j]]))
+            else:
+                unpaired += 1  # no usable negative: the row stays a positive
+        if unpaired:
+            self.stats["negatives_without_candidate"] += unpaired
+            self._warn_once(
+                "unpaired",
+                "a batch chosen for in-batch negatives has no row with a different report; those rows stay "
+                "positives (counted in collator.stats['negatives_without_candidate'])",
+            )
+        return pairs
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        features = list(features)
+        batch = len(features)
+        if batch == 0:
+            raise ValueError("cannot collate an empty batch")
+        reports = []
+        for i, row in enumerate(features):
+            text = _row_value(row, self.report_column, i)
+            if not isinstance(text, str):
+                raise TypeError(f"row {i}: report must be a str, got {type(text).__name__}")
+            reports.append(normalize_report(text))
+        ecgs = self._stack_ecgs(features)
+        generator = self._batch_generator(features, reports, ecgs)
+
+        # --- draws in a fixed order: negative count and rows, leads, N3S columns, in-batch choices, MLM
+        offset = torch.rand((), generator=generator, dtype=torch.float64).item()
+        num_negatives = min(batch, int(batch * self.negative_fraction + offset))
+        negative_rows = torch.randperm(batch, generator=generator)[:num_negatives].sort().values
+        lead_zeroed = torch.rand(ecgs.shape[:2], generator=generator) < self.lead_mask_prob
+
+        ids = None
+        if self.n3s_index is not None:  # every row is checked, negative or not, so a wrong index fails early
+            missing = "raise" if self.missing_report == "raise" else "ignore"
+            ids = torch.from_numpy(self.n3s_index.report_ids(reports, normalize=False, missing=missing))
+            num_missing = int((ids < 0).sum())
+            if num_missing:
+                self.stats["missing_reports"] += num_missing
+                self._warn_once(
+                    "missing",
+                    f"{num_missing} report(s) of a batch are not in the N3S index; those chosen as negatives get "
+                    "an in-batch negative instead (counted in collator.stats['missing_reports'])",
+                )
+
+        texts = list(reports)
+        match_labels = torch.ones(batch, dtype=torch.long)
+        if num_negatives:
+            for row, text in self._negatives(reports, ids, negative_rows, generator):
+                texts[row] = text
+                match_labels[row] = 0
+
+        encoded = self.tokenizer(
+            texts,
+            max_length=int(self.max_length),
+            truncation=True,
+            padding="longest",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        attention_mask = encoded["attention_mask"].to(torch.long)
+        input_ids, mlm_labels = self._mlm(encoded["input_ids"].to(torch.long), attention_mask, generator)
+
+        # zero whole leads through a row view (much cheaper than a broadcast masked_fill)
+        ecgs.reshape(-1, ecgs.shape[-1])[lead_zeroed.numpy().reshape(-1)] = 0.0
+        ecg_values = torch.from_numpy(ecgs)
+        out = {
+            "ecg_values": ecg_values,
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "mlm_labels": mlm_labels,
+            "match_labels": match_labels,
+        }
+        if self.return_lead_mask:
+            out["lead_mask"] = lead_zeroed
+        return out
+
+
+class DBetaCollatorEpochCallback(TrainerCallback):
+    """``transformers.Trainer`` callback that calls ``collator.set_epoch`` at the start of every epoch."""
+
+    def __init__(self, collator: DBetaPreTrainingCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_epoch(int(round(state.epoch or 0)))
+        return control
