@@ -4,6 +4,7 @@ Importing the package registers the D-BETA classes with the transformers Auto cl
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+from transformers import AutoFeatureExtractor, AutoProcessor
 
 from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
 from .modeling_dbeta import (
@@ -16,11 +17,16 @@ from .modeling_dbeta import (
     DBetaPreTrainedModel,
 )
 from .text_normalization import normalize_report
+from .feature_extraction_dbeta import DBetaECGFeatureExtractor
+from .processing_dbeta import DBetaProcessor
 
 AutoConfig.register("dbeta", DBetaConfig)
 AutoConfig.register("dbeta_ecg", DBetaECGConfig)
 AutoModel.register(DBetaConfig, DBetaModel)
 AutoModelForPreTraining.register(DBetaConfig, DBetaForPreTraining)
+AutoFeatureExtractor.register(DBetaConfig, DBetaECGFeatureExtractor)
+AutoFeatureExtractor.register(DBetaECGConfig, DBetaECGFeatureExtractor)
+AutoProcessor.register(DBetaConfig, DBetaProcessor)
 
 __all__ = [
     "CANONICAL_LEAD_NAMES",
@@ -35,4 +41,5 @@ __all__ = [
     "DBetaPreTrainedModel",
     "normalize_report",
 ]
+__all__ += ["DBetaECGFeatureExtractor", "DBetaProcessor"]
 __version__ = "0.1.0"

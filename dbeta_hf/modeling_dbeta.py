@@ -602,6 +602,15 @@ def _from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-ba
     return model
 
 
+_IGNORED_KWARGS = {"output_attentions", "output_hidden_states", "num_items_in_batch", "return_loss", "use_cache"}
+
+
+def _warn_unused_kwargs(model_name: str, kwargs: dict) -> None:
+    unused = sorted(set(kwargs) - _IGNORED_KWARGS)
+    if unused:
+        logger.warning_once(f"{model_name}.forward ignores the arguments {unused}")
+
+
 # --------------------------------------------------------------------------------------------- base classes
 class DBetaPreTrainedModel(PreTrainedModel):
     config_class = DBetaConfig
@@ -615,6 +624,7 @@ class DBetaPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_flash_attn = False
+    accepts_loss_kwargs = False  # the loss is a mean per batch; Trainer must not pass num_items_in_batch
 
     def _init_weights(self, module):
         """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions."""
@@ -738,7 +748,11 @@ class DBetaECGModel(DBetaPreTrainedModel):
         self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
         self.post_init()
 
-    def forward(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_ecg_mask: bool = False, **kwargs):
+    def forward(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_ecg_mask: bool = False,
+                lead_mask: torch.Tensor | None = None, **kwargs):
+        """`lead_mask` (from the feature extractor) is accepted and not used: missing leads are zero-filled, the way
+        D-BETA saw its randomly masked leads in pretraining."""
+        _warn_unused_kwargs(type(self).__name__, kwargs)
         hidden, _, _ = self._encode_ecg(ecg_values, noise, apply_ecg_mask)
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=self.unimodal_ecg_pooler(hidden))
 
@@ -827,10 +841,16 @@ class DBetaModel(DBetaPreTrainedModel):
         ecg_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        lead_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> DBetaModelOutput | tuple:
-        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states (no masking)."""
+        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states (no masking).
+
+        `lead_mask` (from the feature extractor) is accepted and not used: missing leads are zero-filled, the way D-BETA
+        saw its randomly masked leads in pretraining.
+        """
+        _warn_unused_kwargs(type(self).__name__, kwargs)
         if ecg_values is None or input_ids is None:
             raise ValueError(
                 "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
@@ -896,6 +916,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         noise: torch.Tensor | None = None,
         apply_ecg_mask: bool = True,
         return_mlm_logits: bool = True,
+        lead_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> DBetaForPreTrainingOutput | tuple:
@@ -910,7 +931,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             apply_ecg_mask: mask ECG tokens and compute MEM; `False` runs the unmasked evaluation pass.
             return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
                 positions that have a label (same loss, much less compute), and `mlm_logits` is None.
+            lead_mask: accepted from the processor and not used (missing leads are zero-filled).
         """
+        _warn_unused_kwargs(type(self).__name__, kwargs)
         base = self.model
         ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
         text_hidden = base._encode_text(input_ids, attention_mask)
@@ -988,7 +1011,9 @@ class DBetaForECGClassification(DBetaPreTrainedModel):
         for param in self.model.parameters():
             param.requires_grad_(False)
 
-    def forward(self, ecg_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
+    def forward(self, ecg_values: torch.Tensor, labels: torch.Tensor | None = None, lead_mask: torch.Tensor | None = None,
+                return_dict: bool | None = None, **kwargs):
+        _warn_unused_kwargs(type(self).__name__, kwargs)
         pooled = self.model(ecg_values).pooler_output
         logits = self.classifier(self.classifier_dropout(pooled))
         loss = None

@@ -1,0 +1,529 @@
+"""Feature extractor for D-BETA: turns raw 12-lead ECG recordings into the model's `ecg_values`.
+
+D-BETA was pretrained on MIMIC-IV-ECG: 12 leads, 10 s at 500 Hz (5000 samples), amplitudes in millivolts,
+no filtering and no normalisation (reference spec D.3). `DBetaECGFeatureExtractor` declares those
+expectations in `preprocessor_config.json` and converts any recording to them, loudly:
+
+* the sampling rate of the input is required and other rates are resampled (anti-aliased polyphase);
+* rows are mapped to the canonical lead order by name (MIMIC's aVF/aVL order, PTB-XL's upper-case names,
+  CODE-15's DI/DII/DIII, lead subsets), absent leads are zero and reported in `lead_mask`;
+* units are converted to millivolts;
+* recordings are cropped or zero-padded to 10 s, and padding is logged (and returned on request);
+* NaN / infinite samples raise an error unless a policy is chosen.
+
+The signal processing itself lives in the framework-free `dbeta_hf.ecg_signal`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import signal as scipy_signal
+from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.utils import TensorType, is_torch_tensor, logging
+
+from .configuration_dbeta import CANONICAL_LEAD_NAMES
+from .ecg_signal import (
+    NON_FINITE_POLICIES,
+    _crop_policy,
+    canonical_lead_name,
+    fix_length,
+    handle_non_finite,
+    read_wfdb,
+    reorder_leads,
+    resample_signal,
+    to_millivolts,
+    unit_scale,
+    validate_lead_names,
+)
+
+logger = logging.get_logger(__name__)
+
+_MAX_ITEMS_IN_MESSAGES = 5
+
+
+class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Constructs a D-BETA ECG feature extractor.
+
+    Input contract of [`~DBetaECGFeatureExtractor.__call__`]: each recording is an array of shape
+    `(leads, samples)` (time on the **last** axis) in physical units, together with its sampling rate and,
+    unless it already has the 12 leads in canonical order, the name of each row. The output is always
+    `ecg_values` of shape `(batch, 12, num_samples)` (float32, millivolts, canonical lead order, `sampling_rate`
+    Hz) and `lead_mask` of shape `(batch, 12)` (bool, True where the lead was present in the input).
+
+    The defaults reproduce D-BETA's pretraining input (MIMIC-IV-ECG: 10 s at 500 Hz in mV, no filter, no
+    normalisation).
+
+    Args:
+        feature_size (`int`, *optional*):
+            Number of output leads; defaults to `len(lead_names)` (12) and must equal it.
+        sampling_rate (`int`, *optional*, defaults to 500):
+            Sampling rate (Hz) of `ecg_values`. Inputs at other rates are resampled to it.
+        num_samples (`int`, *optional*, defaults to 5000):
+            Length of `ecg_values` (10 s at 500 Hz). Longer recordings are cropped, shorter ones padded.
+        lead_names (`list[str]`, *optional*):
+            Output lead order, by default the canonical `["I", "II", "III", "aVR", "aVL", "aVF", "V1", ...,
+            "V6"]`. Any order or subset of the 12 standard leads may be configured (e.g. to feed a checkpoint
+            that was trained in MIMIC-IV-ECG's native I, II, III, aVR, aVF, aVL order).
+        units (`str`, *optional*, defaults to `"mV"`):
+            Units of `ecg_values` (`"V"`, `"mV"` or `"uV"`).
+        padding_value (`float`, *optional*, defaults to 0.0):
+            Value appended to recordings shorter than `num_samples` (padding is always at the end).
+        crop (`str`, *optional*, defaults to `"start"`):
+            Window kept from longer recordings: `"start"` (the first `num_samples` samples, as D-BETA's CODE-15
+            evaluation does) or `"center"`.
+        non_finite (`str`, *optional*, defaults to `"error"`):
+            What to do with NaN / infinite samples: `"error"` (raise, naming the batch item and the leads),
+            `"zero"` (set them to 0) or `"interpolate"` (linear interpolation within the lead). A lead with no
+            finite sample at all is treated as absent (zeros, `lead_mask` False) by `"zero"` and `"interpolate"`.
+        do_filter (`bool`, *optional*, defaults to `False`):
+            Apply a zero-phase Butterworth band-pass (`scipy.signal.sosfiltfilt`, odd extension of
+            `1 / filter_band[0]` seconds at each end) at `sampling_rate`, before cropping. Off in D-BETA.
+        filter_band (`tuple[float, float]`, *optional*, defaults to `(0.5, 100.0)`):
+            Pass band in Hz of the optional filter.
+        filter_order (`int`, *optional*, defaults to 4):
+            Butterworth order of the optional filter (doubled by the forward-backward pass).
+        do_normalize (`bool`, *optional*, defaults to `False`):
+            Z-score each present lead over its unpadded samples: `(x - mean) / (std + normalize_eps)`. Off in
+            D-BETA (whose optional normalisation used dataset-level statistics instead).
+        normalize_eps (`float`, *optional*, defaults to 1e-6):
+            Added to the standard deviation when `do_normalize=True`.
+        return_attention_mask (`bool`, *optional*, defaults to `False`):
+            Not supported (D-BETA uses no sample-level mask); kept for API compatibility and must stay False.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from dbeta_hf import DBetaECGFeatureExtractor
+
+    >>> feature_extractor = DBetaECGFeatureExtractor()
+    >>> ecg = np.random.randn(12, 4096)  # CODE-15: 400 Hz, canonical order, mV
+    >>> inputs = feature_extractor(ecg, sampling_rate=400, return_tensors="pt")
+    >>> inputs["ecg_values"].shape, inputs["lead_mask"].shape
+    (torch.Size([1, 12, 5000]), torch.Size([1, 12]))
+    ```
+    """
+
+    model_input_names = ["ecg_values", "lead_mask"]
+
+    def __init__(
+        self,
+        feature_size: int | None = None,
+        sampling_rate: int = 500,
+        num_samples: int = 5000,
+        lead_names: Sequence[str] | None = None,
+        units: str = "mV",
+        padding_value: float = 0.0,
+        crop: str = "start",
+        non_finite: str = "error",
+        do_filter: bool = False,
+        filter_band: Sequence[float] = (0.5, 100.0),
+        filter_order: int = 4,
+        do_normalize: bool = False,
+        normalize_eps: float = 1e-6,
+        return_attention_mask: bool = False,
+        **kwargs,
+    ):
+        lead_names = list(CANONICAL_LEAD_NAMES) if lead_names is None else self._validate_output_leads(lead_names)
+        if feature_size is None:
+            feature_size = len(lead_names)
+        if feature_size != len(lead_names):
+            raise ValueError(
+                f"feature_size ({feature_size}) must equal the number of output `lead_names` ({len(lead_names)})"
+            )
+        if return_attention_mask:
+            raise ValueError(
+                "DBetaECGFeatureExtractor does not return an attention mask (D-BETA uses none); padding is reported "
+                "by `return_num_padded_samples=True` and by a logged warning. Leave return_attention_mask=False."
+            )
+        padding_side = kwargs.get("padding_side", "right")
+        if padding_side != "right":
+            raise ValueError(
+                f"DBetaECGFeatureExtractor pads at the end only (padding_side='right'), got {padding_side!r}"
+            )
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=False,
+            **kwargs,
+        )
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float)) or not sampling_rate > 0:
+            raise ValueError(f"sampling_rate must be a positive number of Hz, got {sampling_rate!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        unit_scale(units)  # validates
+        if non_finite not in NON_FINITE_POLICIES:
+            raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
+        filter_band = [float(f) for f in filter_band]
+        if len(filter_band) != 2 or not 0 < filter_band[0] < filter_band[1] < sampling_rate / 2:
+            raise ValueError(
+                f"filter_band must be (low, high) Hz with 0 < low < high < sampling_rate / 2 = {sampling_rate / 2}, "
+                f"got {filter_band}"
+            )
+        if isinstance(filter_order, bool) or not isinstance(filter_order, int) or filter_order < 1:
+            raise ValueError(f"filter_order must be a positive integer, got {filter_order!r}")
+
+        self.num_samples = num_samples
+        self.lead_names = lead_names
+        self.units = units
+        self.crop = _crop_policy(crop)
+        self.non_finite = non_finite
+        self.do_filter = bool(do_filter)
+        self.filter_band = filter_band
+        self.filter_order = filter_order
+        self.do_normalize = bool(do_normalize)
+        self.normalize_eps = float(normalize_eps)
+
+    @staticmethod
+    def _validate_output_leads(lead_names: Sequence[str]) -> list[str]:
+        if isinstance(lead_names, str):
+            raise TypeError(f"lead_names must be a list of lead names, not the string {lead_names!r}")
+        names = [canonical_lead_name(name) for name in lead_names]
+        if not names:
+            raise ValueError("lead_names must name at least one output lead")
+        if len(set(names)) != len(names):
+            raise ValueError(f"lead_names must not repeat a lead, got {list(lead_names)}")
+        return names
+
+    # ------------------------------------------------------------------------------------------ main entry
+    def __call__(
+        self,
+        ecg: np.ndarray | Any | Sequence[np.ndarray | Any],
+        sampling_rate: float | Sequence[float] | None = None,
+        lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        units: str | Sequence[str] = "mV",
+        return_tensors: str | TensorType | None = None,
+        return_num_padded_samples: bool = False,
+        crop: str | None = None,
+        non_finite: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Convert one or several ECG recordings into model inputs.
+
+        Args:
+            ecg (`np.ndarray`, `torch.Tensor` or a list of them):
+                One recording of shape `(leads, samples)`, a batch of shape `(batch, leads, samples)`, or a list
+                of recordings of shape `(leads, samples)` whose lengths (and rates, and leads) may differ. Time
+                is the last axis: transpose `(samples, leads)` arrays first.
+            sampling_rate (`float` or `list[float]`):
+                Sampling rate in Hz of the input (one value, or one per recording). **Required**; recordings at
+                another rate than `self.sampling_rate` are resampled with `scipy.signal.resample_poly`.
+            lead_names (`list[str]` or `list[list[str]]`, *optional*):
+                Name of each input row, shared by all recordings or one list per recording. Case-insensitive
+                (`"AVR"` = `"aVR"`), CODE-15's `"DI"`/`"DII"`/`"DIII"` accepted; any subset of the 12 standard
+                leads (e.g. `["II"]`); absent leads are zero and False in `lead_mask`. Unknown or duplicated
+                names raise. `None` means exactly 12 rows in canonical order (I, II, III, aVR, aVL, aVF,
+                V1-V6). MIMIC-IV-ECG files store I, II, III, aVR, **aVF, aVL**, V1-V6: pass their names.
+            units (`str` or `list[str]`, *optional*, defaults to `"mV"`):
+                Units of the input, `"V"`, `"mV"` or `"uV"` (`"µV"`), for all rows or one per row.
+            return_tensors (`str` or [`~utils.TensorType`], *optional*):
+                `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
+            return_num_padded_samples (`bool`, *optional*, defaults to `False`):
+                Also return `num_padded_samples` (batch,): samples appended to each recording (at the output
+                rate). Not a model input. Padding is logged as a warning either way.
+            crop (`str`, *optional*):
+                Override `self.crop` for this call (`"start"` or `"center"`).
+            non_finite (`str`, *optional*):
+                Override `self.non_finite` for this call (`"error"`, `"zero"` or `"interpolate"`).
+
+        Returns:
+            [`BatchFeature`] with `ecg_values` (batch, 12, num_samples) float32 and `lead_mask` (batch, 12) bool
+            (and `num_padded_samples` (batch,) int64 if requested). A single recording gives a batch of one.
+        """
+        if kwargs:
+            raise TypeError(
+                f"{self.__class__.__name__}.__call__ got unexpected argument(s) {sorted(kwargs)}; the output length "
+                "and lead layout are settings of the feature extractor (num_samples, lead_names, crop)"
+            )
+        if sampling_rate is None:
+            raise ValueError(
+                f"`sampling_rate` is required: pass the rate (Hz) at which `ecg` was recorded, e.g. "
+                f"feature_extractor(ecg, sampling_rate=500). This feature extractor outputs {self.sampling_rate} Hz "
+                "and resamples other rates; guessing the rate would silently corrupt the signal."
+            )
+        crop = self.crop if crop is None else _crop_policy(crop)
+        non_finite = self.non_finite if non_finite is None else non_finite
+        if non_finite not in NON_FINITE_POLICIES:
+            raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
+
+        recordings = self._split_batch(ecg)
+        batch_size = len(recordings)
+        rates = self._per_item_rates(sampling_rate, batch_size)
+        names = self._per_item_lead_names(lead_names, batch_size)
+
+        values, masks, padded = [], [], []
+        for item, (recording, rate, item_names) in enumerate(zip(recordings, rates, names)):
+            try:
+                output, mask, num_padded = self._process_one(
+                    recording, rate, item_names, units, crop, non_finite, item=item if batch_size > 1 else None
+                )
+            except (ValueError, TypeError) as error:
+                message = str(error)
+                if batch_size > 1 and not message.startswith("ECG item"):
+                    message = f"ECG item {item}: {message}"
+                raise type(error)(message) from error
+            values.append(output)
+            masks.append(mask)
+            padded.append(num_padded)
+
+        self._report_padding(padded)
+        data = {"ecg_values": np.stack(values).astype(np.float32), "lead_mask": np.stack(masks)}
+        if return_num_padded_samples:
+            data["num_padded_samples"] = np.asarray(padded, dtype=np.int64)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def from_wfdb(
+        self,
+        record_path: str | os.PathLike | Sequence[str | os.PathLike],
+        lead_names: Sequence[str] | None = None,
+        units: str | Sequence[str] | None = None,
+        return_tensors: str | TensorType | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Read one or several WFDB records (`.hea` + `.dat`) and convert them like [`~DBetaECGFeatureExtractor.__call__`].
+
+        The sampling rate, the signal names and the per-signal units come from each header (MIMIC-IV-ECG:
+        500 Hz, I, II, III, aVR, aVF, aVL, V1-V6, mV; PTB-XL: upper-case AVR/AVL/AVF), so leads end up in the
+        canonical order whatever the file order.
+
+        Args:
+            record_path (`str`, `os.PathLike` or a list of them):
+                Record path(s) without extension (`.../40689238`); `.hea` / `.dat` suffixes are accepted.
+            lead_names (`list[str]`, *optional*):
+                Override the header's signal names (for headers with non-standard names).
+            units (`str` or `list[str]`, *optional*):
+                Override the header's units.
+            return_tensors (`str` or [`~utils.TensorType`], *optional*):
+                `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
+            kwargs:
+                `return_num_padded_samples`, `crop`, `non_finite`, passed to `__call__`.
+
+        Raises:
+            FileNotFoundError: a header or signal file is missing.
+            ValueError: a header cannot be parsed, or the record fails the checks of `__call__`.
+        """
+        paths = [record_path] if isinstance(record_path, (str, os.PathLike)) else list(record_path)
+        if not paths:
+            raise ValueError("from_wfdb needs at least one record path")
+        recordings, rates, names = [], [], []
+        for path in paths:
+            signal, fs, header_names, header_units = read_wfdb(path)
+            record_names = list(header_names if lead_names is None else lead_names)
+            try:
+                validate_lead_names(record_names, *signal.shape)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"WFDB record {os.fspath(path)!r}: {error} Pass `lead_names=` to override the header's signal names."
+                ) from error
+            try:
+                signal = to_millivolts(signal, header_units if units is None else units)
+            except ValueError as error:
+                raise ValueError(
+                    f"WFDB record {os.fspath(path)!r}: {error} Pass `units=` to override the header."
+                ) from error
+            recordings.append(signal)
+            rates.append(fs)
+            names.append(record_names)
+        return self(
+            recordings, sampling_rate=rates, lead_names=names, units="mV", return_tensors=return_tensors, **kwargs
+        )
+
+    def pad(self, processed_features, return_tensors: str | TensorType | None = None, **kwargs) -> BatchFeature:
+        """
+        Collate already extracted features (a list of per-example dicts, e.g. rows of a `datasets.Dataset`
+        mapped through this extractor) into one batch.
+
+        Every example already has exactly `num_samples` samples, so this only stacks `ecg_values`,
+        `lead_mask` and (if present) `num_padded_samples`; it does not accept raw recordings (call the
+        feature extractor on those instead). Unlike [`SequenceFeatureExtractor.pad`], it handles the
+        `(leads, samples)` layout.
+        """
+        if isinstance(processed_features, dict):
+            processed_features = [processed_features]
+        if not processed_features:
+            raise ValueError("pad() needs at least one example")
+        keys = [k for k in ("ecg_values", "lead_mask", "num_padded_samples") if k in processed_features[0]]
+        if "ecg_values" not in keys:
+            raise ValueError(f"pad() expects examples with 'ecg_values', got keys {list(processed_features[0])}")
+        data = {}
+        for key in keys:
+            unbatched_ndim = {"ecg_values": 2, "lead_mask": 1, "num_padded_samples": 0}[key]
+            arrays = []
+            for index, example in enumerate(processed_features):
+                if key not in example:
+                    raise ValueError(f"example {index} has no {key!r}")
+                value = self._to_numpy(example[key]) if key != "lead_mask" else np.asarray(example[key], dtype=bool)
+                if value.ndim == unbatched_ndim + 1 and value.shape[0] == 1:  # a batch of one
+                    value = value[0]
+                arrays.append(value)
+            shapes = {a.shape for a in arrays}
+            if len(shapes) != 1:
+                raise ValueError(
+                    f"cannot stack {key!r} of shapes {sorted(shapes)}; run every example through the feature extractor "
+                    "first so that all have the same shape"
+                )
+            data[key] = np.stack(arrays)
+        data["ecg_values"] = data["ecg_values"].astype(np.float32)
+        if "lead_mask" in data:
+            data["lead_mask"] = data["lead_mask"].astype(bool)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _process_one(
+        self,
+        recording: np.ndarray,
+        sampling_rate: float,
+        lead_names: Sequence[str] | None,
+        units: str | Sequence[str],
+        crop: str,
+        non_finite: str,
+        item: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        if recording.ndim != 2:
+            raise ValueError(
+                f"each ECG must be a 2-D (leads, samples) array, got shape {recording.shape}; for a single lead "
+                "use shape (1, samples) with lead_names=[name]"
+            )
+        if recording.shape[0] == 0 or recording.shape[1] == 0:
+            raise ValueError(f"got an empty ECG of shape {recording.shape}; each recording needs leads and samples")
+
+        row_names = list(lead_names) if lead_names is not None else None
+        canonical_rows = validate_lead_names(row_names, *recording.shape) or list(CANONICAL_LEAD_NAMES)
+        message_names = row_names if row_names is not None else list(CANONICAL_LEAD_NAMES)
+
+        signal = to_millivolts(recording.astype(np.float64), units) / unit_scale(self.units)
+        empty_rows = [row for row in range(signal.shape[0]) if not np.isfinite(signal[row]).any()]
+        signal = handle_non_finite(signal, non_finite, item=item, lead_names=message_names)
+        if empty_rows:
+            logger.warning(
+                f"ECG lead(s) {', '.join(message_names[r] for r in empty_rows)} contain no finite sample; treated as "
+                "absent (zeros, lead_mask False)."
+            )
+
+        signal = resample_signal(signal, sampling_rate, self.sampling_rate)
+        ordered, mask = reorder_leads(signal, row_names)
+        for row in empty_rows:
+            mask[CANONICAL_LEAD_NAMES.index(canonical_rows[row])] = False
+        if self.lead_names != CANONICAL_LEAD_NAMES:
+            index = [CANONICAL_LEAD_NAMES.index(name) for name in self.lead_names]
+            ordered, mask = ordered[index], mask[index]
+
+        if self.do_filter:
+            ordered = self._bandpass(ordered)
+        fixed, num_padded = fix_length(ordered, self.num_samples, crop=crop, pad_value=self.padding_value)
+        if self.do_normalize:
+            valid = self.num_samples - num_padded
+            segment = fixed[mask, :valid]
+            mean = segment.mean(axis=-1, keepdims=True)
+            std = segment.std(axis=-1, keepdims=True)
+            fixed[mask, :valid] = (segment - mean) / (std + self.normalize_eps)
+        return fixed, mask, num_padded
+
+    def _bandpass(self, signal: np.ndarray) -> np.ndarray:
+        sos = scipy_signal.butter(
+            self.filter_order, self.filter_band, btype="bandpass", fs=self.sampling_rate, output="sos"
+        )
+        # odd extension of 1 / low-cut seconds (2 s for 0.5 Hz) keeps the high-pass edge transients small
+        padlen = min(int(round(self.sampling_rate / self.filter_band[0])), signal.shape[-1] - 1)
+        return scipy_signal.sosfiltfilt(sos, signal, axis=-1, padlen=padlen)
+
+    @staticmethod
+    def _to_numpy(value: Any, index: int | None = None) -> np.ndarray:
+        if is_torch_tensor(value):
+            value = value.detach().cpu()
+            if value.is_floating_point() and value.element_size() < 4:  # float16 / bfloat16 have no numpy twin
+                value = value.float()
+            value = value.numpy()
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            where = f" (item {index})" if index is not None else ""
+            raise TypeError(f"ECG input{where} must hold real numbers, got dtype {array.dtype}")
+        return array
+
+    def _split_batch(self, ecg: Any) -> list[np.ndarray]:
+        if isinstance(ecg, (list, tuple)):
+            if len(ecg) == 0:
+                raise ValueError("got an empty list of ECGs")
+            recordings = [self._to_numpy(item, index) for index, item in enumerate(ecg)]
+            for index, array in enumerate(recordings):
+                if array.ndim != 2:
+                    raise ValueError(
+                        f"ECG item {index} has shape {array.shape}; each item of a list must be a 2-D (leads, samples) "
+                        "array (to pass one recording given as nested lists, wrap it in np.asarray)"
+                    )
+            return recordings
+        if not (isinstance(ecg, np.ndarray) or is_torch_tensor(ecg)):
+            raise TypeError(
+                f"`ecg` must be a numpy array, a torch tensor or a list of them, got {type(ecg).__name__}"
+            )
+        array = self._to_numpy(ecg)
+        if array.ndim == 2:
+            return [array]
+        if array.ndim == 3:
+            if array.shape[0] == 0:
+                raise ValueError(f"got an empty batch of ECGs (shape {array.shape})")
+            return list(array)
+        raise ValueError(
+            f"`ecg` must have shape (leads, samples) or (batch, leads, samples), got {array.shape}; for a single lead "
+            "use shape (1, samples) with lead_names=[name]"
+        )
+
+    @staticmethod
+    def _per_item_rates(sampling_rate: Any, batch_size: int) -> list[float]:
+        if isinstance(sampling_rate, (list, tuple, np.ndarray)):
+            rates = list(sampling_rate)
+            if len(rates) != batch_size:
+                raise ValueError(f"got {len(rates)} sampling rates for {batch_size} ECGs; pass one rate or one per ECG")
+        else:
+            rates = [sampling_rate] * batch_size
+        for index, rate in enumerate(rates):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not (
+                np.isfinite(rate) and rate > 0
+            ):
+                where = f" for ECG item {index}" if batch_size > 1 else ""
+                raise ValueError(f"`sampling_rate` must be a positive number of Hz{where}, got {rate!r}")
+        return [float(rate) for rate in rates]
+
+    @staticmethod
+    def _per_item_lead_names(lead_names: Any, batch_size: int) -> list[list[str] | None]:
+        if lead_names is None:
+            return [None] * batch_size
+        if isinstance(lead_names, str):
+            raise TypeError(f"`lead_names` must be a list of names (one per row), e.g. [{lead_names!r}], not a string")
+        lead_names = list(lead_names)
+        if lead_names and all(isinstance(n, str) for n in lead_names):
+            return [lead_names] * batch_size
+        if all(n is None or (isinstance(n, (list, tuple)) and all(isinstance(x, str) for x in n)) for n in lead_names):
+            if len(lead_names) != batch_size:
+                raise ValueError(
+                    f"got {len(lead_names)} lists of lead names for {batch_size} ECGs; pass one list shared by all "
+                    "ECGs or one list per ECG"
+                )
+            return [None if n is None else list(n) for n in lead_names]
+        raise TypeError(
+            "`lead_names` must be a list of lead-name strings, or one such list per ECG, got "
+            f"{lead_names!r}"
+        )
+
+    def _report_padding(self, padded: list[int]) -> None:
+        items = [(i, n) for i, n in enumerate(padded) if n > 0]
+        if not items:
+            return
+        shown = ", ".join(f"item {i}: {n} samples" for i, n in items[:_MAX_ITEMS_IN_MESSAGES])
+        more = f", and {len(items) - _MAX_ITEMS_IN_MESSAGES} more" if len(items) > _MAX_ITEMS_IN_MESSAGES else ""
+        logger.warning(
+            f"{len(items)} of {len(padded)} ECG(s) were shorter than {self.num_samples} samples "
+            f"({self.num_samples / self.sampling_rate:g} s at {self.sampling_rate} Hz) and were padded at the end with "
+            f"{self.padding_value}: {shown}{more}. Pass return_num_padded_samples=True to get the counts."
+        )
+
+
+__all__ = ["DBetaECGFeatureExtractor"]
