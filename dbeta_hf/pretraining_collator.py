@@ -59,6 +59,8 @@ the normalised report plus a checksum of the ECG samples. A batch is therefore t
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import logging
 import warnings
@@ -401,5 +403,6 @@ class DBetaCollatorEpochCallback(TrainerCallback):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.set_epoch(int(round(state.epoch or 0)))
+        # floor, not round: when resuming mid-epoch, state.epoch is fractional (e.g. 0.75 for epoch 0)
+        self.collator.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
         return control

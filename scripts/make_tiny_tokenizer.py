@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import T5Tokenizer
 
 REPORT_LINES = [
     "sinus rhythm", "sinus bradycardia", "sinus tachycardia", "sinus arrhythmia", "normal ecg",
@@ -42,25 +40,10 @@ REPORT_LINES = [
 
 
 def build(vocab_size: int = 400):
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", shrinking_factor=0.9
-    )
-    corpus = REPORT_LINES * 4 + [line.upper() for line in REPORT_LINES]
-    tok.train_from_iterator(corpus, trainer=trainer)
-    vocab = tok.get_vocab()
-    pieces = sorted(vocab.items(), key=lambda kv: kv[1])
-    unigram = tok.model
-    # T5Tokenizer(vocab=...) takes (piece, score) pairs; scores come from the trained model.
-    import json
+    from dbeta_hf.tokenizer_utils import train_t5_tokenizer
 
-    scores = dict((p, s) for p, s in json.loads(tok.to_str())["model"]["vocab"])
-    vocab_scores = [(piece, float(scores.get(piece, 0.0))) for piece, _ in pieces]
-    del unigram
-    return T5Tokenizer(vocab=vocab_scores, extra_ids=100)
+    corpus = REPORT_LINES * 4 + [line.upper() for line in REPORT_LINES]
+    return train_t5_tokenizer(corpus, vocab_size=vocab_size, normalize=False)
 
 
 def main():

@@ -1,0 +1,34 @@
+"""Train a small T5-compatible tokenizer from report texts (for the offline demo and the tests).
+
+The result has T5's id layout: pad=0, eos=1, unk=2, then the learned pieces, then 100 `<extra_id_N>` sentinels
+(`<extra_id_0>` is D-BETA's MLM mask token), so it is a drop-in stand-in for `google/flan-t5-base`'s tokenizer
+wherever the real one cannot be downloaded. It is not the Flan-T5 vocabulary: a model trained with it needs it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import T5Tokenizer
+
+from .text_normalization import normalize_report
+
+
+def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: int = 100, normalize: bool = True) -> T5Tokenizer:
+    """Train a unigram (SentencePiece-style) tokenizer on `texts` and wrap it as a `T5Tokenizer`."""
+    corpus = [normalize_report(t) if normalize else t for t in texts]
+    corpus = [t for t in corpus if t]
+    if not corpus:
+        raise ValueError("train_t5_tokenizer needs at least one non-empty text")
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", shrinking_factor=0.9
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    pieces = json.loads(tok.to_str())["model"]["vocab"]  # [(piece, score)] in id order, specials first
+    return T5Tokenizer(vocab=[(piece, float(score)) for piece, score in pieces], extra_ids=extra_ids)

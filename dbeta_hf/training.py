@@ -1,0 +1,114 @@
+"""Pretraining with the transformers `Trainer`: all four losses, per-loss logging, evaluation on the same terms.
+
+```python
+trainer = DBetaPreTrainer(
+    model=DBetaForPreTraining.from_text_pretrained("google/flan-t5-base"),
+    args=dbeta_training_arguments(output_dir="dbeta-run", bf16=True, per_device_train_batch_size=128),
+    train_dataset=dataset["train"], eval_dataset=dataset["validation"],
+    data_collator=DBetaPreTrainingCollator.from_config(config, tokenizer, n3s_index),
+)
+trainer.train()
+```
+
+Every logging step reports `loss` and the averages, over all the micro-batches since the previous log, of
+`mlm_loss`, `mem_loss`, `etm_loss`, `ets_loss`, `mlm_accuracy` and `etm_accuracy` (never only the last
+batch). Evaluation reports the same names with the `eval_` prefix. Under several processes the averages are
+also averaged over processes. The running sums stay on the device, so logging costs one synchronisation per
+logging step, not one per step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from transformers import Trainer, TrainingArguments
+
+from .pretraining_collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
+
+LOGGED_METRICS = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss", "mlm_accuracy", "etm_accuracy")
+
+
+def dbeta_training_arguments(**kwargs) -> TrainingArguments:
+    """`TrainingArguments` with the settings D-BETA pretraining needs.
+
+    `remove_unused_columns=False` (the collator reads `ecg` and `report`), `label_names` set to the pretraining
+    labels (so evaluation computes the loss), `report_to="none"` unless given. Everything can be overridden.
+    """
+    kwargs.setdefault("remove_unused_columns", False)
+    kwargs.setdefault("label_names", ["mlm_labels", "match_labels"])
+    kwargs.setdefault("report_to", "none")
+    return TrainingArguments(**kwargs)
+
+
+class _MetricAccumulator:
+    """Running sums of detached scalars, kept on the device until read."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, value: torch.Tensor | None):
+        if value is None:
+            return
+        value = value.detach().float()
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def pop_means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        names = sorted(self.sums)
+        means = torch.stack([self.sums[n] / self.counts[n] for n in names])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(means, op=dist.ReduceOp.SUM)
+            means = means / dist.get_world_size()
+        values = means.tolist()
+        self.sums.clear()
+        self.counts.clear()
+        return {n: round(v, 6) for n, v in zip(names, values)}
+
+
+class DBetaPreTrainer(Trainer):
+    """`Trainer` for `DBetaForPreTraining` with the four D-BETA losses logged separately.
+
+    The MLM head only runs on the masked positions during training and evaluation (`return_mlm_logits=False`):
+    the loss is the same as on the full logits, at a fraction of the cost. If the data collator is a
+    `DBetaPreTrainingCollator`, its epoch is kept in sync so that every epoch draws new masks and negatives.
+    """
+
+    loss_is_scaled_for_ga = False  # compute_loss returns the per-micro-batch mean; Trainer scales for accumulation
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._train_metrics = _MetricAccumulator()
+        self._eval_metrics = _MetricAccumulator()
+        if isinstance(self.data_collator, DBetaPreTrainingCollator):
+            self.add_callback(DBetaCollatorEpochCallback(self.data_collator))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = {k: v for k, v in inputs.items() if k not in ("return_loss",)}
+        outputs = model(**inputs, return_mlm_logits=False)
+        if outputs.loss is None:
+            raise ValueError("DBetaForPreTraining returned no loss: the batch must hold ecg_values and input_ids")
+        metrics = self._train_metrics if model.training else self._eval_metrics
+        for name in LOGGED_METRICS:
+            metrics.add(name, getattr(outputs, name))
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and not any(k.startswith("eval_") for k in logs):
+            logs = {**logs, **self._train_metrics.pop_means()}
+        super().log(logs, start_time) if start_time is not None else super().log(logs)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._eval_metrics = _MetricAccumulator()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        for name, value in self._eval_metrics.pop_means().items():
+            output.metrics[f"{metric_key_prefix}_{name}"] = value
+        return output
