@@ -1,0 +1,377 @@
+"""Command line: ``python -m dbeta_hf.data build DATASET ROOT --output DIR``. See ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("dbeta_hf.data")
+
+DATASETS = ("mimic-iv-ecg", "ptbxl", "cpsc2018", "csn", "code15-test")
+WORK_DIR_NAME = ".dbeta_build"
+
+MAIN_DESCRIPTION = """\
+Build Hugging Face datasets (Arrow, memory-mapped) from local copies of the D-BETA datasets.
+
+The saved dataset is a DatasetDict: load it with datasets.load_from_disk(DIR). Every ECG is stored as
+ecg = (12, 5000) float16 millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6, 500 Hz.
+Records that cannot be used are skipped and counted by reason in DIR/build_summary.json."""
+
+MAIN_EPILOG = """\
+examples:
+  python -m dbeta_hf.data build mimic-iv-ecg /data/mimic-iv-ecg/1.0 --output /data/hf/mimic --num-proc 16
+  python -m dbeta_hf.data build ptbxl /data/ptb-xl/1.0.3 --task rhythm --output /data/hf/ptbxl-rhythm
+  python -m dbeta_hf.data build ptbxl /data/ptb-xl/1.0.3 --task super --split-dir MERL/data_split/ptbxl/super_class \\
+      --output /data/hf/ptbxl-super-merl
+  python -m dbeta_hf.data build cpsc2018 /data/cpsc2018/Training_WFDB --output /data/hf/cpsc2018
+  python -m dbeta_hf.data build csn /data/ecg-arrhythmia/1.0.0 --output /data/hf/csn
+  python -m dbeta_hf.data build code15-test /data/code-test/data --output /data/hf/code15-test
+  python -m dbeta_hf.data summary /data/hf/ptbxl-rhythm
+
+  python -m dbeta_hf.data build DATASET --help   shows the expected layout and the options of DATASET."""
+
+BUILD_EPILOG = """\
+Interrupting and resuming: records are read in shards (--shard-size records each); every finished shard is
+saved under OUTPUT/.dbeta_build (or --work-dir) and skipped when the same command runs again. When all
+shards exist they are concatenated and saved to OUTPUT; the shards are then deleted (--keep-shards keeps
+them). Running a finished command again does nothing (use --force to rebuild)."""
+
+DESCRIPTIONS = {
+    "mimic-iv-ecg": """\
+MIMIC-IV-ECG v1.0 (pretraining pairs). ROOT is the release folder:
+  ROOT/record_list.csv, ROOT/machine_measurements.csv, ROOT/files/p1000/p10000032/s40689238/40689238.{hea,dat}
+Columns: study_id, subject_id, ecg, report (non-empty report_0..report_17 joined with spaces).
+Splits: train / validation by patient (subject_id), deterministic. Records with NaN samples or a flat lead
+are skipped by default (about 1.5 %).""",
+    "ptbxl": """\
+PTB-XL 1.0.x. ROOT holds ptbxl_database.csv, scp_statements.csv and records500/ (records100/).
+Columns: ecg_id, ecg, labels (multi-hot, class names in the dataset info), report.
+Tasks: super (5), sub (23), form (19), rhythm (12), all (71); labels as the standard benchmark (every
+statement of scp_codes, whatever its likelihood). Splits: strat_fold 1-8 / 9 / 10, or --split-files.""",
+    "cpsc2018": """\
+CPSC 2018 in the PhysioNet/CinC 2020 WFDB conversion: ROOT/**/A0001.hea + A0001.mat with '#Dx:' SNOMED-CT codes.
+Columns: record_id, ecg (first 10 s; shorter records zero-padded), labels over
+AFIB, VPC, NORM, 1AVB, CRBBB, STE, PAC, CLBBB, STD. No official split: seeded 70/10/20 split by record
+unless --split-files (e.g. MERL's icbeb_{train,val,test}.csv, id column 'filename').""",
+    "csn": """\
+Chapman-Shaoxing-Ningbo (PhysioNet ecg-arrhythmia 1.0.0): ROOT/WFDBRecords/01/010/JS00001.hea + .mat with
+'#Dx:' SNOMED-CT codes. Columns: record_id, ecg, labels over the 38 benchmark classes (--classes all for
+every class of the table). No official split: seeded 70/10/20 split unless --split-files (MERL's
+chapman_*.csv, id column 'ecg_path').""",
+    "code15-test": """\
+CODE-15 test set (CODE-test, zenodo 3765780): ROOT/ecg_tracings.hdf5 ('tracings', 827 x 4096 x 12, 400 Hz)
+and ROOT/annotations/gold_standard.csv. Resampled to 500 Hz (5120 samples), first 5000 kept.
+Columns: record_id (row), ecg, labels over 1dAVb, RBBB, LBBB, SB, AF, ST. One split: test.
+Needs h5py.""",
+}
+
+
+class CLIError(Exception):
+    """A usage problem reported as 'error: ...' with exit status 1."""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-wrapped descriptions, shows meaningful defaults, aligns sub-command lists."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=34, width=min(110, shutil.get_terminal_size((100, 20)).columns))
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return text
+        if action.option_strings:
+            return f"{text} (default: %(default)s)"
+        return text
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
+            # argparse measures sub-command names without their extra indentation; account for it
+            longest = max((len(self._format_action_invocation(a)) for a in action._get_subactions()), default=0)
+            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 2 * self._indent_increment)
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected SPLIT=CSV (e.g. train=ptbxl_super_class_train.csv), got {text!r}")
+    split, path = text.split("=", 1)
+    if not split or not path:
+        raise argparse.ArgumentTypeError(f"expected SPLIT=CSV, got {text!r}")
+    return split, path
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,VAL,TEST fractions such as 0.7,0.1,0.2, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions TRAIN,VAL,TEST, got {text!r}")
+    return values
+
+
+def _dataset_parser(datasets, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = datasets.add_parser(
+        name, help=help_text, description=DESCRIPTIONS[name], epilog=BUILD_EPILOG, formatter_class=_Formatter
+    )
+    parser.add_argument("root", metavar="ROOT", help="the dataset folder (see the layout above)")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, flat_default: str) -> None:
+    out = parser.add_argument_group("output and performance")
+    out.add_argument("-o", "--output", required=True, metavar="DIR", help="where the DatasetDict is saved")
+    out.add_argument("--num-proc", type=int, default=1, metavar="N", help="worker processes reading records")
+    out.add_argument("--shard-size", type=int, default=1000, metavar="N", help="records per resumable shard")
+    out.add_argument(
+        "--work-dir", metavar="DIR", help=f"where shards are built (default: OUTPUT/{WORK_DIR_NAME})"
+    )
+    out.add_argument("--keep-shards", action="store_true", help="keep the shards after the dataset is saved")
+    out.add_argument("--force", action="store_true", help="rebuild every shard and overwrite OUTPUT")
+    splits = parser.add_argument_group("splits")
+    splits.add_argument(
+        "--split-files",
+        type=_split_assignment,
+        action="append",
+        metavar="SPLIT=CSV",
+        help="a published split file (repeat for train, val/validation, test) instead of the default split",
+    )
+    splits.add_argument(
+        "--split-dir", metavar="DIR", help="a folder of *_train.csv, *_val.csv, *_test.csv split files (MERL layout)"
+    )
+    splits.add_argument("--split-id-column", metavar="NAME", help="the id column of the split files (default: guessed)")
+    quality = parser.add_argument_group("record checks (skipped records are counted in build_summary.json)")
+    quality.add_argument(
+        "--nan-policy", choices=("skip", "zero", "interpolate"), default="skip",
+        help="records with NaN samples: skip them, or repair the samples",
+    )
+    quality.add_argument(
+        "--flat-lead-policy", choices=("skip", "keep"), default=flat_default, help="records with a flat lead"
+    )
+    quality.add_argument("--flat-tolerance", type=float, default=1e-6, metavar="MV", help="a lead spanning <= MV is flat")
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("-v", "--verbose", action="store_true", help="log progress details (INFO)")
+    logs.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dbeta_hf.data", description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG, formatter_class=_Formatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+
+    build = commands.add_parser(
+        "build",
+        help="read a dataset folder and save it as a Hugging Face DatasetDict",
+        description="Read a dataset folder and save it as a Hugging Face DatasetDict (datasets.load_from_disk).",
+        epilog=BUILD_EPILOG,
+        formatter_class=_Formatter,
+    )
+    datasets = build.add_subparsers(dest="dataset", metavar="DATASET", title="datasets")
+    datasets.required = True
+
+    mimic = _dataset_parser(datasets, "mimic-iv-ecg", "MIMIC-IV-ECG v1.0 (ECG + machine report)")
+    group = mimic.add_argument_group("MIMIC-IV-ECG")
+    group.add_argument("--validation-fraction", type=float, default=0.01, metavar="F", help="fraction of patients in validation")
+    group.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    _add_common(mimic, "skip")
+
+    ptbxl = _dataset_parser(datasets, "ptbxl", "PTB-XL (super / sub / form / rhythm / all)")
+    group = ptbxl.add_argument_group("PTB-XL")
+    group.add_argument("--task", choices=("super", "sub", "form", "rhythm", "all"), default="super", help="label set")
+    group.add_argument("--sampling-rate", type=int, choices=(500, 100), default=500,
+                       help="read records500 or records100 (100 Hz is upsampled to 500 Hz)")
+    group.add_argument("--min-likelihood", type=float, default=0.0, metavar="P",
+                       help="ignore diagnostic statements with a lower likelihood (0 = standard benchmark)")
+    group.add_argument("--keep-unlabeled", action="store_true", help="keep records without a label of the task")
+    group.add_argument("--use-split-file-labels", action="store_true", help="take labels from the split files' class columns")
+    _add_common(ptbxl, "keep")
+
+    for name, title in (("cpsc2018", "CPSC 2018 (9 classes)"), ("csn", "Chapman-Shaoxing-Ningbo (38 classes)")):
+        sub = _dataset_parser(datasets, name, title)
+        group = sub.add_argument_group(title)
+        group.add_argument("--classes", metavar="A,B,...", help="class subset/order, or 'all' (default: benchmark classes)")
+        group.add_argument("--split-fractions", type=_fractions, default="0.7,0.1,0.2", metavar="TR,VA,TE",
+                           help="default random split by record")
+        group.add_argument("--seed", type=int, default=0, help="seed of the default split")
+        group.add_argument("--keep-unlabeled", action="store_true", help="keep records without a label of the classes")
+        group.add_argument("--use-split-file-labels", action="store_true", help="take labels from the split files' class columns")
+        group.add_argument("--min-num-samples", type=int, metavar="N",
+                           help="skip records shorter than N samples at 500 Hz (default: zero-pad them)")
+        _add_common(sub, "keep")
+
+    code = _dataset_parser(datasets, "code15-test", "CODE-15 test set (827 ECGs, 6 classes)")
+    group = code.add_argument_group("CODE-15 test")
+    group.add_argument("--lead-names", metavar="L1,...,L12", help="lead of each channel (default: DI,DII,DIII,AVL,AVF,AVR,V1..V6)")
+    group.add_argument("--units", default="mV", help="units of the stored values")
+    group.add_argument("--scale", type=float, default=1.0, help="factor applied before the unit conversion")
+    _add_common(code, "keep")
+
+    summary = commands.add_parser(
+        "summary",
+        help="print the build summary of a saved dataset",
+        description="Print DIR/build_summary.json (records found, loaded, skipped by reason) in a readable form.",
+        formatter_class=_Formatter,
+    )
+    summary.add_argument("path", metavar="DIR", help="a folder written by 'build' (or a build_summary.json)")
+    summary.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def _split_files(args) -> object:
+    if args.split_files and args.split_dir:
+        raise CLIError("use either --split-files or --split-dir, not both")
+    if args.split_dir:
+        return args.split_dir
+    if args.split_files:
+        mapping: dict[str, str] = {}
+        for split, path in args.split_files:
+            if split in mapping:
+                raise CLIError(f"--split-files gives {split!r} twice")
+            mapping[split] = path
+        return mapping
+    return None
+
+
+def _make_plan(args):
+    from .processing import SignalOptions
+
+    split_files = _split_files(args)
+    common = dict(split_files=split_files, split_id_column=args.split_id_column)
+    signal = dict(nan_policy=args.nan_policy, flat_lead_policy=args.flat_lead_policy, flat_tolerance=args.flat_tolerance)
+    if args.dataset == "mimic-iv-ecg":
+        from .mimic_iv_ecg import build_mimic_iv_ecg_plan
+
+        return build_mimic_iv_ecg_plan(
+            args.root, validation_fraction=args.validation_fraction, seed=args.seed,
+            signal_options=SignalOptions(**signal), **common,
+        )
+    if args.dataset == "ptbxl":
+        from .ptbxl import build_ptbxl_plan
+
+        return build_ptbxl_plan(
+            args.root, args.task, args.sampling_rate, min_likelihood=args.min_likelihood,
+            drop_unlabeled=not args.keep_unlabeled, use_split_file_labels=args.use_split_file_labels,
+            signal_options=SignalOptions(**signal), **common,
+        )
+    if args.dataset in ("cpsc2018", "csn"):
+        from .physionet_challenge import build_physionet_challenge_plan
+
+        classes = None
+        if args.classes:
+            classes = "all" if args.classes.strip() == "all" else [c.strip() for c in args.classes.split(",") if c.strip()]
+        return build_physionet_challenge_plan(
+            args.root, args.dataset, classes=classes, split_fractions=args.split_fractions, seed=args.seed,
+            drop_unlabeled=not args.keep_unlabeled, use_split_file_labels=args.use_split_file_labels,
+            signal_options=SignalOptions(min_num_samples=args.min_num_samples, **signal), **common,
+        )
+    if args.dataset == "code15-test":
+        from .code15 import CODE_TEST_LEAD_NAMES, build_code15_test_plan
+
+        lead_names = [n.strip() for n in args.lead_names.split(",")] if args.lead_names else CODE_TEST_LEAD_NAMES
+        return build_code15_test_plan(
+            args.root, lead_names=lead_names, units=args.units, scale=args.scale,
+            signal_options=SignalOptions(**signal), **common,
+        )
+    raise CLIError(f"unknown dataset {args.dataset!r}")  # pragma: no cover - argparse prevents it
+
+
+def _build(args) -> int:
+    import datasets
+
+    from .build import compute_fingerprint, run_build
+    from .summary import SUMMARY_FILENAME, BuildSummary
+
+    if args.quiet:
+        datasets.disable_progress_bars()
+    output = Path(args.output).expanduser().resolve()
+    work_dir = Path(args.work_dir).expanduser().resolve() if args.work_dir else output / WORK_DIR_NAME
+    plan = _make_plan(args)
+    fingerprint = compute_fingerprint(plan, args.shard_size)
+    summary_file = output / SUMMARY_FILENAME
+    if (output / "dataset_dict.json").is_file() and summary_file.is_file():
+        previous = BuildSummary.from_json(summary_file)
+        if previous.fingerprint == fingerprint and not args.force:
+            print(f"{output} is up to date (same root, files and options); use --force to rebuild.")
+            print(previous.format())
+            return 0
+        if not args.force:
+            raise CLIError(
+                f"{output} already holds a dataset built from other inputs or options "
+                f"({previous.dataset}, fingerprint {previous.fingerprint}); pass --force to replace it"
+            )
+    elif output.exists() and not args.force:
+        ours = {WORK_DIR_NAME, "dataset_dict.json", SUMMARY_FILENAME, *plan.splits}
+        foreign = sorted(p.name for p in output.iterdir() if p.name not in ours)
+        if foreign:
+            raise CLIError(
+                f"{output} holds other files ({', '.join(foreign[:5])}); choose another --output or pass --force"
+            )
+    if summary_file.exists():
+        summary_file.unlink()  # written again last: its presence marks a complete save
+
+    dataset_dict, summary, build_dir = run_build(
+        plan, cache_dir=work_dir, num_proc=args.num_proc, shard_size=args.shard_size, force_rebuild=args.force
+    )
+    for split in dataset_dict:
+        target = output / split
+        if target.exists():
+            shutil.rmtree(target)
+    # `datasets` saves with spawned workers (each re-imports torch and transformers): only worth it for big sets
+    rows = sum(len(d) for d in dataset_dict.values())
+    num_proc = args.num_proc if args.num_proc and args.num_proc > 1 and rows >= 20000 else None
+    dataset_dict.save_to_disk(os.fspath(output), num_proc=num_proc)
+    summary.to_json(summary_file)
+    del dataset_dict
+    if not args.keep_shards:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        if work_dir == output / WORK_DIR_NAME:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(summary.format())
+    print(f"saved to {output}  (datasets.load_from_disk({os.fspath(output)!r}))")
+    return 0
+
+
+def _summary(args) -> int:
+    from .summary import load_build_summary
+
+    summary = load_build_summary(args.path)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(
+        level=logging.ERROR if quiet else (logging.INFO if verbose else logging.WARNING),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "build":
+            return _build(args)
+        return _summary(args)
+    except (CLIError, FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
+        if verbose:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished shards are kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
