@@ -1,0 +1,402 @@
+"""Model-free evaluation metrics: multi-label AUROC (+ bootstrap CI), retrieval recall@k, result tables.
+
+Everything runs offline on numpy / scikit-learn (`evaluate.load("roc_auc")` needs the Hub). Inputs may be
+numpy arrays, lists or (CPU or GPU) torch tensors.
+
+* `multilabel_auroc`: per-class AUROC (`sklearn.metrics.roc_auc_score`) and their mean over the classes that
+  have at least one positive and one negative record; the others are reported as skipped, with the reason.
+* `bootstrap_auroc_ci`: percentile bootstrap interval of that macro AUROC, resampling records. Vectorised: the
+  AUROC of every resample is computed from resample counts on the pre-sorted scores (ties count one half, as
+  in scikit-learn), so 1,000 resamples of 2,000 x 5 take well under a second.
+* `recall_at_k`: retrieval recall@k from a (queries, candidates) similarity matrix.
+* `markdown_table` / `format_results_table`: results laid out like the paper's tables.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "TASK_DISPLAY_NAMES",
+    "multilabel_auroc",
+    "bootstrap_auroc_ci",
+    "recall_at_k",
+    "markdown_table",
+    "format_results_table",
+]
+
+TASK_DISPLAY_NAMES: dict[str, str] = {
+    "ptbxl_super": "PTB-XL Super",
+    "ptbxl_sub": "PTB-XL Sub",
+    "ptbxl_form": "PTB-XL Form",
+    "ptbxl_rhythm": "PTB-XL Rhythm",
+    "cpsc2018": "CPSC2018",
+    "csn": "CSN",
+    "code15": "CODE-15",
+    "synthetic": "Synthetic",
+}
+
+
+def _to_numpy(x: Any, dtype=None) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().cpu()
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _labels_and_scores(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = _to_numpy(y_true)
+    s = _to_numpy(scores, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if s.ndim == 1:
+        s = s[:, None]
+    if y.ndim != 2 or y.shape != s.shape:
+        raise ValueError(f"y_true {y.shape} and scores {s.shape} must both be (num_samples, num_classes)")
+    if y.dtype != bool:
+        y = y.astype(np.float64)
+        if np.isnan(y).any():
+            raise ValueError("y_true contains NaN labels; drop or impute them first")
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("y_true must be binary (0/1 or bool) multi-hot labels")
+        y = y > 0.5
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    return y, s
+
+
+def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    if class_names is None:
+        return [str(c) for c in range(num_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {names}")
+    return names
+
+
+def multilabel_auroc(y_true: Any, scores: Any, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-class and macro AUROC of multi-label scores.
+
+    Args:
+        y_true: ``(N, C)`` binary multi-hot labels (a 1-D array is one class).
+        scores: ``(N, C)`` scores, any monotone scale (logits, probabilities, similarities).
+        class_names: names of the ``C`` classes (default ``"0"``, ``"1"``, ...).
+
+    Returns a dict:
+
+    * ``macro_auroc``: mean AUROC over the classes with at least one positive and one negative (NaN if none);
+    * ``per_class``: ``{name: auroc}`` for those scored classes (the scikit-learn value);
+    * ``per_class_all``: ``{name: auroc or None}`` for every class, ``None`` where it could not be scored;
+    * ``skipped_classes``: ``{name: reason}`` for the classes left out ("no positive samples" / "no negative
+      samples");
+    * ``num_classes_scored`` and ``num_samples``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _labels_and_scores(y_true, scores)
+    names = _class_names(class_names, y.shape[1])
+    n = y.shape[0]
+    per_class: dict[str, float] = {}
+    per_class_all: dict[str, float | None] = {}
+    skipped: dict[str, str] = {}
+    for c, name in enumerate(names):
+        positives = int(y[:, c].sum())
+        if positives == 0:
+            skipped[name] = "no positive samples"
+        elif positives == n:
+            skipped[name] = "no negative samples"
+        else:
+            per_class[name] = float(roc_auc_score(y[:, c], s[:, c]))
+        per_class_all[name] = per_class.get(name)
+    macro = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    return {
+        "macro_auroc": macro,
+        "per_class": per_class,
+        "per_class_all": per_class_all,
+        "skipped_classes": skipped,
+        "num_classes_scored": len(per_class),
+        "num_samples": n,
+    }
+
+
+def _bootstrap_class_aucs(y: np.ndarray, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUROC of one class under each resample; `counts` (B, N) are the resample multiplicities of the records.
+
+    AUROC = P(score_pos > score_neg) + 0.5 P(tie), summed over tie groups of the sorted scores. NaN where a
+    resample has no positive or no negative record.
+    """
+    order = np.argsort(s, kind="mergesort")
+    s_sorted = s[order]
+    y_sorted = y[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(s_sorted)) + 1])
+    w = counts[:, order]
+    pos = np.add.reduceat(np.where(y_sorted[None, :], w, 0), starts, axis=1)
+    neg = np.add.reduceat(np.where(y_sorted[None, :], 0, w), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    numerator = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), numerator / (n_pos * n_neg), np.nan)
+
+
+def bootstrap_auroc_ci(
+    y_true: Any,
+    scores: Any,
+    num_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_chunk_elements: int = 4_000_000,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval ``(low, high)`` of the macro AUROC, resampling records.
+
+    Each of the `num_bootstrap` resamples draws N records with replacement (``numpy.random.default_rng(seed)``)
+    and averages the AUROC of the classes that have both labels *in that resample*; resamples where no class is
+    scorable are skipped. Returns ``(nan, nan)`` (with a warning) when no class is scorable at all.
+    """
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(num_bootstrap) < 1:
+        raise ValueError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
+    y, s = _labels_and_scores(y_true, scores)
+    n = y.shape[0]
+    classes = [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < n]
+    if not classes or n < 2:
+        warnings.warn("bootstrap_auroc_ci: no class has both positive and negative samples; returning (nan, nan)")
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    num_bootstrap = int(num_bootstrap)
+    chunk = max(1, int(max_chunk_elements) // n)
+    macros = []
+    for b0 in range(0, num_bootstrap, chunk):
+        b = min(chunk, num_bootstrap - b0)
+        draws = rng.integers(0, n, size=(b, n))
+        counts = np.bincount((draws + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        counts = counts.astype(np.float64)
+        aucs = np.stack([_bootstrap_class_aucs(y[:, c], s[:, c], counts) for c in classes], axis=1)
+        scored = np.isfinite(aucs).any(axis=1)
+        if scored.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                macros.append(np.nanmean(aucs[scored], axis=1))
+    if not macros:
+        warnings.warn("bootstrap_auroc_ci: no resample had a scorable class; returning (nan, nan)")
+        return float("nan"), float("nan")
+    values = np.concatenate(macros)
+    alpha = (1.0 - float(confidence)) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def recall_at_k(similarity: Any, ground_truth: Any, ks: Iterable[int] = (1, 5, 10), chunk_size: int = 1024) -> dict[str, float]:
+    """Retrieval recall@k (hit rate): the fraction of queries with a relevant candidate among their top k.
+
+    Args:
+        similarity: ``(Nq, Nc)`` query x candidate similarities (higher = more similar).
+        ground_truth: either ``(Nq,)`` integers, the index of each query's correct candidate, or an
+            ``(Nq, Nc)`` boolean relevance matrix for queries with several relevant candidates (for example
+            every record whose report is identical to the query's). A query without any relevant candidate
+            counts as a miss.
+        ks: the cut-offs. A k larger than ``Nc`` counts every query with a relevant candidate as a hit.
+
+    Candidates are ranked by decreasing similarity; ties keep the candidate order (a stable sort), so results
+    are deterministic. Returns ``{"R@1": ..., "R@5": ..., "R@10": ...}``.
+    """
+    sim = _to_numpy(similarity, dtype=np.float64)
+    if sim.ndim != 2:
+        raise ValueError(f"similarity must be (num_queries, num_candidates), got {sim.shape}")
+    if not np.isfinite(sim).all():
+        raise ValueError("similarity contains NaN or infinite values")
+    ks = [int(k) for k in ks]
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"every k must be >= 1, got {ks}")
+    nq, nc = sim.shape
+    gt = _to_numpy(ground_truth)
+    first = np.empty(nq, dtype=np.int64)  # 0-based rank of the best-ranked relevant candidate (nc: none)
+    if gt.ndim == 1:
+        if gt.shape[0] != nq:
+            raise ValueError(f"{gt.shape[0]} ground-truth indices for {nq} queries")
+        if not np.issubdtype(gt.dtype, np.integer):
+            if not np.all(np.mod(gt, 1) == 0):
+                raise ValueError("ground-truth indices must be integers")
+            gt = gt.astype(np.int64)
+        if (gt < 0).any() or (gt >= nc).any():
+            raise ValueError(f"ground-truth indices must be in [0, {nc})")
+        cols = np.arange(nc)
+        for q0 in range(0, nq, chunk_size):
+            rows = slice(q0, q0 + chunk_size)
+            block, target = sim[rows], gt[rows]
+            s_true = block[np.arange(block.shape[0]), target][:, None]
+            first[rows] = (block > s_true).sum(1) + ((block == s_true) & (cols[None, :] < target[:, None])).sum(1)
+    elif gt.ndim == 2:
+        if gt.shape != sim.shape:
+            raise ValueError(f"relevance matrix {gt.shape} must match similarity {sim.shape}")
+        rel = gt.astype(bool)
+        for q0 in range(0, nq, chunk_size):
+            rows = slice(q0, q0 + chunk_size)
+            order = np.argsort(-sim[rows], axis=1, kind="stable")
+            ranked = np.take_along_axis(rel[rows], order, axis=1)
+            has = ranked.any(axis=1)
+            first[rows] = np.where(has, ranked.argmax(axis=1), nc)
+    else:
+        raise ValueError(f"ground_truth must be (num_queries,) indices or a (num_queries, num_candidates) matrix, got {gt.shape}")
+    return {f"R@{k}": float(np.mean(first < min(k, nc))) if nq else float("nan") for k in ks}
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def _fraction_label(fraction: Any) -> str:
+    if isinstance(fraction, str):
+        text = fraction.strip()
+        try:
+            return _fraction_label(float(text))
+        except ValueError:
+            return text
+    value = float(fraction)
+    if 0.0 < value < 1.0:
+        value *= 100.0
+    return f"{value:g}%"
+
+
+def _fraction_sort_key(fraction: Any) -> tuple[int, float, str]:
+    label = _fraction_label(fraction)
+    try:
+        return (0, float(label.rstrip("%")), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _cell(value: Any, percent: bool, decimals: int) -> str:
+    scale = 100.0 if percent else 1.0
+    if value is None:
+        return "–"
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        mean, std = value
+        if mean is None or not math.isfinite(float(mean)):
+            return "–"
+        text = f"{float(mean) * scale:.{decimals}f}"
+        if std is not None and math.isfinite(float(std)):
+            text += f" ± {float(std) * scale:.{decimals}f}"
+        return text
+    value = float(value)
+    return f"{value * scale:.{decimals}f}" if math.isfinite(value) else "–"
+
+
+def _mean_value(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = value[0]
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def markdown_table(
+    rows: Mapping[str, Mapping[str, Any]],
+    title: str | None = None,
+    tasks: Sequence[str] | None = None,
+    task_titles: Mapping[str, str] | None = None,
+    percent: bool = True,
+    decimals: int = 2,
+    average: bool = True,
+    row_header: str = "Method",
+) -> str:
+    """Lay results out like the paper's tables: one row per method, tasks as columns.
+
+    Args:
+        rows: ``{method: {task: value}}`` (zero-shot style, one column per task) or
+            ``{method: {task: {fraction: value}}}`` (linear-probe style: each task gets one sub-column per label
+            fraction, e.g. 1 / 10 / 100 %). A value is a number in [0, 1] (shown x 100 with `percent`),
+            ``(mean, std)``, or ``None`` / NaN (shown as "–"). Fractions are percentages (``1``, ``10``,
+            ``100``), proportions (``0.01``) or labels (``"1%"``).
+        title: a bold line above the table.
+        tasks: column order (default: order of first appearance); `task_titles` renames them (default
+            `TASK_DISPLAY_NAMES`, e.g. ``ptbxl_super`` -> ``PTB-XL Super``).
+        average: add an ``Average`` column (per fraction), filled where a row has every task.
+
+    With fractions the header names each task once over its sub-columns and a second row names the fractions:
+
+    ``| Method | PTB-XL Super | | | ... |``, then ``| | 1% | 10% | 100% | ... |``.
+    """
+    if not rows:
+        raise ValueError("no rows to tabulate")
+    titles = dict(TASK_DISPLAY_NAMES)
+    titles.update(task_titles or {})
+    if tasks is None:
+        tasks = list(dict.fromkeys(t for results in rows.values() for t in results))
+    tasks = list(tasks)
+    grouped = any(isinstance(v, Mapping) for results in rows.values() for v in results.values())
+    lines: list[str] = []
+    if title:
+        lines += [f"**{title}**", ""]
+    if not grouped:
+        header = [row_header] + [titles.get(t, t) for t in tasks] + (["Average"] if average else [])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|")
+        for name, results in rows.items():
+            cells = [str(name)] + [_cell(results.get(t), percent, decimals) for t in tasks]
+            if average:
+                means = [_mean_value(results.get(t)) for t in tasks]
+                cells.append(_cell(float(np.mean(means)), percent, decimals) if means and None not in means else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    fractions: list[Any] = []
+    seen: set[str] = set()
+    for results in rows.values():
+        for value in results.values():
+            if isinstance(value, Mapping):
+                for f in value:
+                    if _fraction_label(f) not in seen:
+                        seen.add(_fraction_label(f))
+                        fractions.append(f)
+    fractions.sort(key=_fraction_sort_key)
+    labels = [_fraction_label(f) for f in fractions]
+    groups = tasks + (["Average"] if average else [])
+    header = [row_header]
+    for g in groups:
+        header += [titles.get(g, g)] + [" "] * (len(labels) - 1)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|")
+    lines.append("| " + " | ".join([" "] + labels * len(groups)) + " |")
+
+    def lookup(results: Mapping[str, Any], task: str, label: str) -> Any:
+        value = results.get(task)
+        if not isinstance(value, Mapping):
+            return None
+        for f, v in value.items():
+            if _fraction_label(f) == label:
+                return v
+        return None
+
+    for name, results in rows.items():
+        cells = [str(name)]
+        for t in tasks:
+            cells += [_cell(lookup(results, t, label), percent, decimals) for label in labels]
+        if average:
+            for label in labels:
+                means = [_mean_value(lookup(results, t, label)) for t in tasks]
+                cells.append(_cell(float(np.mean(means)), percent, decimals) if means and None not in means else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_results_table(
+    results: Mapping[str, Any], title: str | None = None, row_label: str = "dbeta_hf", **kwargs: Any
+) -> str:
+    """One method's results as a paper-style markdown table: ``markdown_table({row_label: results}, title)``.
+
+    `results` is ``{task: value}`` (zero-shot) or ``{task: {fraction: value}}`` (linear probing), e.g.
+    ``format_results_table({"ptbxl_super": {1: 0.83, 10: 0.86, 100: 0.88}}, "Linear probing")``.
+    """
+    return markdown_table({row_label: results}, title=title, **kwargs)

@@ -1,0 +1,243 @@
+"""Class descriptions (prompts) for zero-shot ECG classification.
+
+D-BETA scores a class by the similarity between an ECG embedding and the embedding of one sentence describing
+the class (reference spec F.3). `dbeta_hf/resources/class_descriptions.json` ships one lower-case clinical
+definition per class, ``"<name>. <definition>."``, for every class of PTB-XL super / sub / form / rhythm,
+CPSC2018, Chapman-Shaoxing-Ningbo (CSN), CODE-15 and the synthetic corpus. The texts are our own, written in
+the style of the official prompts (they are not the official prompt file).
+
+The file has three parts:
+
+* ``descriptions``: ``{code: text}``, one text per class code;
+* ``task_overrides``: ``{task: {code: text}}`` for codes whose meaning depends on the dataset (CSN ``AF`` is
+  atrial flutter but CODE-15 ``AF`` is atrial fibrillation; CSN ``STE`` is an ST-interval abnormality; the
+  PTB-XL *superclass* ``STTC`` is broader than the ``STTC`` subclass). A code that is ambiguous without a task
+  (``AF``) has no global text, so asking for it without `task` is an error rather than a silent guess;
+* ``tasks``: ``{task: [codes...]}``, every task's classes in label-column order.
+
+Look-up order in `class_descriptions`: the caller's `overrides`, then the task's overrides, then the global
+descriptions. A code is matched exactly first, then ignoring case and PTB-XL's leading / trailing underscores
+(``ISC_``, ``_AVB`` and ``NST_`` find ``ISC``, ``AVB`` and ``NST``).
+
+    >>> from dbeta_hf.zero_shot_prompts import class_descriptions, task_class_names
+    >>> class_descriptions(["AF"], task="code15")[0].split(".")[0]
+    'atrial fibrillation'
+    >>> class_descriptions(["AF"], task="csn")[0].split(".")[0]
+    'atrial flutter'
+    >>> len(task_class_names("ptbxl_sub"))
+    23
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "DEFAULT_CLASS_DESCRIPTIONS_PATH",
+    "TASK_ALIASES",
+    "MissingClassDescriptionError",
+    "load_class_descriptions",
+    "available_tasks",
+    "task_class_names",
+    "class_descriptions",
+]
+
+DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).parent / "resources" / "class_descriptions.json"
+
+# Other common spellings of the task names.
+TASK_ALIASES = {
+    "super": "ptbxl_super",
+    "superdiagnostic": "ptbxl_super",
+    "sub": "ptbxl_sub",
+    "subdiagnostic": "ptbxl_sub",
+    "form": "ptbxl_form",
+    "rhythm": "ptbxl_rhythm",
+    "icbeb": "cpsc2018",
+    "cpsc": "cpsc2018",
+    "chapman": "csn",
+    "chapman_shaoxing_ningbo": "csn",
+    "code": "code15",
+    "code_15": "code15",
+    "code-15": "code15",
+    "code15_test": "code15",
+}
+
+
+_META_KEYS = {"_about", "_comment", "_license", "_source"}  # notes, not classes (PTB-XL's "_AVB" is a class)
+
+
+class MissingClassDescriptionError(KeyError, ValueError):
+    """Some classes have no description. A `KeyError` and a `ValueError`; ``str()`` gives the plain message."""
+
+    def __init__(self, message: str, missing: Sequence[str]):
+        super().__init__(message)
+        self.message = message
+        self.missing = list(missing)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+def _normalise_structure(data: Any, source: str) -> dict[str, Any]:
+    """Accept the shipped structure or a flat ``{code: text}`` mapping; return the structure."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: class descriptions must be a JSON object, got {type(data).__name__}")
+    if isinstance(data.get("descriptions"), Mapping):
+        descriptions = data["descriptions"]
+        task_overrides = data.get("task_overrides") or {}
+        tasks = data.get("tasks") or {}
+    else:  # flat {code: text}, e.g. a user's file or the official context_llm.json
+        descriptions = {k: v for k, v in data.items() if k not in _META_KEYS}
+        task_overrides, tasks = {}, {}
+    bad = [k for k, v in descriptions.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{source}: descriptions must be strings; not for {bad[:10]}")
+    if not isinstance(task_overrides, Mapping) or not all(isinstance(v, Mapping) for v in task_overrides.values()):
+        raise ValueError(f"{source}: 'task_overrides' must map a task to a {{code: text}} object")
+    if not isinstance(tasks, Mapping) or not all(isinstance(v, (list, tuple)) for v in tasks.values()):
+        raise ValueError(f"{source}: 'tasks' must map a task to a list of class codes")
+    return {
+        "descriptions": {str(k): str(v) for k, v in descriptions.items()},
+        "task_overrides": {str(t): {str(k): str(v) for k, v in o.items()} for t, o in task_overrides.items()},
+        "tasks": {str(t): [str(c) for c in codes] for t, codes in tasks.items()},
+    }
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime: float) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return _normalise_structure(data, path)
+
+
+def load_class_descriptions(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load a class-description file: ``{"descriptions": {...}, "task_overrides": {...}, "tasks": {...}}``.
+
+    `path` defaults to the shipped `resources/class_descriptions.json`. A flat ``{code: text}`` JSON file (for
+    example your own prompts, or the official ``context_llm.json``) is accepted too and returned in the same
+    structure with empty ``task_overrides`` and ``tasks``. The result is a fresh copy: edit it freely.
+    """
+    path = Path(path) if path is not None else DEFAULT_CLASS_DESCRIPTIONS_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"class description file not found: {path}")
+    return copy.deepcopy(_load_cached(str(path.resolve()), path.stat().st_mtime))
+
+
+def _resolve_task(task: str | None, known: Mapping[str, Any]) -> str | None:
+    if task is None:
+        return None
+    key = str(task).strip().lower().replace(" ", "_")
+    key = TASK_ALIASES.get(key, key)
+    if key not in known:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(known))}")
+    return key
+
+
+def available_tasks() -> list[str]:
+    """The tasks of the shipped description file."""
+    return list(load_class_descriptions()["tasks"])
+
+
+def task_class_names(task: str) -> list[str]:
+    """The class codes of a task in label-column order, e.g. ``task_class_names("code15")`` ->
+    ``["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]`` (reference spec F.1; tasks: `available_tasks`)."""
+    data = load_class_descriptions()
+    return list(data["tasks"][_resolve_task(task, data["tasks"])])
+
+
+def _canonical(code: str) -> str:
+    return str(code).strip().strip("_").lower()
+
+
+def _lookup(table: Mapping[str, str], code: str) -> str | None:
+    if code in table:
+        return table[code]
+    want = _canonical(code)
+    for key, text in table.items():
+        if _canonical(key) == want:
+            return text
+    return None
+
+
+def _as_overrides(overrides: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, Any] | None:
+    if overrides is None:
+        return None
+    if isinstance(overrides, (str, os.PathLike)):
+        return load_class_descriptions(overrides)
+    if isinstance(overrides, Mapping):
+        return _normalise_structure(overrides, "overrides")
+    raise TypeError(f"overrides must be a dict, a JSON file path or None, got {type(overrides).__name__}")
+
+
+def class_descriptions(
+    class_names: Sequence[str],
+    task: str | None = None,
+    overrides: Mapping[str, Any] | str | os.PathLike | None = None,
+    lowercase: bool = True,
+) -> list[str]:
+    """One description per class name, in order.
+
+    Args:
+        class_names: class codes, e.g. ``["AFIB", "SR", "1AVB"]`` or ``task_class_names("csn")``.
+        task: selects the task-specific texts of codes whose meaning depends on the dataset (``"csn"``,
+            ``"code15"``, ``"ptbxl_super"``, ...; aliases such as ``"chapman"`` or ``"icbeb"`` work).
+        overrides: your own texts, which win over the shipped ones: a ``{code: text}`` dict, a dict in the shipped
+            structure (``descriptions`` / ``task_overrides``), or the path of a JSON file with either.
+        lowercase: lower-case every text, as the official zero-shot flow does (``context_llm[label].lower()``).
+
+    Raises:
+        MissingClassDescriptionError (a `KeyError` and a `ValueError`): some classes have no description; the
+        message lists them and how to supply texts.
+    """
+    if isinstance(class_names, str):
+        class_names = [class_names]
+    shipped = load_class_descriptions()
+    task_key = _resolve_task(task, {**shipped["tasks"], **shipped["task_overrides"]}) if task is not None else None
+    layers: list[Mapping[str, str]] = []
+    user = _as_overrides(overrides)
+    if user is not None:
+        if task_key is not None:
+            layers.append(user["task_overrides"].get(task_key, {}))
+        layers.append(user["descriptions"])
+    if task_key is not None:
+        layers.append(shipped["task_overrides"].get(task_key, {}))
+    layers.append(shipped["descriptions"])
+
+    texts: list[str] = []
+    missing: list[str] = []
+    for name in class_names:
+        text = None
+        for layer in layers:
+            text = _lookup(layer, str(name))
+            if text is not None:
+                break
+        if text is None:
+            missing.append(str(name))
+            continue
+        text = text.strip()
+        texts.append(text.lower() if lowercase else text)
+    if missing:
+        ambiguous = sorted(
+            {m for m in missing for t, o in shipped["task_overrides"].items() if _lookup(o, m) is not None}
+        )
+        hint = ""
+        if ambiguous and task_key is None:
+            tasks_for = {
+                m: sorted(t for t, o in shipped["task_overrides"].items() if _lookup(o, m) is not None) for m in ambiguous
+            }
+            hint = " The meaning of " + "; ".join(f"{m!r} depends on the task ({', '.join(t)})" for m, t in tasks_for.items()) + ": pass task=..."
+        raise MissingClassDescriptionError(
+            f"no class description for {missing}"
+            + (f" (task {task_key!r})" if task_key else "")
+            + "."
+            + hint
+            + " Supply your own with overrides={'CODE': 'name. definition.'} or overrides='my_descriptions.json' "
+            "(a JSON object mapping each class code to its description).",
+            missing,
+        )
+    return texts
