@@ -42,4 +42,9 @@ __all__ = [
     "normalize_report",
 ]
 __all__ += ["DBetaECGFeatureExtractor", "DBetaProcessor"]
+
+from .pipelines import ZeroShotECGClassificationPipeline, register_pipelines  # noqa: E402
+
+register_pipelines()
+__all__ += ["ZeroShotECGClassificationPipeline", "register_pipelines"]
 __version__ = "0.1.0"

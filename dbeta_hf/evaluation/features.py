@@ -1,0 +1,605 @@
+"""Frozen-encoder feature extraction for the downstream evaluations, with an on-disk cache.
+
+`extract_ecg_features` runs the uni-modal ECG embedding of any D-BETA model (`DBetaModel`,
+`DBetaForPreTraining`, `DBetaECGModel`, `DBetaForECGClassification`) over a `datasets.Dataset`, a tensor or
+an array, batch by batch, in eval mode and without gradients (bf16 autocast on CUDA by default), with a
+progress bar. With `cache_dir` the (N, hidden) float32 features are written to a safetensors file whose name
+carries a fingerprint of the model weights, of the data and of the preprocessing, so a second run (another
+label fraction, another seed, the random-init baseline...) loads them instead of re-encoding.
+
+The module also holds the small pieces every evaluation command shares: checking a model folder
+(`resolve_model_dir`), loading a task's splits and class names (`load_task_splits`), and writing results
+(`save_json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import TASK_DISPLAY_NAMES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SYNTHETIC_MODEL_DIR",
+    "SYNTHETIC_EVAL_SEED",
+    "TASKS",
+    "TASK_TITLES",
+    "ecg_feature_fn",
+    "model_fingerprint",
+    "data_fingerprint",
+    "iter_ecg_batches",
+    "extract_ecg_features",
+    "extract_text_features",
+    "resolve_model_dir",
+    "load_task_splits",
+    "labels_array",
+    "resolve_device",
+    "save_json",
+    "add_common_arguments",
+    "roots_from_args",
+    "cache_dir_from_args",
+    "loader_kwargs_from_args",
+    "load_processor",
+    "load_feature_extractor",
+    "dataset_sampling_rate",
+]
+
+# The folder `examples/pretrain.py` writes with its embedded default (kept in sync with
+# `examples/pretrain.py::DEFAULT_SYNTHETIC_OUTPUT`).
+DEFAULT_SYNTHETIC_MODEL_DIR = "outputs/dbeta-tiny-synthetic"
+# Seed of the held-out synthetic corpus the evaluation commands use by default. The pretraining example draws
+# its corpus from other seeds, so the evaluation records are never training records.
+SYNTHETIC_EVAL_SEED = 20250
+
+# Downstream tasks: name -> (loader, keyword arguments). Titles follow the paper's tables.
+TASKS: tuple[str, ...] = (
+    "ptbxl_super",
+    "ptbxl_sub",
+    "ptbxl_form",
+    "ptbxl_rhythm",
+    "cpsc2018",
+    "csn",
+    "code15",
+    "synthetic",
+)
+# Display names of the tasks in tables and plots (shared with `dbeta_hf.evaluation.metrics`).
+TASK_TITLES: dict[str, str] = dict(TASK_DISPLAY_NAMES)
+# Which `--*_root` option a task reads its data from.
+TASK_ROOT_OPTION: dict[str, str] = {
+    "ptbxl_super": "ptbxl_root",
+    "ptbxl_sub": "ptbxl_root",
+    "ptbxl_form": "ptbxl_root",
+    "ptbxl_rhythm": "ptbxl_root",
+    "cpsc2018": "cpsc2018_root",
+    "csn": "csn_root",
+    "code15": "code15_root",
+}
+
+
+# ------------------------------------------------------------------------------------------------ model side
+def ecg_feature_fn(model: torch.nn.Module):
+    """The `(B, 12, S) -> (B, H)` uni-modal ECG embedding function of a D-BETA model (any head)."""
+    if hasattr(model, "get_ecg_features"):
+        return model.get_ecg_features
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "get_ecg_features"):
+        return inner.get_ecg_features
+    raise TypeError(
+        f"{type(model).__name__} has no `get_ecg_features`; pass a DBetaModel, DBetaForPreTraining, DBetaECGModel or "
+        "DBetaForECGClassification"
+    )
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model always has parameters
+        return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`None` -> CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's configuration and weights (per tensor: shape, dtype, two moments, a strided sample).
+
+    Two models with the same weights give the same fingerprint; any change of a weight changes it (up to
+    float64 rounding of the moments). Used to key the feature cache.
+    """
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_json_string"):
+        try:
+            digest.update(config.to_json_string(use_diff=False).encode())
+        except TypeError:
+            digest.update(config.to_json_string().encode())
+    digest.update(type(model).__name__.encode())
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            t = tensor.detach()
+            digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            if t.numel() == 0:
+                continue
+            flat = t.reshape(-1).double()
+            sample = flat[:: max(1, flat.numel() // 64)][:64]
+            stats = torch.cat([torch.stack([flat.sum(), (flat * flat).sum()]), sample])
+            digest.update(stats.cpu().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+# ------------------------------------------------------------------------------------------------ data side
+def _is_hf_dataset(data: Any) -> bool:
+    return hasattr(data, "column_names") and hasattr(data, "with_format") and hasattr(data, "__getitem__")
+
+
+def data_fingerprint(data: Any, ecg_column: str = "ecg") -> str:
+    """A short hash identifying the ECGs of `data` (a `datasets.Dataset`, a tensor or an array)."""
+    digest = hashlib.sha256()
+    if _is_hf_dataset(data):
+        digest.update(f"dataset:{getattr(data, '_fingerprint', None)}:{len(data)}:{ecg_column}".encode())
+        if getattr(data, "_fingerprint", None) is None:  # pragma: no cover - datasets always sets one
+            digest.update(os.urandom(16))
+    else:
+        array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        digest.update(f"array:{array.shape}:{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _num_records(data: Any) -> int:
+    return len(data)
+
+
+def iter_ecg_batches(data: Any, batch_size: int, ecg_column: str = "ecg") -> Iterator[np.ndarray | torch.Tensor]:
+    """Batches of ECGs (B, leads, samples) from a `datasets.Dataset` (column `ecg_column`), a tensor or an array."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if _is_hf_dataset(data):
+        if ecg_column not in data.column_names:
+            raise KeyError(f"the dataset has no {ecg_column!r} column (columns: {data.column_names})")
+        view = data.with_format("numpy", columns=[ecg_column])
+        for start in range(0, len(view), batch_size):
+            yield view[start : start + batch_size][ecg_column]
+        return
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        if data.ndim != 3:
+            raise ValueError(f"ECGs must be (num_records, leads, samples), got shape {tuple(data.shape)}")
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    raise TypeError(f"expected a datasets.Dataset, a torch.Tensor or a numpy array of ECGs, got {type(data).__name__}")
+
+
+def _to_model_input(batch, feature_extractor, sampling_rate) -> torch.Tensor:
+    if feature_extractor is not None:
+        if sampling_rate is None:
+            raise ValueError("`sampling_rate` is required when a feature_extractor preprocesses the ECGs")
+        array = batch.detach().cpu().float().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch, dtype=np.float32)
+        return feature_extractor(list(array), sampling_rate=sampling_rate, return_tensors="pt")["ecg_values"]
+    if isinstance(batch, torch.Tensor):
+        return batch.float()
+    return torch.from_numpy(np.asarray(batch, dtype=np.float32))
+
+
+def _extractor_signature(feature_extractor, sampling_rate) -> str:
+    if feature_extractor is None:
+        return "raw"
+    try:
+        state = feature_extractor.to_dict()
+    except Exception:  # pragma: no cover - every FeatureExtractionMixin has to_dict
+        state = {"repr": repr(feature_extractor)}
+    state.pop("processor_class", None)
+    return json.dumps({"extractor": state, "sampling_rate": sampling_rate}, sort_keys=True, default=str)
+
+
+def _autocast_context(device: torch.device, autocast: bool | None):
+    use = (device.type == "cuda") if autocast is None else bool(autocast)
+    if use and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if use and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def extract_ecg_features(
+    model: torch.nn.Module,
+    data: Any,
+    *,
+    batch_size: int = 64,
+    ecg_column: str = "ecg",
+    feature_extractor=None,
+    sampling_rate: float | None = None,
+    device: str | torch.device | None = None,
+    autocast: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    cache_name: str = "features",
+    overwrite_cache: bool = False,
+    progress: bool = True,
+    desc: str | None = None,
+) -> torch.Tensor:
+    """Uni-modal ECG embeddings of every record of `data`, as a (N, hidden) float32 CPU tensor.
+
+    Args:
+        model: a D-BETA model with `get_ecg_features` (or a head model wrapping one in `.model`). It is put in
+            eval mode for the extraction (dropout off) and its previous mode restored afterwards.
+        data: a `datasets.Dataset` with an `ecg_column` of (12, samples) ECGs, or a (N, 12, samples) tensor/array.
+        batch_size: records per forward pass.
+        feature_extractor: optional `DBetaECGFeatureExtractor` applied to every batch (resampling, lead order, ...);
+            `None` feeds the ECGs as they are (the project's datasets are already 500 Hz, mV, canonical order).
+        sampling_rate: sampling rate of `data` in Hz (required with a `feature_extractor`).
+        device: where to run the model; defaults to the model's device.
+        autocast: bf16 autocast; `None` = on for CUDA, off on the CPU.
+        cache_dir: folder of the feature cache; `None` disables caching.
+        cache_name: readable prefix of the cache file name (e.g. ``"ptbxl_super-train"``).
+        overwrite_cache: recompute and rewrite an existing cache file.
+        progress: show a tqdm progress bar.
+    """
+    from safetensors.torch import load_file, save_file
+
+    n = _num_records(data)
+    cache_path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(
+            "|".join(
+                [model_fingerprint(model), data_fingerprint(data, ecg_column), _extractor_signature(feature_extractor, sampling_rate)]
+            ).encode()
+        ).hexdigest()[:24]
+        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_name)
+        cache_path = Path(cache_dir) / f"{safe_name}-{key}.safetensors"
+        if cache_path.exists() and not overwrite_cache:
+            features = load_file(str(cache_path))["features"]
+            if features.shape[0] == n:
+                logger.info("loaded cached ECG features %s from %s", tuple(features.shape), cache_path)
+                return features
+            logger.warning("ignoring the cache file %s: it has %d rows, the data %d", cache_path, features.shape[0], n)
+
+    run_device = _model_device(model) if device is None else torch.device(device)
+    if _model_device(model) != run_device:
+        model.to(run_device)
+    encode = ecg_feature_fn(model)
+    model_dtype = next(model.parameters()).dtype  # a model loaded in bf16 / fp16 takes inputs of its dtype
+    if not model_dtype.is_floating_point:  # pragma: no cover - quantised models
+        model_dtype = torch.float32
+    was_training = model.training
+    model.eval()
+    chunks: list[torch.Tensor] = []
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=desc or f"ECG features ({cache_name})", unit="ecg", disable=not progress, leave=False)
+        for batch in iter_ecg_batches(data, batch_size, ecg_column):
+            values = _to_model_input(batch, feature_extractor, sampling_rate).to(run_device, dtype=model_dtype, non_blocking=True)
+            with _autocast_context(run_device, autocast):
+                feats = encode(values)
+            chunks.append(feats.float().cpu())
+            bar.update(values.shape[0])
+        bar.close()
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ValueError("no ECG to encode: the data is empty")
+    features = torch.cat(chunks).contiguous()
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_suffix(".tmp")
+        save_file(
+            {"features": features},
+            str(tmp),
+            metadata={"num_records": str(n), "model_class": type(model).__name__, "cache_name": cache_name},
+        )
+        os.replace(tmp, cache_path)
+        logger.info("cached ECG features %s at %s", tuple(features.shape), cache_path)
+    return features
+
+
+@torch.no_grad()
+def extract_text_features(
+    model: torch.nn.Module,
+    processor,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    autocast: bool | None = None,
+    max_length: int | None = 256,
+    progress: bool = False,
+    desc: str = "text features",
+) -> torch.Tensor:
+    """Uni-modal text embeddings (N, hidden) float32 of `texts`, tokenised with `processor` (normalised, padded).
+
+    The model must have a text tower (`DBetaModel` / `DBetaForPreTraining`). Padded batches equal one text at a
+    time because the attention mask reaches the T5 encoder.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no text to encode")
+    if not hasattr(model, "get_text_features"):
+        raise TypeError(
+            f"{type(model).__name__} has no text tower (`get_text_features`); load the full model with "
+            "DBetaModel.from_pretrained(...) for zero-shot scoring and retrieval"
+        )
+    run_device = _model_device(model) if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
+            enc = processor(text=texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+            with _autocast_context(run_device, autocast):
+                feats = model.get_text_features(enc["input_ids"].to(run_device), enc["attention_mask"].to(run_device))
+            out.append(feats.float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def resolve_model_dir(path: str | os.PathLike | None, default: str = DEFAULT_SYNTHETIC_MODEL_DIR) -> str:
+    """Check a `--model_name_or_path`: a local folder must exist and hold a `config.json`.
+
+    Hub ids (``org/name`` that is not a local path) are returned unchanged. The offline default folder gets a
+    message telling the user to run the pretraining example first; nothing ever falls back to random weights.
+    """
+    path = default if path is None else str(path)
+    local = Path(path)
+    looks_like_hub_id = (
+        not local.exists()
+        and path.count("/") == 1
+        and not path.startswith((".", "/", "~"))
+        and os.path.normpath(path) != os.path.normpath(default)
+        and not Path(path.split("/")[0]).is_dir()  # "outputs/my-run" is a local path even when missing
+    )
+    if looks_like_hub_id:
+        return path
+    if not local.exists():
+        hint = (
+            "Run `python examples/pretrain.py` first: its default run trains a tiny model on the synthetic corpus and "
+            f"saves it (with its processor) to {default}."
+            if os.path.normpath(path) == os.path.normpath(default)
+            else "Pass --model_name_or_path with a folder saved by save_pretrained (or a Hub id)."
+        )
+        raise FileNotFoundError(f"model folder {path!r} does not exist. {hint}")
+    if not (local / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path!r} has no config.json: it is not a saved D-BETA model. Pass a folder written by "
+            "`save_pretrained` (e.g. by `python examples/pretrain.py`)."
+        )
+    return str(local)
+
+
+def labels_array(split, label_column: str = "labels") -> np.ndarray:
+    """The (N, C) multi-hot labels of a dataset split as a float32 array."""
+    if label_column not in split.column_names:
+        raise KeyError(f"the dataset has no {label_column!r} column (columns: {split.column_names})")
+    labels = np.asarray(split.with_format("numpy", columns=[label_column])[:][label_column], dtype=np.float32)
+    if labels.ndim == 1:
+        labels = labels[:, None]
+    return labels
+
+
+def _synthetic_splits(num_records: int, seed: int, fractions=(0.6, 0.2, 0.2)):
+    from datasets import DatasetDict
+
+    from ..synthetic import make_synthetic_corpus
+
+    if num_records < 10:
+        raise ValueError(f"the synthetic evaluation corpus needs at least 10 records, got {num_records}")
+    corpus = make_synthetic_corpus(num_records, seed=seed)
+    n_train = int(round(fractions[0] * num_records))
+    n_val = int(round(fractions[1] * num_records))
+    return DatasetDict(
+        {
+            "train": corpus.select(range(0, n_train)),
+            "validation": corpus.select(range(n_train, n_train + n_val)),
+            "test": corpus.select(range(n_train + n_val, num_records)),
+        }
+    )
+
+
+def load_task_splits(
+    task: str,
+    *,
+    roots: dict[str, str | None] | None = None,
+    synthetic_records: int = 200,
+    synthetic_seed: int = SYNTHETIC_EVAL_SEED,
+    max_samples: int | None = None,
+    **loader_kwargs,
+):
+    """Load a downstream task as ``(DatasetDict, class_names)``.
+
+    `task` is one of `TASKS`. ``"synthetic"`` builds a held-out synthetic corpus (`synthetic_records` records
+    of seed `synthetic_seed`, split 60 / 20 / 20 into train / validation / test). The others call the
+    builders of `dbeta_hf.data` on ``roots[<dataset>_root]`` (``ptbxl_root``, ``cpsc2018_root``, ``csn_root``,
+    ``code15_root``). `max_samples` keeps the first records of every split (quick checks).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    roots = roots or {}
+    if task == "synthetic":
+        from ..synthetic import SYNTHETIC_CLASSES
+
+        splits = _synthetic_splits(synthetic_records, synthetic_seed)
+        class_names = list(SYNTHETIC_CLASSES)
+    else:
+        option = TASK_ROOT_OPTION[task]
+        root = roots.get(option)
+        if not root:
+            raise ValueError(f"task {task!r} needs its data: pass --{option} (the folder of the raw dataset)")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"--{option} {root!r} does not exist")
+        from .. import data as data_module
+
+        if task.startswith("ptbxl_"):
+            splits = data_module.load_ptbxl(root, task=task.split("_", 1)[1], **loader_kwargs)
+        elif task == "cpsc2018":
+            splits = data_module.load_cpsc2018(root, **loader_kwargs)
+        elif task == "csn":
+            splits = data_module.load_chapman_shaoxing_ningbo(root, **loader_kwargs)
+        else:
+            splits = data_module.load_code15_test(root, **loader_kwargs)
+        if isinstance(splits, tuple):  # (dataset, summary) with return_summary=True
+            splits = splits[0]
+        from ..data.features import dataset_class_names
+
+        class_names = dataset_class_names(splits)
+    if max_samples is not None:
+        from datasets import DatasetDict
+
+        splits = DatasetDict({name: split.select(range(min(max_samples, len(split)))) for name, split in splits.items()})
+    return splits, class_names
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _clean_nan(obj):
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_nan(v) for v in obj]
+    return obj
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as indented JSON (NaN -> null, numpy / torch values converted)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean_nan(json.loads(json.dumps(obj, default=_json_default))), indent=2) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ CLI pieces
+def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequence[str] = ("synthetic",)) -> None:
+    """Arguments shared by the evaluation commands (model, tasks and their data, output, device, cache)."""
+    parser.add_argument(
+        "--model_name_or_path", default=DEFAULT_SYNTHETIC_MODEL_DIR,
+        help="folder (or Hub id) of a D-BETA checkpoint saved with save_pretrained, with its processor; the default "
+        "is written by `python examples/pretrain.py`",
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(default_tasks), choices=list(TASKS), metavar="TASK",
+        help=f"tasks to evaluate, any of: {', '.join(TASKS)}",
+    )
+    parser.add_argument("--ptbxl_root", help="PTB-XL folder (ptbxl_database.csv, records500/) for the ptbxl_* tasks")
+    parser.add_argument("--cpsc2018_root", help="CPSC2018 folder for the cpsc2018 task")
+    parser.add_argument("--csn_root", help="Chapman-Shaoxing-Ningbo folder for the csn task")
+    parser.add_argument("--code15_root", help="CODE-15 test set folder (ecg_tracings.hdf5, gold_standard.csv) for code15")
+    parser.add_argument(
+        "--synthetic_records", type=int, default=300,
+        help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
+    )
+    parser.add_argument(
+        "--synthetic_seed", type=int, default=SYNTHETIC_EVAL_SEED,
+        help="seed of the held-out synthetic corpus (the pretraining example uses seeds 0 and 1)",
+    )
+    parser.add_argument(
+        "--split_files", nargs="+", default=[], metavar="TASK=PATH",
+        help="published split files per task (e.g. ptbxl_super=MERL/finetune/data_split/ptbxl/super_class), passed "
+        "to the data module's loader as split_files; none: the dataset's standard split",
+    )
+    parser.add_argument("--num_proc", type=int, default=None, help="worker processes of the dataset builders")
+    parser.add_argument("--max_samples", type=int, default=None, help="keep only the first N records of every split (quick checks)")
+    parser.add_argument("--output_dir", default=default_output_dir, help="where results are written")
+    parser.add_argument(
+        "--cache_dir", default=None,
+        help="feature cache folder (None: <output_dir>/feature_cache); features are keyed by model weights and data",
+    )
+    parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument("--batch_size", type=int, default=64, help="ECGs per forward pass")
+    parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available); bf16 autocast on CUDA")
+    parser.add_argument("--num_bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
+
+
+def roots_from_args(args) -> dict[str, str | None]:
+    return {option: getattr(args, option, None) for option in sorted(set(TASK_ROOT_OPTION.values()))}
+
+
+def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
+    """Keyword arguments of the data module's loader for `task`: ``split_files`` (from ``--split_files
+    TASK=PATH``) and ``num_proc``. Nothing for the synthetic task."""
+    if task == "synthetic":
+        return {}
+    kwargs: dict[str, Any] = {}
+    for item in getattr(args, "split_files", None) or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--split_files expects TASK=PATH, got {item!r}")
+        if name not in TASKS:
+            raise ValueError(f"--split_files: unknown task {name!r}; choose from {', '.join(TASKS)}")
+        if name == task:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--split_files {item!r}: {path!r} does not exist")
+            kwargs["split_files"] = path
+    if getattr(args, "num_proc", None):
+        kwargs["num_proc"] = args.num_proc
+    return kwargs
+
+
+def cache_dir_from_args(args) -> str | None:
+    if getattr(args, "no_cache", False):
+        return None
+    return args.cache_dir or os.path.join(args.output_dir, "feature_cache")
+
+
+def load_processor(model_dir: str):
+    """`DBetaProcessor.from_pretrained(model_dir)` with a clear error when the folder has no processor files."""
+    from ..processing_dbeta import DBetaProcessor
+
+    try:
+        return DBetaProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError, TypeError) as error:
+        raise FileNotFoundError(
+            f"could not load the DBetaProcessor (tokenizer + ECG feature extractor) from {model_dir!r}: {error}. Save it "
+            "next to the model with processor.save_pretrained(folder)."
+        ) from error
+
+
+def load_feature_extractor(model_dir: str):
+    """The checkpoint's `DBetaECGFeatureExtractor` (from its processor files), or `None` (logged) when it has none:
+    the ECGs are then fed as stored (500 Hz, mV, canonical lead order)."""
+    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+
+    try:
+        return DBetaECGFeatureExtractor.from_pretrained(model_dir)
+    except (OSError, ValueError) as error:
+        logger.warning("no ECG feature extractor saved in %s (%s); feeding the stored ECGs unchanged", model_dir, error)
+        return None
+
+
+def dataset_sampling_rate(splits, default: float = 500.0) -> float:
+    """The sampling rate stored in a `dbeta_hf.data` dataset's metadata (500 Hz for every built dataset)."""
+    try:
+        from ..data.features import dataset_metadata
+
+        return float(dataset_metadata(splits).get("sampling_rate", default))
+    except (ValueError, TypeError, ImportError):
+        return float(default)

@@ -1,0 +1,321 @@
+"""Zero-shot ECG classification with D-BETA (reference spec F.3).
+
+Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.zero_shot_prompts`,
+overridable with a JSON file). The description is encoded once by the text tower (T5 encoder -> projection ->
+tanh pooler) and cached; every ECG by the ECG tower (`get_ecg_features`). The score of class ``c`` for ECG ``i``
+is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalisation,
+no temperature, no softmax). ``similarity="cosine"`` L2-normalises both sides first (MERL's choice).
+
+Scores are **independent per class** (multi-label): they are never normalised across classes, so adding or
+removing a class does not change the other classes' scores, and each class gets its own ROC curve.
+
+    >>> from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
+    >>> classifier = DBetaZeroShotClassifier.from_pretrained("outputs/dbeta-tiny-synthetic")
+    >>> scores = classifier.scores(ecg_values, ["SR", "AFIB"], task="synthetic")   # (B, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .features import extract_ecg_features, extract_text_features
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SIMILARITIES",
+    "zero_shot_scores",
+    "DBetaZeroShotClassifier",
+    "evaluate_zero_shot",
+    "format_zero_shot_table",
+    "PAPER_ZERO_SHOT_AUROC",
+]
+
+SIMILARITIES = ("dot", "cosine")
+
+
+def _check_similarity(similarity: str) -> str:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; choose 'dot' (the official raw dot product) or 'cosine'")
+    return similarity
+
+
+def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot") -> torch.Tensor:
+    """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) scores.
+
+    ``"dot"``: ``ecg_embeds @ text_embeds.T`` (official D-BETA); ``"cosine"``: the same on L2-normalised vectors.
+    """
+    _check_similarity(similarity)
+    if ecg_embeds.dim() != 2 or text_embeds.dim() != 2 or ecg_embeds.shape[1] != text_embeds.shape[1]:
+        raise ValueError(
+            f"expected (B, H) ECG and (C, H) text embeddings, got {tuple(ecg_embeds.shape)} and {tuple(text_embeds.shape)}"
+        )
+    ecg = ecg_embeds.float()
+    text = text_embeds.float().to(ecg.device)
+    if similarity == "cosine":
+        ecg, text = F.normalize(ecg, dim=-1), F.normalize(text, dim=-1)
+    return ecg @ text.T
+
+
+def _load_overrides(descriptions: Mapping[str, Any] | str | os.PathLike | None):
+    """User class descriptions: a ``{class: text}`` dict (or the shipped file's structure), or a JSON path, loaded
+    and validated once here (a missing or malformed file fails at construction, not at the first score)."""
+    if descriptions is None:
+        return None
+    if isinstance(descriptions, Mapping):
+        return dict(descriptions)
+    from ..zero_shot_prompts import load_class_descriptions
+
+    return load_class_descriptions(descriptions)
+
+
+class DBetaZeroShotClassifier:
+    """Zero-shot multi-label ECG classifier on top of a D-BETA model and its processor.
+
+    Args:
+        model: a `DBetaModel` (or `DBetaForPreTraining`); it is switched to eval mode.
+        processor: the `DBetaProcessor` of the checkpoint (tokenizer + ECG feature extractor).
+        similarity: ``"dot"`` (default, official) or ``"cosine"``.
+        task: default task of the class descriptions (``"ptbxl_super"``, ``"cpsc2018"``, ``"code15"``, ...); it
+            selects task-specific descriptions where `dbeta_hf.zero_shot_prompts` has them.
+        descriptions: overrides, a ``{class name: description}`` dict or the path of a JSON file with one.
+        batch_size: ECGs / texts per forward pass.
+        device: where to run the model (default: where it is).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor,
+        similarity: str = "dot",
+        task: str | None = None,
+        descriptions: Mapping[str, str] | str | os.PathLike | None = None,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        autocast: bool | None = None,
+    ):
+        if not hasattr(model, "get_text_features") or not hasattr(model, "get_ecg_features"):
+            raise TypeError(
+                f"{type(model).__name__} lacks a text or ECG tower; zero-shot needs the full model "
+                "(DBetaModel.from_pretrained(path))"
+            )
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.processor = processor
+        self.similarity = _check_similarity(similarity)
+        self.task = task
+        self.overrides = _load_overrides(descriptions)
+        self.batch_size = int(batch_size)
+        self.autocast = autocast
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike, processor=None, **kwargs) -> "DBetaZeroShotClassifier":
+        """Load `DBetaModel` and `DBetaProcessor` from one folder (or Hub id), e.g. `outputs/dbeta-tiny-synthetic`."""
+        from ..modeling_dbeta import DBetaModel
+        from ..processing_dbeta import DBetaProcessor
+
+        model = DBetaModel.from_pretrained(model_name_or_path)
+        if processor is None:
+            processor = DBetaProcessor.from_pretrained(model_name_or_path)
+        return cls(model, processor, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ text side
+    def describe(self, class_names: Sequence[str], task: str | None = None) -> list[str]:
+        """The description of every class (overrides first, then the task's and the global prompt files).
+
+        Raises a `KeyError` naming every class that has no description.
+        """
+        from ..zero_shot_prompts import class_descriptions
+
+        return list(class_descriptions(list(class_names), task=task if task is not None else self.task, overrides=self.overrides))
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(C, H) embeddings of `texts`; each distinct text is encoded once and cached for this classifier."""
+        texts = [str(t) for t in texts]
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if missing:
+            feats = extract_text_features(
+                self.model, self.processor, missing, batch_size=self.batch_size, autocast=self.autocast
+            )
+            for text, feat in zip(missing, feats):
+                self._text_cache[text] = feat
+        return torch.stack([self._text_cache[t] for t in texts])
+
+    def class_embeddings(
+        self, class_names: Sequence[str] | None = None, descriptions: Sequence[str] | None = None, task: str | None = None
+    ) -> tuple[torch.Tensor, list[str]]:
+        """(C, H) embeddings and the texts used, for class names (looked up) or descriptions (used verbatim)."""
+        if (class_names is None) == (descriptions is None):
+            raise ValueError("pass exactly one of `class_names` (looked up in the description files) or `descriptions`")
+        if class_names is not None:
+            if isinstance(class_names, str):
+                class_names = [class_names]
+            texts = self.describe(class_names, task)
+        else:
+            texts = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        if not texts:
+            raise ValueError("no class to score")
+        return self.encode_texts(texts), texts
+
+    # ------------------------------------------------------------------ ECG side
+    def encode_ecgs(self, ecg_values: Any, sampling_rate: float | None = None, progress: bool = False) -> torch.Tensor:
+        """(B, H) ECG embeddings of (B, 12, samples) ECGs (tensor / array, mV) or of a `datasets.Dataset` with an
+        ``ecg`` column. With `sampling_rate`, the processor's feature extractor first converts the recordings
+        (resampling, cropping / padding to 10 s); without it they must already be model input."""
+        if isinstance(ecg_values, (torch.Tensor, np.ndarray)) and ecg_values.ndim == 2:
+            ecg_values = ecg_values[None]
+        feature_extractor = None
+        if sampling_rate is not None:
+            feature_extractor = getattr(self.processor, "feature_extractor", None)
+            if feature_extractor is None:
+                raise ValueError("`sampling_rate` was given but the processor has no ECG feature extractor")
+        return extract_ecg_features(
+            self.model, ecg_values, batch_size=self.batch_size, autocast=self.autocast, progress=progress,
+            feature_extractor=feature_extractor, sampling_rate=sampling_rate,
+        )
+
+    # ------------------------------------------------------------------ scores
+    def scores(
+        self,
+        ecg_values: Any,
+        class_names: Sequence[str] | None = None,
+        descriptions: Sequence[str] | None = None,
+        task: str | None = None,
+        similarity: str | None = None,
+        sampling_rate: float | None = None,
+    ) -> torch.Tensor:
+        """(B, C) zero-shot scores, one independent score per (ECG, class).
+
+        Args:
+            ecg_values: (B, 12, samples) ECGs (tensor or array, mV; use the processor for raw recordings), or a
+                `datasets.Dataset` with an ``ecg`` column.
+            class_names: class names whose descriptions are looked up (error if one has none), or
+            descriptions: free-text class descriptions, used as given.
+            task: description task for this call (default: the classifier's).
+            similarity: ``"dot"`` / ``"cosine"`` for this call (default: the classifier's).
+            sampling_rate: sampling rate of raw recordings, which the processor then converts (see `encode_ecgs`).
+        """
+        text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
+        ecg_embeds = self.encode_ecgs(ecg_values, sampling_rate=sampling_rate)
+        return zero_shot_scores(ecg_embeds, text_embeds, similarity or self.similarity)
+
+    __call__ = scores
+
+    def scores_from_features(
+        self,
+        ecg_features: torch.Tensor,
+        class_names: Sequence[str] | None = None,
+        descriptions: Sequence[str] | None = None,
+        task: str | None = None,
+        similarity: str | None = None,
+    ) -> torch.Tensor:
+        """Like `scores`, on precomputed (B, H) ECG embeddings (e.g. from the feature cache)."""
+        text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
+        return zero_shot_scores(ecg_features, text_embeds, similarity or self.similarity)
+
+
+def evaluate_zero_shot(
+    classifier: DBetaZeroShotClassifier,
+    data: Any,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    task: str | None = None,
+    ecg_features: torch.Tensor | None = None,
+    num_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    cache_name: str = "zero_shot",
+    progress: bool = True,
+    sampling_rate: float | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Score every record of `data` against every class and compute the multi-label AUROC metrics.
+
+    Returns ``(results, scores)``: `results` has ``macro_auroc``, ``per_class``, ``skipped_classes``,
+    ``num_classes_scored``, ``ci_low`` / ``ci_high`` (bootstrap over records), ``num_samples``, ``similarity``
+    and the ``descriptions`` used; `scores` is the (N, C) score matrix. With `sampling_rate` (the rate of the
+    stored ECGs) the processor's feature extractor prepares every batch; without it the ECGs are fed as stored.
+    """
+    from .metrics import bootstrap_auroc_ci, multilabel_auroc
+
+    labels = np.asarray(labels, dtype=np.float32)
+    if labels.ndim != 2 or labels.shape[1] != len(class_names):
+        raise ValueError(f"labels must be (N, {len(class_names)}), got {labels.shape}")
+    text_embeds, texts = classifier.class_embeddings(list(class_names), task=task)
+    if ecg_features is None:
+        feature_extractor = getattr(classifier.processor, "feature_extractor", None) if sampling_rate is not None else None
+        ecg_features = extract_ecg_features(
+            classifier.model, data, batch_size=classifier.batch_size, autocast=classifier.autocast,
+            cache_dir=cache_dir, cache_name=cache_name, progress=progress,
+            feature_extractor=feature_extractor, sampling_rate=sampling_rate,
+        )
+    if ecg_features.shape[0] != labels.shape[0]:
+        raise ValueError(f"{ecg_features.shape[0]} ECG embeddings for {labels.shape[0]} label rows")
+    scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
+    metrics = multilabel_auroc(labels, scores, class_names=list(class_names))
+    low, high = bootstrap_auroc_ci(labels, scores, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
+    results = dict(metrics)
+    results.update(
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        num_samples=int(labels.shape[0]),
+        similarity=classifier.similarity,
+        descriptions=dict(zip(class_names, texts)),
+    )
+    return results, scores
+
+
+# Published D-BETA zero-shot AUROCs (%): Table 3 (six tasks, "Average" 77.1) and Table 5 (CODE-15 test).
+PAPER_ZERO_SHOT_AUROC: dict[str, float] = {
+    "ptbxl_super": 76.2,
+    "ptbxl_sub": 75.9,
+    "ptbxl_form": 66.1,
+    "ptbxl_rhythm": 88.6,
+    "cpsc2018": 80.1,
+    "csn": 76.3,
+    "code15": 96.79,
+}
+PAPER_ZERO_SHOT_AVERAGE = 77.1
+
+
+def format_zero_shot_table(
+    rows: Mapping[str, Mapping[str, float | None]],
+    tasks: Sequence[str],
+    task_titles: Mapping[str, str] | None = None,
+    title: str | None = None,
+    paper_row: bool = True,
+) -> str:
+    """Markdown in the layout of the paper's Table 3 (`dbeta_hf.evaluation.metrics.markdown_table`): methods as
+    rows, tasks as columns, AUROC in %, and an ``Average`` column when there are several tasks.
+    ``rows[method][task]`` is a macro AUROC in [0, 1]. With `paper_row`, the published D-BETA numbers of the same
+    tasks are added as a reference row."""
+    from .metrics import markdown_table
+
+    tasks = list(tasks)
+    table_rows = {method: {t: values.get(t) for t in tasks} for method, values in rows.items()}
+    if paper_row and any(t in PAPER_ZERO_SHOT_AUROC for t in tasks):
+        table_rows["D-BETA (paper)"] = {
+            t: (PAPER_ZERO_SHOT_AUROC[t] / 100.0 if t in PAPER_ZERO_SHOT_AUROC else None) for t in tasks
+        }
+    table = markdown_table(
+        table_rows, title=title, tasks=tasks, task_titles=task_titles, average=len(tasks) > 1, row_header="Methods"
+    )
+    note = (
+        "Macro AUROC (%) over the classes with positives and negatives in the evaluated split; zero-shot (no "
+        "training labels)."
+    )
+    return f"{table}\n\n{note}\n"

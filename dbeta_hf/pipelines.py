@@ -1,0 +1,223 @@
+"""The ``zero-shot-ecg-classification`` pipeline (registered with transformers by `register_pipelines`).
+
+    >>> import dbeta_hf  # registers the D-BETA Auto classes and this pipeline
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("zero-shot-ecg-classification", model="outputs/dbeta-tiny-synthetic")
+    >>> classifier(ecg, sampling_rate=500, candidate_labels=["SR", "AFIB", "BBB"], description_task="synthetic")
+    [{'label': 'AFIB', 'score': 3.1}, {'label': 'SR', 'score': -0.4}, {'label': 'BBB', 'score': -2.0}]
+
+The pipeline is **multi-label**: each candidate label gets an independent score, the official D-BETA raw dot
+product of the uni-modal ECG embedding with the embedding of the label's description (`similarity="cosine"` for
+the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently). Scores are
+never normalised across labels, so several labels can be present at once and a label's score does not depend
+on which other labels are asked for.
+
+Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.zero_shot_prompts`); pass
+`descriptions={label: text}` (or a JSON path) to override or add some, or `use_descriptions=False` to encode the
+labels themselves through `hypothesis_template`. Description embeddings are cached per pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.base import Pipeline
+
+__all__ = ["ZeroShotECGClassificationPipeline", "register_pipelines", "ZERO_SHOT_ECG_TASK"]
+
+ZERO_SHOT_ECG_TASK = "zero-shot-ecg-classification"
+_FUNCTIONS = ("none", "sigmoid")
+
+
+class ZeroShotECGClassificationPipeline(Pipeline):
+    """Zero-shot multi-label ECG classification with a D-BETA model (`DBetaModel`) and its `DBetaProcessor`.
+
+    Call arguments (also accepted by the constructor as defaults):
+        candidate_labels (`list[str]`): the classes to score.
+        sampling_rate (`float`): sampling rate of the input recordings in Hz (required, as for the processor).
+        lead_names (`list[str]`, *optional*): the lead of each input row (default: 12 leads in canonical order).
+        units (`str`, defaults to `"mV"`): units of the input.
+        description_task (`str`, *optional*): task whose class descriptions to use (`"ptbxl_super"`, `"code15"`...).
+        descriptions (`dict` or JSON path, *optional*): ``{label: description}`` overrides.
+        use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
+            ``hypothesis_template.format(label)`` instead.
+        hypothesis_template (`str`, defaults to `"{}"`): applied to every text (description or label).
+        similarity (`str`, defaults to `"dot"`): `"dot"` (official raw dot product) or `"cosine"`.
+        function_to_apply (`str`, defaults to `"none"`): `"none"` (raw scores) or `"sigmoid"` (per label).
+        top_k (`int`, *optional*): keep the k best labels.
+
+    Inputs: one ECG as a ``(leads, samples)`` array / tensor, a ``(batch, leads, samples)`` array, a list of
+    ECGs, or dicts ``{"ecg": ..., "sampling_rate": ..., "lead_names": ...}``. Returns, per ECG, a list of
+    ``{"label", "score"}`` sorted by decreasing score.
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "the zero-shot ECG pipeline needs the DBetaProcessor of the checkpoint: pass processor=... or a model "
+                "folder that contains it (saved with processor.save_pretrained)"
+            )
+        if self.tokenizer is None:
+            self.tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.feature_extractor is None:
+            self.feature_extractor = getattr(self.processor, "feature_extractor", None)
+        if not hasattr(self.model, "get_text_features") or not hasattr(self.model, "get_ecg_features"):
+            raise TypeError(f"{type(self.model).__name__} is not a full D-BETA model (needs the ECG and text towers)")
+        self.model.eval()
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ parameters
+    def _sanitize_parameters(
+        self,
+        candidate_labels: Sequence[str] | None = None,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        units: str | None = None,
+        description_task: str | None = None,
+        descriptions: Mapping[str, str] | str | os.PathLike | None = None,
+        use_descriptions: bool | None = None,
+        hypothesis_template: str | None = None,
+        similarity: str | None = None,
+        function_to_apply: str | None = None,
+        top_k: int | None = None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(f"unexpected argument(s) {sorted(kwargs)} for the zero-shot ECG pipeline")
+        pre: dict[str, Any] = {}
+        fwd: dict[str, Any] = {}
+        post: dict[str, Any] = {}
+        for name, value in (
+            ("candidate_labels", candidate_labels),
+            ("sampling_rate", sampling_rate),
+            ("lead_names", lead_names),
+            ("units", units),
+            ("description_task", description_task),
+            ("descriptions", descriptions),
+            ("use_descriptions", use_descriptions),
+            ("hypothesis_template", hypothesis_template),
+        ):
+            if value is not None:
+                pre[name] = value
+        if similarity is not None:
+            if similarity not in ("dot", "cosine"):
+                raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+            fwd["similarity"] = similarity
+        if function_to_apply is not None:
+            if function_to_apply not in _FUNCTIONS:
+                raise ValueError(f"function_to_apply must be one of {_FUNCTIONS}, got {function_to_apply!r}")
+            post["function_to_apply"] = function_to_apply
+        if top_k is not None:
+            post["top_k"] = int(top_k)
+        return pre, fwd, post
+
+    def __call__(self, ecgs, **kwargs):
+        """Score ECG(s) against `candidate_labels`; see the class docstring for the arguments."""
+        if isinstance(ecgs, (np.ndarray, torch.Tensor)) and ecgs.ndim == 3:
+            ecgs = list(ecgs)
+        return super().__call__(ecgs, **kwargs)
+
+    # ------------------------------------------------------------------ steps
+    def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
+        if use_descriptions:
+            from .evaluation.zero_shot import _load_overrides
+            from .zero_shot_prompts import class_descriptions
+
+            texts = class_descriptions(list(labels), task=description_task, overrides=_load_overrides(descriptions))
+        else:
+            texts = list(labels)
+        return [hypothesis_template.format(t) for t in texts]
+
+    def preprocess(
+        self,
+        inputs,
+        candidate_labels: Sequence[str] | None = None,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        units: str = "mV",
+        description_task: str | None = None,
+        descriptions=None,
+        use_descriptions: bool = True,
+        hypothesis_template: str = "{}",
+    ):
+        if isinstance(inputs, Mapping):
+            if "ecg" not in inputs:
+                raise KeyError("a dict input needs an 'ecg' entry (and 'sampling_rate')")
+            sampling_rate = inputs.get("sampling_rate", sampling_rate)
+            lead_names = inputs.get("lead_names", lead_names)
+            units = inputs.get("units", units)
+            inputs = inputs["ecg"]
+        if isinstance(candidate_labels, str):
+            candidate_labels = [candidate_labels]
+        if not candidate_labels:
+            raise ValueError("pass candidate_labels=[...], the classes to score")
+        if sampling_rate is None:
+            raise ValueError(
+                "pass sampling_rate=<Hz> (the sampling rate of the input ECG); the processor resamples it to the model's rate"
+            )
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.detach().cpu().numpy()
+        ecg = np.asarray(inputs, dtype=np.float32)
+        if ecg.ndim != 2:
+            raise ValueError(f"one ECG must be (leads, samples), got shape {ecg.shape}")
+        texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template)
+        ecg_inputs = self.feature_extractor(
+            ecg, sampling_rate=sampling_rate, lead_names=lead_names, units=units, return_tensors="pt"
+        )
+        return {"ecg_values": ecg_inputs["ecg_values"], "candidate_labels": list(candidate_labels), "texts": texts}
+
+    def _text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if missing:
+            enc = self.processor(text=missing, return_tensors="pt", padding=True, truncation=True)
+            feats = self.model.get_text_features(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+            for text, feat in zip(missing, feats.float().cpu()):
+                self._text_cache[text] = feat
+        return torch.stack([self._text_cache[t] for t in texts])
+
+    def _forward(self, model_inputs, similarity: str = "dot"):
+        from .evaluation.zero_shot import zero_shot_scores
+
+        ecg_values = model_inputs["ecg_values"].to(self.device)
+        param = next(self.model.parameters())
+        if param.is_floating_point():
+            ecg_values = ecg_values.to(param.dtype)
+        ecg_embeds = self.model.get_ecg_features(ecg_values).float().cpu()
+        text_embeds = self._text_embeddings(model_inputs["texts"])
+        scores = zero_shot_scores(ecg_embeds, text_embeds, similarity)[0]
+        return {"scores": scores, "candidate_labels": model_inputs["candidate_labels"]}
+
+    def postprocess(self, model_outputs, function_to_apply: str = "none", top_k: int | None = None):
+        scores = model_outputs["scores"]
+        if function_to_apply == "sigmoid":
+            scores = torch.sigmoid(scores)
+        result = [
+            {"label": label, "score": float(score)}
+            for score, label in sorted(zip(scores.tolist(), model_outputs["candidate_labels"]), key=lambda x: -x[0])
+        ]
+        return result[:top_k] if top_k is not None else result
+
+
+def register_pipelines() -> None:
+    """Register ``zero-shot-ecg-classification`` with `transformers.pipeline` (idempotent)."""
+    existing = PIPELINE_REGISTRY.supported_tasks.get(ZERO_SHOT_ECG_TASK)
+    if existing is not None and existing.get("impl") is ZeroShotECGClassificationPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        ZERO_SHOT_ECG_TASK,
+        pipeline_class=ZeroShotECGClassificationPipeline,
+        pt_model=AutoModel,
+        type="multimodal",
+    )

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Fine-tune D-BETA's ECG encoder with a classification head (`DBetaForECGClassification`) using `Trainer`.
+
+The ECG tower of a D-BETA checkpoint gets a new linear head over its pooled embedding; the whole encoder is
+trained (or only the head, `--freeze_encoder`) with the multi-label BCE loss. The checkpoint with the best
+validation macro AUROC is kept (`load_best_model_at_end`) and scored once on the test split: macro AUROC,
+per-class AUROC and a bootstrap 95 % CI. `--fractions 0.01 0.1 1.0` fine-tunes on label fractions of the
+training split (the data module's `label_fraction`), `--random-init` trains the same architecture from
+scratch as a baseline.
+
+Offline out of the box (after `python examples/pretrain.py`)::
+
+    python examples/finetune.py
+
+PTB-XL super-classes with the fairseq-signals settings (Adam, lr 5e-5)::
+
+    python examples/finetune.py --model_name_or_path path/to/dbeta --tasks ptbxl_super \\
+        --ptbxl_root data/ptb-xl --num_train_epochs 100 --learning_rate 5e-5 --per_device_train_batch_size 128
+
+Writes ``finetune_results.json``, ``finetune_results.md`` (tasks as columns, fractions as sub-columns) and
+``roc_<task>.png`` into `--output_dir`; Trainer checkpoints go to ``<output_dir>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from typing import Any, Sequence
+
+logger = logging.getLogger("finetune")
+
+PRETRAINED_METHOD = "D-BETA (fine-tuned)"
+RANDOM_METHOD = "Random init (trained from scratch)"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from dbeta_hf.evaluation.features import add_common_arguments
+
+    parser = argparse.ArgumentParser(
+        description="Fine-tune DBetaForECGClassification with transformers.Trainer (macro AUROC model selection).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_common_arguments(parser, default_output_dir="outputs/finetune")
+    parser.add_argument("--fractions", nargs="+", type=float, default=[1.0], help="label fractions of the training split")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (and label-subset draws)")
+    parser.add_argument(
+        "--random-init", "--random_init", dest="random_init", action="store_true",
+        help="also train a randomly initialised encoder of the same architecture (baseline row)",
+    )
+    parser.add_argument("--freeze_encoder", action="store_true", help="train the classification head only")
+    parser.add_argument("--num_train_epochs", type=float, default=3.0, help="training epochs")
+    parser.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (overrides epochs when > 0)")
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate")
+    parser.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
+    parser.add_argument(
+        "--warmup_steps", type=float, default=0.0,
+        help="linear warm-up: a number of steps, or a fraction of the training steps when < 1",
+    )
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16, help="training batch size")
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=64, help="evaluation batch size")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1, help="gradient accumulation")
+    parser.add_argument("--logging_steps", type=int, default=10, help="log every N steps")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0, help="data loader workers")
+    parser.add_argument("--keep_checkpoints", action="store_true", help="keep the Trainer checkpoints (deleted by default)")
+    args = parser.parse_args(argv)
+    for fraction in args.fractions:
+        if not 0.0 < fraction <= 1.0:
+            parser.error(f"--fractions must be in (0, 1], got {fraction}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    import numpy as np
+    from transformers import Trainer, TrainingArguments
+
+    from dbeta_hf.evaluation.features import (
+        TASK_TITLES,
+        labels_array,
+        load_task_splits,
+        loader_kwargs_from_args,
+        resolve_device,
+        resolve_model_dir,
+        roots_from_args,
+        save_json,
+    )
+    from dbeta_hf.evaluation.finetune import (
+        ECGClassificationCollator,
+        build_classification_model,
+        make_compute_metrics,
+        prepare_classification_dataset,
+    )
+    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, subset_indices
+    from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, multilabel_auroc
+    from dbeta_hf.plotting import plot_roc_curves
+
+    model_dir = resolve_model_dir(args.model_name_or_path)
+    device = resolve_device(args.device)
+    use_cuda = device.type == "cuda"
+    methods = {PRETRAINED_METHOD: False}
+    if args.random_init:
+        methods[RANDOM_METHOD] = True
+    os.makedirs(args.output_dir, exist_ok=True)
+    checkpoint_root = os.path.join(args.output_dir, "checkpoints")
+
+    results: dict[str, Any] = {
+        "model_name_or_path": model_dir,
+        "fractions": [float(f) for f in args.fractions],
+        "seeds": list(args.seeds),
+        "training": {k: getattr(args, k) for k in (
+            "num_train_epochs", "max_steps", "learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "freeze_encoder")},
+        "methods": {m: {} for m in methods},
+    }
+    collator = ECGClassificationCollator()
+    for task in args.tasks:
+        splits, class_names = load_task_splits(
+            task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
+            synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
+        )
+        missing = [s for s in ("train", "validation", "test") if s not in splits]
+        if missing:
+            raise KeyError(f"task {task!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")
+        train_labels = labels_array(splits["train"])
+        test_labels = labels_array(splits["test"])
+        val_ds = prepare_classification_dataset(splits["validation"])
+        test_ds = prepare_classification_dataset(splits["test"])
+        compute_metrics = make_compute_metrics(class_names)
+        for method, random_init in methods.items():
+            task_result = {"class_names": list(class_names), "fractions": {}}
+            for fraction in args.fractions:
+                key = fraction_label(fraction)
+                runs = []
+                for seed in args.seeds:
+                    idx = subset_indices(train_labels, fraction, seed)
+                    train_ds = prepare_classification_dataset(splits["train"].select(idx))
+                    model = build_classification_model(
+                        model_dir, class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
+                    )
+                    run_dir = os.path.join(checkpoint_root, f"{task}-{'random' if random_init else 'pretrained'}-{key.rstrip('%')}pct-seed{seed}")
+                    training_args = TrainingArguments(
+                        output_dir=run_dir,
+                        num_train_epochs=args.num_train_epochs,
+                        max_steps=args.max_steps,
+                        learning_rate=args.learning_rate,
+                        weight_decay=args.weight_decay,
+                        warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps,
+                        per_device_train_batch_size=args.per_device_train_batch_size,
+                        per_device_eval_batch_size=args.per_device_eval_batch_size,
+                        gradient_accumulation_steps=args.gradient_accumulation_steps,
+                        eval_strategy="epoch" if args.max_steps <= 0 else "steps",
+                        save_strategy="epoch" if args.max_steps <= 0 else "steps",
+                        eval_steps=None if args.max_steps <= 0 else max(1, args.max_steps // 4),
+                        save_steps=None if args.max_steps <= 0 else max(1, args.max_steps // 4),
+                        load_best_model_at_end=True,
+                        metric_for_best_model="macro_auroc",
+                        greater_is_better=True,
+                        save_total_limit=1,
+                        logging_steps=args.logging_steps,
+                        report_to="none",
+                        seed=seed,
+                        bf16=use_cuda,
+                        use_cpu=not use_cuda,
+                        dataloader_num_workers=args.dataloader_num_workers,
+                        disable_tqdm=args.no_progress,
+                    )
+                    trainer = Trainer(
+                        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+                        data_collator=collator, compute_metrics=compute_metrics,
+                    )
+                    train_output = trainer.train()
+                    val_metrics = trainer.evaluate()
+                    prediction = trainer.predict(test_ds)
+                    logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
+                    metrics = multilabel_auroc(test_labels, logits, class_names=list(class_names))
+                    low, high = bootstrap_auroc_ci(test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
+                    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+                    runs.append({
+                        "seed": seed,
+                        "num_train": int(len(idx)),
+                        "macro_auroc": float(metrics["macro_auroc"]),
+                        "ci_low": float(low),
+                        "ci_high": float(high),
+                        "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
+                        "skipped_classes": dict(metrics["skipped_classes"]),
+                        "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
+                        "best_checkpoint": trainer.state.best_model_checkpoint,
+                        "train_loss": float(train_output.training_loss),
+                        "logged_losses": [float(v) for v in losses],
+                        "global_steps": int(trainer.state.global_step),
+                    })
+                    if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
+                        png = os.path.join(args.output_dir, f"roc_{task}.png")
+                        plot_roc_curves(test_labels, logits, class_names, png,
+                                        title=f"Fine-tuned {TASK_TITLES.get(task, task)}, {key} labels, seed {seed}")
+                        task_result["roc_png"] = png
+                    logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f", method, task, key, seed, metrics["macro_auroc"])
+                    del trainer, model
+                    if not args.keep_checkpoints:
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
+                task_result["fractions"][key] = {
+                    "fraction": float(fraction),
+                    "macro_auroc_mean": float(np.nanmean(macro)),
+                    "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
+                    "runs": runs,
+                }
+            results["methods"][method][task] = task_result
+    if not args.keep_checkpoints:
+        shutil.rmtree(checkpoint_root, ignore_errors=True)
+
+    markdown = format_linear_probe_table(
+        results["methods"], TASK_TITLES, title="Fine-tuning (AUC in %)",
+        fractions=[fraction_label(f) for f in sorted(args.fractions)], paper_row=False,
+        selection="checkpoint selected on the validation split",
+    )
+    results["markdown"] = markdown
+    json_path = save_json(results, os.path.join(args.output_dir, "finetune_results.json"))
+    md_path = os.path.join(args.output_dir, "finetune_results.md")
+    with open(md_path, "w") as handle:
+        handle.write(markdown)
+    print(markdown)
+    logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Linear probing of the frozen D-BETA ECG encoder with 1 %, 10 % and 100 % of the labels (paper Table 2).
+
+The ECG encoder runs once per split; its uni-modal embeddings are cached on disk (keyed by the model weights
+and the data) and a multi-label logistic-regression probe is trained on them for every label fraction and
+seed. The probe is selected on the validation split (best validation macro AUROC, early stopping) and scored
+once on the test split: macro AUROC (mean ± std over seeds), per-class AUROC and a bootstrap 95 % CI per seed.
+`--random-init` adds the same probe on a randomly initialised encoder of the same architecture, the baseline
+that shows what pretraining buys.
+
+Offline out of the box (after `python examples/pretrain.py`)::
+
+    python examples/linear_probe.py --random-init
+
+The paper's table::
+
+    python examples/linear_probe.py --model_name_or_path path/to/dbeta --random-init \\
+        --tasks csn ptbxl_rhythm ptbxl_form ptbxl_sub ptbxl_super cpsc2018 \\
+        --ptbxl_root data/ptb-xl --cpsc2018_root data/cpsc2018 --csn_root data/csn
+
+Your own labels: build a `DatasetDict` (train / validation / test) with the data module and call
+`dbeta_hf.evaluation.linear_probe.run_linear_probe` on `extract_ecg_features` of each split.
+
+Writes ``linear_probe_results.json``, ``linear_probe_results.md`` (Table 2 layout) and ``roc_<task>.png``
+(test ROC curves of the largest fraction, first seed) into `--output_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+logger = logging.getLogger("linear_probe")
+
+PRETRAINED_METHOD = "D-BETA"
+RANDOM_METHOD = "Random init"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from dbeta_hf.evaluation.features import add_common_arguments
+    from dbeta_hf.evaluation.linear_probe import DEFAULT_FRACTIONS, LinearProbeConfig
+
+    defaults = LinearProbeConfig()
+    parser = argparse.ArgumentParser(
+        description="Linear probing of frozen D-BETA ECG features with 1/10/100% of the training labels.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_common_arguments(parser, default_output_dir="outputs/linear_probe")
+    parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), help="label fractions of the training split")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (subset draw and probe initialisation)")
+    parser.add_argument(
+        "--random-init", "--random_init", dest="random_init", action="store_true",
+        help="also probe a randomly initialised encoder of the same architecture (baseline row of the report)",
+    )
+    parser.add_argument("--random_init_seed", type=int, default=0, help="seed of the random encoder")
+    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate, help="Adam learning rate of the probe")
+    parser.add_argument("--weight_decay", type=float, default=defaults.weight_decay, help="L2 weight decay of the probe")
+    parser.add_argument("--probe_batch_size", type=int, default=defaults.batch_size, help="probe minibatch size (0 = full batch)")
+    parser.add_argument("--max_steps", type=int, default=defaults.max_steps, help="maximum probe optimisation steps")
+    parser.add_argument("--eval_every", type=int, default=defaults.eval_every, help="validate every N steps")
+    parser.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in validations (0 = none)")
+    parser.add_argument("--no_standardize", action="store_true", help="do not z-score the features")
+    args = parser.parse_args(argv)
+    for fraction in args.fractions:
+        if not 0.0 < fraction <= 1.0:
+            parser.error(f"--fractions must be in (0, 1], got {fraction}")
+    return args
+
+
+def _probe_config(args):
+    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig
+
+    return LinearProbeConfig(
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        batch_size=None if not args.probe_batch_size else args.probe_batch_size,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        patience=None if not args.patience else args.patience,
+        standardize=not args.no_standardize,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    import torch
+
+    from dbeta_hf import DBetaConfig, DBetaECGModel
+    from dbeta_hf.evaluation.features import (
+        TASK_TITLES,
+        cache_dir_from_args,
+        dataset_sampling_rate,
+        extract_ecg_features,
+        labels_array,
+        load_feature_extractor,
+        load_task_splits,
+        loader_kwargs_from_args,
+        resolve_device,
+        resolve_model_dir,
+        roots_from_args,
+        save_json,
+    )
+    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, run_linear_probe
+    from dbeta_hf.plotting import plot_roc_curves
+
+    model_dir = resolve_model_dir(args.model_name_or_path)
+    device = resolve_device(args.device)
+    feature_extractor = load_feature_extractor(model_dir)
+    encoders = {PRETRAINED_METHOD: lambda: DBetaECGModel.from_pretrained(model_dir)}
+    if args.random_init:
+        def random_encoder():
+            torch.manual_seed(args.random_init_seed)
+            return DBetaECGModel(DBetaConfig.from_pretrained(model_dir))
+
+        encoders[RANDOM_METHOD] = random_encoder
+    config = _probe_config(args)
+    cache_dir = cache_dir_from_args(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    data = {}
+    for task in args.tasks:
+        splits, class_names = load_task_splits(
+            task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
+            synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
+        )
+        missing = [s for s in ("train", "validation", "test") if s not in splits]
+        if missing:
+            raise KeyError(
+                f"task {task!r} has no {missing} split(s) (splits: {list(splits)}); linear probing needs train, "
+                "validation and test (CODE-15 is a test set: use examples/zero_shot.py)"
+            )
+        data[task] = (splits, class_names)
+
+    results: dict[str, Any] = {
+        "model_name_or_path": model_dir,
+        "fractions": [float(f) for f in args.fractions],
+        "seeds": list(args.seeds),
+        "probe_config": config.to_dict(),
+        "random_init_seed": args.random_init_seed if args.random_init else None,
+        "methods": {},
+    }
+    for method, build in encoders.items():
+        encoder = build().to(device).eval()
+        results["methods"][method] = {}
+        for task, (splits, class_names) in data.items():
+            rate = dataset_sampling_rate(splits)
+            feats, labels = {}, {}
+            for split_name in ("train", "validation", "test"):
+                feats[split_name] = extract_ecg_features(
+                    encoder, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
+                    sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
+                    cache_name=f"{task}-{split_name}", progress=not args.no_progress,
+                    desc=f"{method}: {task} {split_name} features",
+                )
+                labels[split_name] = labels_array(splits[split_name])
+            logger.info("%s / %s: probing %d train, %d validation, %d test records", method, task,
+                        len(labels["train"]), len(labels["validation"]), len(labels["test"]))
+            res = run_linear_probe(
+                feats["train"], labels["train"], feats["validation"], labels["validation"], feats["test"], labels["test"],
+                class_names, fractions=args.fractions, seeds=args.seeds, config=config,
+                num_bootstrap=args.num_bootstrap, progress=not args.no_progress,
+            )
+            test_scores = res.pop("test_scores")
+            if method == PRETRAINED_METHOD:
+                largest = fraction_label(max(args.fractions))
+                png = os.path.join(args.output_dir, f"roc_{task}.png")
+                plot_roc_curves(
+                    labels["test"], test_scores[largest], class_names, png,
+                    title=f"Linear probe {TASK_TITLES.get(task, task)}, {largest} labels, seed {args.seeds[0]}",
+                )
+                res["roc_png"] = png
+            results["methods"][method][task] = res
+            for key, entry in res["fractions"].items():
+                logger.info("%s / %s / %s: test macro AUROC %.4f ± %.4f", method, task, key,
+                            entry["macro_auroc_mean"], entry["macro_auroc_std"])
+        del encoder
+
+    markdown = format_linear_probe_table(
+        results["methods"], TASK_TITLES, title="Linear probing (AUC in %) with 1% / 10% / 100% of the training labels",
+        fractions=[fraction_label(f) for f in sorted(args.fractions)],
+    )
+    results["markdown"] = markdown
+    json_path = save_json(results, os.path.join(args.output_dir, "linear_probe_results.json"))
+    md_path = os.path.join(args.output_dir, "linear_probe_results.md")
+    with open(md_path, "w") as handle:
+        handle.write(markdown)
+    print(markdown)
+    logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
