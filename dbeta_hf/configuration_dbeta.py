@@ -96,6 +96,9 @@ class DBetaECGConfig(PretrainedConfig):
         encoder_embed_dim / encoder_layers / encoder_attention_heads / encoder_ffn_embed_dim: transformer sizes.
         layer_norm_first: pre-LN layers (`True`) or post-LN layers (`False`, the official default).
         conv_pos / conv_pos_groups: kernel size and groups of the convolutional positional encoding.
+        conv_pos_impl: `"conv"` (direct grouped convolution, as the official model) or `"fft"` (the same
+            convolution through real FFTs in float32: about 40x fewer FLOPs for kernel 128; equal to float32
+            rounding, same parameters).
         dropout, attention_dropout, activation_dropout, dropout_input: dropout probabilities.
         encoder_layerdrop: probability of skipping a whole layer in training.
         feature_grad_mult: gradient scale on the conv features (1.0 = normal, 0.0 = frozen extractor).
@@ -126,6 +129,7 @@ class DBetaECGConfig(PretrainedConfig):
         layer_norm_first: bool = False,
         conv_pos: int = 128,
         conv_pos_groups: int = 16,
+        conv_pos_impl: str = "conv",
         dropout: float = 0.1,
         attention_dropout: float = 0.1,
         activation_dropout: float = 0.0,
@@ -150,6 +154,9 @@ class DBetaECGConfig(PretrainedConfig):
         self.layer_norm_first = layer_norm_first
         self.conv_pos = conv_pos
         self.conv_pos_groups = conv_pos_groups
+        if conv_pos_impl not in ("conv", "fft"):
+            raise ValueError(f"conv_pos_impl must be 'conv' or 'fft', got {conv_pos_impl!r}")
+        self.conv_pos_impl = conv_pos_impl
         self.dropout = dropout
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
@@ -221,6 +228,8 @@ class DBetaConfig(PretrainedConfig):
         negative_fraction: fraction of a batch that gets an N3S negative report (0.5).
         max_text_length: longest tokenised report in pretraining (official `max_text_size - 2` = 254).
         initializer_range: std of the normal initialisation of linear and embedding weights.
+        validate_inputs: check ECG inputs for NaN/inf on every forward (one host-device synchronisation; turn off
+            for benchmarks once the data pipeline is trusted).
     """
 
     model_type = "dbeta"
@@ -258,6 +267,7 @@ class DBetaConfig(PretrainedConfig):
         negative_fraction: float = 0.5,
         max_text_length: int = 254,
         initializer_range: float = 0.02,
+        validate_inputs: bool = True,
         **kwargs,
     ):
         if ecg_config is None:
@@ -299,6 +309,7 @@ class DBetaConfig(PretrainedConfig):
         self.negative_fraction = negative_fraction
         self.max_text_length = max_text_length
         self.initializer_range = initializer_range
+        self.validate_inputs = validate_inputs
         self._validate()
         super().__init__(**kwargs)
 

@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrize import ParametrizationList
 from transformers import PreTrainedModel, T5EncoderModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -28,6 +30,7 @@ from transformers.utils import ModelOutput, logging
 
 from . import losses
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+from .fast_conv import conv1d_forward
 
 logger = logging.get_logger(__name__)
 
@@ -222,10 +225,14 @@ class DBetaConvPositionalEncoding(nn.Module):
         conv = nn.Conv1d(dim, dim, kernel_size=config.conv_pos, padding=config.conv_pos // 2, groups=config.conv_pos_groups)
         conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.pos_conv = nn.Sequential(conv, DBetaSamePad(config.conv_pos), nn.GELU())
+        self.config = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, C) -> the positional term (B, T, C)."""
-        return self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+        """x: (B, T, C) -> the positional term (B, T, C). `config.conv_pos_impl="fft"` computes the same
+        convolution through FFTs (far fewer FLOPs for the long kernel; same parameters)."""
+        conv, same_pad, activation = self.pos_conv
+        out = conv1d_forward(conv, x.transpose(1, 2), self.config.conv_pos_impl)
+        return activation(same_pad(out)).transpose(1, 2)
 
 
 class DBetaECGSelfAttention(nn.Module):
@@ -627,25 +634,25 @@ class DBetaPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False  # the loss is a mean per batch; Trainer must not pass num_items_in_batch
 
     def _init_weights(self, module):
-        """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions."""
+        """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions.
+
+        transformers calls this on every module that directly holds parameters or buffers, so the convolutions are
+        handled at the leaf level: the feature-extractor convs get Kaiming-normal weights; the positional conv's
+        weight-norm parametrisation gets v ~ N(0, sqrt(4 / (kernel * channels))) and g = ||v|| per kernel tap.
+        """
         std = self.config.initializer_range
-        if isinstance(module, DBetaConvFeatureExtractor):
-            for block in module.conv_layers:
-                init.kaiming_normal_(block[0].weight)
-                if block[0].bias is not None:
-                    init.zeros_(block[0].bias)
-        elif isinstance(module, DBetaConvPositionalEncoding):
-            conv = module.pos_conv[0]
-            kernel = conv.kernel_size[0]
-            width = conv.in_channels
-            param = conv.parametrizations.weight
-            init.normal_(param.original1, mean=0.0, std=math.sqrt(4.0 / (kernel * width)))
+        if isinstance(module, ParametrizationList) and hasattr(module, "original1"):
+            v = module.original1
+            kernel = v.shape[-1]
+            init.normal_(v, mean=0.0, std=math.sqrt(4.0 / (kernel * v.shape[0])))
             with torch.no_grad():
-                norm = torch.linalg.vector_norm(param.original1, dim=(0, 1), keepdim=True)
-            init.copy_(param.original0, norm)
-            init.zeros_(conv.bias)
+                norm = torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True)
+            init.copy_(module.original0, norm)
         elif isinstance(module, nn.Conv1d):
-            pass  # handled by its parent (feature extractor / positional encoding)
+            if not parametrize.is_parametrized(module):
+                init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, DBetaPackedSelfAttention):
             init.xavier_uniform_(module.in_proj_weight)
             init.zeros_(module.in_proj_bias)
@@ -702,7 +709,7 @@ class DBetaPreTrainedModel(PreTrainedModel):
             )
         if not ecg_values.is_floating_point():
             raise TypeError(f"ecg_values must be a float tensor (millivolts), got {ecg_values.dtype}")
-        if getattr(self.config, "validate_inputs", True) and not torch.compiler.is_compiling():
+        if self.config.validate_inputs and not torch.compiler.is_compiling():
             if not bool(torch.isfinite(ecg_values).all()):
                 bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
                 raise ValueError(
@@ -825,8 +832,8 @@ class DBetaModel(DBetaPreTrainedModel):
         x = text_hidden + self.modality_type_embeddings(text_types)
         y = ecg_hidden + self.modality_type_embeddings(torch.ones_like(text_types))
         text_mask = additive_attention_mask(attention_mask) if attention_mask is not None else None
-        if text_mask is not None and bool(torch.compiler.is_compiling()) is False and attention_mask.all():
-            text_mask = None  # nothing padded: identical result, and SDPA can use its fastest kernels
+        if text_mask is not None and not self.training and not torch.compiler.is_compiling() and bool(attention_mask.all()):
+            text_mask = None  # inference without padding: identical result, and SDPA can use its fastest kernels
         saved = None
         for i, (language_layer, ecg_layer) in enumerate(zip(self.multi_modal_language_layers, self.multi_modal_ecg_layers)):
             if mem_layer is not None and i == mem_layer:

@@ -399,3 +399,42 @@ def test_init_weights_cover_custom_parameters():
     pe = m.mim_head.decoder_pos_embed.pe[0]
     assert torch.allclose(pe[1, 0], torch.sin(torch.tensor(1.0))) and pe[0, 1].item() == 1.0
     assert torch.count_nonzero(m.mlm_head.bias) == 0
+
+
+def test_fft_positional_conv_matches_direct_conv():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    direct = DBetaForPreTraining(no_dropout(cfg)).train()
+    fft_cfg = no_dropout(cfg)
+    fft_cfg.ecg_config.conv_pos_impl = "fft"
+    fast = DBetaForPreTraining(fft_cfg).train()
+    fast.load_state_dict(direct.state_dict())
+    ecg, ids, mask = make_inputs()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    a = direct(ecg, ids, mask, mlm_labels=ids, match_labels=torch.tensor([1, 0, 1]), noise=noise)
+    b = fast(ecg, ids, mask, mlm_labels=ids, match_labels=torch.tensor([1, 0, 1]), noise=noise)
+    assert torch.allclose(a.loss, b.loss, rtol=1e-5)
+    assert torch.allclose(a.ecg_embeds, b.ecg_embeds, atol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p1), (_, p2) in zip(direct.named_parameters(), fast.named_parameters()):
+        if p1.grad is not None:
+            assert torch.allclose(p1.grad, p2.grad, atol=1e-5, rtol=1e-3), name
+    with pytest.raises(ValueError, match="conv_pos_impl"):
+        DBetaECGConfig(conv_pos_impl="winograd")
+
+
+def test_init_weights_of_convolutions_follow_the_official_scheme():
+    torch.manual_seed(0)
+    m = DBetaModel(tiny_config(hidden=64))
+    fe = m.ecg_encoder.feature_extractor.conv_layers
+    for block in fe:
+        w = block[0].weight
+        fan_in = w.shape[1] * w.shape[2]
+        assert w.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.1)  # Kaiming normal
+    conv = m.ecg_encoder.conv_pos.pos_conv[0]
+    v = conv.parametrizations.weight.original1
+    g = conv.parametrizations.weight.original0
+    assert v.std().item() == pytest.approx((4.0 / (16 * 64)) ** 0.5, rel=0.1)
+    assert torch.allclose(g, torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
+    assert torch.count_nonzero(conv.bias) == 0

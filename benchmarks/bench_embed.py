@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""D-BETA embedding throughput: ECG embeddings/s (`DBetaModel.get_ecg_features`) and text embeddings/s
+(`DBetaModel.get_text_features`), in eval mode under `torch.inference_mode`.
+
+Rows: every combination of ``--what`` (ecg, text), ``--dtype`` (fp32 | bf16-autocast | bf16 weights),
+``--conv-pos`` (conv | fft; ECG rows only) and ``--compile`` (off | on | both). Inputs are random tensors already
+on the device: (B, 12, 5000) ECGs, and (B, ``--text-length``) token ids with random report lengths, padded.
+Throughput = items x timed batches / wall time (device synchronised before and after).
+
+Examples::
+
+    python benchmarks/bench_embed.py                                  # tiny config on the CPU
+    python benchmarks/bench_embed.py --preset official --batch-size 8 --steps 3
+    python benchmarks/bench_embed.py --preset official --batch-size 256 --dtype fp32 bf16-autocast \\
+        --conv-pos conv fft --compile both                            # on an H100
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=["tiny", "official"], default=None,
+                   help="model configuration (default: official on CUDA, tiny on the CPU)")
+    p.add_argument("--hidden", type=int, default=None, help="width of the tiny preset (default 32)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set ecg_config.encoder_layers=4 (repeatable)")
+    p.add_argument("--what", nargs="+", choices=["ecg", "text"], default=["ecg", "text"], help="which embeddings")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help="batch size(s) (default: 256 on CUDA, 8 on the CPU)")
+    p.add_argument("--text-length", type=int, default=128, help="tokens per report after padding (default 128)")
+    p.add_argument("--full-text", action="store_true", help="every text position is a real token")
+    p.add_argument("--dtype", nargs="+", choices=C.DTYPES, default=None,
+                   help="fp32 | bf16-autocast | bf16 (weights); default fp32 and bf16-autocast on CUDA, fp32 on CPU")
+    p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="attention backend")
+    p.add_argument("--conv-pos", nargs="+", choices=["conv", "fft"], default=["conv"],
+                   help="positional convolution implementation(s) for the ECG rows")
+    p.add_argument("--compile", nargs="?", const="on", default="off", choices=["on", "off", "both"],
+                   help="torch.compile the embedding function")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: torch's default)")
+    p.add_argument("--steps", type=int, default=None, help="timed batches (default 20 on CUDA, 3 on the CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed batches first (default 3 on CUDA, 1 on the CPU)")
+    p.add_argument("--peak-flops", type=float, default=None,
+                   help="peak FLOP/s for MFU (default 989e12 on CUDA; 0 = n/a)")
+    p.add_argument("--flops", choices=["count", "none"], default="count",
+                   help="count FLOPs per item with FlopCounterMode (direct conv, eager attention) on a batch of 2")
+    p.add_argument("--device", default="auto", help="cuda / cpu (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", default=None)
+    p.add_argument("--output", default=None, help="append the markdown to this file")
+    p.add_argument("--json", default=None, help="write the rows as JSON to this file")
+    return p.parse_args(argv)
+
+
+def _defaults(args, device):
+    cuda = device.type == "cuda"
+    args.preset = args.preset or ("official" if cuda else "tiny")
+    args.batch_size = args.batch_size or ([256] if cuda else [8])
+    args.dtype = args.dtype or (["fp32", "bf16-autocast"] if cuda else ["fp32"])
+    args.steps = args.steps if args.steps is not None else (20 if cuda else 3)
+    args.warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
+
+
+def make_inputs(config, what, batch_size, args, device, dtype_mode, seed):
+    gen = torch.Generator().manual_seed(seed)
+    if what == "ecg":
+        ecg = torch.randn(batch_size, config.ecg_config.in_d, config.ecg_config.num_samples, generator=gen) * 0.3
+        return (ecg.to(device=device, dtype=C.input_dtype(dtype_mode)),)
+    length = args.text_length
+    ids = torch.randint(3, min(config.text_config.vocab_size, 32000), (batch_size, length), generator=gen)
+    if args.full_text:
+        lengths = torch.full((batch_size,), length)
+    else:
+        lengths = torch.randint(max(2, length // 8), length + 1, (batch_size,), generator=gen)
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return (ids * mask).to(device), mask.to(device)
+
+
+def embed_function(model, what):
+    if what == "ecg":
+        return lambda ecg: model.get_ecg_features(ecg)
+    return lambda ids, mask: model.get_text_features(ids, mask)
+
+
+def count_flops_per_item(model, config, what, args, device, dtype_mode) -> float:
+    inputs = make_inputs(config, what, 2, args, device, dtype_mode, args.seed + 99)
+    C.set_conv_pos_impl(model, "conv")
+    C.set_attention(model, "eager")
+    try:
+        # forward only, but with autograd on: FlopCounterMode's module tracker fails under inference_mode on
+        # parametrised (weight-normed) modules (torch 2.13)
+        with C.autocast_context(device, dtype_mode):
+            flops = C.count_flops(lambda: embed_function(model, what)(*inputs))
+    finally:
+        C.set_attention(model, args.attn)
+    return flops / 2
+
+
+def run_row(args, model, config, device, variant, flop_cache):
+    what, batch_size, dtype_mode, conv_pos, compiled = variant
+    row = {"embedding": what, "batch": batch_size, "text": args.text_length if what == "text" else "-",
+           "dtype": dtype_mode, "pos conv": conv_pos if what == "ecg" else "-", "compile": compiled}
+    key = (what, dtype_mode)
+    if args.flops == "count" and key not in flop_cache:
+        flop_cache[key] = count_flops_per_item(model, config, what, args, device, dtype_mode)
+    per_item = flop_cache.get(key)
+    C.set_attention(model, args.attn)
+    C.set_conv_pos_impl(model, conv_pos)
+    fn = embed_function(model, what)
+    if compiled == "on":
+        fn = torch.compile(fn, mode=args.compile_mode)
+    batches = [make_inputs(config, what, batch_size, args, device, dtype_mode, args.seed + i) for i in range(2)]
+    try:
+        C.free_memory(device)
+        C.reset_peak_memory(device)
+        with torch.inference_mode(), C.autocast_context(device, dtype_mode):
+            start = time.perf_counter()
+            for i in range(max(args.warmup, 2) if compiled == "on" else args.warmup):
+                out = fn(*batches[i % 2])
+            C.synchronize(device)
+            warmup = time.perf_counter() - start
+            timer = C.StepTimer(device)
+            wall = time.perf_counter()
+            for i in range(args.steps):
+                timer.start()
+                out = fn(*batches[i % 2])
+                timer.stop()
+            C.synchronize(device)
+            wall = time.perf_counter() - wall
+        seconds = C.summarize(timer.seconds())
+        throughput = batch_size * args.steps / wall
+        achieved, mfu = C.format_mfu(per_item, throughput, C.default_peak_flops(device, args.peak_flops))
+        row.update({
+            "batch ms (median)": f"{seconds['median'] * 1e3:.1f}",
+            "items/s": f"{throughput:.1f}",
+            **C.peak_memory(device),
+            "GFLOP/item": f"{per_item / 1e9:.2f}" if per_item else "n/a",
+            "TFLOP/s": achieved,
+            "MFU": mfu,
+            "warmup s": f"{warmup:.1f}",
+            "finite": bool(torch.isfinite(out.float()).all()),
+        })
+    except Exception as error:  # noqa: BLE001
+        if not C.is_oom(error):
+            raise
+        row.update({"batch ms (median)": "OOM", "items/s": "OOM", **C.peak_memory(device)})
+    return row
+
+
+def _run_all(args, config, device, compiles, rows, flop_cache):
+    from dbeta_hf import DBetaModel
+
+    for dtype_mode in args.dtype:
+        torch.manual_seed(args.seed)
+        with torch.device(device):
+            model = DBetaModel(config)
+        if dtype_mode == "bf16":
+            model.to(torch.bfloat16)
+        model.eval()
+        for what in args.what:
+            impls = args.conv_pos if what == "ecg" else ["conv"]
+            for batch_size, conv_pos, compiled in itertools.product(args.batch_size, impls, compiles):
+                variant = (what, batch_size, dtype_mode, conv_pos, compiled)
+                print(f"[bench] {variant}", flush=True)
+                rows.append(run_row(args, model, config, device, variant, flop_cache))
+                if compiled == "on":
+                    torch._dynamo.reset()
+                C.free_memory(device)
+        del model
+        C.free_memory(device)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = C.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _defaults(args, device)
+    C.quiet_libraries()
+    from dbeta_hf import DBetaModel
+
+    config = C.build_config(args.preset, args.hidden, args.overrides)
+    env = C.environment(device)
+    compiles = C.expand_choice(args.compile, ["off", "on"])
+    rows, flop_cache, notes = [], {}, []
+    try:
+        _run_all(args, config, device, compiles, rows, flop_cache)
+    except KeyboardInterrupt:  # e.g. the suite's time limit: report the rows that finished
+        notes.append(f"INTERRUPTED after {len(rows)} rows")
+    with torch.device("meta"):
+        params = C.count_parameters(DBetaModel(config))
+    settings = {"preset": args.preset, "config": C.config_summary(config), "parameters (DBetaModel)": f"{params:.1f}M",
+                "attention": args.attn, "steps": args.steps, "warmup": args.warmup,
+                "peak FLOP/s": C.default_peak_flops(device, args.peak_flops) or "n/a"}
+    notes += ["items/s = batch x timed batches / wall time (device synchronised before and after), eval mode, "
+              "torch.inference_mode"]
+    if args.preset == "official" and not args.overrides:
+        notes.append(f"reference: the issue's arithmetic count is {C.OFFICIAL_EMBED_GFLOP_PER_ECG:.0f} GFLOP per ECG "
+                     "embedding; GFLOP/item here is FlopCounterMode's count (direct conv, eager attention)")
+    C.emit_report(args.title or "Embedding throughput", env, settings, rows, None, notes=notes, output=args.output,
+                  json_path=args.json)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,506 @@
+#!/usr/bin/env python
+"""D-BETA pretraining throughput: samples/s, step time, peak memory and MFU of a full training step.
+
+A step is what `DBetaPreTrainer` does per batch: forward of `DBetaForPreTraining` with all four losses (MLM on
+the selected positions only, MEM on 75% masked ECG tokens, ETM, ETS), backward, AdamW step, zero_grad.
+
+Two input paths:
+
+* model only (default): random tensors already on the device - 12 x 5000 ECGs (half of the leads zeroed, as
+  the collator does), token ids in [3, vocab) with random report lengths padded to ``--text-length``,
+  25% MLM labels, half of the rows ETM negatives;
+* ``--end-to-end``: an Arrow split (``--dataset``; ``datasets.load_from_disk``, columns ``ecg`` float16
+  (12, 5000) and ``report``), or a synthetic corpus (``dbeta_hf.synthetic.make_synthetic_corpus``) saved to
+  disk and memory-mapped back, read by a ``torch.utils.data.DataLoader`` (``--num-workers``, pinned memory)
+  through the real ``DBetaPreTrainingCollator`` with an N3S index built from random report embeddings.
+  Reports are padded to exactly ``--text-length`` tokens.
+
+Several values of ``--dtype``, ``--conv-pos``, ``--attn``, ``--batch-size``, ``--gradient-checkpointing``
+(``on|off|both``) and ``--compile`` (``on|off|both``) give one row each (a fresh model per row). A row that runs
+out of memory is reported as OOM. MFU counts the model FLOPs of one step with
+``torch.utils.flop_counter.FlopCounterMode`` (direct convolution, eager attention, no recomputation; on a small
+batch, scaled per sample) against ``--peak-flops`` (989e12, H100 bf16 dense, on CUDA; "n/a" on the CPU).
+``--pos-conv-kernel`` instead times only the positional convolution (direct vs FFT), forward and backward.
+
+Examples::
+
+    python benchmarks/bench_pretrain.py                                    # tiny config on the CPU
+    python benchmarks/bench_pretrain.py --preset official --batch-size 2 --steps 2 --warmup 1
+    python benchmarks/bench_pretrain.py --preset official --batch-size 128 --text-length 128 \\
+        --dtype fp32 bf16-autocast --conv-pos conv fft                     # on an H100
+    python benchmarks/bench_pretrain.py --preset official --batch-size 256 --gradient-checkpointing
+    python benchmarks/bench_pretrain.py --preset official --end-to-end --num-workers 8 --dtype bf16-autocast
+    python benchmarks/bench_pretrain.py --pos-conv-kernel --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=["tiny", "official"], default=None,
+                   help="model configuration (default: official on CUDA, tiny on the CPU)")
+    p.add_argument("--hidden", type=int, default=None, help="width of the tiny preset (default 32)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set num_top_layer=2 --set ecg_config.encoder_layers=4 (repeatable)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help="batch size(s) (default: 128 on CUDA, 4 on the CPU)")
+    p.add_argument("--text-length", type=int, default=128, help="tokens per report after padding (default 128)")
+    p.add_argument("--full-text", action="store_true",
+                   help="model-only mode: every text position is a real token (default: random report lengths, padded)")
+    p.add_argument("--dtype", nargs="+", choices=C.DTYPES, default=None,
+                   help="fp32 | bf16-autocast (fp32 weights) | bf16 (bf16 weights); default bf16-autocast on CUDA, fp32 on CPU")
+    p.add_argument("--attn", nargs="+", choices=["sdpa", "eager"], default=["sdpa"], help="attention backend(s)")
+    p.add_argument("--conv-pos", nargs="+", choices=["conv", "fft"], default=["conv"],
+                   help="positional convolution: direct nn.Conv1d or dbeta_hf.fast_conv FFT")
+    p.add_argument("--gradient-checkpointing", nargs="?", const="on", default="off", choices=["on", "off", "both"],
+                   help="activation checkpointing of the transformer / fusion / decoder layers")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every n-th layer (default 1 = all)")
+    p.add_argument("--compile", nargs="?", const="on", default="off", choices=["on", "off", "both"],
+                   help="torch.compile the model")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: torch's default)")
+    p.add_argument("--optimizer", choices=["fused", "foreach", "single"], default="fused", help="AdamW implementation")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 3 on the CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 on CUDA, 1 on the CPU; at least 3 for compiled rows)")
+    p.add_argument("--end-to-end", action="store_true", help="read batches from an Arrow dataset through the collator")
+    p.add_argument("--dataset", default=None, help="datasets.load_from_disk path (a Dataset or a DatasetDict)")
+    p.add_argument("--split", default="train", help="split of a DatasetDict (default train)")
+    p.add_argument("--synthetic-size", type=int, default=None,
+                   help="records of the synthetic corpus when no --dataset (default 4 x batch, at least 64)")
+    p.add_argument("--synthetic-cache", default=None,
+                   help="directory to keep the synthetic corpus in (reused when it exists; default: a temp dir)")
+    p.add_argument("--tokenizer", default=str(C.TINY_TOKENIZER), help="tokenizer of the collator (default: tiny test T5)")
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers in --end-to-end mode")
+    p.add_argument("--prefetch-factor", type=int, default=4)
+    p.add_argument("--n3s-k", type=int, default=64, help="N3S candidates per report")
+    p.add_argument("--peak-flops", type=float, default=None,
+                   help="peak FLOP/s for MFU (default 989e12 on CUDA = H100 bf16 dense; 0 = n/a)")
+    p.add_argument("--flops", default="count",
+                   help="'count' (FlopCounterMode on one step), 'none', or a number of FLOPs per sample")
+    p.add_argument("--flop-batch", type=int, default=2, help="batch used to count FLOPs (scaled per sample)")
+    p.add_argument("--sync-debug", action="store_true",
+                   help="CUDA: count the host<->device synchronisations of one step (torch.cuda sync debug mode)")
+    p.add_argument("--pos-conv-kernel", action="store_true",
+                   help="only time the positional convolution (direct vs FFT) at the config's shape")
+    p.add_argument("--device", default="auto", help="cuda / cpu (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", default=None, help="table title")
+    p.add_argument("--output", default=None, help="append the markdown to this file")
+    p.add_argument("--json", default=None, help="write the rows as JSON to this file")
+    args = p.parse_args(argv)
+    return args
+
+
+def _defaults(args, device):
+    cuda = device.type == "cuda"
+    args.preset = args.preset or ("official" if cuda else "tiny")
+    args.batch_size = args.batch_size or ([128] if cuda else [4])
+    args.dtype = args.dtype or (["bf16-autocast"] if cuda else ["fp32"])
+    args.steps = args.steps if args.steps is not None else (20 if cuda else 3)
+    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    return args
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def synthetic_batch(config, batch_size: int, text_length: int, device, dtype_mode: str, full_text=False, seed=0):
+    """One random pretraining batch on `device` (what the collator would produce)."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab = config.text_config.vocab_size
+    num_samples = config.ecg_config.num_samples
+    ecg = torch.randn(batch_size, config.ecg_config.in_d, num_samples, generator=gen) * 0.3
+    ecg *= (torch.rand(batch_size, config.ecg_config.in_d, 1, generator=gen) >= 0.5)  # lead masking
+    high = min(vocab, 32000)
+    ids = torch.randint(3, high, (batch_size, text_length), generator=gen)
+    if full_text:
+        lengths = torch.full((batch_size,), text_length)
+    else:
+        low = max(2, text_length // 8)
+        lengths = torch.randint(low, text_length + 1, (batch_size,), generator=gen)
+    positions = torch.arange(text_length)[None]
+    attention_mask = (positions < lengths[:, None]).long()
+    ids[positions == (lengths[:, None] - 1)] = 1  # </s>
+    ids = ids * attention_mask  # pad id 0
+    selectable = attention_mask.bool() & (ids != 1)
+    selected = selectable & (torch.rand(batch_size, text_length, generator=gen) < config.mlm_probability)
+    mlm_labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    mask_id = min(32099, vocab - 1)  # <extra_id_0> in the T5 vocab
+    input_ids = torch.where(selected, torch.full_like(ids, mask_id), ids)
+    match_labels = (torch.rand(batch_size, generator=gen) >= 0.5).long()
+    batch = {"ecg_values": ecg.to(C.input_dtype(dtype_mode)), "input_ids": input_ids, "attention_mask": attention_mask,
+             "mlm_labels": mlm_labels, "match_labels": match_labels}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def load_corpus(args, batch_size: int):
+    """The Arrow split of --dataset, or a synthetic corpus saved to disk and memory-mapped back."""
+    from datasets import DatasetDict, load_from_disk
+
+    if args.dataset:
+        ds = load_from_disk(args.dataset)
+        if isinstance(ds, DatasetDict):
+            ds = ds[args.split]
+        return ds, f"{args.dataset} ({len(ds)} rows)", None
+    from dbeta_hf.synthetic import make_synthetic_corpus
+
+    size = args.synthetic_size or max(64, 4 * batch_size)
+    cleanup = None
+    if args.synthetic_cache:
+        path = Path(args.synthetic_cache)
+    else:
+        cleanup = tempfile.mkdtemp(prefix="dbeta_bench_corpus_")
+        path = Path(cleanup) / "corpus"
+    if not (path / "dataset_info.json").exists():
+        start = time.perf_counter()
+        make_synthetic_corpus(size, seed=args.seed).save_to_disk(str(path))
+        print(f"[bench] synthetic corpus of {size} records written to {path} in {time.perf_counter() - start:.1f}s",
+              flush=True)
+    ds = load_from_disk(str(path))
+    return ds, f"synthetic corpus, {len(ds)} rows (make_synthetic_corpus, saved with save_to_disk)", cleanup
+
+
+def make_loader(args, config, ds, batch_size: int, text_length: int, device):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from dbeta_hf.n3s import build_n3s_index_from_embeddings
+    from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
+    from dbeta_hf.text_normalization import normalize_report
+
+    if len(ds) < batch_size:
+        raise SystemExit(f"the dataset has {len(ds)} rows, fewer than the batch size {batch_size}")
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    if len(tokenizer) > config.text_config.vocab_size:
+        raise SystemExit(f"tokenizer has {len(tokenizer)} tokens, more than the model vocabulary")
+    reports = list(ds["report"])
+    unique = len({normalize_report(r) for r in reports})
+    embeddings = np.random.default_rng(args.seed).standard_normal((len(reports), 64)).astype(np.float32)
+    index = build_n3s_index_from_embeddings(reports, embeddings, k=max(1, min(args.n3s_k, unique - 1)),
+                                            device="cpu", progress=False)
+    collator = DBetaPreTrainingCollator.from_config(config, tokenizer, index, max_length=text_length,
+                                                    pad_to_multiple_of=text_length, seed=args.seed)
+    columns = [c for c in ("ecg", "report", "record_id", "idx") if c in ds.column_names]
+    ds = ds.with_format("numpy", columns=columns)
+    workers = args.num_workers
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collator, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        prefetch_factor=args.prefetch_factor if workers > 0 else None,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    return loader, f"N3S index: {len(index)} unique reports, k={index.k}, random embeddings"
+
+
+class LoaderFeed:
+    """Endless batches from a DataLoader, moved to the device; measures the time the host waits for them."""
+
+    def __init__(self, loader, device, dtype_mode):
+        self.loader, self.device, self.dtype = loader, device, C.input_dtype(dtype_mode)
+        self.epoch = 0
+        self.iterator = iter(loader)
+        self.wait = 0.0
+
+    def __call__(self):
+        start = time.perf_counter()
+        try:
+            batch = next(self.iterator)
+        except StopIteration:
+            self.epoch += 1
+            self.loader.collate_fn.set_epoch(self.epoch)
+            self.iterator = iter(self.loader)
+            batch = next(self.iterator)
+        self.wait += time.perf_counter() - start
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch["ecg_values"] = batch["ecg_values"].to(self.dtype)
+        return batch
+
+
+# --------------------------------------------------------------------------------------------- one row
+def build_model(config, device, dtype_mode, seed):
+    from dbeta_hf import DBetaForPreTraining
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = DBetaForPreTraining(config)
+    if dtype_mode == "bf16":
+        model.to(torch.bfloat16)
+    model.train()
+    return model
+
+
+def flops_per_sample(model, config, args, device, dtype_mode, text_length) -> float:
+    """Model FLOPs of forward + backward per sample: direct conv, eager attention (counted everywhere), no
+    recomputation; on a batch of --flop-batch."""
+    batch = synthetic_batch(config, args.flop_batch, text_length, device, dtype_mode, args.full_text, seed=args.seed + 99)
+    C.set_conv_pos_impl(model, "conv")
+    C.set_attention(model, "eager")
+
+    def step():
+        with C.autocast_context(device, dtype_mode):
+            out = model(**batch, return_mlm_logits=False)
+        out.loss.backward()
+
+    try:
+        flops = C.count_flops(step)
+    finally:
+        model.zero_grad(set_to_none=True)
+    return flops / args.flop_batch
+
+
+def make_optimizer(model, kind, device):
+    params = [p for p in model.parameters() if p.requires_grad]
+    kwargs = dict(lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    if kind == "fused":
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            kind = "foreach"
+    return torch.optim.AdamW(params, foreach=kind == "foreach", **kwargs)
+
+
+def run_row(args, config, device, variant, flop_cache, corpus):
+    batch_size, dtype_mode, attn, conv_pos, ckpt, compiled = variant
+    text_length = args.text_length
+    row = {"preset": args.preset, "batch": batch_size, "text": text_length, "dtype": dtype_mode, "attn": attn,
+           "pos conv": conv_pos, "ckpt": ckpt, "compile": compiled,
+           "data": "loader" if args.end_to_end else "synthetic"}
+    model = optimizer = feed = loader = None
+    try:
+        model = build_model(config, device, dtype_mode, args.seed)
+        key = (dtype_mode == "bf16", text_length)
+        if args.flops == "count" and key not in flop_cache:
+            flop_cache[key] = flops_per_sample(model, config, args, device, dtype_mode, text_length)
+        if args.flops == "count":
+            per_sample = flop_cache[key]
+        elif args.flops == "none":
+            per_sample = None
+        else:
+            per_sample = float(args.flops)
+        C.set_attention(model, attn)
+        C.set_conv_pos_impl(model, conv_pos)
+        if ckpt == "on":
+            C.enable_checkpointing(model, args.checkpoint_every)
+        optimizer = make_optimizer(model, args.optimizer, device)
+        forward = torch.compile(model, mode=args.compile_mode) if compiled == "on" else model
+
+        if args.end_to_end:
+            loader, loader_info = make_loader(args, config, corpus, batch_size, text_length, device)
+            feed = LoaderFeed(loader, device, dtype_mode)
+            row["_loader_info"] = loader_info
+        else:
+            batches = [synthetic_batch(config, batch_size, text_length, device, dtype_mode, args.full_text, args.seed + i)
+                       for i in range(2)]
+            counter = itertools.count()
+            feed = lambda: batches[next(counter) % len(batches)]  # noqa: E731
+
+        last_loss = {}
+
+        def step():
+            batch = feed()
+            with C.autocast_context(device, dtype_mode):
+                out = forward(**batch, return_mlm_logits=False)
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            last_loss["value"] = out.loss.detach()
+
+        C.free_memory(device)
+        C.reset_peak_memory(device)
+        torch.manual_seed(args.seed + 1)  # same dropout / MEM-mask draws in every row, whatever ran before
+        # compiled: the first steps compile forward and backward, and the second one recompiles the MLM part
+        # with a dynamic number of selected tokens, so never time fewer than 3 warm-up steps
+        warmup_steps = max(args.warmup, 3) if compiled == "on" else args.warmup
+        start = time.perf_counter()
+        for _ in range(warmup_steps):
+            step()
+        C.synchronize(device)
+        warmup_seconds = time.perf_counter() - start
+        if args.end_to_end:
+            feed.wait = 0.0
+        timer = C.StepTimer(device)
+        C.synchronize(device)
+        wall = time.perf_counter()
+        for _ in range(args.steps):
+            timer.start()
+            step()
+            timer.stop()
+        C.synchronize(device)
+        wall = time.perf_counter() - wall
+        seconds = C.summarize(timer.seconds())
+        throughput = batch_size * args.steps / wall
+        achieved, mfu = C.format_mfu(per_sample, throughput, C.default_peak_flops(device, args.peak_flops))
+        loss = float(last_loss["value"].float())
+        row.update({
+            "step ms (median)": f"{seconds['median'] * 1e3:.1f}",
+            "step ms (min-max)": f"{seconds['min'] * 1e3:.0f}-{seconds['max'] * 1e3:.0f}",
+            "samples/s": f"{throughput:.1f}",
+            **C.peak_memory(device),
+            "GFLOP/sample": f"{per_sample / 1e9:.1f}" if per_sample else "n/a",
+            "TFLOP/s": achieved,
+            "MFU": mfu,
+            "warmup s": f"{warmup_seconds:.1f}",
+            "loss": f"{loss:.3f}" if math.isfinite(loss) else "NaN",
+        })
+        if args.end_to_end:
+            row["loader wait ms/step"] = f"{feed.wait / args.steps * 1e3:.1f}"
+        if args.sync_debug:
+            row["host syncs/step"] = C.count_sync_points(step, device)
+    except Exception as error:  # noqa: BLE001 - an OOM row is a result
+        if not C.is_oom(error):
+            raise
+        row.update({"step ms (median)": "OOM", "samples/s": "OOM", **C.peak_memory(device)})
+    finally:
+        del model, optimizer, feed, loader
+        C.free_memory(device)
+    return row
+
+
+# --------------------------------------------------------------------------------------------- pos-conv kernel
+def bench_pos_conv_kernel(args, config, device):
+    """Forward / forward+backward of the positional conv module (weight-normed grouped Conv1d, SamePad, GELU)."""
+    from torch import nn
+
+    from dbeta_hf.fast_conv import conv1d_forward
+
+    ecg = config.ecg_config
+    channels, kernel, groups = ecg.encoder_embed_dim, ecg.conv_pos, ecg.conv_pos_groups
+    length = ecg.num_tokens() if hasattr(ecg, "num_tokens") else 312
+    rows = []
+    torch.manual_seed(args.seed)
+    conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=groups)
+    conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2).to(device)
+    trim = 1 if kernel % 2 == 0 else 0
+    for batch_size, dtype_mode in itertools.product(args.batch_size, args.dtype):
+        if dtype_mode == "bf16":
+            conv.to(torch.bfloat16)
+        else:
+            conv.float()
+        x = torch.randn(batch_size, channels, length, device=device, dtype=C.input_dtype(dtype_mode))
+        reference = None
+        for impl in args.conv_pos:
+            def forward():
+                with C.autocast_context(device, dtype_mode):
+                    y = conv1d_forward(conv, xg, impl)
+                    return torch.nn.functional.gelu(y[..., : y.shape[-1] - trim])
+
+            row = {"batch": batch_size, "channels": channels, "tokens": length, "kernel": kernel, "groups": groups,
+                   "dtype": dtype_mode, "impl": impl}
+            try:
+                xg = x.detach().requires_grad_(True)
+                C.free_memory(device)
+                C.reset_peak_memory(device)
+                times = {"fwd": [], "fwd+bwd": []}
+                for step in range(args.warmup + args.steps):
+                    for name in times:
+                        C.synchronize(device)
+                        start = time.perf_counter()
+                        if name == "fwd":
+                            with torch.no_grad():
+                                y = forward()
+                        else:
+                            y = forward()
+                            y.float().sum().backward()
+                        C.synchronize(device)
+                        if step >= args.warmup:
+                            times[name].append(time.perf_counter() - start)
+                        conv.zero_grad(set_to_none=True)
+                        xg.grad = None
+                with torch.no_grad():
+                    out = forward().float()
+                if reference is None:
+                    reference = out
+                error = (out - reference).abs().max().item() / (reference.abs().max().item() + 1e-12)
+                row.update({
+                    "fwd ms (median)": f"{C.summarize(times['fwd'])['median'] * 1e3:.2f}",
+                    "fwd+bwd ms (median)": f"{C.summarize(times['fwd+bwd'])['median'] * 1e3:.2f}",
+                    "max rel. diff vs first impl": f"{error:.1e}",
+                    **C.peak_memory(device),
+                })
+            except Exception as error:  # noqa: BLE001
+                if not C.is_oom(error):
+                    raise
+                row["fwd ms (median)"] = "OOM"
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- main
+def main(argv=None):
+    args = parse_args(argv)
+    device = C.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _defaults(args, device)
+    C.quiet_libraries()
+    config = C.build_config(args.preset, args.hidden, args.overrides)
+    env = C.environment(device)
+    settings = {"preset": args.preset, "config": C.config_summary(config), "steps": args.steps, "warmup": args.warmup}
+
+    if args.pos_conv_kernel:
+        rows = bench_pos_conv_kernel(args, config, device)
+        C.emit_report(args.title or "Positional convolution kernel: direct Conv1d vs FFT (forward, forward+backward)",
+                      env, settings, rows, None,
+                      notes=["module: weight-normed grouped Conv1d (padding K/2) -> drop last frame -> GELU; "
+                             "times are medians over the timed steps with a device sync around each"],
+                      output=args.output, json_path=args.json)
+        return rows
+
+    from dbeta_hf import DBetaForPreTraining  # noqa: F401 - import errors show before any work
+
+    ckpts = C.expand_choice(args.gradient_checkpointing, ["off", "on"])
+    compiles = C.expand_choice(args.compile, ["off", "on"])
+    variants = list(itertools.product(args.batch_size, args.dtype, args.attn, args.conv_pos, ckpts, compiles))
+    corpus, cleanup, notes = None, None, []
+    if args.end_to_end:
+        corpus, corpus_info, cleanup = load_corpus(args, max(args.batch_size))
+        settings.update({"data": corpus_info, "num_workers": args.num_workers, "tokenizer": Path(args.tokenizer).name})
+    settings.update({"optimizer": f"AdamW ({args.optimizer})", "flops": args.flops,
+                     "peak FLOP/s": C.default_peak_flops(device, args.peak_flops) or "n/a"})
+    flop_cache: dict = {}
+    rows = []
+    try:
+        for variant in variants:
+            print(f"[bench] {variant}", flush=True)
+            row = run_row(args, config, device, variant, flop_cache, corpus)
+            info = row.pop("_loader_info", None)
+            if info and info not in notes:
+                notes.append(info)
+            rows.append(row)
+            if compiles != ["off"]:
+                torch._dynamo.reset()
+            C.free_memory(device)
+    except KeyboardInterrupt:  # e.g. the suite's time limit: report the rows that finished
+        notes.append(f"INTERRUPTED after {len(rows)} of {len(variants)} rows")
+    finally:
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    with torch.device("meta"):
+        params = C.count_parameters(DBetaForPreTraining(config))
+    settings["parameters"] = f"{params:.1f}M"
+    if args.preset == "official" and not args.overrides and args.flops == "count":
+        notes.append(f"reference: the issue's arithmetic count is {C.OFFICIAL_TRAIN_GFLOP_PER_SAMPLE:.0f} GFLOP/sample "
+                     "(default config, text 128); GFLOP/sample here is FlopCounterMode's count at this text length")
+    notes.append("samples/s = batch x timed steps / wall time (device synchronised before and after); step ms from "
+                 + ("CUDA events" if device.type == "cuda" else "perf_counter"))
+    C.emit_report(args.title or f"Pretraining step ({'end-to-end' if args.end_to_end else 'model only'})", env,
+                  settings, rows, None, notes=notes, output=args.output, json_path=args.json)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
