@@ -10,7 +10,8 @@ def official_config(**kwargs) -> DBetaConfig:
     return DBetaConfig(**kwargs)
 
 
-def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000, **kwargs) -> DBetaConfig:
+def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000, ecg_layers: int = 1,
+                text_layers: int = 1, **kwargs) -> DBetaConfig:
     """A tiny D-BETA (about 0.2M parameters) with the real conv stack shape (stride 16 -> 312 tokens for 5000 samples).
 
     Used by the test-suite and by `examples/pretrain.py`'s embedded CPU default. `kwargs` override top-level fields.
@@ -19,7 +20,7 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         num_samples=num_samples,
         conv_feature_layers=[(hidden, 2, 2)] * 4,
         encoder_embed_dim=hidden,
-        encoder_layers=1,
+        encoder_layers=ecg_layers,
         encoder_attention_heads=4,
         encoder_ffn_embed_dim=2 * hidden,
         conv_pos=16,
@@ -30,8 +31,8 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         d_model=hidden,
         d_kv=hidden // 4,
         d_ff=2 * hidden,
-        num_layers=1,
-        num_decoder_layers=1,
+        num_layers=text_layers,
+        num_decoder_layers=text_layers,
         num_heads=4,
         feed_forward_proj="gated-gelu",
         tie_word_embeddings=False,

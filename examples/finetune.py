@@ -27,7 +27,6 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 from typing import Any, Sequence
 
 logger = logging.getLogger("finetune")
@@ -87,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_device,
         resolve_model_dir,
         roots_from_args,
-        save_json,
+        write_results,
     )
     from dbeta_hf.evaluation.finetune import (
         ECGClassificationCollator,
@@ -219,19 +218,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         fractions=[fraction_label(f) for f in sorted(args.fractions)], paper_row=False,
         selection="checkpoint selected on the validation split",
     )
-    results["markdown"] = markdown
-    json_path = save_json(results, os.path.join(args.output_dir, "finetune_results.json"))
-    md_path = os.path.join(args.output_dir, "finetune_results.md")
-    with open(md_path, "w") as handle:
-        handle.write(markdown)
-    print(markdown)
+    json_path, md_path = write_results(results, markdown, args.output_dir, "finetune_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    from dbeta_hf.evaluation.features import run_command
+
+    run_command(main)

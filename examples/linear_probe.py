@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any, Sequence
 
 logger = logging.getLogger("linear_probe")
@@ -103,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_device,
         resolve_model_dir,
         roots_from_args,
-        save_json,
+        write_results,
     )
     from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, run_linear_probe
     from dbeta_hf.plotting import plot_roc_curves
@@ -184,19 +183,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results["methods"], TASK_TITLES, title="Linear probing (AUC in %) with 1% / 10% / 100% of the training labels",
         fractions=[fraction_label(f) for f in sorted(args.fractions)],
     )
-    results["markdown"] = markdown
-    json_path = save_json(results, os.path.join(args.output_dir, "linear_probe_results.json"))
-    md_path = os.path.join(args.output_dir, "linear_probe_results.md")
-    with open(md_path, "w") as handle:
-        handle.write(markdown)
-    print(markdown)
+    json_path, md_path = write_results(results, markdown, args.output_dir, "linear_probe_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    from dbeta_hf.evaluation.features import run_command
+
+    run_command(main)

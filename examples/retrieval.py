@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any, Sequence
 
 logger = logging.getLogger("retrieval")
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         load_processor,
         resolve_device,
         resolve_model_dir,
-        save_json,
+        write_results,
     )
     from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
     from dbeta_hf.evaluation.zero_shot import zero_shot_scores
@@ -207,19 +206,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"normalisation). Median rank of the first correct item: ECG→report {results['ecg_to_report']['median_rank']:.0f}, "
         f"report→ECG {results['report_to_ecg']['median_rank']:.0f}.\n"
     )
-    results["markdown"] = markdown
-    json_path = save_json(results, os.path.join(args.output_dir, "retrieval_results.json"))
-    md_path = os.path.join(args.output_dir, "retrieval_results.md")
-    with open(md_path, "w") as handle:
-        handle.write(markdown)
-    print(markdown)
+    json_path, md_path = write_results(results, markdown, args.output_dir, "retrieval_results")
     logger.info("wrote %s, %s and %s", json_path, md_path, png)
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    from dbeta_hf.evaluation.features import run_command
+
+    run_command(main)

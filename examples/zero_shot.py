@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any, Sequence
 
 logger = logging.getLogger("zero_shot")
@@ -68,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_device,
         resolve_model_dir,
         roots_from_args,
-        save_json,
+        write_results,
     )
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
     from dbeta_hf.plotting import plot_roc_curves
@@ -140,19 +139,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     sections.append("\n".join(detail) + "\n")
     markdown = "\n".join(sections)
-    results["markdown"] = markdown
-    json_path = save_json(results, os.path.join(args.output_dir, "zero_shot_results.json"))
-    md_path = os.path.join(args.output_dir, "zero_shot_results.md")
-    with open(md_path, "w") as handle:
-        handle.write(markdown)
-    print(markdown)
+    json_path, md_path = write_results(results, markdown, args.output_dir, "zero_shot_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    from dbeta_hf.evaluation.features import run_command
+
+    run_command(main)

@@ -32,3 +32,29 @@ def tiny_tokenizer(tiny_tokenizer_path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_tokenizer_path)
+
+
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """Tiny models: intra-op parallelism only adds synchronisation overhead (large on a busy CI machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(tmp_path_factory, tiny_tokenizer_path):
+    """A tiny random D-BETA and its processor saved with save_pretrained (for the example commands)."""
+    import torch
+
+    from dbeta_hf import DBetaModel, DBetaProcessor
+    from dbeta_hf.presets import tiny_config
+
+    path = tmp_path_factory.mktemp("dbeta-tiny")
+    torch.manual_seed(0)
+    DBetaModel(tiny_config()).save_pretrained(path)
+    DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(path)
+    return path

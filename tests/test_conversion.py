@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 from dbeta_hf import DBetaConfig, DBetaForPreTraining, DBetaModel
 from dbeta_hf.convert_original_checkpoint import (
     CheckpointConversionError,
-    check_state_dict,
     convert_original_checkpoint,
     rename_original_state_dict,
 )

@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dbeta_hf import DBetaForECGClassification, DBetaModel, DBetaProcessor
+from helpers import load_example
+
+from dbeta_hf import DBetaForECGClassification, DBetaModel
 from dbeta_hf.presets import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Tiny models: intra-op parallelism only adds synchronisation overhead (large on a busy CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def saved_model_dir(tmp_path_factory, tiny_tokenizer_path):
-    path = tmp_path_factory.mktemp("dbeta-tiny")
-    torch.manual_seed(0)
-    DBetaModel(tiny_config()).save_pretrained(path)
-    DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _toy_dataset(n=48, samples=400, seed=0):
@@ -131,7 +108,7 @@ def test_finetune_few_steps_lowers_loss(tmp_path):
 
 
 def test_finetune_example_end_to_end(saved_model_dir, tmp_path):
-    example = _load_example("finetune")
+    example = load_example("finetune")
     out_dir = tmp_path / "ft"
     results = example.main([
         "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
@@ -151,7 +128,7 @@ def test_finetune_example_end_to_end(saved_model_dir, tmp_path):
 
 
 def test_finetune_example_help():
-    example = _load_example("finetune")
+    example = load_example("finetune")
     with pytest.raises(SystemExit) as info:
         example.main(["--help"])
     assert info.value.code == 0

@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dbeta_hf import DBetaECGModel, DBetaModel, DBetaProcessor
+from helpers import load_example
+
+from dbeta_hf import DBetaECGModel
 from dbeta_hf.presets import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Tiny models: intra-op parallelism only adds synchronisation overhead (large on a busy CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def saved_model_dir(tmp_path_factory, tiny_tokenizer_path):
-    path = tmp_path_factory.mktemp("dbeta-tiny")
-    torch.manual_seed(0)
-    DBetaModel(tiny_config()).save_pretrained(path)
-    DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -173,7 +150,7 @@ def test_subset_indices_follow_label_fraction():
 
 
 def test_linear_probe_example_end_to_end(saved_model_dir, tmp_path):
-    example = _load_example("linear_probe")
+    example = load_example("linear_probe")
     out_dir = tmp_path / "lp"
     argv = [
         "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
@@ -206,7 +183,7 @@ def test_linear_probe_example_end_to_end(saved_model_dir, tmp_path):
 
 
 def test_linear_probe_example_errors(saved_model_dir, tmp_path):
-    example = _load_example("linear_probe")
+    example = load_example("linear_probe")
     with pytest.raises(SystemExit):
         example.main(["--model_name_or_path", str(saved_model_dir), "--fractions", "0"])
     with pytest.raises(ValueError, match="--ptbxl_root"):

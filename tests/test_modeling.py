@@ -438,3 +438,24 @@ def test_init_weights_of_convolutions_follow_the_official_scheme():
     assert v.std().item() == pytest.approx((4.0 / (16 * 64)) ** 0.5, rel=0.1)
     assert torch.allclose(g, torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
     assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_compiled_model_same_loss_and_gradients():
+    """torch.compile (graph capture through AOTAutograd; the inductor backend needs a GPU-class toolchain to be fast)."""
+    torch.manual_seed(0)
+    config = no_dropout(tiny_config())
+    config.validate_inputs = False  # the NaN check is a data-dependent branch; benchmarks turn it off the same way
+    eager = DBetaForPreTraining(config).train()
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, backend="aot_eager")
+    ecg, ids, mask = make_inputs()
+    labels = ids.clone()
+    noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
+    a = eager(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise)
+    b = compiled(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise)
+    assert torch.allclose(a.loss, b.loss, atol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p1), (_, p2) in zip(eager.named_parameters(), compiled_model.named_parameters()):
+        if p1.grad is not None:
+            assert torch.allclose(p1.grad, p2.grad, atol=1e-5, rtol=1e-4), name

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import load_example
+
 from dbeta_hf import DBetaModel, DBetaProcessor
 from dbeta_hf.presets import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Tiny models: intra-op parallelism only adds synchronisation overhead (large on a busy CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _hand_recall(similarity: np.ndarray, relevant: np.ndarray, k: int) -> float:
@@ -101,7 +87,7 @@ def test_retrieval_example_end_to_end(tmp_path, tiny_tokenizer_path):
     torch.manual_seed(0)
     DBetaModel(tiny_config()).save_pretrained(model_dir)
     DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(model_dir)
-    example = _load_example("retrieval")
+    example = load_example("retrieval")
     out_dir = tmp_path / "retrieval"
     results = example.main([
         "--model_name_or_path", str(model_dir), "--output_dir", str(out_dir), "--synthetic_records", "24", "--no_progress",

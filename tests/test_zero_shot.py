@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import load_example
+
 from dbeta_hf import DBetaModel, DBetaProcessor
 from dbeta_hf.presets import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 1000  # short inputs for the direct scoring tests; the processor path uses the full 5000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Tiny models: intra-op parallelism only adds synchronisation overhead (large on a busy CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +187,7 @@ def test_pipeline_runs_and_matches_classifier(saved_model_dir, tiny_model, proce
 
 
 def test_zero_shot_example_end_to_end(saved_model_dir, tmp_path):
-    example = _load_example("zero_shot")
+    example = load_example("zero_shot")
     out_dir = tmp_path / "zs"
     results = example.main([
         "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
@@ -229,7 +215,7 @@ def test_zero_shot_example_end_to_end(saved_model_dir, tmp_path):
 
 
 def test_zero_shot_example_errors(tmp_path, monkeypatch):
-    example = _load_example("zero_shot")
+    example = load_example("zero_shot")
     monkeypatch.chdir(tmp_path)  # the default model folder does not exist here
     with pytest.raises(FileNotFoundError, match="examples/pretrain.py"):
         example.main(["--no_progress"])

@@ -19,8 +19,9 @@ import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -494,6 +495,25 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_clean_nan(json.loads(json.dumps(obj, default=_json_default))), indent=2) + "\n")
     return path
+
+
+def write_results(results: dict, markdown: str, output_dir: str | os.PathLike, stem: str) -> tuple[Path, Path]:
+    """Save `results` (with the markdown table) as `<stem>.json` and the table as `<stem>.md`; print the table."""
+    results["markdown"] = markdown
+    json_path = save_json(results, Path(output_dir) / f"{stem}.json")
+    md_path = Path(output_dir) / f"{stem}.md"
+    md_path.write_text(markdown)
+    print(markdown)
+    return json_path, md_path
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """Run an example's `main`, turning the clear errors it raises on bad input into one line and exit status 2."""
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 # ------------------------------------------------------------------------------------------------ CLI pieces
