@@ -222,6 +222,9 @@ class DBetaConfig(PretrainedConfig):
         mlm_loss_weight / mem_loss_weight / etm_loss_weight / ets_loss_weight: weights of the four losses.
         ets_logit_scale_init / ets_learnable_scale: scale of the ETS logits (1, fixed, as the official code).
         ets_logit_bias_init / ets_learnable_bias: optional ETS bias (`None` = no bias, the official choice).
+        ets_same_report_positives: the pretraining collator labels as ETS positives the pairs whose text is the ECG's
+            own report even off the diagonal (identical reports in a batch), instead of only the diagonal
+            (official). Off by default.
         mlm_mask_token: the sentinel that stands in for BERT's [MASK] (T5 has no mask token).
         mlm_probability: fraction of non-special text tokens selected for MLM (0.25).
         lead_mask_prob: probability that the pretraining collator zeroes each lead (0.5).
@@ -261,6 +264,7 @@ class DBetaConfig(PretrainedConfig):
         ets_learnable_scale: bool = False,
         ets_logit_bias_init: float | None = None,
         ets_learnable_bias: bool = False,
+        ets_same_report_positives: bool = False,
         mlm_mask_token: str = "<extra_id_0>",
         mlm_probability: float = 0.25,
         lead_mask_prob: float = 0.5,
@@ -303,6 +307,7 @@ class DBetaConfig(PretrainedConfig):
         self.ets_learnable_scale = ets_learnable_scale
         self.ets_logit_bias_init = ets_logit_bias_init
         self.ets_learnable_bias = ets_learnable_bias
+        self.ets_same_report_positives = ets_same_report_positives
         self.mlm_mask_token = mlm_mask_token
         self.mlm_probability = mlm_probability
         self.lead_mask_prob = lead_mask_prob

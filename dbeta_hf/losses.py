@@ -81,13 +81,17 @@ def ets_loss(
     match_labels: torch.Tensor | None = None,
     logit_scale: torch.Tensor | float = 1.0,
     logit_bias: torch.Tensor | float | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Single-process ETS loss: `-logsigmoid(labels * (scale * e @ t.T + bias))`, averaged over all B x B pairs."""
+    """Single-process ETS loss: `-logsigmoid(labels * (scale * e @ t.T + bias))`, averaged over all B x B pairs.
+
+    `labels` (B, B) of +-1 replaces the official diagonal rule (e.g. the collator's same-report positives)."""
     logits = logit_scale * ecg_embeds.float() @ text_embeds.float().T
     if logit_bias is not None:
         logits = logits + logit_bias
-    labels = ets_labels(match_labels, ecg_embeds.shape[0], text_embeds.shape[0], device=logits.device)
-    return -F.logsigmoid(labels * logits).mean()
+    if labels is None:
+        labels = ets_labels(match_labels, ecg_embeds.shape[0], text_embeds.shape[0], device=logits.device)
+    return -F.logsigmoid(labels.to(logits) * logits).mean()
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -154,11 +158,14 @@ class DBetaETSLoss(nn.Module):
             self.register_buffer("logit_bias", torch.tensor(float(logit_bias_init)), persistent=False)
         self.use_global_batch = use_global_batch
 
-    def forward(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, match_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, match_labels: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`labels`: optional (B, B) +-1 labels of the local pairs (default: the diagonal rule); pairs with other
+        processes' texts are always negatives."""
         scale = self.logit_scale.exp()
         world_size, rank = _distributed_world()
         if world_size == 1 or not self.use_global_batch:
-            return ets_loss(ecg_embeds, text_embeds, match_labels, scale, self.logit_bias)
+            return ets_loss(ecg_embeds, text_embeds, match_labels, scale, self.logit_bias, labels)
         local = torch.tensor([text_embeds.shape[0]], device=text_embeds.device)
         sizes_t = [torch.zeros_like(local) for _ in range(world_size)]
         dist.all_gather(sizes_t, local)
@@ -168,6 +175,9 @@ class DBetaETSLoss(nn.Module):
         if self.logit_bias is not None:
             logits = logits + self.logit_bias
         offset = sum(sizes[:rank])
+        local_labels = labels
         labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)
+        if local_labels is not None:
+            labels[:, offset : offset + text_embeds.shape[0]] = local_labels.to(labels)
         total = sum(sizes)
         return world_size * (-F.logsigmoid(labels * logits)).sum() / float(total * total)

@@ -923,6 +923,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         noise: torch.Tensor | None = None,
         apply_ecg_mask: bool = True,
         return_mlm_logits: bool = True,
+        ets_labels: torch.Tensor | None = None,
         lead_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -938,6 +939,8 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             apply_ecg_mask: mask ECG tokens and compute MEM; `False` runs the unmasked evaluation pass.
             return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
                 positions that have a label (same loss, much less compute), and `mlm_logits` is None.
+            ets_labels: optional (B, B) +-1 ETS labels replacing the official diagonal rule (the pretraining
+                collator's `same_report_positives=True` makes them).
             lead_mask: accepted from the processor and not used (missing leads are zero-filled).
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
@@ -974,7 +977,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         if match_labels is not None:
             loss_terms["etm"] = losses.etm_loss(etm_logits, match_labels)
             etm_accuracy = (etm_logits.argmax(-1) == match_labels.long()).float().mean()
-        loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels)
+        loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels, ets_labels)
 
         weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
                    "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}

@@ -10,7 +10,8 @@ key                 shape, dtype  meaning
 ``attention_mask``  (B, L) int64  1 on real tokens (including ``</s>``), 0 on padding
 ``mlm_labels``      (B, L) int64  original token id at MLM-selected positions, -100 elsewhere
 ``match_labels``    (B,) int64    1 = the text belongs to the ECG, 0 = N3S negative
-``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was zeroed
+``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was kept (not zeroed)
+``ets_labels``      (B, B) float  only with ``same_report_positives=True`` (see there)
 ==================  ============  =====================================================================
 
 What it does per batch of B rows, with the differences to the released official collator (reference spec
@@ -107,6 +108,14 @@ def _id_bytes(value: Any) -> bytes:
     return repr(value).encode("utf-8")
 
 
+def same_report_labels(true_reports: Sequence[str], fed_texts: Sequence[str]) -> torch.Tensor:
+    """(B, B) ETS labels: +1 where the text fed in column j equals the true report of row i, else -1."""
+    vocabulary: dict[str, int] = {}
+    true_ids = torch.tensor([vocabulary.setdefault(t, len(vocabulary)) for t in true_reports])
+    fed_ids = torch.tensor([vocabulary.setdefault(t, len(vocabulary)) for t in fed_texts])
+    return (true_ids[:, None] == fed_ids[None, :]).float() * 2.0 - 1.0
+
+
 @dataclass
 class DBetaPreTrainingCollator:
     """Collate D-BETA pretraining rows into model inputs with N3S negatives, MLM and lead masking.
@@ -129,7 +138,12 @@ class DBetaPreTrainingCollator:
         ecg_column / report_column: row keys of the signal and of the report.
         missing_report: ``"raise"`` (default) or ``"in_batch"`` for reports absent from ``n3s_index``.
         pad_to_multiple_of: pad the token length to a multiple of this (e.g. 8 for tensor cores).
-        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = zeroed). Off by default because a
+        same_report_positives: also return ``ets_labels`` (B, B): +1 where the text fed in row j is the ECG of
+            row i's own report (after normalisation), -1 elsewhere. The official ETS labels only the diagonal, so
+            two ECGs whose reports are identical (frequent: "sinus rhythm. normal ecg.") are pushed apart as
+            negatives of each other's text; this option treats them as positives instead. Off by default
+            (official behaviour).
+        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed). Off by default because a
             ``Trainer`` passes every key to the model's ``forward``.
     """
 
@@ -150,6 +164,7 @@ class DBetaPreTrainingCollator:
     missing_report: str = "raise"
     pad_to_multiple_of: int | None = None
     return_lead_mask: bool = False
+    same_report_positives: bool = False
     epoch: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
 
@@ -203,6 +218,7 @@ class DBetaPreTrainingCollator:
             "lead_mask_prob": config.lead_mask_prob,
             "max_length": config.max_text_length,
             "num_samples": config.ecg_config.num_samples,
+            "same_report_positives": getattr(config, "ets_same_report_positives", False),
         }
         settings.update(kwargs)
         return cls(tokenizer=tokenizer, n3s_index=n3s_index, **settings)
@@ -392,7 +408,9 @@ class DBetaPreTrainingCollator:
             "match_labels": match_labels,
         }
         if self.return_lead_mask:
-            out["lead_mask"] = lead_zeroed
+            out["lead_mask"] = ~lead_zeroed  # True = lead kept, as the feature extractor's lead_mask
+        if self.same_report_positives:
+            out["ets_labels"] = same_report_labels(reports, texts)
         return out
 
 

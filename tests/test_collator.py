@@ -247,7 +247,8 @@ def test_lead_masking(tiny_tokenizer, index):
     collator = DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES, return_lead_mask=True)
     rows = make_rows(300, seed=7)
     batch = collator(rows)
-    ecg, zeroed = batch["ecg_values"], batch["lead_mask"]
+    ecg, kept = batch["ecg_values"], batch["lead_mask"]
+    zeroed = ~kept  # lead_mask follows the feature extractor's convention: True = lead present
     assert zeroed.shape == (300, 12) and zeroed.dtype == torch.bool
     assert zeroed.float().mean().item() == pytest.approx(0.5, abs=0.03)
     original = torch.from_numpy(np.stack([r["ecg"] for r in rows]).astype(np.float32))
@@ -370,3 +371,22 @@ def test_rows_from_a_datasets_table_in_every_format(tiny_tokenizer, index):
     expected = torch.from_numpy(np.stack([r["ecg"] for r in rows]).astype(np.float32))
     kept = batches[0]["ecg_values"] != 0
     assert torch.equal(batches[0]["ecg_values"][kept], expected[kept])
+
+
+def test_same_report_positives_label_identical_reports(tiny_tokenizer):
+    from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator, same_report_labels
+
+    labels = same_report_labels(["sinus rhythm.", "sinus rhythm.", "atrial fibrillation."],
+                                ["sinus rhythm.", "atrial fibrillation.", "sinus rhythm."])
+    assert labels.tolist() == [[1, -1, 1], [1, -1, 1], [-1, 1, -1]]
+    rows = [{"ecg": np.zeros((12, 5000), dtype=np.float16), "report": r, "record_id": i}
+            for i, r in enumerate(["Sinus rhythm.", "sinus rhythm.", "atrial fibrillation.", "sinus bradycardia."])]
+    collator = DBetaPreTrainingCollator(tiny_tokenizer, negative_fraction=0.5, same_report_positives=True, seed=3)
+    out = collator(rows)
+    match = out["match_labels"]
+    ets = out["ets_labels"]
+    assert ets.shape == (4, 4)
+    assert torch.equal(torch.diagonal(ets), 2.0 * match.float() - 1.0)  # the diagonal keeps the official rule
+    if match[0] == 1 and match[1] == 1:  # rows 0 and 1 share their report after normalisation
+        assert ets[0, 1] == 1 and ets[1, 0] == 1
+    assert "ets_labels" not in DBetaPreTrainingCollator(tiny_tokenizer, seed=3)(rows)

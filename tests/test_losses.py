@@ -89,3 +89,16 @@ def test_remote_blocks_are_all_negative():
     # with two "processes" folded into one matrix, the cross block carries no positive label
     labels = losses.ets_labels(torch.tensor([1, 0]), 2, 4, diagonal_offset=2)
     assert labels.tolist() == [[-1, -1, 1, -1], [-1, -1, -1, -1]]
+
+
+def test_explicit_ets_labels_replace_the_diagonal_rule():
+    g = torch.Generator().manual_seed(1)
+    e, t = torch.tanh(torch.randn(3, 4, generator=g)), torch.tanh(torch.randn(3, 4, generator=g))
+    labels = torch.tensor([[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, -1.0]])
+    expected = (-F.logsigmoid(labels * (e @ t.T))).mean()
+    assert losses.ets_loss(e, t, labels=labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    module = losses.DBetaETSLoss()
+    assert module(e, t, torch.tensor([1, 1, 0]), labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    # the diagonal rule is the special case of unique reports
+    diag = losses.ets_labels(torch.tensor([1, 1, 0]), 3, 3)
+    assert losses.ets_loss(e, t, labels=diag).item() == pytest.approx(losses.ets_loss(e, t, torch.tensor([1, 1, 0])).item())
