@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+from .configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaECGConfig
 
 
 def official_config(**kwargs) -> DBetaConfig:
@@ -26,21 +26,16 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         conv_pos=16,
         conv_pos_groups=4,
     )
-    text_config = dict(
-        vocab_size=vocab_size,
-        d_model=hidden,
-        d_kv=hidden // 4,
-        d_ff=2 * hidden,
-        num_layers=text_layers,
-        num_decoder_layers=text_layers,
-        num_heads=4,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-        use_cache=False,
-    )
+    text_config = {
+        **FLAN_T5_BASE_TEXT_CONFIG,
+        "vocab_size": vocab_size,
+        "d_model": hidden,
+        "d_kv": hidden // 4,
+        "d_ff": 2 * hidden,
+        "num_layers": text_layers,
+        "num_decoder_layers": text_layers,
+        "num_heads": 4,
+    }
     defaults = dict(
         hidden_dim=hidden,
         num_heads=4,
