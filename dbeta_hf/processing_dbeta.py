@@ -47,11 +47,9 @@ class DBetaProcessor(ProcessorMixin):
     ```
     """
 
-    # Portable form (anchors.md 4.4): Auto classes rather than concrete class names, which would make
-    # transformers walk the image / video processor mappings and crash without Pillow and torchvision.
-    attributes = ["feature_extractor", "tokenizer"]
-    feature_extractor_class = "AutoFeatureExtractor"
-    tokenizer_class = "AutoTokenizer"
+    # transformers 5 infers the two sub-processors from the __init__ signature and loads them through the Auto
+    # classes (D-BETA's feature extractor is registered with AutoFeatureExtractor on `import dbeta_hf`). The v4-era
+    # `feature_extractor_class = "AutoFeatureExtractor"` form still works but logs a deprecation warning.
 
     def __init__(self, feature_extractor=None, tokenizer=None, normalize_text: bool = True, **kwargs):
         if feature_extractor is None:
