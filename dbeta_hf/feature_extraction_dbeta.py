@@ -45,6 +45,19 @@ logger = logging.get_logger(__name__)
 _MAX_ITEMS_IN_MESSAGES = 5
 
 
+class _instance_or_default:
+    """Method descriptor: on an instance it is a normal method; on the class it runs on a default instance."""
+
+    def __init__(self, function):
+        self.function = function
+        self.__doc__ = function.__doc__
+        self.__name__ = function.__name__
+
+    def __get__(self, instance, owner):
+        target = instance if instance is not None else owner()
+        return self.function.__get__(target, owner)
+
+
 class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Constructs a D-BETA ECG feature extractor.
@@ -279,6 +292,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             data["num_padded_samples"] = np.asarray(padded, dtype=np.int64)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    @_instance_or_default
     def from_wfdb(
         self,
         record_path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -289,6 +303,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     ) -> BatchFeature:
         """
         Read one or several WFDB records (`.hea` + `.dat`) and convert them like [`~DBetaECGFeatureExtractor.__call__`].
+
+        Callable on an instance (its settings apply) or on the class, `DBetaECGFeatureExtractor.from_wfdb(path)`,
+        which uses the default D-BETA settings (500 Hz, 5000 samples, canonical lead order, mV).
 
         The sampling rate, the signal names and the per-signal units come from each header (MIMIC-IV-ECG:
         500 Hz, I, II, III, aVR, aVF, aVL, V1-V6, mV; PTB-XL: upper-case AVR/AVL/AVF), so leads end up in the

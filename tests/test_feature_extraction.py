@@ -522,3 +522,21 @@ def test_bad_sampling_rates_and_settings(fe):
         DBetaECGFeatureExtractor(return_attention_mask=True)
     with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['num_samples'\]"):
         fe(labelled_leads(12, 5000), sampling_rate=500, num_samples=2500)
+
+
+def test_from_wfdb_on_the_class_uses_default_settings(tmp_path):
+    import wfdb
+
+    from dbeta_hf import DBetaECGFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(0, 0.3, (5000, 12))
+    names = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]  # MIMIC order
+    wfdb.wrsamp("40689238", fs=500, units=["mV"] * 12, sig_name=names, p_signal=signal, fmt=["16"] * 12,
+                adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    out = DBetaECGFeatureExtractor.from_wfdb(str(tmp_path / "40689238"))
+    same = DBetaECGFeatureExtractor().from_wfdb(str(tmp_path / "40689238"))
+    assert out["ecg_values"].shape == (1, 12, 5000)
+    assert np.array_equal(out["ecg_values"], same["ecg_values"])
+    # aVL (canonical index 4) comes from the file's sixth signal
+    assert np.allclose(out["ecg_values"][0, 4], signal[:, 5], atol=0.003)
