@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 import torch  # noqa: E402
+from dbeta_hf.pretraining_collator import mlm_positions  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -143,7 +144,8 @@ def synthetic_batch(config, batch_size: int, text_length: int, device, dtype_mod
     input_ids = torch.where(selected, torch.full_like(ids, mask_id), ids)
     match_labels = (torch.rand(batch_size, generator=gen) >= 0.5).long()
     batch = {"ecg_values": ecg.to(C.input_dtype(dtype_mode)), "input_ids": input_ids, "attention_mask": attention_mask,
-             "mlm_labels": mlm_labels, "match_labels": match_labels}
+             "mlm_labels": mlm_labels, "match_labels": match_labels,
+             "mlm_positions": mlm_positions(mlm_labels)}  # as the collator: MLM head without a host sync
     return {k: v.to(device) for k, v in batch.items()}
 
 

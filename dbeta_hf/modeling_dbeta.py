@@ -924,6 +924,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         apply_ecg_mask: bool = True,
         return_mlm_logits: bool = True,
         ets_labels: torch.Tensor | None = None,
+        mlm_positions: torch.Tensor | None = None,
         lead_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -941,6 +942,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 positions that have a label (same loss, much less compute), and `mlm_logits` is None.
             ets_labels: optional (B, B) +-1 ETS labels replacing the official diagonal rule (the pretraining
                 collator's `same_report_positives=True` makes them).
+            mlm_positions: optional (B, K) positions of the MLM targets, -1 padded (the pretraining collator makes
+                them). With `return_mlm_logits=False` the MLM head then runs on exactly these positions without a
+                host-device synchronisation; without them it selects the labelled positions with a boolean index.
             lead_mask: accepted from the processor and not used (missing leads are zero-filled).
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
@@ -963,6 +967,17 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 loss_terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_labels)
                 selected = mlm_labels != -100
                 mlm_accuracy = ((mlm_logits.argmax(-1) == mlm_labels) & selected).sum() / selected.sum().clamp_min(1)
+        elif mlm_positions is not None:
+            index = mlm_positions.clamp_min(0)
+            hidden = torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
+            targets = torch.where(mlm_positions >= 0, torch.gather(mlm_labels, 1, index), torch.full_like(index, -100))
+            logits = self.mlm_head(hidden)
+            valid = targets != -100
+            count = valid.sum()
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
+                                  reduction="sum")
+            loss_terms["mlm"] = nll / count.clamp_min(1)
+            mlm_accuracy = ((logits.argmax(-1) == targets) & valid).sum() / count.clamp_min(1)
         else:
             selected = mlm_labels != -100
             logits = self.mlm_head(x[selected])

@@ -12,6 +12,7 @@ key                 shape, dtype  meaning
 ``match_labels``    (B,) int64    1 = the text belongs to the ECG, 0 = N3S negative
 ``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was kept (not zeroed)
 ``ets_labels``      (B, B) float  only with ``same_report_positives=True`` (see there)
+``mlm_positions``   (B, K) long   MLM target positions per row, -1 padded (``return_mlm_positions``, on by default)
 ==================  ============  =====================================================================
 
 What it does per batch of B rows, with the differences to the released official collator (reference spec
@@ -108,6 +109,14 @@ def _id_bytes(value: Any) -> bytes:
     return repr(value).encode("utf-8")
 
 
+def mlm_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
+    """(B, L) MLM labels -> (B, K) positions of the targets of each row, left-aligned and padded with -1."""
+    selected = mlm_labels != -100
+    width = max(int(selected.sum(dim=1).max()), 1) if selected.numel() else 1
+    order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :width]
+    return torch.where(torch.gather(selected, 1, order), order, torch.full_like(order, -1))
+
+
 def same_report_labels(true_reports: Sequence[str], fed_texts: Sequence[str]) -> torch.Tensor:
     """(B, B) ETS labels: +1 where the text fed in column j equals the true report of row i, else -1."""
     vocabulary: dict[str, int] = {}
@@ -143,7 +152,10 @@ class DBetaPreTrainingCollator:
             two ECGs whose reports are identical (frequent: "sinus rhythm. normal ecg.") are pushed apart as
             negatives of each other's text; this option treats them as positives instead. Off by default
             (official behaviour).
-        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed). Off by default because a
+        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed).
+        return_mlm_positions: also return ``mlm_positions`` (B, K): the MLM target positions of each row, padded
+            with -1 (K = the most targets in a row of the batch). The model then runs its MLM head on exactly those
+            positions with a gather whose size the host already knows: no host-device synchronisation. Off by default because a
             ``Trainer`` passes every key to the model's ``forward``.
     """
 
@@ -165,6 +177,7 @@ class DBetaPreTrainingCollator:
     pad_to_multiple_of: int | None = None
     return_lead_mask: bool = False
     same_report_positives: bool = False
+    return_mlm_positions: bool = True
     epoch: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
 
@@ -411,6 +424,8 @@ class DBetaPreTrainingCollator:
             out["lead_mask"] = ~lead_zeroed  # True = lead kept, as the feature extractor's lead_mask
         if self.same_report_positives:
             out["ets_labels"] = same_report_labels(reports, texts)
+        if self.return_mlm_positions:
+            out["mlm_positions"] = mlm_positions(mlm_labels)
         return out
 
 

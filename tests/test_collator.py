@@ -67,12 +67,13 @@ def test_round_trip_of_corpus_through_tokenizer(tiny_tokenizer):
 def test_shapes_and_dtypes(tiny_tokenizer, index):
     collator = DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES)
     batch = collator(make_rows(6))
-    assert set(batch) == {"ecg_values", "input_ids", "attention_mask", "mlm_labels", "match_labels"}
+    assert set(batch) == {"ecg_values", "input_ids", "attention_mask", "mlm_labels", "match_labels", "mlm_positions"}
     assert batch["ecg_values"].shape == (6, 12, SAMPLES) and batch["ecg_values"].dtype == torch.float32
     length = batch["input_ids"].shape[1]
     for key in ("input_ids", "attention_mask", "mlm_labels"):
         assert batch[key].shape == (6, length) and batch[key].dtype == torch.long
     assert batch["match_labels"].shape == (6,) and batch["match_labels"].dtype == torch.long
+    assert batch["mlm_positions"].dtype == torch.long and batch["mlm_positions"].shape[0] == 6
     # every row ends with </s> (id 1) at its last real position
     last = batch["attention_mask"].sum(1) - 1
     assert torch.equal(unmasked(batch)[torch.arange(6), last], torch.ones(6, dtype=torch.long))
@@ -390,3 +391,17 @@ def test_same_report_positives_label_identical_reports(tiny_tokenizer):
     if match[0] == 1 and match[1] == 1:  # rows 0 and 1 share their report after normalisation
         assert ets[0, 1] == 1 and ets[1, 0] == 1
     assert "ets_labels" not in DBetaPreTrainingCollator(tiny_tokenizer, seed=3)(rows)
+
+
+def test_mlm_positions_list_exactly_the_labelled_positions(tiny_tokenizer, index):
+    collator = DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES)
+    batch = collator(make_rows(16, seed=5))
+    labels, positions = batch["mlm_labels"], batch["mlm_positions"]
+    assert positions.shape[0] == 16 and positions.shape[1] == int((labels != -100).sum(1).max())
+    for row in range(16):
+        expected = torch.nonzero(labels[row] != -100).flatten().tolist()
+        got = [p for p in positions[row].tolist() if p >= 0]
+        assert got == expected
+        assert all(p == -1 for p in positions[row].tolist()[len(expected):])
+    assert "mlm_positions" not in DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES,
+                                                            return_mlm_positions=False)(make_rows(4))

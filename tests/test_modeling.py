@@ -196,11 +196,20 @@ def test_fast_mlm_path_same_loss_and_gradients():
     assert b.mlm_logits is None
     assert torch.allclose(a.mlm_loss, b.mlm_loss, atol=1e-6)
     assert torch.allclose(a.mlm_accuracy, b.mlm_accuracy)
+    from dbeta_hf.pretraining_collator import mlm_positions
+
+    gathered = copy.deepcopy(full)
+    c = gathered(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise,
+                 return_mlm_logits=False, mlm_positions=mlm_positions(labels))
+    assert torch.allclose(a.mlm_loss, c.mlm_loss, atol=1e-6)
+    assert torch.allclose(a.mlm_accuracy, c.mlm_accuracy)
     a.loss.backward()
     b.loss.backward()
-    for (name, p1), (_, p2) in zip(full.named_parameters(), fast.named_parameters()):
+    c.loss.backward()
+    for (name, p1), (_, p2), (_, p3) in zip(full.named_parameters(), fast.named_parameters(), gathered.named_parameters()):
         if p1.grad is not None:
             assert torch.allclose(p1.grad, p2.grad, atol=1e-6, rtol=1e-5), name
+            assert torch.allclose(p1.grad, p3.grad, atol=1e-6, rtol=1e-5), name
 
 
 def test_bf16_autocast_close_to_float32(model):
