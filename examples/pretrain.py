@@ -23,6 +23,7 @@ restores model, optimizer, scheduler and data order from a Trainer checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
     synthetic = not any(a.split("=")[0] in ("--dataset_path", "--mimic_root") for a in argv)
     if synthetic:
         argv = synthetic_defaults(argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     training_args.remove_unused_columns = False
     training_args.label_names = ["mlm_labels", "match_labels"]
