@@ -468,3 +468,20 @@ def test_compiled_model_same_loss_and_gradients():
     for (name, p1), (_, p2) in zip(eager.named_parameters(), compiled_model.named_parameters()):
         if p1.grad is not None:
             assert torch.allclose(p1.grad, p2.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_other_lead_count_in_d():
+    cfg = tiny_config()
+    ecg = cfg.ecg_config.to_dict()
+    ecg["in_d"] = 8
+    cfg8 = DBetaConfig(ecg_config=ecg, text_config=cfg.text_config.to_dict(),
+                       **{k: getattr(cfg, k) for k in ("hidden_dim", "num_heads", "num_top_layer", "mem_layer",
+                                                        "mem_decoder_hidden_dim", "mem_decoder_num_layers",
+                                                        "mem_decoder_num_heads", "vocab_size")})
+    m = DBetaForPreTraining(cfg8).eval()
+    _, ids, mask = make_inputs()
+    out = m(torch.randn(3, 8, NUM_SAMPLES), ids, mask)
+    assert out.mem_logits.shape == (3, 312, 8, 16) and torch.isfinite(out.mem_loss)
+    assert m.model.ecg_encoder.feature_extractor.conv_layers[0][0].weight.shape[1] == 8
+    with pytest.raises(ValueError, match="has 12 leads but the model expects 8"):
+        m.get_ecg_features(torch.zeros(1, 12, NUM_SAMPLES))
