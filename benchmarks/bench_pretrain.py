@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 import torch  # noqa: E402
-from dbeta_hf.pretraining_collator import mlm_positions  # noqa: E402
+from dbeta_hf.losses import mlm_positions  # noqa: E402
 
 
 def parse_args(argv=None):

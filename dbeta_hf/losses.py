@@ -32,6 +32,18 @@ def mlm_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]).float(), mlm_labels.reshape(-1), ignore_index=-100)
 
 
+def mlm_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
+    """(B, L) MLM labels -> (B, K) positions of the targets of each row, left-aligned and padded with -1.
+
+    K is the largest number of targets in a row. Computed by the collator on the CPU, it lets the model gather the
+    MLM targets without a host-device synchronisation.
+    """
+    selected = mlm_labels != -100
+    width = max(int(selected.sum(dim=1).max()), 1) if selected.numel() else 1
+    order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :width]
+    return torch.where(torch.gather(selected, 1, order), order, torch.full_like(order, -1))
+
+
 def mem_target(ecg_values: torch.Tensor, num_tokens: int, patch_size: int, normalize: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """The MEM reconstruction target, (B, num_tokens, leads * patch_size), lead-major inside each token.
 

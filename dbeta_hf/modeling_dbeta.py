@@ -944,7 +944,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 collator's `same_report_positives=True` makes them).
             mlm_positions: optional (B, K) positions of the MLM targets, -1 padded (the pretraining collator makes
                 them). With `return_mlm_logits=False` the MLM head then runs on exactly these positions without a
-                host-device synchronisation; without them it selects the labelled positions with a boolean index.
+                host-device synchronisation; without them the model derives them from `mlm_labels` (one sync).
             lead_mask: accepted from the processor and not used (missing leads are zero-filled).
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
@@ -967,7 +967,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 loss_terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_labels)
                 selected = mlm_labels != -100
                 mlm_accuracy = ((mlm_logits.argmax(-1) == mlm_labels) & selected).sum() / selected.sum().clamp_min(1)
-        elif mlm_positions is not None:
+        else:
+            if mlm_positions is None:  # derived here costs one host-device synchronisation; the collator sends them
+                mlm_positions = losses.mlm_positions(mlm_labels)
             index = mlm_positions.clamp_min(0)
             hidden = torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
             targets = torch.where(mlm_positions >= 0, torch.gather(mlm_labels, 1, index), torch.full_like(index, -100))
@@ -978,12 +980,6 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                                   reduction="sum")
             loss_terms["mlm"] = nll / count.clamp_min(1)
             mlm_accuracy = ((logits.argmax(-1) == targets) & valid).sum() / count.clamp_min(1)
-        else:
-            selected = mlm_labels != -100
-            logits = self.mlm_head(x[selected])
-            targets = mlm_labels[selected]
-            loss_terms["mlm"] = losses.mlm_loss(logits, targets) if targets.numel() else logits.sum() * 0.0
-            mlm_accuracy = (logits.argmax(-1) == targets).float().mean() if targets.numel() else logits.new_zeros(())
 
         if apply_ecg_mask:
             mem_logits = self.mim_head(mem_input, ids_restore)

@@ -11,12 +11,13 @@ def official_config(**kwargs) -> DBetaConfig:
 
 
 def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000, ecg_layers: int = 1,
-                text_layers: int = 1, **kwargs) -> DBetaConfig:
+                text_layers: int = 1, ecg_kwargs: dict | None = None, **kwargs) -> DBetaConfig:
     """A tiny D-BETA (about 0.2M parameters) with the real conv stack shape (stride 16 -> 312 tokens for 5000 samples).
 
-    Used by the test-suite and by `examples/pretrain.py`'s embedded CPU default. `kwargs` override top-level fields.
+    Used by the test-suite and by `examples/pretrain.py`'s embedded CPU default. `ecg_kwargs` override fields of the
+    ECG sub-config, `kwargs` top-level fields.
     """
-    ecg_config = DBetaECGConfig(
+    ecg_settings = dict(
         num_samples=num_samples,
         conv_feature_layers=[(hidden, 2, 2)] * 4,
         encoder_embed_dim=hidden,
@@ -26,6 +27,7 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         conv_pos=16,
         conv_pos_groups=4,
     )
+    ecg_config = DBetaECGConfig(**{**ecg_settings, **(ecg_kwargs or {})})
     text_config = {
         **FLAN_T5_BASE_TEXT_CONFIG,
         "vocab_size": vocab_size,

@@ -72,6 +72,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .losses import mlm_positions  # noqa: F401  (re-exported: the collator's output format)
 from .n3s import N3SIndex
 from .text_normalization import normalize_report
 
@@ -107,14 +108,6 @@ def _id_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return repr(value).encode("utf-8")
-
-
-def mlm_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
-    """(B, L) MLM labels -> (B, K) positions of the targets of each row, left-aligned and padded with -1."""
-    selected = mlm_labels != -100
-    width = max(int(selected.sum(dim=1).max()), 1) if selected.numel() else 1
-    order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :width]
-    return torch.where(torch.gather(selected, 1, order), order, torch.full_like(order, -1))
 
 
 def same_report_labels(true_reports: Sequence[str], fed_texts: Sequence[str]) -> torch.Tensor:

@@ -104,7 +104,7 @@ class DBetaPreTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and not any(k.startswith("eval_") for k in logs):
             logs = {**logs, **self._train_metrics.pop_means()}
-        super().log(logs, start_time) if start_time is not None else super().log(logs)
+        super().log(logs, start_time)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
         self._eval_metrics = _MetricAccumulator()

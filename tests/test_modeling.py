@@ -196,7 +196,7 @@ def test_fast_mlm_path_same_loss_and_gradients():
     assert b.mlm_logits is None
     assert torch.allclose(a.mlm_loss, b.mlm_loss, atol=1e-6)
     assert torch.allclose(a.mlm_accuracy, b.mlm_accuracy)
-    from dbeta_hf.pretraining_collator import mlm_positions
+    from dbeta_hf.losses import mlm_positions
 
     gathered = copy.deepcopy(full)
     c = gathered(ecg, ids, mask, mlm_labels=labels, match_labels=torch.tensor([1, 0, 1]), noise=noise,
@@ -289,14 +289,7 @@ def test_mem_layer_minus_one_uses_last_fusion_output():
     ],
 )
 def test_architectural_options(ecg_kwargs, top_kwargs):
-    base = tiny_config()
-    ecg = base.ecg_config.to_dict()
-    ecg.update(ecg_kwargs)
-    cfg = tiny_config(**top_kwargs)
-    cfg = DBetaConfig(ecg_config=ecg, text_config=cfg.text_config.to_dict(),
-                      **{k: getattr(cfg, k) for k in ("hidden_dim", "num_heads", "num_top_layer", "mem_layer",
-                                                        "mem_decoder_hidden_dim", "mem_decoder_num_layers",
-                                                        "mem_decoder_num_heads", "vocab_size")})
+    cfg = tiny_config(ecg_kwargs=ecg_kwargs, **top_kwargs)
     m = DBetaForPreTraining(cfg).eval()
     ecg_in, ids, mask = make_inputs()
     out = m(ecg_in, ids, mask, mlm_labels=ids, match_labels=torch.ones(3, dtype=torch.long))
@@ -471,14 +464,7 @@ def test_compiled_model_same_loss_and_gradients():
 
 
 def test_other_lead_count_in_d():
-    cfg = tiny_config()
-    ecg = cfg.ecg_config.to_dict()
-    ecg["in_d"] = 8
-    cfg8 = DBetaConfig(ecg_config=ecg, text_config=cfg.text_config.to_dict(),
-                       **{k: getattr(cfg, k) for k in ("hidden_dim", "num_heads", "num_top_layer", "mem_layer",
-                                                        "mem_decoder_hidden_dim", "mem_decoder_num_layers",
-                                                        "mem_decoder_num_heads", "vocab_size")})
-    m = DBetaForPreTraining(cfg8).eval()
+    m = DBetaForPreTraining(tiny_config(ecg_kwargs={"in_d": 8})).eval()
     _, ids, mask = make_inputs()
     out = m(torch.randn(3, 8, NUM_SAMPLES), ids, mask)
     assert out.mem_logits.shape == (3, 312, 8, 16) and torch.isfinite(out.mem_loss)
