@@ -404,11 +404,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         non_finite: str,
         item: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        if recording.ndim != 2:
-            raise ValueError(
-                f"each ECG must be a 2-D (leads, samples) array, got shape {recording.shape}; for a single lead "
-                "use shape (1, samples) with lead_names=[name]"
-            )
+        # `_split_batch` has already checked that `recording` is 2-D (leads, samples)
         if recording.shape[0] == 0 or recording.shape[1] == 0:
             raise ValueError(f"got an empty ECG of shape {recording.shape}; each recording needs leads and samples")
 

@@ -81,11 +81,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from dbeta_hf.evaluation.features import (
         TASK_TITLES,
         labels_array,
-        load_task_splits,
-        loader_kwargs_from_args,
+        load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
-        roots_from_args,
         write_results,
     )
     from dbeta_hf.evaluation.finetune import (
@@ -118,10 +116,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     collator = ECGClassificationCollator()
     for task in args.tasks:
-        splits, class_names = load_task_splits(
-            task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
-            synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
-        )
+        splits, class_names = load_task_splits_from_args(args, task)
         missing = [s for s in ("train", "validation", "test") if s not in splits]
         if missing:
             raise KeyError(f"task {task!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")

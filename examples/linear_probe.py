@@ -97,11 +97,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         extract_ecg_features,
         labels_array,
         load_feature_extractor,
-        load_task_splits,
-        loader_kwargs_from_args,
+        load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
-        roots_from_args,
         write_results,
     )
     from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, run_linear_probe
@@ -123,10 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     data = {}
     for task in args.tasks:
-        splits, class_names = load_task_splits(
-            task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
-            synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
-        )
+        splits, class_names = load_task_splits_from_args(args, task)
         missing = [s for s in ("train", "validation", "test") if s not in splits]
         if missing:
             raise KeyError(

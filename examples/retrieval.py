@@ -147,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from dbeta_hf import DBetaModel
     from dbeta_hf.evaluation.features import (
+        cache_dir_from_args,
         dataset_sampling_rate,
         extract_ecg_features,
         extract_text_features,
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if len(data) < 2:
         raise ValueError("retrieval needs at least 2 (ECG, report) pairs")
     os.makedirs(args.output_dir, exist_ok=True)
-    cache_dir = None if args.no_cache else (args.cache_dir or os.path.join(args.output_dir, "feature_cache"))
+    cache_dir = cache_dir_from_args(args)
 
     reports = [str(r) for r in data[args.report_column]]
     ecg_embeds = extract_ecg_features(

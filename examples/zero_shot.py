@@ -62,11 +62,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         dataset_sampling_rate,
         labels_array,
         load_processor,
-        load_task_splits,
-        loader_kwargs_from_args,
+        load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
-        roots_from_args,
         write_results,
     )
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
@@ -92,10 +90,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tasks": {},
     }
     for task in args.tasks:
-        splits, class_names = load_task_splits(
-            task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
-            synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
-        )
+        splits, class_names = load_task_splits_from_args(args, task)
         if args.split not in splits:
             raise KeyError(f"task {task!r} has no {args.split!r} split (splits: {list(splits)})")
         split = splits[args.split]

@@ -50,6 +50,7 @@ __all__ = [
     "roots_from_args",
     "cache_dir_from_args",
     "loader_kwargs_from_args",
+    "load_task_splits_from_args",
     "load_processor",
     "load_feature_extractor",
     "dataset_sampling_rate",
@@ -582,6 +583,15 @@ def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
     if getattr(args, "num_proc", None):
         kwargs["num_proc"] = args.num_proc
     return kwargs
+
+
+def load_task_splits_from_args(args, task: str):
+    """`load_task_splits` of `task` with the data options of `add_common_arguments` (roots, synthetic corpus,
+    ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
+    return load_task_splits(
+        task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
+        synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
+    )
 
 
 def cache_dir_from_args(args) -> str | None:

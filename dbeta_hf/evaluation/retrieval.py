@@ -80,7 +80,7 @@ def retrieval_recall(similarity, relevance, ks: Sequence[int] = DEFAULT_KS) -> d
     if any(k < 1 for k in ks):
         raise ValueError(f"k must be >= 1, got {ks}")
     recalls = recall_at_k(sim.numpy(), rel.numpy(), ks=tuple(ks))
-    out = {f"R@{k}": float(recalls[k] if k in recalls else recalls[f"R@{k}"]) for k in ks}
+    out = {f"R@{k}": float(recalls[f"R@{k}"]) for k in ks}
     # rank of the best relevant item (stable sort: ties broken by gallery order)
     order = torch.sort(-sim, dim=1, stable=True).indices
     ranked_rel = torch.gather(rel, 1, order)
