@@ -13,7 +13,6 @@ transformers names (`hidden_size`, `num_hidden_layers`, `num_attention_heads`) a
 from __future__ import annotations
 
 import ast
-import copy
 import math
 from typing import Any, Sequence
 
@@ -395,11 +394,3 @@ class DBetaConfig(PretrainedConfig):
             text_config = T5Config(**{k: v for k, v in text_config.items() if k not in ("model_type", "transformers_version")})
         top.update(kwargs)
         return cls(ecg_config=DBetaECGConfig(**ecg), text_config=text_config, **top)
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        for key in ("ecg_config", "text_config"):
-            value = getattr(self, key)
-            if isinstance(value, PretrainedConfig):
-                output[key] = value.to_dict()
-        return copy.deepcopy(output)
