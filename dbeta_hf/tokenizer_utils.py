@@ -17,7 +17,11 @@ from .text_normalization import normalize_report
 
 
 def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: int = 100, normalize: bool = True) -> T5Tokenizer:
-    """Train a unigram (SentencePiece-style) tokenizer on `texts` and wrap it as a `T5Tokenizer`."""
+    """Train a unigram (SentencePiece-style) tokenizer on `texts` and wrap it as a `T5Tokenizer`.
+
+    Deterministic: the same texts give the same vocabulary and ids in every process (pieces of equal score are
+    ordered by their text).
+    """
     corpus = [normalize_report(t) if normalize else t for t in texts]
     corpus = [t for t in corpus if t]
     if not corpus:
@@ -31,4 +35,16 @@ def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: i
     )
     tok.train_from_iterator(corpus, trainer=trainer)
     pieces = json.loads(tok.to_str())["model"]["vocab"]  # [(piece, score)] in id order, specials first
-    return T5Tokenizer(vocab=[(piece, float(score)) for piece, score in pieces], extra_ids=extra_ids)
+    return T5Tokenizer(vocab=_deterministic_order(pieces, num_special=3), extra_ids=extra_ids)
+
+
+def _deterministic_order(pieces: list, num_special: int) -> list[tuple[str, float]]:
+    """Order the learned pieces by decreasing score, then by the piece itself.
+
+    The trainer lists pieces of equal score in an order that changes from run to run (it walks hash maps with
+    per-process random seeds), so '1' and '2' could swap ids between two trainings on the same texts. Sorting
+    ties by the piece text makes the ids a function of the texts alone. The special tokens keep ids 0..2.
+    """
+    special = [(piece, float(score)) for piece, score in pieces[:num_special]]
+    learned = sorted(((piece, float(score)) for piece, score in pieces[num_special:]), key=lambda p: (-p[1], p[0]))
+    return special + learned
