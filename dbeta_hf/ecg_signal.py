@@ -42,6 +42,8 @@ __all__ = [
     "validate_lead_names",
     "reorder_leads",
     "resample_signal",
+    "resampling_ratio",
+    "resampling_margin",
     "unit_scale",
     "to_millivolts",
     "fix_length",
@@ -210,28 +212,65 @@ def _rate(value: float, name: str) -> float:
     return rate
 
 
+_RATIO_TOLERANCE = 1e-6  # largest relative error of the rational approximation of target_sr / orig_sr
+_RATIO_DENOMINATORS = (1000, 10_000)  # denominators tried in turn (the first one within the tolerance wins)
+
+
+def resampling_ratio(orig_sr: float, target_sr: float, max_denominator: int | None = None) -> tuple[int, int]:
+    """`(up, down)`: the rational approximation of ``target_sr / orig_sr`` that `resample_signal` uses.
+
+    Without `max_denominator` the smallest of the denominators 1000 and 10000 whose approximation is within 1e-6
+    (relative) of the exact ratio is used, so 360 -> 500 Hz is 25/18 and 499.9 -> 500 Hz is 5000/4999 (a rate close
+    to the target is not rounded to 1/1). A warning is logged when the ratio is off by more than 1e-6.
+    """
+    orig_sr = _rate(orig_sr, "orig_sr")
+    target_sr = _rate(target_sr, "target_sr")
+    exact = Fraction(repr(target_sr)) / Fraction(repr(orig_sr))
+    for denominator in (max_denominator,) if max_denominator is not None else _RATIO_DENOMINATORS:
+        ratio = exact.limit_denominator(denominator)
+        if ratio != 0 and abs(float(ratio) - float(exact)) <= _RATIO_TOLERANCE * float(exact):
+            break
+    if ratio == 0:
+        raise ValueError(
+            f"cannot resample from {orig_sr} Hz to {target_sr} Hz: the ratio is too extreme to approximate with a "
+            f"denominator of at most {denominator}"
+        )
+    relative_error = abs(float(ratio) - float(exact)) / float(exact)
+    if relative_error > _RATIO_TOLERANCE:
+        logger.warning(
+            "Resampling %s Hz -> %s Hz uses the ratio %s/%s, which is off by %.2e (relative): the output rate is "
+            "%.6f Hz.",
+            orig_sr, target_sr, ratio.numerator, ratio.denominator, relative_error, orig_sr * float(ratio),
+        )
+    return ratio.numerator, ratio.denominator
+
+
+def resampling_margin(up: int, down: int) -> int:
+    """Input samples on each side of an output sample that the `resample_signal` low-pass reaches (plus one)."""
+    return int(np.ceil(_RESAMPLE_HALF_LENGTH * max(up, down) / up)) + 1
+
+
 def resample_signal(
-    signal: np.ndarray, orig_sr: float, target_sr: float, max_denominator: int = 1000
+    signal: np.ndarray, orig_sr: float, target_sr: float, max_denominator: int | None = None
 ) -> np.ndarray:
     """Resample `signal` along its last axis from `orig_sr` to `target_sr` Hz.
 
     Uses `scipy.signal.resample_poly` (polyphase FIR low-pass, so downsampling is anti-aliased) with
-    ``up / down`` the rational approximation of ``target_sr / orig_sr`` whose denominator is at most
-    `max_denominator` (250 -> 500 Hz is 2/1, 360 -> 500 Hz is 25/18, 400 -> 500 Hz is 5/4). The output has
-    ``ceil(samples * up / down)`` samples (CODE-15: 4096 at 400 Hz -> 5120 at 500 Hz); output sample ``k`` lies
-    at input time ``k * down / up`` (the first samples coincide).
+    ``up / down`` the rational approximation of ``target_sr / orig_sr`` given by `resampling_ratio` (250 -> 500 Hz
+    is 2/1, 360 -> 500 Hz is 25/18, 400 -> 500 Hz is 5/4, 499.9 -> 500 Hz is 5000/4999); any ratio of positive
+    rates works. The output has ``ceil(samples * up / down)`` samples (CODE-15: 4096 at 400 Hz -> 5120 at 500 Hz);
+    output sample ``k`` lies at input time ``k * down / up`` (the first samples coincide).
 
     The anti-aliasing low-pass is longer and sharper than scipy's default (a Kaiser-windowed sinc with
-    ``2 * 20 * max(up, down) + 1`` taps and beta 10, instead of ``10 * max(up, down)`` half-length and beta 5):
+    ``2 * 20 * max(up, down) + 1`` taps and beta 10, instead of ``10 * max(up, down)`` half-length and beta 5),
+    with its cutoff at the lower of the two Nyquist frequencies:
     in-band gain error below 1e-5 relative up to 80 % of the lower Nyquist frequency (scipy's default gives
     about 7e-4, i.e. 5 uV on a 7 mV baseline) and about 75 dB rejection of what would alias. The per-lead mean
     is removed before filtering and restored afterwards, so a baseline offset comes out exact, and the
     signal is extended beyond its ends by the straight line through its first and last samples
-    (``padtype="line"``), which avoids edge transients. A warning is logged when the rational
-    approximation changes the ratio by more than 1e-6 (relative). Equal rates return a copy.
+    (``padtype="line"``), which avoids edge transients. Equal rates (or a ratio that rounds to 1/1 within
+    1e-6) return a copy.
     """
-    orig_sr = _rate(orig_sr, "orig_sr")
-    target_sr = _rate(target_sr, "target_sr")
     array = np.asarray(signal)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
@@ -239,24 +278,9 @@ def resample_signal(
         array = array.astype(np.float64)
     if array.ndim == 0 or array.shape[-1] == 0:
         raise ValueError(f"cannot resample an ECG with no samples (shape {array.shape})")
-    if orig_sr == target_sr:
+    up, down = resampling_ratio(orig_sr, target_sr, max_denominator)
+    if up == down:
         return array.copy()
-
-    exact = Fraction(repr(target_sr)) / Fraction(repr(orig_sr))
-    ratio = exact.limit_denominator(max_denominator)
-    if ratio == 0:
-        raise ValueError(
-            f"cannot resample from {orig_sr} Hz to {target_sr} Hz: the ratio is too extreme to approximate with a "
-            f"denominator of at most {max_denominator}"
-        )
-    relative_error = abs(float(ratio) - float(exact)) / float(exact)
-    if relative_error > 1e-6:
-        logger.warning(
-            "Resampling %s Hz -> %s Hz uses the ratio %s/%s, which is off by %.2e (relative): the output rate is "
-            "%.6f Hz.",
-            orig_sr, target_sr, ratio.numerator, ratio.denominator, relative_error, orig_sr * float(ratio),
-        )
-    up, down = ratio.numerator, ratio.denominator
     max_rate = max(up, down)
     num_taps = 2 * _RESAMPLE_HALF_LENGTH * max_rate + 1
     taps = scipy_signal.firwin(num_taps, 1.0 / max_rate, window=("kaiser", _RESAMPLE_BETA))
