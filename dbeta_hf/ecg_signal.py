@@ -50,6 +50,8 @@ __all__ = [
     "non_finite_leads",
     "handle_non_finite",
     "flat_leads",
+    "mark_float32_overflow",
+    "implausible_amplitude",
     "read_wfdb",
 ]
 
@@ -76,6 +78,7 @@ NON_FINITE_POLICIES = ("error", "zero", "interpolate")
 _RESAMPLE_HALF_LENGTH = 20  # low-pass half-length in units of max(up, down) (scipy's default: 10)
 _RESAMPLE_BETA = 10.0  # Kaiser window beta (scipy's default: 5)
 CROP_POLICIES = ("start", "center")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------------------------- leads
@@ -216,7 +219,9 @@ _RATIO_TOLERANCE = 1e-6  # largest relative error of the rational approximation 
 _RATIO_DENOMINATORS = (1000, 10_000)  # denominators tried in turn (the first one within the tolerance wins)
 
 
-def resampling_ratio(orig_sr: float, target_sr: float, max_denominator: int | None = None) -> tuple[int, int]:
+def resampling_ratio(
+    orig_sr: float, target_sr: float, max_denominator: int | None = None, warn: bool = True
+) -> tuple[int, int]:
     """`(up, down)`: the rational approximation of ``target_sr / orig_sr`` that `resample_signal` uses.
 
     Without `max_denominator` the smallest of the denominators 1000 and 10000 whose approximation is within 1e-6
@@ -236,7 +241,7 @@ def resampling_ratio(orig_sr: float, target_sr: float, max_denominator: int | No
             f"denominator of at most {denominator}"
         )
     relative_error = abs(float(ratio) - float(exact)) / float(exact)
-    if relative_error > _RATIO_TOLERANCE:
+    if warn and relative_error > _RATIO_TOLERANCE:
         logger.warning(
             "Resampling %s Hz -> %s Hz uses the ratio %s/%s, which is off by %.2e (relative): the output rate is "
             "%.6f Hz.",
@@ -414,7 +419,8 @@ def handle_non_finite(
             described.append(f"{label}: {count} of {array.shape[-1]} samples")
         where = f"ECG item {item}" if item is not None else "The ECG"
         raise ValueError(
-            f"{where} contains NaN or infinite values in lead(s) {'; '.join(described)}. Clean the recording, or "
+            f"{where} contains NaN or infinite values in lead(s) {'; '.join(described)} (values beyond the float32 "
+            f"range, |x| > {FLOAT32_MAX:.1e}, count as infinite). Clean the recording, or "
             "choose a policy: non_finite='zero' (set them to 0) or non_finite='interpolate' (linear interpolation)."
         )
     fixed = array.astype(np.float64) if array.dtype.kind != "f" else array.copy()
@@ -444,6 +450,57 @@ def flat_leads(signal: np.ndarray, tol: float = 1e-6) -> list[int]:
         if values.size == 0 or float(values.max()) - float(values.min()) <= tol:
             flat.append(row)
     return flat
+
+
+def mark_float32_overflow(signal: np.ndarray) -> np.ndarray:
+    """`signal` with every value beyond the float32 range (|x| > 3.4e38) replaced by an infinity of its sign.
+
+    Model inputs are float32: such a value would become inf silently. Marked as infinite, it meets the same
+    non-finite policy as NaN / inf input (`handle_non_finite`).
+    """
+    array = np.asarray(signal)
+    if array.dtype.kind != "f" or array.dtype.itemsize <= 4:
+        return array
+    overflow = np.abs(array) > FLOAT32_MAX
+    if not overflow.any():
+        return array
+    return np.where(overflow, np.copysign(np.inf, array), array)
+
+
+# Amplitude plausibility of a recording declared in millivolts. Real ECGs in mV have a median |x| well below
+# 5 mV and a 1st-99th percentile span per lead of about 0.5-10 mV (16-bit recorders saturate at a few tens of mV);
+# microvolts or ADC counts read as mV give hundreds to thousands. The limits keep a margin of 10x or more.
+MAX_PLAUSIBLE_MEDIAN_ABS_MV = 50.0  # median of |x| over the recording
+MAX_PLAUSIBLE_LEAD_SPAN_MV = 100.0  # median over the non-flat leads of each lead's 1st-99th percentile span
+
+
+def implausible_amplitude(signal_mv: np.ndarray) -> str | None:
+    """Describe why `signal_mv` (leads, samples), converted to millivolts, cannot be an ECG in mV; `None` if it can.
+
+    Refused (see `MAX_PLAUSIBLE_MEDIAN_ABS_MV`, `MAX_PLAUSIBLE_LEAD_SPAN_MV`): a median |x| above 50 mV, or a median
+    lead span (1st-99th percentile, over the leads that are not flat) above 100 mV. Robust statistics: one saturated
+    lead or a few spikes do not trigger it. Non-finite samples are ignored.
+    """
+    array = np.asarray(signal_mv, dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return None
+    median_abs = float(np.median(np.abs(finite)))
+    spans = []
+    for row in array:
+        values = row[np.isfinite(row)]
+        if values.size:
+            low, high = np.percentile(values, [1.0, 99.0])
+            if high - low > 0:
+                spans.append(high - low)
+    median_span = float(np.median(spans)) if spans else 0.0
+    if median_abs > MAX_PLAUSIBLE_MEDIAN_ABS_MV or median_span > MAX_PLAUSIBLE_LEAD_SPAN_MV:
+        return (
+            f"median |x| {median_abs:.4g} mV and median lead span (1st-99th percentile) {median_span:.4g} mV, "
+            f"where ECGs have a few mV (limits: {MAX_PLAUSIBLE_MEDIAN_ABS_MV:g} mV and "
+            f"{MAX_PLAUSIBLE_LEAD_SPAN_MV:g} mV)"
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- WFDB

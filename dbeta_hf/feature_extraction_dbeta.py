@@ -32,9 +32,13 @@ from .ecg_signal import (
     canonical_lead_name,
     fix_length,
     handle_non_finite,
+    implausible_amplitude,
+    mark_float32_overflow,
     read_wfdb,
     reorder_leads,
     resample_signal,
+    resampling_margin,
+    resampling_ratio,
     to_millivolts,
     unit_scale,
     validate_lead_names,
@@ -43,6 +47,8 @@ from .ecg_signal import (
 logger = logging.get_logger(__name__)
 
 _MAX_ITEMS_IN_MESSAGES = 5
+# keys that transformers writes into preprocessor_config.json or passes through from_pretrained
+_TRANSFORMERS_KEYS = ("feature_extractor_type", "processor_class", "auto_map", "padding_side")
 
 
 class _instance_or_default:
@@ -107,6 +113,12 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             Added to the standard deviation when `do_normalize=True`.
         return_attention_mask (`bool`, *optional*, defaults to `False`):
             Not supported (D-BETA uses no sample-level mask); kept for API compatibility and must stay False.
+        check_amplitude (`bool`, *optional*, defaults to `True`):
+            Refuse recordings whose amplitude cannot be in the declared units (median |x| above 50 mV or median
+            lead span above 100 mV once converted, as with microvolts or ADC counts passed as millivolts; see
+            `dbeta_hf.ecg_signal.implausible_amplitude`). Set to False only for signals that are not ECGs.
+
+    Unknown settings are an error (a misspelt `num_sample=2500` would otherwise be stored and ignored).
 
     Example:
 
@@ -140,8 +152,10 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         do_normalize: bool = False,
         normalize_eps: float = 1e-6,
         return_attention_mask: bool = False,
+        check_amplitude: bool = True,
         **kwargs,
     ):
+        self._reject_unknown_settings(kwargs)
         lead_names = list(CANONICAL_LEAD_NAMES) if lead_names is None else self._validate_output_leads(lead_names)
         if feature_size is None:
             feature_size = len(lead_names)
@@ -192,6 +206,19 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         self.filter_order = filter_order
         self.do_normalize = bool(do_normalize)
         self.normalize_eps = float(normalize_eps)
+        self.check_amplitude = bool(check_amplitude)
+
+    @classmethod
+    def _reject_unknown_settings(cls, kwargs: dict) -> None:
+        unknown = sorted(set(kwargs) - set(_TRANSFORMERS_KEYS))
+        if unknown:
+            import inspect
+
+            valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")]
+            raise TypeError(
+                f"{cls.__name__} got unknown setting(s) {unknown}; valid settings: {', '.join(valid)}. Per-call "
+                "options (sampling_rate of the input, lead_names of its rows, units) go to the __call__."
+            )
 
     @staticmethod
     def _validate_output_leads(lead_names: Sequence[str]) -> list[str]:
@@ -210,7 +237,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         ecg: np.ndarray | Any | Sequence[np.ndarray | Any],
         sampling_rate: float | Sequence[float] | None = None,
         lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
-        units: str | Sequence[str] = "mV",
+        units: str | Sequence[str] | None = None,
         return_tensors: str | TensorType | None = None,
         return_num_padded_samples: bool = False,
         crop: str | None = None,
@@ -234,8 +261,11 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 leads (e.g. `["II"]`); absent leads are zero and False in `lead_mask`. Unknown or duplicated
                 names raise. `None` means exactly 12 rows in canonical order (I, II, III, aVR, aVL, aVF,
                 V1-V6). MIMIC-IV-ECG files store I, II, III, aVR, **aVF, aVL**, V1-V6: pass their names.
-            units (`str` or `list[str]`, *optional*, defaults to `"mV"`):
-                Units of the input, `"V"`, `"mV"` or `"uV"` (`"µV"`), for all rows or one per row.
+            units (`str` or `list[str]`, *optional*):
+                Units of the input, `"V"`, `"mV"` or `"uV"` (`"µV"`), for all rows or one per row. Floating-point
+                input defaults to `"mV"`; integer input (often ADC counts) must name its units (divide ADC counts by
+                the gain first). A recording whose amplitude is implausible for its units is an error (see
+                `check_amplitude`); an all-zero recording is warned about and gets an all-False `lead_mask`.
             return_tensors (`str` or [`~utils.TensorType`], *optional*):
                 `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
             return_num_padded_samples (`bool`, *optional*, defaults to `False`):
@@ -411,8 +441,17 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         row_names = list(lead_names) if lead_names is not None else None
         canonical_rows = validate_lead_names(row_names, *recording.shape) or list(CANONICAL_LEAD_NAMES)
         message_names = row_names if row_names is not None else list(CANONICAL_LEAD_NAMES)
+        units = self._input_units(recording, units)
 
-        signal = to_millivolts(recording.astype(np.float64), units) / unit_scale(self.units)
+        # crop to the output window (plus the resampling filter's reach) first: a long recording is never copied whole
+        num_input = recording.shape[-1]
+        start, stop, skip = self._input_window(num_input, sampling_rate, crop)
+        recording = recording[:, start:stop]
+        if (start, stop, skip) != (0, num_input, 0):
+            crop = "start"  # the output window begins at output sample `skip` of the cut
+
+        signal_mv = mark_float32_overflow(to_millivolts(recording.astype(np.float64), units))
+        signal = signal_mv / unit_scale(self.units)
         empty_rows = [row for row in range(signal.shape[0]) if not np.isfinite(signal[row]).any()]
         signal = handle_non_finite(signal, non_finite, item=item, lead_names=message_names)
         if empty_rows:
@@ -420,11 +459,18 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 f"ECG lead(s) {', '.join(message_names[r] for r in empty_rows)} contain no finite sample; treated as "
                 "absent (zeros, lead_mask False)."
             )
+        self._check_amplitude(signal_mv, units)
+        all_zero = not signal.any()
+        if all_zero:
+            where = f"ECG item {item}" if item is not None else "The ECG"
+            logger.warning(f"{where} is all zeros (no signal at all); its lead_mask is all False.")
 
-        signal = resample_signal(signal, sampling_rate, self.sampling_rate)
+        signal = resample_signal(signal, sampling_rate, self.sampling_rate)[:, skip:]
         ordered, mask = reorder_leads(signal, row_names)
         for row in empty_rows:
             mask[CANONICAL_LEAD_NAMES.index(canonical_rows[row])] = False
+        if all_zero:
+            mask[:] = False
         if self.lead_names != CANONICAL_LEAD_NAMES:
             index = [CANONICAL_LEAD_NAMES.index(name) for name in self.lead_names]
             ordered, mask = ordered[index], mask[index]
@@ -439,6 +485,52 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             std = segment.std(axis=-1, keepdims=True)
             fixed[mask, :valid] = (segment - mean) / (std + self.normalize_eps)
         return fixed, mask, num_padded
+
+    @staticmethod
+    def _input_units(recording: np.ndarray, units: str | Sequence[str] | None) -> str | Sequence[str]:
+        if units is not None:
+            return units
+        if recording.dtype.kind in "iu":
+            raise ValueError(
+                f"got integer ECG values ({recording.dtype}) without `units`: integers are usually ADC counts. Divide "
+                "them by the gain (ADC counts per mV, in the WFDB header: 200 for MIMIC-IV-ECG, 1000 for PTB-XL) and "
+                "pass the floats, or pass units='mV' / 'uV' if the integers are already physical values."
+            )
+        return "mV"
+
+    def _check_amplitude(self, signal_mv: np.ndarray, units: str | Sequence[str]) -> None:
+        if not self.check_amplitude:
+            return
+        problem = implausible_amplitude(signal_mv)
+        if problem is not None:
+            declared = units if isinstance(units, str) else list(units)
+            if implausible_amplitude(signal_mv / 1000.0) is None:
+                fix = "The values look like microvolts: pass units='uV'."
+            else:
+                fix = "If they are ADC counts, divide them by the gain (ADC counts per mV, in the WFDB header) first."
+            raise ValueError(
+                f"the ECG amplitude is implausible for units={declared!r}: {problem}. {fix} "
+                "DBetaECGFeatureExtractor(check_amplitude=False) turns this check off."
+            )
+
+    def _input_window(self, num_input: int, sampling_rate: float, crop: str) -> tuple[int, int, int]:
+        """`(start, stop, skip)`: resampling `recording[:, start:stop]` and dropping its first `skip` output samples
+        gives the output window (the first `num_samples` samples, or the central ones) of the whole recording.
+
+        The cut keeps the resampling filter's reach (`resampling_margin`) on both sides and starts on a multiple
+        of `down` input samples, so the output grid is the same as for the whole recording. Recordings that will
+        be padded, and all recordings when `do_filter=True` (the band-pass sees the whole recording), are kept
+        whole.
+        """
+        up, down = resampling_ratio(sampling_rate, self.sampling_rate, warn=False)
+        num_output = -(-num_input * up // down)
+        if num_output <= self.num_samples or self.do_filter:
+            return 0, num_input, 0
+        first_output = 0 if crop == "start" else (num_output - self.num_samples) // 2
+        margin = resampling_margin(up, down) if up != down else 0
+        start = max(0, (first_output * down // up - margin) // down * down)
+        stop = min(num_input, -(-(first_output + self.num_samples) * down // up) + margin)
+        return start, stop, first_output - start * up // down
 
     def _bandpass(self, signal: np.ndarray) -> np.ndarray:
         sos = scipy_signal.butter(

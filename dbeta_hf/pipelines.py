@@ -41,7 +41,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         candidate_labels (`list[str]`): the classes to score.
         sampling_rate (`float`): sampling rate of the input recordings in Hz (required, as for the processor).
         lead_names (`list[str]`, *optional*): the lead of each input row (default: 12 leads in canonical order).
-        units (`str`, defaults to `"mV"`): units of the input.
+        units (`str`, *optional*): units of the input (`"mV"` for floats; required for integer input).
         description_task (`str`, *optional*): task whose class descriptions to use (`"ptbxl_super"`, `"code15"`...).
         descriptions (`dict` or JSON path, *optional*): ``{label: description}`` overrides.
         use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
@@ -146,7 +146,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         candidate_labels: Sequence[str] | None = None,
         sampling_rate: float | None = None,
         lead_names: Sequence[str] | None = None,
-        units: str = "mV",
+        units: str | None = None,
         description_task: str | None = None,
         descriptions=None,
         use_descriptions: bool = True,
@@ -169,7 +169,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             )
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.detach().cpu().numpy()
-        ecg = np.asarray(inputs, dtype=np.float32)
+        ecg = np.asarray(inputs)  # the feature extractor checks the dtype (integers need `units`)
         if ecg.ndim != 2:
             raise ValueError(f"one ECG must be (leads, samples), got shape {ecg.shape}")
         texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template)

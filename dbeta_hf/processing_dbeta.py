@@ -101,7 +101,7 @@ class DBetaProcessor(ProcessorMixin):
         text: str | Sequence[str] | None = None,
         sampling_rate: float | Sequence[float] | None = None,
         lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
-        units: str | Sequence[str] = "mV",
+        units: str | Sequence[str] | None = None,
         padding: bool | str = True,
         truncation: bool | str = True,
         max_length: int | None = 256,
@@ -121,8 +121,8 @@ class DBetaProcessor(ProcessorMixin):
                 Sampling rate of `ecg` in Hz; required whenever `ecg` is given.
             lead_names (`list[str]` or `list[list[str]]`, *optional*):
                 Name of each ECG row; `None` means 12 rows in canonical order.
-            units (`str` or `list[str]`, *optional*, defaults to `"mV"`):
-                Units of `ecg` (`"V"`, `"mV"` or `"uV"`).
+            units (`str` or `list[str]`, *optional*):
+                Units of `ecg` (`"V"`, `"mV"` or `"uV"`); `"mV"` for floating-point input, required for integers.
             padding, truncation, max_length:
                 Passed to the tokenizer (defaults: pad to the longest text, truncate at 256 tokens).
             return_tensors (`str` or [`~utils.TensorType`], *optional*, defaults to `"pt"`):

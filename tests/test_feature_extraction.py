@@ -82,7 +82,10 @@ def test_code15_400hz_4096_samples_becomes_5120_then_5000(fe):
     assert resampled.shape == (12, 5120)
     out = fe(ecg, sampling_rate=400, return_num_padded_samples=True)
     assert out["ecg_values"].shape == (1, 12, 5000)
-    np.testing.assert_allclose(out["ecg_values"][0], resampled[:, :5000].astype(np.float32), atol=1e-6)
+    # the extractor resamples only the first 10 s (plus the filter's reach): identical beyond the filter's edge
+    # transient; within it (first 25 output samples) the end-point line padding sees another last sample
+    np.testing.assert_allclose(out["ecg_values"][0, :, 25:], resampled[:, 25:5000].astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(out["ecg_values"][0, :, :25], resampled[:, :25].astype(np.float32), atol=1e-4)
     assert out["num_padded_samples"].tolist() == [0]
 
 
@@ -210,14 +213,14 @@ def test_output_units_setting():
 
 # ------------------------------------------------------------------------------------------------ length
 def test_crop_start_and_center():
-    ramp = np.tile(np.arange(6000, dtype=np.float64), (12, 1))
+    ramp = np.tile(np.arange(6000, dtype=np.float64) / 1024, (12, 1))  # 0 to 5.9 mV, exact in float32
     start = DBetaECGFeatureExtractor()(ramp, sampling_rate=500)["ecg_values"][0]
-    np.testing.assert_array_equal(start[0], np.arange(5000))
+    np.testing.assert_array_equal(start[0], np.arange(5000) / 1024)
     center = DBetaECGFeatureExtractor(crop="center")(ramp, sampling_rate=500)["ecg_values"][0]
-    np.testing.assert_array_equal(center[0], np.arange(500, 5500))
+    np.testing.assert_array_equal(center[0], np.arange(500, 5500) / 1024)
     # the per-call override wins over the setting
     override = DBetaECGFeatureExtractor()(ramp, sampling_rate=500, crop="centre")["ecg_values"][0]
-    np.testing.assert_array_equal(override[0], np.arange(500, 5500))
+    np.testing.assert_array_equal(override[0], np.arange(500, 5500) / 1024)
 
 
 def test_padding_is_reported(fe, caplog):
