@@ -96,6 +96,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
     ):
         if kwargs:
             raise TypeError(f"unexpected argument(s) {sorted(kwargs)} for the zero-shot ECG pipeline")
+        _check_call_arguments(candidate_labels, hypothesis_template, top_k)
         pre: dict[str, Any] = {}
         fwd: dict[str, Any] = {}
         post: dict[str, Any] = {}
@@ -208,6 +209,24 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             for score, label in sorted(zip(scores.tolist(), model_outputs["candidate_labels"]), key=lambda x: -x[0])
         ]
         return result[:top_k] if top_k is not None else result
+
+
+def _check_call_arguments(candidate_labels, hypothesis_template, top_k) -> None:
+    """Refuse arguments that would silently give a wrong or empty answer."""
+    if candidate_labels is not None and not isinstance(candidate_labels, str):
+        labels = list(candidate_labels)
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(
+                f"candidate_labels repeats {duplicates}; each label is scored once, pass each label only once"
+            )
+    if hypothesis_template is not None and "{}" not in hypothesis_template:
+        raise ValueError(
+            f"hypothesis_template must contain '{{}}' where the label (or its description) goes, got "
+            f"{hypothesis_template!r}; e.g. 'an ECG showing {{}}'"
+        )
+    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k <= 0):
+        raise ValueError(f"top_k must be a positive integer (the number of labels to return), got {top_k!r}")
 
 
 def register_pipelines() -> None:
