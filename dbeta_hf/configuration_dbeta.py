@@ -230,8 +230,9 @@ class DBetaConfig(PretrainedConfig):
         negative_fraction: fraction of a batch that gets an N3S negative report (0.5).
         max_text_length: longest tokenised report in pretraining (official `max_text_size - 2` = 254).
         initializer_range: std of the normal initialisation of linear and embedding weights.
-        validate_inputs: check ECG inputs for NaN/inf on every forward (one host-device synchronisation; turn off
-            for benchmarks once the data pipeline is trusted).
+        validate_inputs: check the values of the inputs on every forward: ECGs for NaN/inf, texts for token ids
+            outside the vocabulary, all-zero attention_mask rows and empty reports (one host-device synchronisation
+            per tower; turn off for benchmarks once the data pipeline is trusted). Shape and dtype checks always run.
     """
 
     model_type = "dbeta"

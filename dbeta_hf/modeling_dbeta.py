@@ -695,6 +695,8 @@ class DBetaPreTrainedModel(PreTrainedModel):
             )
         if ecg_values.dim() != 3:
             raise ValueError(f"ecg_values must be (batch, leads, samples), got shape {tuple(ecg_values.shape)}")
+        if ecg_values.shape[0] == 0:
+            raise ValueError(f"ecg_values is an empty batch (shape {tuple(ecg_values.shape)}); pass at least one ECG")
         if ecg_values.shape[1] != ecg_config.in_d:
             hint = " (it looks like (batch, samples, leads): transpose the last two dims)" if ecg_values.shape[2] == ecg_config.in_d else ""
             raise ValueError(
@@ -714,12 +716,24 @@ class DBetaPreTrainedModel(PreTrainedModel):
                 bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
                 raise ValueError(
                     f"ecg_values contains NaN or infinite values at (batch item, lead) {bad[:10]}; clean them with "
-                    f"DBetaECGFeatureExtractor(nan_policy='zero' or 'interpolate')"
+                    f"DBetaECGFeatureExtractor(non_finite='zero' or 'interpolate')"
                 )
+
+    def _ecg_in_model_dtype(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """Cast floating ECG input of another precision (e.g. float16 on the CPU) to the model's dtype, warning once."""
+        dtype = self.class_embedding.dtype
+        if ecg_values.dtype != dtype and not torch.is_autocast_enabled(ecg_values.device.type):
+            logger.warning_once(
+                f"ecg_values are {ecg_values.dtype} but the model is {dtype}: they are cast to {dtype}. Cast them "
+                f"yourself (or load the model in {ecg_values.dtype}) to silence this warning."
+            )
+            ecg_values = ecg_values.to(dtype)
+        return ecg_values
 
     def _encode_ecg(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_mask: bool = False):
         """ECG tower up to the projection. Returns (projected tokens (B, 1+K, H), mask, ids_restore)."""
         self._check_ecg_values(ecg_values)
+        ecg_values = self._ecg_in_model_dtype(ecg_values)
         x = self.ecg_encoder.embed(ecg_values)
         batch, num_tokens, width = x.shape
         mask = ids_restore = None
@@ -807,8 +821,61 @@ class DBetaModel(DBetaPreTrainedModel):
             raise ValueError(
                 "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
             )
+        self._check_text_inputs(input_ids, attention_mask)
         hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.multi_modal_language_proj(hidden)
+
+    def _check_text_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        """Shape checks always; value checks (one host-device synchronisation) when `config.validate_inputs`."""
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}); pass at least one tokenised text")
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must hold integer token ids, got {input_ids.dtype}")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
+                "pass the attention_mask the tokenizer returned with these input_ids"
+            )
+        if not self.config.validate_inputs or torch.compiler.is_compiling():
+            return
+        vocab_size = self.get_input_embeddings().num_embeddings
+        out_of_range = (input_ids < 0) | (input_ids >= vocab_size)
+        attended = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        content = attended
+        for special in (self.config.text_config.pad_token_id, self.config.text_config.eos_token_id):
+            if special is not None:
+                content = content & (input_ids != special)
+        problems = torch.stack([out_of_range.any(), ~attended.any(-1).all(), ~content.any(-1).all()])
+        if not bool(problems.any()):  # the one synchronisation on valid input
+            return
+        if out_of_range.any():
+            rows = out_of_range.any(-1).nonzero().flatten().tolist()
+            raise ValueError(
+                f"input_ids of text(s) {rows[:10]} hold ids outside [0, {vocab_size}) (min {int(input_ids.min())}, max "
+                f"{int(input_ids.max())}): they come from another tokenizer than the model's text encoder; tokenise "
+                "with the checkpoint's DBetaProcessor"
+            )
+        if not attended.any(-1).all():
+            rows = (~attended.any(-1)).nonzero().flatten().tolist()
+            raise ValueError(
+                f"attention_mask rows {rows[:10]} are all zero: those texts have no token to attend to. Every text "
+                "needs at least one token (the tokenizer's attention_mask has a 1 for each real token)"
+            )
+        rows = (~content.any(-1)).nonzero().flatten().tolist()
+        raise ValueError(
+            f"text(s) {rows[:10]} are empty: only padding and the end-of-text token </s> (an empty report, or one "
+            "of decoration only such as '***', which text normalisation removes). Drop such records or give them "
+            "a report"
+        )
+
+    def _check_batch_sizes(self, ecg_values: torch.Tensor, input_ids: torch.Tensor) -> None:
+        if isinstance(ecg_values, torch.Tensor) and isinstance(input_ids, torch.Tensor) and ecg_values.dim() >= 1 and (
+            input_ids.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]
+        ):
+            raise ValueError(
+                f"ecg_values holds {ecg_values.shape[0]} ECGs but input_ids {input_ids.shape[0]} texts; pass one text "
+                "per ECG (for other pairings use get_ecg_features and get_text_features)"
+            )
 
     def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
         """(B, leads, samples) ECGs in millivolts -> (B, hidden_dim) uni-modal ECG embeddings (no masking)."""
@@ -863,6 +930,7 @@ class DBetaModel(DBetaPreTrainedModel):
                 "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
                 "get_text_features"
             )
+        self._check_batch_sizes(ecg_values, input_ids)
         ecg_hidden, _, _ = self._encode_ecg(ecg_values)
         text_hidden = self._encode_text(input_ids, attention_mask)
         x, y, _ = self.fuse(text_hidden, ecg_hidden, attention_mask)
@@ -949,6 +1017,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
         base = self.model
+        base._check_batch_sizes(ecg_values, input_ids)
         ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
         text_hidden = base._encode_text(input_ids, attention_mask)
         ecg_embeds = base.unimodal_ecg_pooler(ecg_hidden)
