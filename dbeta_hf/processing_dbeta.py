@@ -8,12 +8,14 @@ from typing import Any, Sequence
 from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils import TensorType
+from transformers.utils import TensorType, logging
 
 from .feature_extraction_dbeta import DBetaECGFeatureExtractor
 from .text_normalization import normalize_report
 
 DEFAULT_TOKENIZER = "google/flan-t5-base"
+
+logger = logging.get_logger(__name__)
 
 
 class DBetaProcessor(ProcessorMixin):
@@ -155,6 +157,8 @@ class DBetaProcessor(ProcessorMixin):
             text_inputs = self.tokenizer(
                 texts, padding=padding, truncation=truncation, max_length=max_length, return_tensors=return_tensors
             )
+            self._report_truncation(texts, truncation, max_length)
+            self._warn_unknown_only(texts, text_inputs["input_ids"])
             data.update(text_inputs)
         return BatchFeature(data=data)
 
@@ -167,7 +171,48 @@ class DBetaProcessor(ProcessorMixin):
             raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}")
         if not texts:
             raise ValueError("`text` is an empty list")
-        return [normalize_report(t) for t in texts] if self.normalize_text else texts
+        prepared = [normalize_report(t) for t in texts] if self.normalize_text else texts
+        empty = [index for index, t in enumerate(prepared) if not t.strip()]
+        if empty:
+            shown = ", ".join(f"{index} ({texts[index]!r})" for index in empty[:5])
+            raise ValueError(
+                f"text(s) {shown} are empty{' after normalisation (decoration such as *** is removed)' if self.normalize_text else ''}: "
+                "they would tokenise to a lone </s>. Drop them or give them a report"
+            )
+        return prepared
+
+    def _report_truncation(self, texts: list[str], truncation, max_length: int | None) -> None:
+        """Log how many texts were cut at `max_length` tokens (they lose their end)."""
+        if not truncation or truncation == "do_not_truncate" or max_length is None:
+            return
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        cut = [length for length in lengths if length > max_length]
+        if cut:
+            logger.warning(
+                f"{len(cut)} of {len(texts)} text(s) were longer than max_length={max_length} tokens and were "
+                f"truncated (longest: {max(cut)} tokens); pass a larger max_length to keep them whole."
+            )
+
+    def _warn_unknown_only(self, texts: list[str], input_ids) -> None:
+        """Warn when the tokenizer maps every token of a text to <unk> (wrong tokenizer or wrong language)."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return
+        special = set(self.tokenizer.all_special_ids) - {unk}
+        rows = input_ids.tolist() if hasattr(input_ids, "tolist") else list(input_ids)
+        unknown_only = []
+        for index, ids in enumerate(rows):
+            ids = [i for i in ids if i not in special]
+            # a bare word-boundary piece ('▁' in SentencePiece vocabularies) carries no content
+            content = [i for i, token in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)) if token.strip("\u2581 ")]
+            if content and all(i == unk for i in content):
+                unknown_only.append(index)
+        if unknown_only:
+            shown = ", ".join(f"{index} ({texts[index][:40]!r})" for index in unknown_only[:5])
+            logger.warning(
+                f"{len(unknown_only)} text(s) are entirely unknown to the tokenizer (every token is <unk>): {shown}. "
+                "The model sees no words: check that the tokenizer is the checkpoint's and the text is English."
+            )
 
     @property
     def model_input_names(self) -> list[str]:
