@@ -618,6 +618,40 @@ def _warn_unused_kwargs(model_name: str, kwargs: dict) -> None:
         logger.warning_once(f"{model_name}.forward ignores the arguments {unused}")
 
 
+def _check_loaded_weights(model: nn.Module, loading_info: dict, source) -> None:
+    """Raise when `from_pretrained` left backbone weights random or loaded non-finite values (see `from_pretrained`)."""
+    prefix = model.base_model_prefix
+    has_heads = isinstance(getattr(model, prefix, None), nn.Module)
+
+    def is_backbone(key: str) -> bool:
+        return not has_heads or key.startswith(f"{prefix}.")
+
+    mismatched = {key for key, *_ in loading_info.get("mismatched_keys", ())}
+    new_keys = set(loading_info.get("missing_keys", ())) | mismatched
+    backbone = sorted(key for key in new_keys if is_backbone(key))
+    if backbone:
+        shown = ", ".join(backbone[:10]) + (f" and {len(backbone) - 10} more" if len(backbone) > 10 else "")
+        raise ValueError(
+            f"{type(model).__name__}.from_pretrained({str(source)!r}): the checkpoint lacks (or has another shape for) "
+            f"{len(backbone)} backbone weight(s): {shown}. They would stay randomly initialised. The checkpoint does not "
+            "match this model class or config (e.g. an ECG-only checkpoint loaded into a model with a text tower), or "
+            "the file is incomplete."
+        )
+    heads = sorted(new_keys)
+    if heads:
+        logger.info(f"{type(model).__name__}: new head weights, randomly initialised, to be trained: {', '.join(heads)}")
+    for name, tensor in model.state_dict().items():
+        if name in new_keys or not tensor.is_floating_point() or tensor.is_meta:
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{type(model).__name__}.from_pretrained({str(source)!r}): the loaded weight {name} holds {count} NaN "
+                f"or infinite value(s) of {tensor.numel()}; the checkpoint is corrupt (or was saved after training "
+                "diverged). Use an earlier checkpoint."
+            )
+
+
 # --------------------------------------------------------------------------------------------- base classes
 class DBetaPreTrainedModel(PreTrainedModel):
     config_class = DBetaConfig
@@ -679,6 +713,22 @@ class DBetaPreTrainedModel(PreTrainedModel):
                 init.constant_(module.logit_bias, float(self.config.ets_logit_bias_init))
         if isinstance(module, (DBetaModel, DBetaECGModel)):
             init.uniform_(module.class_embedding, 0.0, 1.0)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with two checks on what was loaded.
+
+        A backbone weight (anything under `model.`, or any weight of `DBetaModel` / `DBetaECGModel`) that the
+        checkpoint lacks or holds in another shape is an error naming it: it would otherwise stay randomly
+        initialised. Head weights that are new by design (a classification head, or the pretraining heads when a
+        `DBetaModel` checkpoint is loaded into `DBetaForPreTraining`) stay allowed and are named in one info line.
+        A NaN or infinite value in a loaded weight is an error naming the tensor.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        _check_loaded_weights(model, loading_info, source)
+        return (model, loading_info) if output_loading_info else model
 
     # ------------------------------------------------------------------ shared ECG path
     def _check_ecg_values(self, ecg_values: torch.Tensor):
