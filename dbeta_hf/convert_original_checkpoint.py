@@ -17,7 +17,9 @@ import json
 import logging
 import pickle
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,8 +37,78 @@ WEIGHT_NORM_RENAMES = {
 TIED_TEXT_EMBEDDING = ("language_encoder.encoder.embed_tokens.weight", "language_encoder.shared.weight")
 
 
+# The fields of the official configs/config.json that the model reads, with their official values. Every one must
+# be present (a missing field would silently take this package's default); fields whose value differs are logged,
+# because fields that do not change a weight's shape (layer_norm_first, extractor_mode, mem_layer...) cannot be
+# checked against the checkpoint.
+ORIGINAL_CONFIG_DEFAULTS: dict[str, Any] = {
+    "in_d": 12, "conv_feature_layers": "[(256, 2, 2)] * 4", "extractor_mode": "default", "conv_bias": False,
+    "encoder_embed_dim": 768, "encoder_layers": 8, "encoder_attention_heads": 12, "encoder_ffn_embed_dim": 3072,
+    "layer_norm_first": False, "conv_pos": 128, "conv_pos_groups": 16, "dropout": 0.1, "attention_dropout": 0.1,
+    "activation_dropout": 0.0, "dropout_input": 0.1, "encoder_layerdrop": 0.0, "feature_grad_mult": 1.0,
+    "vocab_size": 32128, "hidden_dim": 768, "num_heads": 12, "num_top_layer": 6, "drop_rate": 0.1, "mem_layer": 3,
+    "mem_prob": 0.75, "mem_decoder_hidden_dim": 384, "mem_decoder_num_layers": 4, "mem_decoder_num_heads": 6,
+    "max_text_size": 256,
+}
+_OLD_SPELLINGS = {"mem_layer": "mim_layer", "mem_prob": "mim_prob", "mem_decoder_hidden_dim": "mim_decoder_hidden_dim",
+                  "mem_decoder_num_layers": "mim_decoder_num_layers", "mem_decoder_num_heads": "mim_decoder_num_heads"}
+
+
 class CheckpointConversionError(ValueError):
     """The checkpoint does not match the model built from the config."""
+
+
+def read_json_file(path: str | Path, what: str) -> dict:
+    """Read a JSON object from `path`; an empty or malformed file is a `CheckpointConversionError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    text = path.read_text()
+    if not text.strip():
+        raise CheckpointConversionError(f"{what} {path} is empty; pass the JSON file (e.g. the official configs/config.json)")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointConversionError(f"{what} {path} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise CheckpointConversionError(f"{what} {path} must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def check_original_config(original: dict) -> None:
+    """Every field the model reads must be in the official config; log the fields that differ from the official ones."""
+    cfg = original.get("model", original)
+    if not isinstance(cfg, dict):
+        raise CheckpointConversionError(f"the official config must be {{'model': {{...}}}} or its inner dict, got {cfg!r}")
+    missing = [k for k in ORIGINAL_CONFIG_DEFAULTS if k not in cfg and _OLD_SPELLINGS.get(k) not in cfg]
+    if missing:
+        raise CheckpointConversionError(
+            f"the official config lacks the field(s) {', '.join(missing)}; the model needs every one of "
+            f"{', '.join(ORIGINAL_CONFIG_DEFAULTS)}. Use the configs/config.json that was saved with the checkpoint."
+        )
+    differing = []
+    for key, default in ORIGINAL_CONFIG_DEFAULTS.items():
+        value = cfg[key] if key in cfg else cfg[_OLD_SPELLINGS[key]]
+        if value != default:
+            differing.append(f"{key}={value!r} (official {default!r})")
+    if differing:
+        logger.warning(
+            "The config differs from the official D-BETA config in %d field(s): %s. Fields that do not change a "
+            "weight's shape cannot be checked against the checkpoint: make sure these are the checkpoint's own.",
+            len(differing), "; ".join(differing),
+        )
+
+
+def _torch_load(path: Path, weights_only: bool):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (EOFError, RuntimeError, zipfile.BadZipFile) as err:
+        size = path.stat().st_size
+        state = "is empty" if size == 0 else f"is truncated or not a torch.save file ({size} bytes)"
+        raise CheckpointConversionError(
+            f"checkpoint {path} {state}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'end of file'}. "
+            "Download or copy it again."
+        ) from None
 
 
 def load_original_state_dict(checkpoint_path: str | Path, allow_unsafe_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -45,7 +117,7 @@ def load_original_state_dict(checkpoint_path: str | Path, allow_unsafe_pickle: b
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = _torch_load(path, weights_only=True)
     except pickle.UnpicklingError as err:
         if not allow_unsafe_pickle:
             raise CheckpointConversionError(
@@ -54,7 +126,7 @@ def load_original_state_dict(checkpoint_path: str | Path, allow_unsafe_pickle: b
                 "--allow-unsafe-pickle (convert_original_checkpoint(..., allow_unsafe_pickle=True))."
             ) from err
         logger.warning("Loading %s with full unpickling (allow_unsafe_pickle=True): only do this for trusted files.", path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = _torch_load(path, weights_only=False)
     if isinstance(checkpoint, dict) and "model" in checkpoint and isinstance(checkpoint["model"], dict):
         state_dict = checkpoint["model"]
     elif isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
@@ -112,8 +184,9 @@ def convert_original_checkpoint(
     allow_unsafe_pickle: bool = False,
 ) -> DBetaForPreTraining:
     """Build a `DBetaForPreTraining` holding exactly the official checkpoint's weights (in eval mode)."""
-    original = json.loads(Path(original_config_path).read_text())
-    text_config = json.loads(Path(text_config_path).read_text()) if text_config_path else None
+    original = read_json_file(original_config_path, "official config")
+    check_original_config(original)
+    text_config = read_json_file(text_config_path, "text config") if text_config_path else None
     config = DBetaConfig.from_original_config(original, text_config=text_config)
     state_dict = rename_original_state_dict(load_original_state_dict(checkpoint_path, allow_unsafe_pickle))
     model = DBetaForPreTraining(config)
