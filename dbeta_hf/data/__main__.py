@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = mimic.add_argument_group("MIMIC-IV-ECG")
     group.add_argument("--validation-fraction", type=float, default=0.01, metavar="F", help="fraction of patients in validation")
     group.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    group.add_argument("--allow-missing-report-columns", action="store_true",
+                       help="accept a machine_measurements.csv without all of report_0..report_17 (recorded in the summary)")
     _add_common(mimic, "skip")
 
     ptbxl = _dataset_parser(datasets, "ptbxl", "PTB-XL (super / sub / form / rhythm / all)")
@@ -251,7 +253,8 @@ def _make_plan(args):
 
         return build_mimic_iv_ecg_plan(
             args.root, validation_fraction=args.validation_fraction, seed=args.seed,
-            signal_options=SignalOptions(**signal), **common,
+            signal_options=SignalOptions(**signal), allow_missing_report_columns=args.allow_missing_report_columns,
+            **common,
         )
     if args.dataset == "ptbxl":
         from .ptbxl import build_ptbxl_plan

@@ -42,6 +42,7 @@ LAYOUT_HINT = (
     "machine_measurements.csv and files/p1000/p10000032/s40689238/40689238.hea."
 )
 REPORT_COLUMN = re.compile(r"^report_(\d+)$")
+NUM_REPORT_COLUMNS = 18  # report_0 .. report_17 in the release
 SPLIT_ID_COLUMNS = ("study_id", "file_name", "ecg_id", "record_id")
 CITATION = (
     "Gow, B., Pollard, T., Nathanson, L. A., et al. (2023). MIMIC-IV-ECG: Diagnostic Electrocardiogram "
@@ -103,8 +104,13 @@ def build_mimic_iv_ecg_plan(
     split_files=None,
     split_id_column: str | None = None,
     signal_options: SignalOptions | None = None,
+    allow_missing_report_columns: bool = False,
 ) -> BuildPlan:
-    """Read the CSVs of a MIMIC-IV-ECG root and plan the build (no signal is read here)."""
+    """Read the CSVs of a MIMIC-IV-ECG root and plan the build (no signal is read here).
+
+    A `machine_measurements.csv` without all of ``report_0 .. report_17`` is an error (every report would be
+    silently shortened) unless `allow_missing_report_columns=True`, which the build summary records.
+    """
     root_path = check_root(root, TITLE, ["record_list.csv", "machine_measurements.csv"], LAYOUT_HINT)
     options = signal_options or SignalOptions(flat_lead_policy="skip")
     record_csv = root_path / "record_list.csv"
@@ -116,6 +122,7 @@ def build_mimic_iv_ecg_plan(
     report_columns = sorted(
         (c for c in header.columns if REPORT_COLUMN.match(c)), key=lambda c: int(REPORT_COLUMN.match(c).group(1))
     )
+    missing_report_columns = _check_report_columns(report_columns, measurements_csv, allow_missing_report_columns)
     measurements = read_csv_checked(
         measurements_csv,
         ["study_id", *report_columns],
@@ -179,11 +186,18 @@ def build_mimic_iv_ecg_plan(
     warnings = []
     if not_found:
         warnings.append(f"{not_found} study ids of the split files are not in record_list.csv")
+    if missing_report_columns:
+        warnings.append(
+            f"machine_measurements.csv lacks {', '.join(missing_report_columns)}: reports are joined from the "
+            f"{len(report_columns)} columns present (allow_missing_report_columns=True)"
+        )
     user_options = {
         "validation_fraction": validation_fraction if sf is None else None,
         "seed": seed if sf is None else None,
         "split_files": sf.sources if sf is not None else None,
         "signal": options.to_dict(),
+        "allow_missing_report_columns": allow_missing_report_columns,
+        "missing_report_columns": missing_report_columns,
     }
     return BuildPlan(
         source=MimicSource(os.fspath(root_path), options),
@@ -198,6 +212,20 @@ def build_mimic_iv_ecg_plan(
         split_file_ids_not_found=not_found,
         warnings=warnings,
     )
+
+
+def _check_report_columns(report_columns: list[str], measurements_csv, allowed: bool) -> list[str]:
+    """The missing ``report_k`` columns (k = 0..17); an error listing them unless `allowed`."""
+    missing = [f"report_{k}" for k in range(NUM_REPORT_COLUMNS) if f"report_{k}" not in report_columns]
+    if missing and not allowed:
+        raise ValueError(
+            f"{TITLE}: {os.fspath(measurements_csv)!r} lacks the report column(s) {', '.join(missing)}; the release "
+            f"has report_0 .. report_{NUM_REPORT_COLUMNS - 1} and a report is all of them joined, so every report "
+            "would be cut short. Use the full CSV, or, for a deliberately trimmed one, pass "
+            "allow_missing_report_columns=True (command line: --allow-missing-report-columns); the build summary "
+            "records it."
+        )
+    return missing
 
 
 def load_mimic_iv_ecg(
@@ -217,6 +245,7 @@ def load_mimic_iv_ecg(
     shard_size: int | None = None,
     force_rebuild: bool = False,
     return_summary: bool = False,
+    allow_missing_report_columns: bool = False,
 ):
     """Build (or load from cache) MIMIC-IV-ECG as a `DatasetDict` with ``train`` and ``validation``.
 
@@ -242,6 +271,8 @@ def load_mimic_iv_ecg(
         shard_size: records per shard (default 1000).
         force_rebuild: ignore a cached build.
         return_summary: also return the `BuildSummary`.
+        allow_missing_report_columns: accept a ``machine_measurements.csv`` that lacks some of ``report_0 ..
+            report_17`` (an error otherwise); the missing columns are listed in the summary's options and warnings.
 
     Returns:
         ``DatasetDict`` or ``(DatasetDict, BuildSummary)``.
@@ -260,6 +291,7 @@ def load_mimic_iv_ecg(
         split_files=split_files,
         split_id_column=split_id_column,
         signal_options=options,
+        allow_missing_report_columns=allow_missing_report_columns,
     )
     return finish(
         plan,
