@@ -866,14 +866,20 @@ class DBetaModel(DBetaPreTrainedModel):
         self.language_encoder.set_input_embeddings(value)
 
     # ------------------------------------------------------------------ towers
-    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        if input_ids is None or input_ids.dim() != 2:
+    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, check: bool = True):
+        """`check=False` when `_check_paired_inputs` already ran (before the ECG tower was queued)."""
+        if check:
+            self._check_text_input_shape(input_ids)
+            self._check_text_inputs(input_ids, attention_mask)
+        hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.multi_modal_language_proj(hidden)
+
+    @staticmethod
+    def _check_text_input_shape(input_ids: torch.Tensor) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise ValueError(
                 "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
             )
-        self._check_text_inputs(input_ids, attention_mask)
-        hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.multi_modal_language_proj(hidden)
 
     def _check_text_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         """Shape checks always; value checks (one host-device synchronisation) when `config.validate_inputs`."""
@@ -918,14 +924,16 @@ class DBetaModel(DBetaPreTrainedModel):
             "a report"
         )
 
-    def _check_batch_sizes(self, ecg_values: torch.Tensor, input_ids: torch.Tensor) -> None:
-        if isinstance(ecg_values, torch.Tensor) and isinstance(input_ids, torch.Tensor) and ecg_values.dim() >= 1 and (
-            input_ids.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]
-        ):
+    def _check_paired_inputs(self, ecg_values: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> None:
+        """Text checks and matching batch sizes, run before either tower: a check that synchronises the host with
+        the device then waits for the input copies only, not for the ECG tower."""
+        self._check_text_input_shape(input_ids)
+        if isinstance(ecg_values, torch.Tensor) and ecg_values.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]:
             raise ValueError(
                 f"ecg_values holds {ecg_values.shape[0]} ECGs but input_ids {input_ids.shape[0]} texts; pass one text "
                 "per ECG (for other pairings use get_ecg_features and get_text_features)"
             )
+        self._check_text_inputs(input_ids, attention_mask)
 
     def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
         """(B, leads, samples) ECGs in millivolts -> (B, hidden_dim) uni-modal ECG embeddings (no masking)."""
@@ -980,9 +988,9 @@ class DBetaModel(DBetaPreTrainedModel):
                 "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
                 "get_text_features"
             )
-        self._check_batch_sizes(ecg_values, input_ids)
+        self._check_paired_inputs(ecg_values, input_ids, attention_mask)
         ecg_hidden, _, _ = self._encode_ecg(ecg_values)
-        text_hidden = self._encode_text(input_ids, attention_mask)
+        text_hidden = self._encode_text(input_ids, attention_mask, check=False)
         x, y, _ = self.fuse(text_hidden, ecg_hidden, attention_mask)
         output = DBetaModelOutput(
             ecg_embeds=self.unimodal_ecg_pooler(ecg_hidden),
@@ -1067,9 +1075,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
         base = self.model
-        base._check_batch_sizes(ecg_values, input_ids)
+        base._check_paired_inputs(ecg_values, input_ids, attention_mask)
         ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
-        text_hidden = base._encode_text(input_ids, attention_mask)
+        text_hidden = base._encode_text(input_ids, attention_mask, check=False)
         ecg_embeds = base.unimodal_ecg_pooler(ecg_hidden)
         text_embeds = base.unimodal_language_pooler(text_hidden)
         mem_layer = self.config.mem_layer if apply_ecg_mask else None

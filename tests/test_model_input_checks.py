@@ -67,6 +67,8 @@ def test_batch_size_mismatch_and_empty_batches(model):
     with pytest.raises(ValueError, match="ecg_values holds 2 ECGs but input_ids 1 texts"):
         model.model(ecg_values=ecg, input_ids=ids[:1], attention_mask=mask[:1])
     with pytest.raises(ValueError, match="ecg_values is an empty batch"):
+        model.get_ecg_features(ecg[:0])
+    with pytest.raises(ValueError, match="input_ids is empty"):
         model(ecg[:0], ids[:0], mask[:0])
     with pytest.raises(ValueError, match="input_ids is empty"):
         model.get_text_features(ids[:0], mask[:0])
