@@ -3,7 +3,7 @@
 Importing the package registers the D-BETA classes with the transformers Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 from transformers import AutoFeatureExtractor, AutoProcessor
 
 from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
@@ -24,9 +24,19 @@ AutoConfig.register("dbeta", DBetaConfig)
 AutoConfig.register("dbeta_ecg", DBetaECGConfig)
 AutoModel.register(DBetaConfig, DBetaModel)
 AutoModelForPreTraining.register(DBetaConfig, DBetaForPreTraining)
+AutoModelForSequenceClassification.register(DBetaConfig, DBetaForECGClassification)
 AutoFeatureExtractor.register(DBetaConfig, DBetaECGFeatureExtractor)
 AutoFeatureExtractor.register(DBetaECGConfig, DBetaECGFeatureExtractor)
 AutoProcessor.register(DBetaConfig, DBetaProcessor)
+
+# `save_pretrained` writes an `auto_map` and copies the code files, so saved folders load with trust_remote_code=True
+# where dbeta_hf is not installed (the Hub route of transformers' custom models)
+DBetaConfig.register_for_auto_class()
+DBetaModel.register_for_auto_class("AutoModel")
+DBetaForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+DBetaForECGClassification.register_for_auto_class("AutoModelForSequenceClassification")
+DBetaECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+DBetaProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "CANONICAL_LEAD_NAMES",

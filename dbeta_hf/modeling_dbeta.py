@@ -29,6 +29,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from . import losses
+from .losses import DBetaETSLoss  # noqa: F401  (this `from .losses import` form is what transformers' remote-code
+# saver follows to copy losses.py next to modeling_dbeta.py; it does not see `from . import losses`)
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .fast_conv import conv1d_forward
 
@@ -666,6 +668,20 @@ class DBetaPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_flash_attn = False
     accepts_loss_kwargs = False  # the loss is a mean per batch; Trainer must not pass num_items_in_batch
+    # every D-BETA head loads from any D-BETA folder, so a saved folder names them all in its `auto_map`
+    _auto_map_of_saved_folder = {
+        "AutoModel": "modeling_dbeta.DBetaModel",
+        "AutoModelForPreTraining": "modeling_dbeta.DBetaForPreTraining",
+        "AutoModelForSequenceClassification": "modeling_dbeta.DBetaForECGClassification",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
+        the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads with
+        `trust_remote_code=True` where dbeta_hf is not installed."""
+        if self._auto_class is not None:
+            self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions.

@@ -61,7 +61,9 @@ class DBetaProcessor(ProcessorMixin):
                 "DBetaProcessor needs a `tokenizer`; use DBetaProcessor.from_tokenizer('google/flan-t5-base') to "
                 "build one with the default D-BETA tokenizer"
             )
-        if not isinstance(feature_extractor, DBetaECGFeatureExtractor):
+        # by class name: with trust_remote_code the feature extractor and this class come from two dynamic modules,
+        # so the DBetaECGFeatureExtractor class object this module sees is not the one that was loaded
+        if not any(cls.__name__ == DBetaECGFeatureExtractor.__name__ for cls in type(feature_extractor).__mro__):
             raise TypeError(
                 f"`feature_extractor` must be a DBetaECGFeatureExtractor, got {type(feature_extractor).__name__}"
             )
