@@ -112,6 +112,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         ):
             if value is not None:
                 pre[name] = value
+        if candidate_labels is not None:  # postprocess names the scores; preprocess checks the labels
+            post["candidate_labels"] = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
         if similarity is not None:
             if similarity not in ("dot", "cosine"):
                 raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
@@ -136,7 +138,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             from .evaluation.zero_shot import _load_overrides
             from .zero_shot_prompts import class_descriptions
 
-            texts = class_descriptions(list(labels), task=description_task, overrides=_load_overrides(descriptions))
+            texts = class_descriptions(list(labels), task=description_task, overrides=_load_overrides(descriptions),
+                                       overrides_argument="descriptions")
         else:
             texts = list(labels)
         return [hypothesis_template.format(t) for t in texts]
@@ -177,7 +180,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         ecg_inputs = self.feature_extractor(
             ecg, sampling_rate=sampling_rate, lead_names=lead_names, units=units, return_tensors="pt"
         )
-        return {"ecg_values": ecg_inputs["ecg_values"], "candidate_labels": list(candidate_labels), "texts": texts}
+        return {"ecg_values": ecg_inputs["ecg_values"], "texts": texts}
 
     def _text_embeddings(self, texts: list[str]) -> torch.Tensor:
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
@@ -196,17 +199,23 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         if param.is_floating_point():
             ecg_values = ecg_values.to(param.dtype)
         ecg_embeds = self.model.get_ecg_features(ecg_values).float().cpu()
-        text_embeds = self._text_embeddings(model_inputs["texts"])
-        scores = zero_shot_scores(ecg_embeds, text_embeds, similarity)[0]
-        return {"scores": scores, "candidate_labels": model_inputs["candidate_labels"]}
+        texts = model_inputs["texts"]
+        # one ECG gives its list of texts; with batch_size > 1 the collator stacks the ECGs and lists the lists
+        texts_per_ecg = [texts] if texts and isinstance(texts[0], str) else texts
+        scores = torch.cat([
+            zero_shot_scores(ecg_embeds[i : i + 1], self._text_embeddings(item_texts), similarity)
+            for i, item_texts in enumerate(texts_per_ecg)
+        ])
+        return {"scores": scores}  # (ECGs, labels)
 
-    def postprocess(self, model_outputs, function_to_apply: str = "none", top_k: int | None = None):
-        scores = model_outputs["scores"]
+    def postprocess(self, model_outputs, candidate_labels: Sequence[str] = (), function_to_apply: str = "none",
+                    top_k: int | None = None):
+        scores = model_outputs["scores"].reshape(-1)  # one ECG: (1, labels) or (labels,)
         if function_to_apply == "sigmoid":
             scores = torch.sigmoid(scores)
         result = [
             {"label": label, "score": float(score)}
-            for score, label in sorted(zip(scores.tolist(), model_outputs["candidate_labels"]), key=lambda x: -x[0])
+            for score, label in sorted(zip(scores.tolist(), candidate_labels, strict=True), key=lambda x: -x[0])
         ]
         return result[:top_k] if top_k is not None else result
 

@@ -179,6 +179,7 @@ def class_descriptions(
     task: str | None = None,
     overrides: Mapping[str, Any] | str | os.PathLike | None = None,
     lowercase: bool = True,
+    overrides_argument: str = "overrides",
 ) -> list[str]:
     """One description per class name, in order.
 
@@ -189,6 +190,8 @@ def class_descriptions(
         overrides: your own texts, which win over the shipped ones: a ``{code: text}`` dict, a dict in the shipped
             structure (``descriptions`` / ``task_overrides``), or the path of a JSON file with either.
         lowercase: lower-case every text, as the official zero-shot flow does (``context_llm[label].lower()``).
+        overrides_argument: what the missing-description error tells the user to pass: callers that take the
+            overrides under another name (the pipeline's and `DBetaZeroShotClassifier`'s ``descriptions=``) name it.
 
     Raises:
         MissingClassDescriptionError (a `KeyError` and a `ValueError`): some classes have no description; the
@@ -236,7 +239,8 @@ def class_descriptions(
             + (f" (task {task_key!r})" if task_key else "")
             + "."
             + hint
-            + " Supply your own with overrides={'CODE': 'name. definition.'} or overrides='my_descriptions.json' "
+            + f" Supply your own with {overrides_argument}={{'CODE': 'name. definition.'}} or "
+            f"{overrides_argument}='my_descriptions.json' "
             "(a JSON object mapping each class code to its description).",
             missing,
         )

@@ -226,3 +226,25 @@ def test_zero_shot_example_errors(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as info:
         example.main(["--help"])
     assert info.value.code == 0
+
+
+def test_pipeline_batch_size_gives_the_single_ecg_scores(saved_model_dir):
+    from transformers import pipeline
+
+    from dbeta_hf.zero_shot_prompts import MissingClassDescriptionError
+
+    classifier_pipe = pipeline("zero-shot-ecg-classification", model=str(saved_model_dir), device="cpu")
+    rng = np.random.default_rng(1)
+    ecgs = [rng.normal(size=(12, 5000)).astype(np.float32) for _ in range(3)]
+    labels = ["AFIB", "SR", "BBB"]
+    singles = [classifier_pipe(ecg, candidate_labels=labels, sampling_rate=500, descriptions=DESCRIPTIONS) for ecg in ecgs]
+    for batch_size in (1, 2, 3):
+        batched = classifier_pipe(ecgs, candidate_labels=labels, sampling_rate=500, descriptions=DESCRIPTIONS,
+                                  batch_size=batch_size)
+        assert [[d["label"] for d in r] for r in batched] == [[d["label"] for d in r] for r in singles]
+        np.testing.assert_allclose([[d["score"] for d in r] for r in batched],
+                                   [[d["score"] for d in r] for r in singles], rtol=1e-5, atol=1e-6)
+    # the missing-description error names the pipeline's argument, `descriptions=`
+    with pytest.raises(MissingClassDescriptionError, match=r"descriptions=\{") as info:
+        classifier_pipe(ecgs[0], candidate_labels=["NOT_A_CLASS"], sampling_rate=500)
+    assert "overrides=" not in str(info.value)

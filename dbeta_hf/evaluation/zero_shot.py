@@ -139,7 +139,8 @@ class DBetaZeroShotClassifier:
         """
         from ..zero_shot_prompts import class_descriptions
 
-        return list(class_descriptions(list(class_names), task=task if task is not None else self.task, overrides=self.overrides))
+        return list(class_descriptions(list(class_names), task=task if task is not None else self.task, overrides=self.overrides,
+                                       overrides_argument="descriptions"))
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(C, H) embeddings of `texts`; each distinct text is encoded once and cached for this classifier."""
