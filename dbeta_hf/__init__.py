@@ -57,4 +57,38 @@ from .pipelines import ZeroShotECGClassificationPipeline, register_pipelines  # 
 
 register_pipelines()
 __all__ += ["ZeroShotECGClassificationPipeline", "register_pipelines"]
+
+# the training, N3S and evaluation classes import on first use (`from dbeta_hf import DBetaPreTrainer`), so that
+# `import dbeta_hf` stays as light as the model and processor it registers
+_LAZY_IMPORTS = {
+    "DBetaPreTrainer": ".training",
+    "dbeta_training_arguments": ".training",
+    "DBetaPreTrainingCollator": ".pretraining_collator",
+    "DBetaCollatorEpochCallback": ".pretraining_collator",
+    "N3SIndex": ".n3s",
+    "build_n3s_index": ".n3s",
+    "class_descriptions": ".zero_shot_prompts",
+    "MissingClassDescriptionError": ".zero_shot_prompts",
+    "DBetaZeroShotClassifier": ".evaluation.zero_shot",
+    "LinearProbe": ".evaluation.linear_probe",
+    "LinearProbeConfig": ".evaluation.linear_probe",
+    "ECGClassificationCollator": ".evaluation.finetune",
+}
+__all__ += list(_LAZY_IMPORTS)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_IMPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY_IMPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_IMPORTS))
+
+
 __version__ = "0.1.0"

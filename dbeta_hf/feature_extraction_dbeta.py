@@ -622,7 +622,11 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         items = [(i, n) for i, n in enumerate(padded) if n > 0]
         if not items:
             return
-        shown = ", ".join(f"item {i}: {n} samples" for i, n in items[:_MAX_ITEMS_IN_MESSAGES])
+        # the record length (at the model's rate, after resampling), then how much padding it got
+        shown = ", ".join(
+            f"item {i}: {self.num_samples - n} samples ({(self.num_samples - n) / self.sampling_rate:g} s), {n} padded"
+            for i, n in items[:_MAX_ITEMS_IN_MESSAGES]
+        )
         more = f", and {len(items) - _MAX_ITEMS_IN_MESSAGES} more" if len(items) > _MAX_ITEMS_IN_MESSAGES else ""
         logger.warning(
             f"{len(items)} of {len(padded)} ECG(s) were shorter than {self.num_samples} samples "

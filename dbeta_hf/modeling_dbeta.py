@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -33,6 +34,7 @@ from .losses import DBetaETSLoss  # noqa: F401  (this `from .losses import` form
 # saver follows to copy losses.py next to modeling_dbeta.py; it does not see `from . import losses`)
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .fast_conv import conv1d_forward
+from .file_modes import apply_default_file_mode
 
 logger = logging.get_logger(__name__)
 
@@ -681,7 +683,9 @@ class DBetaPreTrainedModel(PreTrainedModel):
         `trust_remote_code=True` where dbeta_hf is not installed."""
         if self._auto_class is not None:
             self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        apply_default_file_mode(Path(save_directory).glob("*.safetensors"))  # safetensors writes them 0600
+        return result
 
     def _init_weights(self, module):
         """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions.

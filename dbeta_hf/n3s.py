@@ -78,6 +78,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from .file_modes import apply_default_file_mode
 from .text_normalization import normalize_report
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ class N3SIndex:
                 )
             tensors["embeddings"] = self.embeddings.contiguous()
         save_file(tensors, str(path / N3S_TABLE_FILE), metadata={"format": "dbeta_hf.n3s", "version": "1"})
+        apply_default_file_mode([path / N3S_TABLE_FILE])  # safetensors writes 0600
         config = dict(self.settings)
         config.update({"format_version": _FORMAT_VERSION, "num_reports": len(self), "k": self.k})
         (path / N3S_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")

@@ -232,7 +232,7 @@ def test_padding_is_reported(fe, caplog):
     assert (values[:, :4000] == 1).all() and (values[:, 4000:] == 0).all()
     assert out["num_padded_samples"].tolist() == [1000]
     assert "1 of 1 ECG(s) were shorter than 5000 samples" in caplog.text
-    assert "item 0: 1000 samples" in caplog.text
+    assert "item 0: 4000 samples (8 s), 1000 padded" in caplog.text  # the record length, then the padding
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dbeta_hf"):

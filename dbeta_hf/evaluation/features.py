@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..file_modes import apply_default_file_mode
 from .metrics import TASK_DISPLAY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ def extract_ecg_features(
             str(tmp),
             metadata={"num_records": str(n), "model_class": type(model).__name__, "cache_name": cache_name},
         )
+        apply_default_file_mode([tmp])  # safetensors writes 0600
         os.replace(tmp, cache_path)
         logger.info("cached ECG features %s at %s", tuple(features.shape), cache_path)
     return features

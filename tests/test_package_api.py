@@ -1,0 +1,79 @@
+"""What `import dbeta_hf` offers: every public name, and files written with the usual permissions."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+import dbeta_hf
+
+# name -> the module that defines it
+PUBLIC = {
+    "DBetaZeroShotClassifier": "dbeta_hf.evaluation.zero_shot",
+    "DBetaPreTrainer": "dbeta_hf.training",
+    "DBetaPreTrainingCollator": "dbeta_hf.pretraining_collator",
+    "DBetaCollatorEpochCallback": "dbeta_hf.pretraining_collator",
+    "N3SIndex": "dbeta_hf.n3s",
+    "build_n3s_index": "dbeta_hf.n3s",
+    "LinearProbe": "dbeta_hf.evaluation.linear_probe",
+    "ECGClassificationCollator": "dbeta_hf.evaluation.finetune",
+    "ZeroShotECGClassificationPipeline": "dbeta_hf.pipelines",
+    "DBetaECGFeatureExtractor": "dbeta_hf.feature_extraction_dbeta",
+    "DBetaProcessor": "dbeta_hf.processing_dbeta",
+    "DBetaForECGClassification": "dbeta_hf.modeling_dbeta",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_classes_import_from_the_package(name):
+    namespace: dict = {}
+    exec(f"from dbeta_hf import {name}", namespace)
+    assert namespace[name] is getattr(importlib.import_module(PUBLIC[name]), name)
+    assert name in dbeta_hf.__all__ and name in dir(dbeta_hf)
+
+
+def test_every_name_in_all_resolves():
+    for name in dbeta_hf.__all__:
+        assert getattr(dbeta_hf, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'NotAThing'"):
+        dbeta_hf.NotAThing  # noqa: B018
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_weights_n3s_index_and_feature_caches_get_the_mode_of_other_files(tmp_path, tiny_tokenizer_path):
+    from dbeta_hf import DBetaModel, DBetaProcessor, N3SIndex
+    from dbeta_hf.evaluation.features import extract_ecg_features
+    from dbeta_hf.file_modes import default_file_mode
+    from dbeta_hf.n3s import build_n3s_index_from_embeddings
+    from dbeta_hf.presets import tiny_config
+
+    old_umask = os.umask(0o022)
+    try:
+        assert default_file_mode() == 0o644
+        model = DBetaModel(tiny_config())
+        model.save_pretrained(tmp_path / "model")
+        DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(tmp_path / "model")
+        modes = {p.name: _mode(p) for p in (tmp_path / "model").iterdir()}
+        assert modes["model.safetensors"] == 0o644, modes
+        assert set(modes.values()) == {0o644}, modes
+
+        reports = ["sinus rhythm", "atrial fibrillation", "sinus bradycardia", "normal ecg"]
+        index = build_n3s_index_from_embeddings(reports, torch.randn(4, 8), k=2, progress=False)
+        assert isinstance(index, N3SIndex)
+        index.save_pretrained(tmp_path / "n3s")
+        assert {_mode(p) for p in (tmp_path / "n3s").iterdir()} == {0o644}
+
+        ecgs = np.random.default_rng(0).normal(size=(3, 12, 5000)).astype(np.float32)
+        extract_ecg_features(model, ecgs, batch_size=2, cache_dir=tmp_path / "cache", cache_name="t", progress=False)
+        cached = list((tmp_path / "cache").glob("*.safetensors"))
+        assert len(cached) == 1 and _mode(cached[0]) == 0o644
+    finally:
+        os.umask(old_umask)
