@@ -78,8 +78,11 @@ class DBetaPreTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # compute_loss returns the per-micro-batch mean; Trainer scales for accumulation
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, model_card_kwargs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # what the model card (README.md, written with every save and push) says beyond what the Trainer knows:
+        # `results` (measured `dbeta_hf.model_card.eval_result`s), `base_model`, `datasets`, `license`, ...
+        self.model_card_kwargs = dict(model_card_kwargs or {})
         self._train_metrics = _MetricAccumulator()
         self._eval_metrics = _MetricAccumulator()
         if isinstance(self.data_collator, DBetaPreTrainingCollator):
@@ -112,3 +115,28 @@ class DBetaPreTrainer(Trainer):
         for name, value in self._eval_metrics.pop_means().items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
         return output
+
+    # ------------------------------------------------------------------ model card
+    def write_model_card(self, output_dir: str | None = None) -> None:
+        """Write the D-BETA model card (`dbeta_hf.model_card`) as `output_dir/README.md`."""
+        from pathlib import Path
+
+        from .model_card import training_settings_from_args, write_model_card
+
+        output_dir = output_dir or self.args.output_dir
+        kwargs = dict(self.model_card_kwargs)
+        settings = training_settings_from_args(self.args, **{"steps run": self.state.global_step})
+        settings.update(kwargs.pop("training_settings", {}))
+        repo_id = kwargs.pop("repo_id", None) or self.args.hub_model_id or Path(self.args.output_dir).resolve().name
+        write_model_card(output_dir, repo_id, training_settings=settings,
+                         feature_extractor=getattr(self.processing_class, "feature_extractor", None), **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            self.write_model_card(output_dir)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """`push_to_hub` calls this: the D-BETA card (input contract, measured results) replaces the generic one."""
+        if self.is_world_process_zero():
+            self.write_model_card(self.args.output_dir)

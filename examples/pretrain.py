@@ -17,14 +17,23 @@ Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accele
         --output_dir dbeta-mimic --bf16 --per_device_train_batch_size 128 --learning_rate 5e-5 \
         --num_train_epochs 10 --dataloader_num_workers 8 --save_steps 2000 [--push_to_hub --hub_model_id ORG/NAME]
 
+Several processes on CPU (e.g. to test a multi-process setup without GPUs):
+
+    accelerate launch --num_processes 2 --cpu examples/pretrain.py --max_steps 20
+
 Continue or resume: `--model_name_or_path DIR` starts from a saved D-BETA; `--resume_from_checkpoint DIR`
-restores model, optimizer, scheduler and data order from a Trainer checkpoint.
+restores model, optimizer, scheduler, data order and the processor (its tokenizer) from a Trainer checkpoint. A
+run whose `--output_dir` holds checkpoints resumes from the last one unless `--overwrite_output_dir` is given.
+
+The demo is chosen when no data argument (`--dataset_path`, `--mimic_root`) is given, or with `--synthetic`. The
+N3S index goes to `<output_dir>/_n3s_index` unless `--n3s_index` says otherwise; Trainer pushes skip `_*` folders.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,10 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
-from dbeta_hf import DBetaForPreTraining
+from dbeta_hf import DBetaConfig, DBetaForPreTraining
+from dbeta_hf.model_card import eval_result
 from dbeta_hf.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
 from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
 from dbeta_hf.processing_dbeta import DBetaProcessor
@@ -44,6 +55,7 @@ from dbeta_hf.training import DBetaPreTrainer, LOGGED_METRICS
 logger = logging.getLogger("dbeta_hf.pretrain")
 
 DEFAULT_SYNTHETIC_OUTPUT = "outputs/dbeta-tiny-synthetic"
+DEFAULT_N3S_DIR = "_n3s_index"  # inside --output_dir; Trainer's Hub pushes skip `_*`
 
 
 @dataclass
@@ -58,7 +70,10 @@ class ModelArguments:
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "Override DBetaConfig fields of a fresh model, e.g. 'mem_prob=0.6,ets_learnable_bias=true,"
-                          "ets_logit_bias_init=-5'."},
+                          "ets_logit_bias_init=-5' (parsed by PretrainedConfig.update_from_string)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Train from scratch even if --output_dir holds checkpoints (default: resume)."}
     )
 
 
@@ -67,9 +82,13 @@ class DataArguments:
     dataset_path: str | None = field(
         default=None, metadata={"help": "A DatasetDict saved by `python -m dbeta_hf.data build mimic-iv-ecg` (train/validation)."}
     )
+    synthetic: bool = field(
+        default=False, metadata={"help": "Run the embedded synthetic demo (also the default when no data argument is given)."}
+    )
     mimic_root: str | None = field(default=None, metadata={"help": "MIMIC-IV-ECG root; built (and cached) on the fly."})
     n3s_index: str | None = field(
-        default=None, metadata={"help": "N3S index folder; built from the training reports and saved there when absent."}
+        default=None, metadata={"help": "N3S index folder; built from the training reports and saved there when absent "
+                                        "(default: <output_dir>/_n3s_index, which pushes to the Hub skip)."}
     )
     n3s_encoder: str = field(default="google/flan-t5-small", metadata={"help": "Text encoder that embeds reports for N3S."})
     n3s_k: int = field(default=64, metadata={"help": "Candidate negatives per report."})
@@ -169,31 +188,25 @@ def build_processor(model_args: ModelArguments, train, synthetic: bool) -> DBeta
     return DBetaProcessor.from_tokenizer(source)
 
 
-def parse_config_overrides(text: str | None) -> dict:
-    """'a=1,b=true,c=-5e-1,d=none' -> {'a': 1, 'b': True, 'c': -0.5, 'd': None}."""
-    overrides = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        if "=" not in item:
-            raise ValueError(f"--config_overrides expects key=value pairs separated by commas, got {item!r}")
-        key, value = (x.strip() for x in item.split("=", 1))
-        lowered = value.lower()
-        if lowered in ("true", "false"):
-            overrides[key] = lowered == "true"
-        elif lowered in ("none", "null"):
-            overrides[key] = None
-        else:
-            try:
-                overrides[key] = int(value)
-            except ValueError:
-                try:
-                    overrides[key] = float(value)
-                except ValueError:
-                    overrides[key] = value
-    return overrides
+def config_overrides(text: str | None) -> dict:
+    """'mem_prob=0.6,ets_learnable_bias=true' -> {'mem_prob': 0.6, 'ets_learnable_bias': True}.
+
+    `PretrainedConfig.update_from_string` does the parsing: every key must be a `DBetaConfig` field, and each value
+    is converted to the type of the field's default (an unknown key or a bad value is an error).
+    """
+    if not text:
+        return {}
+    probe = DBetaConfig()
+    try:
+        probe.update_from_string(text)
+    except ValueError as error:
+        raise ValueError(f"--config_overrides {text!r}: {error} (format: 'field=value,field=value')") from None
+    keys = [item.split("=", 1)[0].strip() for item in text.split(",") if item.strip()]
+    return {key: getattr(probe, key) for key in keys}
 
 
 def build_model(model_args: ModelArguments, processor: DBetaProcessor, synthetic: bool) -> DBetaForPreTraining:
-    overrides = parse_config_overrides(model_args.config_overrides)
+    overrides = config_overrides(model_args.config_overrides)
     if model_args.model_name_or_path:
         if overrides:
             raise ValueError("--config_overrides only applies to a fresh model, not with --model_name_or_path")
@@ -212,7 +225,7 @@ def build_model(model_args: ModelArguments, processor: DBetaProcessor, synthetic
 
 def build_or_load_n3s(data_args: DataArguments, splits, output_dir: str, synthetic: bool) -> N3SIndex:
     """Load the N3S index, or build it over the reports of every split (validation batches need negatives too)."""
-    path = Path(data_args.n3s_index) if data_args.n3s_index else Path(output_dir) / "n3s_index"
+    path = Path(data_args.n3s_index) if data_args.n3s_index else Path(output_dir) / DEFAULT_N3S_DIR
     if (path / "n3s_config.json").is_file():
         index = N3SIndex.from_pretrained(path)
         logger.info("loaded N3S index from %s (%d unique reports, k=%d)", path, len(index), index.k)
@@ -253,29 +266,79 @@ def zero_shot_rhythm_report(model, processor, eval_dataset) -> dict:
     return multilabel_auroc(labels, scores, class_names=list(SYNTHETIC_CLASSES))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    synthetic = not any(a.split("=")[0] in ("--dataset_path", "--mimic_root") for a in argv)
-    if synthetic:
-        argv = synthetic_defaults(argv)
+def parse_arguments(argv: list[str]):
+    """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike); the demo's training
+    settings are defaults that any flag the user gives overrides. Returns (model, data, training args, synthetic)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    has_data = data_args.dataset_path is not None or data_args.mimic_root is not None
+    if data_args.synthetic and has_data:
+        raise ValueError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
+    synthetic = not has_data
+    if synthetic:
+        # the demo's settings first, the user's flags after them: argparse keeps the last value of each option
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=synthetic_defaults([]) + argv)
+    else:
+        for flag, value in (("--dataset_path", data_args.dataset_path), ("--mimic_root", data_args.mimic_root)):
+            if value is not None and not Path(value).exists():
+                raise FileNotFoundError(f"{flag} {value} does not exist; build it with `python -m dbeta_hf.data build "
+                                        f"...` (or omit the data arguments to run the synthetic demo)")
     training_args.remove_unused_columns = False
     training_args.label_names = ["mlm_labels", "match_labels"]
+    return model_args, data_args, training_args, synthetic
+
+
+def checkpoint_to_resume(model_args: ModelArguments, training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint` (a folder, or `true` for the last checkpoint of
+    `--output_dir`), else the last checkpoint already in `--output_dir` unless `--overwrite_output_dir`."""
+    requested = training_args.resume_from_checkpoint
+    last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    if requested is not None and str(requested).lower() in ("true", "1", "yes"):
+        if last is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {training_args.output_dir}")
+        return last
+    if requested is not None and str(requested).lower() not in ("false", "0", "no", ""):
+        if not os.path.isdir(requested):
+            raise FileNotFoundError(f"--resume_from_checkpoint {requested} is not a folder")
+        return str(requested)
+    if last is not None and not model_args.overwrite_output_dir:
+        logger.info("checkpoint detected, resuming training at %s; pass --overwrite_output_dir to train from scratch "
+                    "or choose another --output_dir", last)
+        return last
+    return None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args, synthetic = parse_arguments(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if synthetic:
         logger.info("no --dataset_path/--mimic_root: running the embedded synthetic demo (tiny model, CPU-friendly)")
+    logger.info("world size %d, per-device batch %d (global batch %d), device %s", training_args.world_size,
+                training_args.per_device_train_batch_size,
+                training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
+                training_args.device)
+    resume = checkpoint_to_resume(model_args, training_args)
+    set_seed(training_args.seed)
 
-    torch.manual_seed(training_args.seed)
-    train, validation = load_data(data_args, synthetic)
-    processor = build_processor(model_args, train, synthetic)
+    with training_args.main_process_first(desc="building the training data"):
+        train, validation = load_data(data_args, synthetic)
+    if resume is not None:
+        # the checkpoint's tokenizer: a new one (the demo trains its own) would renumber the vocabulary
+        processor = DBetaProcessor.from_pretrained(resume)
+    else:
+        processor = build_processor(model_args, train, synthetic)
     model = build_model(model_args, processor, synthetic)
-    n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, synthetic)
+    with training_args.main_process_first(desc="building the N3S index"):
+        n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, synthetic)
     collator = DBetaPreTrainingCollator.from_config(model.config, processor.tokenizer, n3s, seed=training_args.seed)
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; N3S index: %d reports", num_params / 1e6, len(n3s))
 
+    card = {"datasets": None if synthetic else ["physionet/mimic-iv-ecg"]}
+    if not synthetic and not model_args.model_name_or_path:
+        card["base_model"] = model_args.text_encoder
     trainer = DBetaPreTrainer(
         model=model,
         args=training_args,
@@ -283,34 +346,40 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=train.with_format("torch", columns=["ecg"], output_all_columns=True),
         eval_dataset=validation.with_format("torch", columns=["ecg"], output_all_columns=True) if validation is not None else None,
         data_collator=collator,
-        processing_class=processor,
+        processing_class=processor,  # the Trainer saves it with the model and with every checkpoint
+        model_card_kwargs=card,
     )
     start = time.time()
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     elapsed = time.time() - start
-    trainer.save_model(training_args.output_dir)
-    processor.save_pretrained(training_args.output_dir)
-    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
+    metrics = dict(train_result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
 
     history = [h for h in trainer.state.log_history if "mlm_loss" in h and "eval_loss" not in h]
-    summary = {"train_seconds": elapsed, "output_dir": training_args.output_dir}
+    summary = {"train_seconds": elapsed, "output_dir": training_args.output_dir, "train_metrics": metrics}
     if history:
         first, last = history[0], history[-1]
-        lines = [f"{'loss':>10} {'first log':>10} {'last log':>10}"]
-        for name in ("loss",) + LOGGED_METRICS:
-            if name in first and name in last:
-                lines.append(f"{name:>10} {first[name]:10.4f} {last[name]:10.4f}")
-        print("\n".join(lines))
         summary["first_log"], summary["last_log"] = first, last
-    if synthetic and validation is not None:
+        if trainer.is_world_process_zero():
+            lines = [f"{'loss':>10} {'first log':>10} {'last log':>10}"]
+            for name in ("loss",) + LOGGED_METRICS:
+                if name in first and name in last:
+                    lines.append(f"{name:>10} {first[name]:10.4f} {last[name]:10.4f}")
+            print("\n".join(lines))
+    if synthetic and validation is not None and trainer.is_world_process_zero():
         result = zero_shot_rhythm_report(model, processor, validation)
         print(f"zero-shot macro AUROC on {len(validation)} held-out synthetic ECGs: {result['macro_auroc']:.3f}")
         for name, value in result["per_class"].items():
             print(f"  {name:>6}: {'n/a' if value is None else f'{value:.3f}'}")
         summary["zero_shot"] = result
+        trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", result["macro_auroc"])]
+    # after the measurements, so that the card written with the model carries them
+    trainer.save_model(training_args.output_dir)
+    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
     if training_args.push_to_hub:
         trainer.push_to_hub()
-        processor.push_to_hub(training_args.hub_model_id or Path(training_args.output_dir).name)
     return summary
 
 

@@ -28,15 +28,78 @@ def test_embedded_default_end_to_end(tmp_path):
     assert isinstance(DBetaModel.from_pretrained(out), DBetaModel)
     processor = AutoProcessor.from_pretrained(out)
     assert isinstance(processor, DBetaProcessor)
-    assert (out / "n3s_index" / "n3s_config.json").is_file()
+    assert (out / "_n3s_index" / "n3s_config.json").is_file()
+    # the card written with the model carries the zero-shot AUROC measured at the end of the run
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "feature-extraction" and card.data.library_name == "transformers"
+    [result] = card.data.eval_results
+    assert result.metric_value == pytest.approx(summary["zero_shot"]["macro_auroc"])
+    assert (out / "train_results.json").is_file() and (out / "trainer_state.json").is_file()
 
 
-def test_config_overrides_are_parsed():
+def test_config_overrides_go_through_update_from_string():
     example = load_example("pretrain")
-    assert example.parse_config_overrides("a=1,b=true,c=-5e-1,d=none,e=text") == {
-        "a": 1, "b": True, "c": -0.5, "d": None, "e": "text"}
-    with pytest.raises(ValueError, match="key=value"):
-        example.parse_config_overrides("oops")
+    assert example.config_overrides("mem_prob=0.6,ets_learnable_bias=true,ets_loss_weight=16") == {
+        "mem_prob": 0.6, "ets_learnable_bias": True, "ets_loss_weight": 16.0}
+    assert example.config_overrides(None) == {}
+    with pytest.raises(ValueError, match="not_a_field"):
+        example.config_overrides("not_a_field=1")
+    with pytest.raises(ValueError, match="format"):
+        example.config_overrides("oops")
+
+
+DEMO = ["--synthetic_records", "32", "--synthetic_eval_records", "16", "--per_device_train_batch_size", "8",
+        "--logging_steps", "1", "--eval_strategy", "no"]
+
+
+def test_flags_are_never_silently_ignored(tmp_path):
+    example = load_example("pretrain")
+    # a data path that does not exist is an error in either spelling, never the synthetic demo
+    for flag in ("--dataset-path", "--dataset_path", "--mimic_root"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            example.main([flag, str(tmp_path / "missing"), "--max_steps", "2"])
+    with pytest.raises(ValueError, match="--synthetic"):
+        example.main(["--synthetic", "--dataset_path", str(tmp_path)])
+    with pytest.raises(ValueError, match="not used by the HfArgumentParser"):
+        example.main(["--max_stepz", "2"])
+    # the hyphenated spellings that --help shows override the demo's settings
+    model_args, data_args, training_args, synthetic = example.parse_arguments(
+        ["--output-dir", str(tmp_path / "o"), "--max-steps", "3", "--per-device-train-batch-size", "4", "--synthetic"])
+    assert synthetic and training_args.output_dir == str(tmp_path / "o")
+    assert training_args.max_steps == 3 and training_args.per_device_train_batch_size == 4
+    assert training_args.learning_rate == 2e-3  # a demo default the user did not give
+    _, _, defaults, synthetic = example.parse_arguments([])
+    assert synthetic and defaults.output_dir == example.DEFAULT_SYNTHETIC_OUTPUT
+
+
+def test_resume_reuses_the_checkpoint_tokenizer(tmp_path, monkeypatch):
+    """A resumed demo run loads the processor saved in the checkpoint instead of training a new tokenizer."""
+    import json
+
+    example = load_example("pretrain")
+    out = tmp_path / "run"
+    example.main(["--output-dir", str(out), "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2", *DEMO])
+    checkpoint = out / "checkpoint-2"
+    assert (checkpoint / "tokenizer.json").is_file() and (checkpoint / "README.md").is_file()
+
+    def no_new_tokenizer(*args, **kwargs):
+        raise AssertionError("a resumed run must not build a new processor")
+
+    monkeypatch.setattr(example, "build_processor", no_new_tokenizer)
+    # explicit --resume_from_checkpoint, then implicitly from the last checkpoint of --output_dir
+    summary = example.main(["--output_dir", str(out), "--max_steps", "3", "--save_strategy", "no",
+                            "--resume_from_checkpoint", str(checkpoint), *DEMO])
+    assert summary["last_log"]["step"] == 3
+    steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert steps == [1, 2, 3]  # steps 1 and 2 come from the checkpoint's state, step 3 was trained now
+    vocabulary = [json.loads((folder / "tokenizer.json").read_text())["model"] for folder in (out, checkpoint)]
+    assert vocabulary[0] == vocabulary[1]
+    summary = example.main(["--output_dir", str(out), "--max_steps", "4", "--save_strategy", "no", *DEMO])
+    assert summary["last_log"]["step"] == 4
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        example.main(["--output_dir", str(out), "--resume_from_checkpoint", str(tmp_path / "nope"), *DEMO])
 
 
 def test_real_data_path_with_a_local_t5(tmp_path, tiny_tokenizer):
@@ -67,5 +130,5 @@ def test_real_data_path_with_a_local_t5(tmp_path, tiny_tokenizer):
     assert "zero_shot" not in summary and "mlm_loss" in summary["last_log"]
     model = DBetaForPreTraining.from_pretrained(out)
     assert model.config.text_config.d_model == 32 and model.config.vocab_size == len(tiny_tokenizer)
-    index = N3SIndex.from_pretrained(out / "n3s_index")
+    index = N3SIndex.from_pretrained(out / "_n3s_index")
     assert index.k == 4 and len(index) > 4
