@@ -536,6 +536,11 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
     parser.add_argument("--csn_root", help="Chapman-Shaoxing-Ningbo folder for the csn task")
     parser.add_argument("--code15_root", help="CODE-15 test set folder (ecg_tracings.hdf5, gold_standard.csv) for code15")
     parser.add_argument(
+        "--dataset_path", "--dataset-path", nargs="+", default=[], metavar="[TASK=]DIR",
+        help="a DatasetDict built by `python -m dbeta_hf.data build` (datasets.load_from_disk), used for TASK instead of "
+        "its raw folder; DIR alone when --tasks names one task",
+    )
+    parser.add_argument(
         "--synthetic_records", type=int, default=300,
         help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
     )
@@ -587,9 +592,57 @@ def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
     return kwargs
 
 
+def dataset_paths_from_args(args) -> dict[str, str]:
+    """``{task: DIR}`` from ``--dataset_path [TASK=]DIR ...``. A bare DIR belongs to the one task of ``--tasks``;
+    a task that is not in ``--tasks``, an unknown task or a missing folder is an error (never ignored)."""
+    tasks = list(args.tasks)
+    paths: dict[str, str] = {}
+    for item in getattr(args, "dataset_path", None) or []:
+        name, sep, path = item.partition("=")
+        if not sep or name not in TASKS:
+            named = [t for t in tasks if t != "synthetic"]
+            if len(named) != 1:
+                raise ValueError(
+                    f"--dataset_path {item!r}: name its task (--dataset_path TASK=DIR, TASK one of {', '.join(TASKS)}) "
+                    f"or give exactly one data task with --tasks (got --tasks {' '.join(tasks)})"
+                )
+            name, path = named[0], item
+        if name == "synthetic":
+            raise ValueError("--dataset_path: the synthetic task is generated, not loaded; name a data task")
+        if name not in tasks:
+            raise ValueError(f"--dataset_path names the task {name!r}, which is not among --tasks ({' '.join(tasks)}); "
+                             f"add --tasks {name}")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--dataset_path {item!r}: {path!r} does not exist; build it with "
+                                    f"`python -m dbeta_hf.data build ... --output {path}`")
+        paths[name] = path
+    return paths
+
+
+def load_built_task(task: str, path: str | os.PathLike, max_samples: int | None = None):
+    """A task's DatasetDict built by `python -m dbeta_hf.data build` (memory-mapped): ``(DatasetDict, class_names)``."""
+    from datasets import DatasetDict, load_from_disk
+
+    from ..data.features import dataset_class_names
+
+    splits = load_from_disk(os.fspath(path))
+    if not isinstance(splits, DatasetDict):
+        raise ValueError(f"{path} holds a single Dataset; task {task!r} needs the DatasetDict (train / validation / "
+                         "test splits) that `python -m dbeta_hf.data build` writes")
+    class_names = dataset_class_names(splits)
+    if max_samples is not None:
+        splits = DatasetDict({name: split.select(range(min(max_samples, len(split)))) for name, split in splits.items()})
+    logger.info("task %s: loaded %s (%s; %d classes)", task, path,
+                ", ".join(f"{name} {len(split)}" for name, split in splits.items()), len(class_names))
+    return splits, class_names
+
+
 def load_task_splits_from_args(args, task: str):
     """`load_task_splits` of `task` with the data options of `add_common_arguments` (roots, synthetic corpus,
-    ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
+    ``--dataset_path``, ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
+    built = dataset_paths_from_args(args)
+    if task in built:
+        return load_built_task(task, built[task], max_samples=args.max_samples)
     return load_task_splits(
         task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
         synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
