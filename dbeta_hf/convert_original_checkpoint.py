@@ -230,10 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         processor = DBetaProcessor.from_tokenizer(args.tokenizer)
         processor.save_pretrained(output_dir)
         logger.info("saved a DBetaProcessor with tokenizer %s", args.tokenizer)
+    from .model_card import write_model_card
+
+    card = write_model_card(
+        output_dir, args.push_to_hub, converted_from_official=True, base_model="google/flan-t5-base",
+        datasets=["physionet/mimic-iv-ecg"],
+        feature_extractor=processor.feature_extractor if processor is not None else None,
+        training_settings={"source": f"official D-BETA checkpoint {Path(args.checkpoint).name}, converted key for key"},
+    )
+    logger.info("wrote the model card %s", card)
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub)
-        if processor is not None:
-            processor.push_to_hub(args.push_to_hub)
+        from .hub import push_model_folder
+
+        push_model_folder(output_dir, args.push_to_hub, commit_message="Upload D-BETA converted from the official checkpoint")
         logger.info("pushed to https://huggingface.co/%s", args.push_to_hub)
     return 0
 

@@ -376,10 +376,11 @@ def main(argv: list[str] | None = None) -> dict:
         summary["zero_shot"] = result
         trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", result["macro_auroc"])]
     # after the measurements, so that the card written with the model carries them
-    trainer.save_model(training_args.output_dir)
-    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
     if training_args.push_to_hub:
-        trainer.push_to_hub()
+        trainer.push_to_hub()  # saves model, processor and card to --output_dir, then uploads it in one commit
+    else:
+        trainer.save_model(training_args.output_dir)
+    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
     return summary
 
 

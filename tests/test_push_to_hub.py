@@ -1,0 +1,103 @@
+"""`--push_to_hub` of examples/pretrain.py and examples/finetune.py and the converter's `--push-to-hub`, with the
+Hub replaced by a recorder: which files would be uploaded, and that nothing else would."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+from helpers import load_example
+from huggingface_hub import ModelCard
+from huggingface_hub.utils import filter_repo_objects
+
+PARITY = Path(__file__).parent / "fixtures" / "parity_tiny"
+CODE_FILES = {
+    "configuration_dbeta.py", "modeling_dbeta.py", "losses.py", "fast_conv.py", "file_modes.py",
+    "feature_extraction_dbeta.py", "ecg_signal.py", "processing_dbeta.py", "text_normalization.py",
+}
+MODEL_FILES = {"config.json", "model.safetensors", "README.md"} | CODE_FILES
+PROCESSOR_FILES = {"processor_config.json", "tokenizer.json", "tokenizer_config.json"}
+
+
+class RecordingHub:
+    """Stands in for the Hub: records created repos and the files each upload would send."""
+
+    def __init__(self):
+        self.repos: list[str] = []
+        self.uploads: list[tuple[str, set[str]]] = []
+
+    def install(self, monkeypatch):
+        hub = self
+
+        def create_repo(api, repo_id, *args, **kwargs):
+            hub.repos.append(repo_id)
+            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def upload_folder(api, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, path_in_repo=None,
+                          **kwargs):
+            root = Path(folder_path)
+            files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+            sent = set(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+            hub.uploads.append((repo_id, sent))
+            return huggingface_hub.CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", commit_description="",
+                oid="0" * 40)
+
+        def create_commit(api, repo_id, operations, *args, **kwargs):
+            hub.uploads.append((repo_id, {op.path_in_repo for op in operations}))
+
+        monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+        monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+        monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_used")
+        return self
+
+    def only_upload(self) -> tuple[str, set[str]]:
+        assert len(self.uploads) == 1, [repo for repo, _ in self.uploads]
+        return self.uploads[0]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    return RecordingHub().install(monkeypatch)
+
+
+def _assert_card(folder: Path, repo_id: str):
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "feature-extraction"
+    assert repo_id in card.text
+    return card
+
+
+def test_converter_push_sends_weights_config_processor_card_and_code(hub, tmp_path, tiny_tokenizer_path):
+    from dbeta_hf.convert_original_checkpoint import main
+
+    out = tmp_path / "converted"
+    code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
+                 "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(out),
+                 "--tokenizer", str(tiny_tokenizer_path), "--push-to-hub", "ORG/dbeta-converted"])
+    assert code == 0
+    repo, sent = hub.only_upload()
+    assert repo == "ORG/dbeta-converted" and hub.repos == ["ORG/dbeta-converted"]
+    assert sent == MODEL_FILES | PROCESSOR_FILES
+    card = _assert_card(out, "ORG/dbeta-converted")
+    assert card.data.license == "cc-by-nc-4.0" and card.data.base_model == "google/flan-t5-base"
+
+
+def test_pretrain_push_sends_the_model_not_the_optimizer_or_the_n3s_index(hub, tmp_path, one_cpu_thread):
+    example = load_example("pretrain")
+    out = tmp_path / "run"
+    example.main(["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                  "--synthetic_records", "32", "--synthetic_eval_records", "16", "--per_device_train_batch_size", "8",
+                  "--eval_strategy", "no", "--push_to_hub", "--hub_model_id", "ORG/dbeta-demo",
+                  "--hub_strategy", "end"])
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file() and (out / "_n3s_index").is_dir()  # present, not sent
+    repo, sent = hub.only_upload()
+    assert repo == "ORG/dbeta-demo"
+    trainer_records = {"training_args.bin", "trainer_state.json", "train_results.json", "all_results.json"}
+    assert sent == MODEL_FILES | PROCESSOR_FILES | trainer_records
+    card = _assert_card(out, "ORG/dbeta-demo")
+    [result] = card.data.eval_results
+    assert result.dataset_type == "synthetic" and 0.0 <= result.metric_value <= 1.0
