@@ -17,6 +17,10 @@ PTB-XL super-classes with the fairseq-signals settings (Adam, lr 5e-5)::
     python examples/finetune.py --model_name_or_path path/to/dbeta --tasks ptbxl_super \\
         --ptbxl_root data/ptb-xl --num_train_epochs 100 --learning_rate 5e-5 --per_device_train_batch_size 128
 
+`--push_to_hub --hub_model_id ORG/NAME` (one task) saves the best model of the first seed at the largest label
+fraction to ``<output_dir>/model_<task>`` with its processor and a model card carrying the measured test AUROC,
+and uploads that folder (no optimizer state) to the Hub.
+
 Writes ``finetune_results.json``, ``finetune_results.md`` (tasks as columns, fractions as sub-columns) and
 ``roc_<task>.png`` into `--output_dir`; Trainer checkpoints go to ``<output_dir>/checkpoints``.
 """
@@ -64,11 +68,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logging_steps", type=int, default=10, help="log every N steps")
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="data loader workers")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep the Trainer checkpoints (deleted by default)")
+    parser.add_argument(
+        "--push_to_hub", "--push-to-hub", action="store_true",
+        help="save the fine-tuned model (first seed, largest fraction) with its processor and model card to "
+        "<output_dir>/model_<task> and push it to --hub_model_id (one task only)",
+    )
+    parser.add_argument("--hub_model_id", "--hub-model-id", default=None, help="Hub repository of --push_to_hub (ORG/NAME)")
     args = parser.parse_args(argv)
+    if args.push_to_hub and (len(args.tasks) != 1 or not args.hub_model_id):
+        parser.error("--push_to_hub publishes one model: give exactly one --tasks and --hub_model_id ORG/NAME")
     for fraction in args.fractions:
         if not 0.0 < fraction <= 1.0:
             parser.error(f"--fractions must be in (0, 1], got {fraction}")
     return args
+
+
+def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
+    """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
+    ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
+    from dbeta_hf.evaluation.features import load_feature_extractor
+    from dbeta_hf.hub import push_model_folder
+    from dbeta_hf.model_card import eval_result, write_model_card
+
+    path = os.path.join(output_dir, f"model_{task}")
+    trainer.save_model(path)
+    try:
+        from dbeta_hf import DBetaProcessor
+
+        processor = DBetaProcessor.from_pretrained(model_dir)
+        processor.save_pretrained(path)
+        feature_extractor = processor.feature_extractor
+    except (OSError, ValueError):  # a checkpoint saved without its tokenizer: the feature extractor alone
+        feature_extractor = load_feature_extractor(model_dir)
+        if feature_extractor is not None:
+            feature_extractor.save_pretrained(path)
+    write_model_card(
+        path, args.hub_model_id, feature_extractor=feature_extractor,
+        base_model=None if os.path.isdir(model_dir) else model_dir,
+        results=[eval_result("fine-tune", task, test_metrics["macro_auroc"])],
+        training_settings={key: getattr(args, key) for key in (
+            "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "freeze_encoder")},
+    )
+    push_model_folder(path, args.hub_model_id, commit_message=f"Upload D-BETA fine-tuned on {task}")
+    logger.info("pushed %s to https://huggingface.co/%s", path, args.hub_model_id)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -193,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         plot_roc_curves(test_labels, logits, class_names, png,
                                         title=f"Fine-tuned {TASK_TITLES.get(task, task)}, {key} labels, seed {seed}")
                         task_result["roc_png"] = png
+                        if args.push_to_hub:
+                            task_result["pushed_model"] = publish_fine_tuned(trainer, model_dir, args.output_dir, task,
+                                                                             metrics, args)
                     logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f", method, task, key, seed, metrics["macro_auroc"])
                     del trainer, model
                     if not args.keep_checkpoints:

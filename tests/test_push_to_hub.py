@@ -101,3 +101,27 @@ def test_pretrain_push_sends_the_model_not_the_optimizer_or_the_n3s_index(hub, t
     card = _assert_card(out, "ORG/dbeta-demo")
     [result] = card.data.eval_results
     assert result.dataset_type == "synthetic" and 0.0 <= result.metric_value <= 1.0
+
+
+def test_finetune_push_sends_the_fine_tuned_model_with_processor_and_card(hub, tmp_path, saved_model_dir,
+                                                                           one_cpu_thread):
+    example = load_example("finetune")
+    out = tmp_path / "ft"
+    results = example.main([
+        "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out), "--synthetic_records", "40",
+        "--max_steps", "4", "--per_device_train_batch_size", "6", "--num_bootstrap", "20", "--no_progress",
+        "--push_to_hub", "--hub_model_id", "ORG/dbeta-ft"])
+    repo, sent = hub.only_upload()
+    assert repo == "ORG/dbeta-ft"
+    assert sent == MODEL_FILES | PROCESSOR_FILES | {"training_args.bin"}
+    folder = out / "model_synthetic"
+    card = _assert_card(folder, "ORG/dbeta-ft")
+    [result] = card.data.eval_results
+    measured = results["methods"][example.PRETRAINED_METHOD]["synthetic"]["fractions"]["100%"]["runs"][0]["macro_auroc"]
+    assert result.metric_value == pytest.approx(measured) and result.dataset_type == "synthetic"
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    assert type(AutoModelForSequenceClassification.from_pretrained(folder)).__name__ == "DBetaForECGClassification"
+    assert type(AutoProcessor.from_pretrained(folder)).__name__ == "DBetaProcessor"
+    with pytest.raises(SystemExit):
+        example.main(["--push_to_hub", "--tasks", "synthetic"])  # no --hub_model_id
