@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
+# `MODEL_CARD.md` at the top of the repository, linked into the package's resources so that wheels ship it too
+TEMPLATE_PATH = Path(__file__).resolve().parent / "resources" / "MODEL_CARD.md"
 MODEL_CARD_NAME = "README.md"
 # D-BETA maps ECGs (and texts) to embeddings; zero-shot diagnosis scores them against class descriptions. The Hub's
 # text task `zero-shot-classification` would advertise a text classifier, so the card uses `feature-extraction`.
@@ -113,8 +114,8 @@ def build_model_card(
     template = Path(template_path) if template_path is not None else TEMPLATE_PATH
     if not template.is_file():
         raise FileNotFoundError(
-            f"the model card template {template} is missing; it ships at the top of the dbeta_hf repository "
-            "(install with `pip install -e .` from a checkout, or pass template_path=)"
+            f"the model card template {template} is missing (MODEL_CARD.md of the dbeta_hf repository, linked as "
+            "dbeta_hf/resources/MODEL_CARD.md); reinstall dbeta_hf or pass template_path="
         )
     if converted_from_official:
         license = OFFICIAL_LICENSE

@@ -17,9 +17,11 @@ Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accele
         --output_dir dbeta-mimic --bf16 --per_device_train_batch_size 128 --learning_rate 5e-5 \
         --num_train_epochs 10 --dataloader_num_workers 8 --save_steps 2000 [--push_to_hub --hub_model_id ORG/NAME]
 
-Several processes on CPU (e.g. to test a multi-process setup without GPUs):
+Several processes on CPU (DDP over gloo, to try a multi-process setup without GPUs; `--cpu --num_processes 2`
+would start a single process):
 
-    accelerate launch --num_processes 2 --cpu examples/pretrain.py --max_steps 20
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
+        examples/pretrain.py --use_cpu true --max_steps 20
 
 Continue or resume: `--model_name_or_path DIR` starts from a saved D-BETA; `--resume_from_checkpoint DIR`
 restores model, optimizer, scheduler, data order and the processor (its tokenizer) from a Trainer checkpoint. A
