@@ -300,7 +300,9 @@ def checkpoint_to_resume(model_args: ModelArguments, training_args: TrainingArgu
         if last is None:
             raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {training_args.output_dir}")
         return last
-    if requested is not None and str(requested).lower() not in ("false", "0", "no", ""):
+    if requested is not None and str(requested).lower() in ("false", "0", "no"):
+        return None
+    if requested:
         if not os.path.isdir(requested):
             raise FileNotFoundError(f"--resume_from_checkpoint {requested} is not a folder")
         return str(requested)

@@ -98,6 +98,16 @@ def test_resume_reuses_the_checkpoint_tokenizer(tmp_path, monkeypatch):
     assert vocabulary[0] == vocabulary[1]
     summary = example.main(["--output_dir", str(out), "--max_steps", "4", "--save_strategy", "no", *DEMO])
     assert summary["last_log"]["step"] == 4
+    def resume_point(*flags):
+        model_args, _, training_args, _ = example.parse_arguments(["--output_dir", str(out), *flags])
+        return example.checkpoint_to_resume(model_args, training_args)
+
+    assert resume_point() == resume_point("--resume_from_checkpoint", "true") == str(checkpoint)
+    assert resume_point("--resume_from_checkpoint", "false") is None
+    assert resume_point("--overwrite_output_dir") is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint-"):
+        example.checkpoint_to_resume(*example.parse_arguments(
+            ["--output_dir", str(tmp_path / "empty"), "--resume_from_checkpoint", "true"])[::2])
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         example.main(["--output_dir", str(out), "--resume_from_checkpoint", str(tmp_path / "nope"), *DEMO])
 
