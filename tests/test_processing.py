@@ -11,7 +11,7 @@ from transformers import AutoFeatureExtractor, AutoProcessor
 
 from dbeta_hf import DBetaConfig, DBetaECGFeatureExtractor, DBetaProcessor, normalize_report
 
-REPORT = "*** Sinus rhythm ***  Normal EKG ="
+REPORT = "*** Sinus rhythm  Normal EKG ***"
 PROMPTS = ["Atrial fibrillation", "sinus rhythm. normal ecg", "Left bundle branch block with a much longer description"]
 
 
