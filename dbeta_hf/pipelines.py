@@ -13,7 +13,8 @@ never normalised across labels, so several labels can be present at once and a l
 on which other labels are asked for.
 
 Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.zero_shot_prompts`); pass
-`descriptions={label: text}` (or a JSON path) to override or add some, or `use_descriptions=False` to encode the
+`descriptions={label: text}` (or a JSON path, e.g. the official prompt file) to use your own prompt set instead
+(it must cover every label), or `use_descriptions=False` to encode the
 labels themselves through `hypothesis_template`. Description embeddings are cached per pipeline.
 """
 
@@ -43,7 +44,9 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         lead_names (`list[str]`, *optional*): the lead of each input row (default: 12 leads in canonical order).
         units (`str`, *optional*): units of the input (`"mV"` for floats; required for integer input).
         description_task (`str`, *optional*): task whose class descriptions to use (`"ptbxl_super"`, `"code15"`...).
-        descriptions (`dict` or JSON path, *optional*): ``{label: description}`` overrides.
+        descriptions (`dict` or JSON path, *optional*): a complete prompt set ``{label: description}`` (the official
+            repository's format) used instead of the built-in descriptions; every candidate label must be covered
+            (directly or under an alias of `description_task`), else an error lists the uncovered labels.
         use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
             ``hypothesis_template.format(label)`` instead.
         hypothesis_template (`str`, defaults to `"{}"`): applied to every text (description or label).
@@ -135,11 +138,12 @@ class ZeroShotECGClassificationPipeline(Pipeline):
     # ------------------------------------------------------------------ steps
     def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
         if use_descriptions:
-            from .evaluation.zero_shot import _load_overrides
-            from .zero_shot_prompts import class_descriptions
+            from .zero_shot_prompts import class_descriptions, load_prompt_set, prompt_set_descriptions
 
-            texts = class_descriptions(list(labels), task=description_task, overrides=_load_overrides(descriptions),
-                                       overrides_argument="descriptions")
+            if descriptions is not None:  # a complete prompt set: every label covered, no built-in fallback
+                texts = prompt_set_descriptions(list(labels), load_prompt_set(descriptions), task=description_task)
+            else:
+                texts = class_descriptions(list(labels), task=description_task, overrides_argument="descriptions")
         else:
             texts = list(labels)
         return [hypothesis_template.format(t) for t in texts]

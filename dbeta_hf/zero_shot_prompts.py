@@ -31,6 +31,7 @@ descriptions. A code is matched exactly first, then ignoring case and PTB-XL's l
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from functools import lru_cache
@@ -45,6 +46,9 @@ __all__ = [
     "available_tasks",
     "task_class_names",
     "class_descriptions",
+    "BUILTIN_PROMPT_SET",
+    "load_prompt_set",
+    "prompt_set_descriptions",
 ]
 
 DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).parent / "resources" / "class_descriptions.json"
@@ -243,5 +247,90 @@ def class_descriptions(
             f"{overrides_argument}='my_descriptions.json' "
             "(a JSON object mapping each class code to its description).",
             missing,
+        )
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------------- prompt sets
+BUILTIN_PROMPT_SET = {"name": "dbeta_hf built-in class descriptions", "path": str(DEFAULT_CLASS_DESCRIPTIONS_PATH)}
+
+
+def load_prompt_set(source: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    """Load a complete prompt set: every class of a task must then be described by it (see
+    `prompt_set_descriptions`); nothing falls back to the built-in texts.
+
+    `source` is the path of a JSON file or a dict, either the official repository's format, a flat
+    ``{label: description}`` object (e.g. D-BETA's ``configs/context_llm.json``, which you download yourself:
+    its licence does not allow shipping it), or this package's structured format (``descriptions`` /
+    ``task_overrides``). The result records where the texts came from, for results files:
+    ``{"name", "sha256", "descriptions", "task_overrides"}``; ``sha256`` hashes the file bytes (or, for a
+    dict, its sorted JSON), so two runs with the same name but edited texts can be told apart.
+    """
+    if isinstance(source, Mapping):
+        data = _normalise_structure(source, "prompt set")
+        name = "prompt set given as a dict"
+        digest = hashlib.sha256(json.dumps(source, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"prompt file not found: {path}. Pass a JSON object mapping each class label to its description."
+            )
+        data = load_class_descriptions(path)
+        name = str(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    else:
+        raise TypeError(f"a prompt set must be a dict or a JSON file path, got {type(source).__name__}")
+    if not data["descriptions"] and not data["task_overrides"]:
+        raise ValueError(f"{name}: the prompt set has no description at all")
+    return {"name": name, "sha256": digest, "descriptions": data["descriptions"], "task_overrides": data["task_overrides"]}
+
+
+def prompt_set_descriptions(
+    class_names: Sequence[str],
+    prompt_set: Mapping[str, Any],
+    task: str | None = None,
+    lowercase: bool = True,
+) -> list[str]:
+    """One description per class from a complete prompt set (`load_prompt_set`), in order.
+
+    A class is looked up under its own code and then under the codes that name it in other schemes
+    (`dbeta_hf.class_code_aliases`, per task: CODE-15's ``1dAVb`` is found as ``1AVB``, CSN's ``AF`` as
+    ``AFLT``), first in the set's overrides for `task`, then in its descriptions; case and PTB-XL's
+    leading / trailing underscores are ignored. `lowercase` lower-cases each text as the official
+    zero-shot flow does.
+
+    Raises:
+        MissingClassDescriptionError: some classes are not covered; the message lists every uncovered class
+            with the keys that were tried. There is no fallback to the built-in texts.
+    """
+    from .class_code_aliases import equivalent_class_codes
+
+    if isinstance(class_names, str):
+        class_names = [class_names]
+    shipped = load_class_descriptions()
+    task_key = _resolve_task(task, {**shipped["tasks"], **shipped["task_overrides"]}) if task is not None else None
+    layers = [prompt_set.get("task_overrides", {}).get(task_key, {})] if task_key else []
+    layers.append(prompt_set["descriptions"])
+    texts: list[str] = []
+    missing: dict[str, tuple[str, ...]] = {}
+    for name in class_names:
+        keys = equivalent_class_codes(str(name), task_key)
+        text = next(
+            (found for key in keys for layer in layers if (found := _lookup(layer, key)) is not None), None
+        )
+        if text is None:
+            missing[str(name)] = keys
+            continue
+        text = text.strip()
+        texts.append(text.lower() if lowercase else text)
+    if missing:
+        listed = ", ".join(f"{name} (looked for {' / '.join(keys)})" for name, keys in missing.items())
+        raise MissingClassDescriptionError(
+            f"the prompt set {prompt_set.get('name', '')!r} does not cover {len(missing)} of the "
+            f"{len(class_names)} classes" + (f" of task {task_key!r}" if task_key else "") + f": {listed}. "
+            "Add a description for each of them to the file (a JSON object label -> description); the built-in "
+            "texts are not mixed in.",
+            list(missing),
         )
     return texts

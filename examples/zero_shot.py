@@ -46,7 +46,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--descriptions", default=None,
-        help="JSON file {class name: description} overriding / adding class descriptions",
+        help="prompt file replacing the built-in class descriptions: a JSON object label -> description (the "
+        "official repository's format, e.g. its configs/context_llm.json). It must cover every class of every task "
+        "(class codes of other naming schemes are matched through dbeta_hf.class_code_aliases), else the run stops "
+        "listing the uncovered classes",
     )
     return parser.parse_args(argv)
 
@@ -87,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "similarity": args.similarity,
         "split": args.split,
         "descriptions_file": args.descriptions,
+        "prompt_set": classifier.prompt_set_info,
         "tasks": {},
     }
     for task in args.tasks:
@@ -133,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"| {res['num_samples']} | {res['num_classes_scored']} | {', '.join(res['skipped_classes']) or '–'} |"
         )
     sections.append("\n".join(detail) + "\n")
+    prompt_set = results["prompt_set"]
+    sections.append(
+        f"Prompts: {prompt_set['name']}" + (f" (sha256 {prompt_set['sha256'][:12]})" if "sha256" in prompt_set else "") + "\n"
+    )
     markdown = "\n".join(sections)
     json_path, md_path = write_results(results, markdown, args.output_dir, "zero_shot_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)

@@ -63,16 +63,24 @@ def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, simila
     return ecg @ text.T
 
 
-def _load_overrides(descriptions: Mapping[str, Any] | str | os.PathLike | None):
-    """User class descriptions: a ``{class: text}`` dict (or the shipped file's structure), or a JSON path, loaded
-    and validated once here (a missing or malformed file fails at construction, not at the first score)."""
+def load_prompt_set_or_none(descriptions: Mapping[str, Any] | str | os.PathLike | None):
+    """A complete prompt set (`dbeta_hf.zero_shot_prompts.load_prompt_set`) from a ``{label: description}`` dict
+    or a JSON path, loaded and validated once here (a missing or malformed file fails at construction, not at
+    the first score); None keeps the built-in descriptions."""
     if descriptions is None:
         return None
-    if isinstance(descriptions, Mapping):
-        return dict(descriptions)
-    from ..zero_shot_prompts import load_class_descriptions
+    from ..zero_shot_prompts import load_prompt_set
 
-    return load_class_descriptions(descriptions)
+    return load_prompt_set(descriptions)
+
+
+def prompt_set_record(prompt_set: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What results files record about the prompts used: name (file path) and sha256, or the built-in set."""
+    from ..zero_shot_prompts import BUILTIN_PROMPT_SET
+
+    if prompt_set is None:
+        return dict(BUILTIN_PROMPT_SET)
+    return {"name": prompt_set["name"], "sha256": prompt_set["sha256"]}
 
 
 class DBetaZeroShotClassifier:
@@ -84,7 +92,10 @@ class DBetaZeroShotClassifier:
         similarity: ``"dot"`` (default, official) or ``"cosine"``.
         task: default task of the class descriptions (``"ptbxl_super"``, ``"cpsc2018"``, ``"code15"``, ...); it
             selects task-specific descriptions where `dbeta_hf.zero_shot_prompts` has them.
-        descriptions: overrides, a ``{class name: description}`` dict or the path of a JSON file with one.
+        descriptions: a complete prompt set replacing the built-in descriptions: a ``{label: description}``
+            dict or the path of a JSON file with one (the official repository's prompt format). Every class
+            scored must be covered (directly or under an alias, `dbeta_hf.class_code_aliases`), otherwise
+            scoring stops with an error listing the uncovered classes; the built-in texts are never mixed in.
         batch_size: ECGs / texts per forward pass.
         device: where to run the model (default: where it is).
     """
@@ -111,7 +122,7 @@ class DBetaZeroShotClassifier:
         self.processor = processor
         self.similarity = _check_similarity(similarity)
         self.task = task
-        self.overrides = _load_overrides(descriptions)
+        self.prompt_set = load_prompt_set_or_none(descriptions)
         self.batch_size = int(batch_size)
         self.autocast = autocast
         self._text_cache: dict[str, torch.Tensor] = {}
@@ -133,14 +144,22 @@ class DBetaZeroShotClassifier:
 
     # ------------------------------------------------------------------ text side
     def describe(self, class_names: Sequence[str], task: str | None = None) -> list[str]:
-        """The description of every class (overrides first, then the task's and the global prompt files).
+        """The description of every class: from the classifier's prompt set when it has one (every class must be
+        covered), else from the built-in descriptions of the task.
 
-        Raises a `KeyError` naming every class that has no description.
+        Raises `MissingClassDescriptionError` (a `KeyError`) naming every class that has no description.
         """
-        from ..zero_shot_prompts import class_descriptions
+        from ..zero_shot_prompts import class_descriptions, prompt_set_descriptions
 
-        return list(class_descriptions(list(class_names), task=task if task is not None else self.task, overrides=self.overrides,
-                                       overrides_argument="descriptions"))
+        task = task if task is not None else self.task
+        if self.prompt_set is not None:
+            return prompt_set_descriptions(list(class_names), self.prompt_set, task=task)
+        return list(class_descriptions(list(class_names), task=task, overrides_argument="descriptions"))
+
+    @property
+    def prompt_set_info(self) -> dict[str, Any]:
+        """Which prompts this classifier uses (for results files): ``{"name", "sha256"}`` or the built-in set."""
+        return prompt_set_record(self.prompt_set)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(C, H) embeddings of `texts`; each distinct text is encoded once and cached for this classifier."""
@@ -246,8 +265,8 @@ def evaluate_zero_shot(
     """Score every record of `data` against every class and compute the multi-label AUROC metrics.
 
     Returns ``(results, scores)``: `results` has ``macro_auroc``, ``per_class``, ``skipped_classes``,
-    ``num_classes_scored``, ``ci_low`` / ``ci_high`` (bootstrap over records), ``num_samples``, ``similarity``
-    and the ``descriptions`` used; `scores` is the (N, C) score matrix. With `sampling_rate` (the rate of the
+    ``num_classes_scored``, ``ci_low`` / ``ci_high`` (bootstrap over records), ``num_samples``, ``similarity``,
+    the ``descriptions`` used and the ``prompt_set`` they came from; `scores` is the (N, C) score matrix. With `sampling_rate` (the rate of the
     stored ECGs) the processor's feature extractor prepares every batch; without it the ECGs are fed as stored.
     """
     from .metrics import bootstrap_auroc_ci, multilabel_auroc
@@ -276,6 +295,7 @@ def evaluate_zero_shot(
         num_samples=int(labels.shape[0]),
         similarity=classifier.similarity,
         descriptions=dict(zip(class_names, texts)),
+        prompt_set=classifier.prompt_set_info,
     )
     return results, scores
 
