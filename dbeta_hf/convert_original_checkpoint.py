@@ -8,6 +8,14 @@ The conversion is a pure renaming, checked key by key: the base model's keys get
 (`weight_g`, `weight_v`) become `parametrizations.weight.original0/1`, and `ecg_encoder.mask_emb` (an unused
 training-time parameter) is dropped. Any missing, unexpected or mis-shaped key is an error that lists the keys:
 the result is never partly random.
+
+The converter always writes the ECG feature extractor (`preprocessor_config.json`; the whole `DBetaProcessor`
+with `--tokenizer`) with the input convention the checkpoint expects: `--lead-order standard|mimic` and
+`--input-normalization none|per-lead-zscore` (`dbeta_hf.input_convention`). Flags given explicitly win. For a
+setting not given, the converter runs `dbeta_hf.diagnose_input_convention` on synthetic ECGs and takes the
+measured value when its margin is clear (at least `--min-margin`); otherwise it keeps the standard order and raw
+millivolts and says that the measurement was inconclusive. The choice and the measured losses are logged and
+written to `input_convention.json` in the output folder.
 """
 
 from __future__ import annotations
@@ -196,6 +204,79 @@ def convert_original_checkpoint(
     return model
 
 
+def choose_input_convention(
+    model: DBetaForPreTraining,
+    lead_order: str | None = None,
+    input_normalization: str | None = None,
+    num_records: int = 32,
+    min_margin: float | None = None,
+) -> dict:
+    """The input convention to save with a converted checkpoint: explicit settings win; a setting left None is
+    measured with `diagnose_input_convention` on `num_records` synthetic ECGs and taken when its margin is at least
+    `min_margin`, else it defaults to ``"standard"`` / ``"none"`` (reported as inconclusive).
+
+    Returns ``{"lead_order", "input_normalization", "decided_by": {setting: how}, "diagnostic": report or None}``.
+    """
+    from .diagnose_input_convention import CANDIDATE_CONVENTIONS, DEFAULT_MIN_MARGIN, diagnose_input_convention
+    from .input_convention import check_input_normalization, lead_names_for_order
+
+    min_margin = DEFAULT_MIN_MARGIN if min_margin is None else min_margin
+    if lead_order is not None:
+        lead_names_for_order(lead_order)  # validates
+    if input_normalization is not None:
+        check_input_normalization(input_normalization)
+    chosen = {"lead_order": lead_order, "input_normalization": input_normalization}
+    decided_by = {k: "explicit flag" for k, v in chosen.items() if v is not None}
+    report = None
+    if len(decided_by) < 2:
+        candidates = [
+            (order, norm) for order, norm in CANDIDATE_CONVENTIONS
+            if lead_order in (None, order) and input_normalization in (None, norm)
+        ]
+        report = diagnose_input_convention(model, num_synthetic=num_records, candidates=candidates, min_margin=min_margin)
+        best = dict(zip(("lead_order", "input_normalization"), report["best"]))
+        for setting, default in (("lead_order", "standard"), ("input_normalization", "none")):
+            if chosen[setting] is not None:
+                continue
+            margin = report["axis_margins"][setting]
+            if margin >= min_margin:
+                chosen[setting] = best[setting]
+                decided_by[setting] = f"diagnostic (margin {margin:.1%})"
+            else:
+                chosen[setting] = default
+                decided_by[setting] = f"default: the diagnostic was inconclusive (margin {margin:.1%} < {min_margin:.0%})"
+    return {**chosen, "decided_by": decided_by, "diagnostic": report}
+
+
+def save_input_processor(output_dir: str | Path, model: DBetaForPreTraining, convention: dict, tokenizer: str | None = None):
+    """Write the feature extractor (or, with `tokenizer`, the whole `DBetaProcessor`) with `convention`, and
+    `input_convention.json`; return what was saved."""
+    from .feature_extraction_dbeta import DBetaECGFeatureExtractor
+
+    ecg_config = model.config.ecg_config
+    settings = dict(
+        sampling_rate=ecg_config.sampling_rate, num_samples=ecg_config.num_samples,
+        lead_order=convention["lead_order"], input_normalization=convention["input_normalization"],
+    )
+    if tokenizer:
+        from .processing_dbeta import DBetaProcessor
+
+        saved = DBetaProcessor.from_tokenizer(tokenizer, **settings)
+    else:
+        saved = DBetaECGFeatureExtractor(**settings)
+    saved.save_pretrained(output_dir)
+    record = {k: convention[k] for k in ("lead_order", "input_normalization", "decided_by")}
+    if convention.get("diagnostic") is not None:
+        from .diagnose_input_convention import format_report, report_as_json
+
+        record["diagnostic"] = report_as_json(convention["diagnostic"])
+        logger.info("%s", format_report(convention["diagnostic"]))
+    (Path(output_dir) / "input_convention.json").write_text(json.dumps(record, indent=1))
+    for setting in ("lead_order", "input_normalization"):
+        logger.info("input convention: %s = %s (%s)", setting, convention[setting], convention["decided_by"][setting])
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dbeta_hf.convert_original_checkpoint",
@@ -208,6 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", required=True, help="folder to write config.json and model.safetensors to")
     parser.add_argument("--tokenizer", default=None,
                         help="also save a DBetaProcessor with this T5 tokenizer (name or path, e.g. google/flan-t5-base)")
+    parser.add_argument("--lead-order", choices=["standard", "mimic"], default=None,
+                        help="input channel order the checkpoint expects (standard: I, II, III, aVR, aVL, aVF, V1-V6; "
+                        "mimic: aVF before aVL). Default: measured with dbeta_hf.diagnose_input_convention")
+    parser.add_argument("--input-normalization", choices=["none", "per-lead-zscore"], default=None,
+                        help="input scaling the checkpoint expects (none = millivolts). Default: measured")
+    parser.add_argument("--diagnostic-records", type=int, default=32,
+                        help="synthetic ECGs the diagnostic uses for settings not given")
+    parser.add_argument("--min-margin", type=float, default=None,
+                        help="relative MEM-loss margin the diagnostic needs to set a setting (default 0.05)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="push the converted model to this Hub repo")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="allow full unpickling of a checkpoint that holds non-tensor objects (trusted files only)")
@@ -223,19 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     model.save_pretrained(output_dir)
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("converted %s (%d parameters) -> %s", args.checkpoint, num_params, output_dir)
-    processor = None
-    if args.tokenizer:
-        from .processing_dbeta import DBetaProcessor
-
-        processor = DBetaProcessor.from_tokenizer(args.tokenizer)
-        processor.save_pretrained(output_dir)
-        logger.info("saved a DBetaProcessor with tokenizer %s", args.tokenizer)
+    convention = choose_input_convention(
+        model, args.lead_order, args.input_normalization, args.diagnostic_records, args.min_margin
+    )
+    processor = save_input_processor(output_dir, model, convention, args.tokenizer)
+    logger.info("saved a %s%s", type(processor).__name__, f" with tokenizer {args.tokenizer}" if args.tokenizer else "")
     from .model_card import write_model_card
 
     card = write_model_card(
         output_dir, args.push_to_hub, converted_from_official=True, base_model="google/flan-t5-base",
         datasets=["physionet/mimic-iv-ecg"],
-        feature_extractor=processor.feature_extractor if processor is not None else None,
+        feature_extractor=getattr(processor, "feature_extractor", processor),
         training_settings={"source": f"official D-BETA checkpoint {Path(args.checkpoint).name}, converted key for key"},
     )
     logger.info("wrote the model card %s", card)

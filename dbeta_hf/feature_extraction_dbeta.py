@@ -26,6 +26,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, is_torch_tensor, logging
 
 from .configuration_dbeta import CANONICAL_LEAD_NAMES
+from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name
 from .ecg_signal import (
     NON_FINITE_POLICIES,
     _crop_policy,
@@ -111,6 +112,13 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             D-BETA (whose optional normalisation used dataset-level statistics instead).
         normalize_eps (`float`, *optional*, defaults to 1e-6):
             Added to the standard deviation when `do_normalize=True`.
+        lead_order (`str`, *optional*):
+            The checkpoint's input channel order by name (`dbeta_hf.input_convention`): `"standard"` (I, II, III,
+            aVR, aVL, aVF, V1-V6) or `"mimic"` (I, II, III, aVR, aVF, aVL, V1-V6, MIMIC-IV-ECG's stored order);
+            sets `lead_names`. Saved (as `"custom"` for any other `lead_names`), so the processor of a model
+            always records the order it expects.
+        input_normalization (`str`, *optional*):
+            `"none"` (millivolts) or `"per-lead-zscore"`; sets `do_normalize`. Saved alongside `lead_order`.
         return_attention_mask (`bool`, *optional*, defaults to `False`):
             Not supported (D-BETA uses no sample-level mask); kept for API compatibility and must stay False.
         check_amplitude (`bool`, *optional*, defaults to `True`):
@@ -149,14 +157,16 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         do_filter: bool = False,
         filter_band: Sequence[float] = (0.5, 100.0),
         filter_order: int = 4,
-        do_normalize: bool = False,
+        do_normalize: bool | None = None,
         normalize_eps: float = 1e-6,
+        lead_order: str | None = None,
+        input_normalization: str | None = None,
         return_attention_mask: bool = False,
         check_amplitude: bool = True,
         **kwargs,
     ):
         self._reject_unknown_settings(kwargs)
-        lead_names = list(CANONICAL_LEAD_NAMES) if lead_names is None else self._validate_output_leads(lead_names)
+        lead_names, do_normalize = self._apply_input_convention(lead_names, do_normalize, lead_order, input_normalization)
         if feature_size is None:
             feature_size = len(lead_names)
         if feature_size != len(lead_names):
@@ -207,6 +217,8 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = bool(do_normalize)
         self.normalize_eps = float(normalize_eps)
         self.check_amplitude = bool(check_amplitude)
+        self.lead_order = lead_order_name(self.lead_names)
+        self.input_normalization = "per-lead-zscore" if self.do_normalize else "none"
 
     @classmethod
     def _reject_unknown_settings(cls, kwargs: dict) -> None:
@@ -219,6 +231,34 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 f"{cls.__name__} got unknown setting(s) {unknown}; valid settings: {', '.join(valid)}. Per-call "
                 "options (sampling_rate of the input, lead_names of its rows, units) go to the __call__."
             )
+
+    @classmethod
+    def _apply_input_convention(cls, lead_names, do_normalize, lead_order, input_normalization):
+        """Resolve `lead_order` / `input_normalization` into `lead_names` / `do_normalize`; conflicts raise."""
+        names = list(CANONICAL_LEAD_NAMES) if lead_names is None else cls._validate_output_leads(lead_names)
+        if lead_order is not None:
+            if lead_order == "custom":  # a saved config with explicit lead_names
+                if lead_names is None or lead_order_name(names) != "custom":
+                    raise ValueError(
+                        "lead_order='custom' needs lead_names=[...] that is neither the standard nor the mimic order"
+                    )
+            else:
+                order = lead_names_for_order(lead_order)
+                if lead_names is not None and names != order:
+                    raise ValueError(
+                        f"lead_order={lead_order!r} means lead_names={order}, but lead_names={list(lead_names)} was "
+                        "also given; pass one of them"
+                    )
+                names = order
+        if input_normalization is not None:
+            wanted = check_input_normalization(input_normalization) == "per-lead-zscore"
+            if do_normalize is not None and bool(do_normalize) != wanted:
+                raise ValueError(
+                    f"input_normalization={input_normalization!r} contradicts do_normalize={do_normalize!r}; pass one "
+                    "of them"
+                )
+            do_normalize = wanted
+        return names, bool(do_normalize)
 
     @staticmethod
     def _validate_output_leads(lead_names: Sequence[str]) -> list[str]:

@@ -1,0 +1,64 @@
+"""The input convention of a checkpoint: the order of its 12 input channels and how each lead is scaled.
+
+A D-BETA checkpoint is only right for inputs prepared the way its pretraining data was, and nothing in the
+official release says which way that was (reference spec D.3): the official dataset code never reorders leads
+and feeds raw millivolts, MIMIC-IV-ECG files store aVF *before* aVL, fairseq-signals' MIMIC-IV-ECG pipeline
+reorders leads by name and z-scores each lead, and MERL swaps PTB-XL's leads 4 and 5 to match MIMIC's stored
+order. Two settings cover these candidates:
+
+* ``lead_order``: ``"standard"`` (I, II, III, aVR, aVL, aVF, V1-V6: this package's canonical order, which every
+  model pretrained by this package uses) or ``"mimic"`` (I, II, III, aVR, aVF, aVL, V1-V6: MIMIC-IV-ECG's stored
+  order); ``"custom"`` describes any other order configured through ``lead_names``;
+* ``input_normalization``: ``"none"`` (millivolts as recorded) or ``"per-lead-zscore"`` (each lead minus its
+  mean, divided by its standard deviation, over the unpadded samples after unit conversion, resampling and
+  cropping).
+
+`DBetaECGFeatureExtractor(lead_order=..., input_normalization=...)` applies them and saves them in
+``preprocessor_config.json``; `python -m dbeta_hf.diagnose_input_convention` measures which one a checkpoint
+expects.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .configuration_dbeta import CANONICAL_LEAD_NAMES
+
+__all__ = [
+    "LEAD_ORDERS",
+    "INPUT_NORMALIZATIONS",
+    "MIMIC_LEAD_NAMES",
+    "lead_names_for_order",
+    "lead_order_name",
+    "check_input_normalization",
+]
+
+MIMIC_LEAD_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+LEAD_ORDERS = {"standard": list(CANONICAL_LEAD_NAMES), "mimic": MIMIC_LEAD_NAMES}
+INPUT_NORMALIZATIONS = ("none", "per-lead-zscore")
+
+
+def lead_names_for_order(lead_order: str) -> list[str]:
+    """The 12 channel names of a named lead order (``"standard"`` or ``"mimic"``)."""
+    if lead_order not in LEAD_ORDERS:
+        raise ValueError(
+            f"unknown lead_order {lead_order!r}; choose one of {sorted(LEAD_ORDERS)} (or configure any other order "
+            "with lead_names=[...])"
+        )
+    return list(LEAD_ORDERS[lead_order])
+
+
+def lead_order_name(lead_names: Sequence[str]) -> str:
+    """``"standard"``, ``"mimic"`` or ``"custom"`` for a list of (canonical) channel names."""
+    for name, order in LEAD_ORDERS.items():
+        if list(lead_names) == order:
+            return name
+    return "custom"
+
+
+def check_input_normalization(input_normalization: str) -> str:
+    if input_normalization not in INPUT_NORMALIZATIONS:
+        raise ValueError(
+            f"unknown input_normalization {input_normalization!r}; choose one of {list(INPUT_NORMALIZATIONS)}"
+        )
+    return input_normalization
