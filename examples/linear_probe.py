@@ -18,6 +18,13 @@ The paper's table::
         --tasks csn ptbxl_rhythm ptbxl_form ptbxl_sub ptbxl_super cpsc2018 \\
         --ptbxl_root data/ptb-xl --cpsc2018_root data/cpsc2018 --csn_root data/csn
 
+`--protocol merl` runs MERL's protocol instead (the protocol behind the paper's Table 2 baselines; see
+`dbeta_hf.evaluation.merl_linear_probe`): min-max scaled inputs, `train_test_split(random_state=42)` subsets, Adam
+lr 1e-3 / batch 16 / 100 epochs / MultiStepLR([40], 0.1), and both the maximum test AUROC over epochs (optimistic,
+as MERL reports it) and the last epoch's AUROC::
+
+    python examples/linear_probe.py --protocol merl
+
 Your own labels: build a `DatasetDict` (train / validation / test) with the data module and call
 `dbeta_hf.evaluation.linear_probe.run_linear_probe` on `extract_ecg_features` of each split.
 
@@ -62,11 +69,72 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval_every", type=int, default=defaults.eval_every, help="validate every N steps")
     parser.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in validations (0 = none)")
     parser.add_argument("--no_standardize", action="store_true", help="do not z-score the features")
+    _add_merl_arguments(parser)
     args = parser.parse_args(argv)
     for fraction in args.fractions:
         if not 0.0 < fraction <= 1.0:
             parser.error(f"--fractions must be in (0, 1], got {fraction}")
     return args
+
+
+def _add_merl_arguments(parser) -> None:
+    from dbeta_hf.evaluation.merl_linear_probe import SCHEDULER_STEPS, MERLProbeConfig
+
+    merl = MERLProbeConfig()
+    parser.add_argument(
+        "--protocol", choices=["validation", "merl"], default="validation",
+        help="validation: probe selected on the validation split, test scored once (default); merl: MERL's protocol "
+        "(min-max inputs, fixed 100 epochs, maximum test AUROC over epochs (optimistic) and last-epoch AUROC)",
+    )
+    parser.add_argument("--merl_epochs", type=int, default=merl.epochs, help="--protocol merl: epochs")
+    parser.add_argument("--merl_milestones", nargs="+", type=int, default=list(merl.milestones),
+                        help="--protocol merl: MultiStepLR milestones (scheduler steps)")
+    parser.add_argument("--merl_batch_size", type=int, default=merl.batch_size, help="--protocol merl: batch size")
+    parser.add_argument("--merl_scheduler_step", choices=SCHEDULER_STEPS, default=merl.scheduler_step,
+                        help="--protocol merl: step the scheduler per iteration and per epoch (MERL's code) or per epoch")
+
+
+def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method: str) -> dict:
+    """MERL's protocol for every task with one encoder: features of MERL-prepared inputs, then the fixed schedule."""
+    from dbeta_hf.evaluation.features import dataset_sampling_rate, extract_ecg_features, labels_array
+    from dbeta_hf.evaluation.merl_linear_probe import MERLInputEncoder, MERLProbeConfig, run_merl_linear_probe
+
+    config = MERLProbeConfig(epochs=args.merl_epochs, milestones=tuple(args.merl_milestones),
+                             batch_size=args.merl_batch_size, scheduler_step=args.merl_scheduler_step)
+    out = {}
+    for task, (splits, class_names) in data.items():
+        rate = dataset_sampling_rate(splits)
+        wrapped = MERLInputEncoder(encoder, task)
+        feats, labels = {}, {}
+        for split_name in ("train", "test"):
+            feats[split_name] = extract_ecg_features(
+                wrapped, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
+                sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
+                cache_name=f"{task}-{split_name}-merl", progress=not args.no_progress,
+                desc=f"{method}: {task} {split_name} features (MERL inputs)",
+            )
+            labels[split_name] = labels_array(splits[split_name])
+        out[task] = run_merl_linear_probe(feats["train"], labels["train"], feats["test"], labels["test"], class_names,
+                                          fractions=args.fractions, config=config)
+        for key, entry in out[task]["fractions"].items():
+            logger.info("%s / %s / %s (MERL): max test AUROC %.4f (optimistic, epoch %d), last epoch %.4f", method,
+                        task, key, entry["max_test_auroc"], entry["max_test_epoch"], entry["last_epoch_auroc"])
+    return out
+
+
+def _merl_markdown(methods: dict) -> str:
+    from dbeta_hf.evaluation.features import TASK_TITLES
+
+    lines = ["**Linear probing, MERL's protocol** (test macro AUROC in %)", "",
+             "| Method | Task | Labels | Max test AUROC (optimistic) | Epoch of max | Last-epoch AUROC |",
+             "|---|---|---|---|---|---|"]
+    for method, tasks in methods.items():
+        for task, res in tasks.items():
+            for key, entry in res["fractions"].items():
+                lines.append(f"| {method} | {TASK_TITLES.get(task, task)} | {key} | {100 * entry['max_test_auroc']:.2f} "
+                             f"| {entry['max_test_epoch']} | {100 * entry['last_epoch_auroc']:.2f} |")
+    lines += ["", "The maximum over epochs selects on the test set (MERL reports it); the last-epoch AUROC does not."]
+    return "\n".join(lines) + "\n"
 
 
 def _probe_config(args):
@@ -136,8 +204,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seeds": list(args.seeds),
         "probe_config": config.to_dict(),
         "random_init_seed": args.random_init_seed if args.random_init else None,
+        "protocol": args.protocol,
         "methods": {},
     }
+    if args.protocol == "merl":
+        results.pop("probe_config")
+        for method, build in encoders.items():
+            results["methods"][method] = _run_merl_protocol(args, build().to(device).eval(), data, feature_extractor,
+                                                            cache_dir, method)
+        json_path, md_path = write_results(results, _merl_markdown(results["methods"]), args.output_dir,
+                                           "linear_probe_results")
+        logger.info("wrote %s and %s", json_path, md_path)
+        return results
     for method, build in encoders.items():
         encoder = build().to(device).eval()
         results["methods"][method] = {}

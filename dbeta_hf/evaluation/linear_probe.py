@@ -437,3 +437,7 @@ def format_linear_probe_table(
     if len(tasks) > 1:
         note += " The average is over the tasks of the row."
     return f"{table}\n\n{note}\n"
+
+
+# MERL's protocol (the baselines of the paper's Table 2) lives in its own module; exported here as well.
+from .merl_linear_probe import MERLProbeConfig, run_merl_linear_probe  # noqa: E402
