@@ -17,6 +17,14 @@ The paper's six zero-shot tasks plus CODE-15::
         --tasks ptbxl_super ptbxl_sub ptbxl_form ptbxl_rhythm cpsc2018 csn code15 \\
         --ptbxl_root data/ptb-xl --cpsc2018_root data/cpsc2018 --csn_root data/csn --code15_root data/code15
 
+Zero-shot under distribution shift (the paper's Table 4): score each target dataset on the classes it shares with
+the source (`dbeta_hf.evaluation.cross_dataset.SHARED_CLASSES`), pairs given in order::
+
+    python examples/zero_shot.py --model_name_or_path path/to/dbeta \\
+        --source-task ptbxl_super ptbxl_super cpsc2018 cpsc2018 csn csn \\
+        --target-task cpsc2018 csn ptbxl_super csn ptbxl_super cpsc2018 \\
+        --ptbxl_root data/ptb-xl --cpsc2018_root data/cpsc2018 --csn_root data/csn
+
 Writes ``zero_shot_results.json``, ``zero_shot_results.md`` (Table 3 layout) and ``roc_<task>.png`` into
 `--output_dir`.
 """
@@ -51,7 +59,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(class codes of other naming schemes are matched through dbeta_hf.class_code_aliases), else the run stops "
         "listing the uncovered classes",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--source-task", "--source_task", dest="source_task", nargs="+", default=None,
+        help="cross-dataset zero-shot (Table 4): source task(s) whose classes and descriptions are used, paired in "
+        "order with --target-task (ptbxl_super, cpsc2018, csn); replaces --tasks",
+    )
+    parser.add_argument(
+        "--target-task", "--target_task", dest="target_task", nargs="+", default=None,
+        help="cross-dataset zero-shot: target task(s) whose --split is scored on the classes shared with the source",
+    )
+    args = parser.parse_args(argv)
+    if (args.source_task is None) != (args.target_task is None):
+        parser.error("--source-task and --target-task go together (one target per source)")
+    if args.source_task is not None:
+        if len(args.source_task) != len(args.target_task):
+            parser.error(f"{len(args.source_task)} --source-task but {len(args.target_task)} --target-task; pair them")
+        from dbeta_hf.evaluation.cross_dataset import CROSS_DATASET_TASKS
+
+        for task in args.source_task + args.target_task:
+            if task not in CROSS_DATASET_TASKS:
+                parser.error(f"cross-dataset zero-shot is defined between {', '.join(CROSS_DATASET_TASKS)}; got {task!r}")
+        for source, target in zip(args.source_task, args.target_task):
+            if source == target:
+                parser.error(f"--source-task and --target-task are both {source!r}")
+    return args
+
+
+def _run_cross_dataset(args, classifier, results, cache_dir):
+    """Table 4: every (source, target) pair, the target's --split scored on the classes shared with the source."""
+    from dbeta_hf.evaluation.cross_dataset import evaluate_cross_dataset_zero_shot, format_cross_dataset_table
+    from dbeta_hf.evaluation.features import dataset_sampling_rate, labels_array, load_task_splits_from_args, write_results
+
+    results["cross_dataset"] = {}
+    row = {}
+    for source, target in zip(args.source_task, args.target_task):
+        splits, class_names = load_task_splits_from_args(args, target)
+        if args.split not in splits:
+            raise KeyError(f"task {target!r} has no {args.split!r} split (splits: {list(splits)})")
+        split = splits[args.split]
+        res = evaluate_cross_dataset_zero_shot(
+            classifier, split, labels_array(split), class_names, source, target, num_bootstrap=args.num_bootstrap,
+            cache_dir=cache_dir, cache_name=f"{target}-{args.split}", progress=not args.no_progress,
+            sampling_rate=dataset_sampling_rate(splits),
+        )
+        results["cross_dataset"][f"{source}->{target}"] = res
+        row[(source, target)] = res["macro_auroc"]
+        logger.info("%s -> %s: macro AUROC %.4f over %d shared classes", source, target, res["macro_auroc"],
+                    res["num_classes_scored"])
+    method = f"D-BETA ({os.path.basename(os.path.normpath(results['model_name_or_path']))})"
+    prompt_set = results["prompt_set"]
+    markdown = format_cross_dataset_table({method: row}) + f"\nPrompts: {prompt_set['name']}\n"
+    json_path, md_path = write_results(results, markdown, args.output_dir, "zero_shot_results")
+    logger.info("wrote %s and %s", json_path, md_path)
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -93,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "prompt_set": classifier.prompt_set_info,
         "tasks": {},
     }
+    if args.source_task is not None:
+        return _run_cross_dataset(args, classifier, results, cache_dir)
     for task in args.tasks:
         splits, class_names = load_task_splits_from_args(args, task)
         if args.split not in splits:
