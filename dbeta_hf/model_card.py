@@ -84,6 +84,8 @@ def _input_contract(feature_extractor) -> dict[str, Any]:
         "duration": f"{feature_extractor.num_samples / rate:g}",
         "units": {"mV": "millivolts", "uV": "microvolts", "V": "volts"}.get(feature_extractor.units, feature_extractor.units),
         "crop": f"crop={feature_extractor.crop!r}",
+        "lead_order_name": feature_extractor.lead_order,
+        "input_normalization": feature_extractor.input_normalization,
     }
 
 
