@@ -173,3 +173,21 @@ def test_diagnostic_cli_reports_the_four_losses(tmp_path, capsys):
     DBetaModel(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "base")
     assert main(["--model", str(tmp_path / "base"), "--num-synthetic", "2"]) == 1
     assert "no MEM head" in capsys.readouterr().err
+
+
+def test_diagnostic_reads_wfdb_records(tmp_path, capsys):
+    import torch
+
+    import data_fixtures as fx
+    from dbeta_hf import DBetaForPreTraining
+    from dbeta_hf.diagnose_input_convention import main
+    from dbeta_hf.presets import tiny_config
+
+    torch.manual_seed(0)
+    DBetaForPreTraining(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "model")
+    _, records = fx.write_physionet_challenge(tmp_path / "cpsc", fx.default_cpsc_records()[:2], "cpsc2018")
+    paths = [str(r["path"]) for r in records.values()]
+    assert main(["--model", str(tmp_path / "model"), "--records", *paths, "--json", str(tmp_path / "r.json")]) == 0
+    assert "2 WFDB record(s)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["num_records"] == 2 and len(report["losses"]) == 4
