@@ -233,6 +233,17 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             )
 
     @classmethod
+    def from_dict(cls, feature_extractor_dict: dict[str, Any], **kwargs):
+        """As `FeatureExtractionMixin.from_dict`; a load-time override of one form of a setting (`lead_names` or
+        `lead_order`, `do_normalize` or `input_normalization`) replaces the saved value of the other form."""
+        feature_extractor_dict = dict(feature_extractor_dict)
+        for pair in (("lead_names", "lead_order"), ("do_normalize", "input_normalization")):
+            for given, saved in (pair, pair[::-1]):
+                if given in kwargs and saved not in kwargs:
+                    feature_extractor_dict.pop(saved, None)
+        return super().from_dict(feature_extractor_dict, **kwargs)
+
+    @classmethod
     def _apply_input_convention(cls, lead_names, do_normalize, lead_order, input_normalization):
         """Resolve `lead_order` / `input_normalization` into `lead_names` / `do_normalize`; conflicts raise."""
         names = list(CANONICAL_LEAD_NAMES) if lead_names is None else cls._validate_output_leads(lead_names)

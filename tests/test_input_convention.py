@@ -50,6 +50,11 @@ def test_per_lead_zscore_is_applied_after_cropping(tmp_path):
     assert saved["lead_order"] == "mimic" and saved["input_normalization"] == "per-lead-zscore"
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert loaded.lead_names == MIMIC_LEAD_NAMES and loaded.do_normalize
+    # a load-time override of either form of a setting wins over the saved one
+    overridden = AutoFeatureExtractor.from_pretrained(tmp_path, lead_names=CANONICAL_LEAD_NAMES, do_normalize=False)
+    assert overridden.lead_order == "standard" and overridden.input_normalization == "none"
+    overridden = AutoFeatureExtractor.from_pretrained(tmp_path, lead_order="standard", input_normalization="none")
+    assert overridden.lead_names == CANONICAL_LEAD_NAMES and not overridden.do_normalize
 
 
 def test_conflicting_convention_settings_raise():
