@@ -36,6 +36,7 @@ def converted_dir(tmp_path_factory):
         "--original-config", str(PARITY / "config.json"),
         "--text-config", str(PARITY / "text_config.json"),
         "--output-dir", str(out),
+        "--lead-order", "standard", "--input-normalization", "none",  # the diagnostic is tested elsewhere
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""} | dict(__import__("os").environ))
     assert result.returncode == 0, result.stderr
@@ -216,9 +217,10 @@ def test_cli_saves_a_processor_next_to_the_model(tmp_path, tiny_tokenizer_path):
 
     code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
                  "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(tmp_path),
-                 "--tokenizer", str(tiny_tokenizer_path)])
+                 "--tokenizer", str(tiny_tokenizer_path), "--lead-order", "mimic", "--input-normalization", "none"])
     assert code == 0
     processor = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, DBetaProcessor)
     assert processor.tokenizer.convert_tokens_to_ids("<extra_id_0>") == 400
+    assert processor.feature_extractor.lead_order == "mimic" and processor.feature_extractor.input_normalization == "none"
     assert isinstance(DBetaForPreTraining.from_pretrained(tmp_path), DBetaForPreTraining)
