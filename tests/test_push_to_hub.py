@@ -16,6 +16,7 @@ PARITY = Path(__file__).parent / "fixtures" / "parity_tiny"
 CODE_FILES = {
     "configuration_dbeta.py", "modeling_dbeta.py", "losses.py", "fast_conv.py", "file_modes.py",
     "feature_extraction_dbeta.py", "ecg_signal.py", "processing_dbeta.py", "text_normalization.py",
+    "input_convention.py",
 }
 MODEL_FILES = {"config.json", "model.safetensors", "README.md"} | CODE_FILES
 PROCESSOR_FILES = {"processor_config.json", "tokenizer.json", "tokenizer_config.json"}
@@ -77,11 +78,12 @@ def test_converter_push_sends_weights_config_processor_card_and_code(hub, tmp_pa
     out = tmp_path / "converted"
     code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
                  "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(out),
-                 "--tokenizer", str(tiny_tokenizer_path), "--push-to-hub", "ORG/dbeta-converted"])
+                 "--tokenizer", str(tiny_tokenizer_path), "--push-to-hub", "ORG/dbeta-converted",
+                 "--lead-order", "standard", "--input-normalization", "none"])
     assert code == 0
     repo, sent = hub.only_upload()
     assert repo == "ORG/dbeta-converted" and hub.repos == ["ORG/dbeta-converted"]
-    assert sent == MODEL_FILES | PROCESSOR_FILES
+    assert sent == MODEL_FILES | PROCESSOR_FILES | {"input_convention.json"}  # the converter's record of the choice
     card = _assert_card(out, "ORG/dbeta-converted")
     assert card.data.license == "cc-by-nc-4.0" and card.data.base_model == "google/flan-t5-base"
 

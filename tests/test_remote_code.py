@@ -20,6 +20,7 @@ WORKER = Path(__file__).with_name("remote_code_worker.py")
 CODE_FILES = {
     "configuration_dbeta.py", "modeling_dbeta.py", "losses.py", "fast_conv.py", "file_modes.py",
     "feature_extraction_dbeta.py", "ecg_signal.py", "processing_dbeta.py", "text_normalization.py",
+    "input_convention.py",
 }
 
 
