@@ -9,6 +9,8 @@ numpy arrays, lists or (CPU or GPU) torch tensors.
   AUROC of every resample is computed from resample counts on the pre-sorted scores (ties count one half, as
   in scikit-learn), so 1,000 resamples of 2,000 x 5 take well under a second.
 * `recall_at_k`: retrieval recall@k from a (queries, candidates) similarity matrix.
+* `cinc2021_challenge_score`: the PhysioNet/CinC Challenge 2021 "challenge score" of binary outputs;
+  `multilabel_f1` the challenge's macro F-measure; `cinc2021_metrics` both plus the macro AUROC of scores.
 * `markdown_table` / `format_results_table`: results laid out like the paper's tables.
 """
 
@@ -25,6 +27,9 @@ __all__ = [
     "multilabel_auroc",
     "bootstrap_auroc_ci",
     "recall_at_k",
+    "cinc2021_challenge_score",
+    "multilabel_f1",
+    "cinc2021_metrics",
     "markdown_table",
     "format_results_table",
 ]
@@ -38,6 +43,7 @@ TASK_DISPLAY_NAMES: dict[str, str] = {
     "csn": "CSN",
     "code15": "CODE-15",
     "synthetic": "Synthetic",
+    "physionet2021": "PhysioNet 2021",
 }
 
 
@@ -248,6 +254,134 @@ def recall_at_k(similarity: Any, ground_truth: Any, ks: Iterable[int] = (1, 5, 1
     else:
         raise ValueError(f"ground_truth must be (num_queries,) indices or a (num_queries, num_candidates) matrix, got {gt.shape}")
     return {f"R@{k}": float(np.mean(first < min(k, nc))) if nq else float("nan") for k in ks}
+
+
+# ----------------------------------------------------------------------------------------------- CinC 2021
+
+
+def _binary_matrix(x: Any, what: str) -> np.ndarray:
+    array = _to_numpy(x)
+    if array.ndim != 2:
+        raise ValueError(f"{what} must be an (N, C) array of booleans, got shape {array.shape}")
+    if array.dtype == bool:
+        return array
+    values = array.astype(np.float64)
+    if np.isnan(values).any() or not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError(
+            f"{what} must be binary (booleans or 0/1); threshold scores first, e.g. outputs = probabilities >= 0.5"
+        )
+    return values > 0.5
+
+
+def _challenge_confusion(labels: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """A[i, j] = sum over records of label_i * output_j / max(1, |labels U outputs| of the record)."""
+    union = np.maximum((labels | outputs).sum(axis=1), 1).astype(np.float64)
+    return (labels / union[:, None]).T @ outputs.astype(np.float64)
+
+
+def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] | None = None) -> float:
+    """The PhysioNet/CinC Challenge 2021 challenge score of binary multi-label outputs.
+
+    For every record with label set L and output set O, each (label i, output j) pair adds
+    ``1 / max(1, |L U O|)`` to a confusion matrix ``A[i, j]``; the raw score is ``sum(W * A)`` with the
+    challenge's weights ``W`` (`dbeta_hf.cinc2021_classes.cinc2021_weights`: 1 on the diagonal, partial credit
+    between similar classes). It is normalised so that the classifier that outputs only the normal class
+    (sinus rhythm, 426783006) for every record scores 0 and a perfect classifier scores 1::
+
+        score = (observed - inactive) / (correct - inactive)
+
+    (0.0 when ``correct == inactive``, as in the challenge's evaluation code). Records without any scored
+    label still count: their outputs can only lose weight through the normalisation of the others.
+
+    Args:
+        labels: ``(N, C)`` booleans (or 0/1), the true classes of each record.
+        outputs: ``(N, C)`` booleans (or 0/1), the classifier's binary outputs.
+        classes: the names of the C columns as the challenge's weights file writes them (``"164889003"``,
+            merged classes joined with ``|``: ``"733534002|164909002"``); abbreviations (``"CLBBB|LBBB"``) work
+            too. None: the 26 scored classes in the weights file's order. Columns that name codes of one
+            merged class (e.g. separate ``"713427006"`` and ``"59118001"`` columns) are merged (logical or)
+            before scoring, so equivalent codes count as one class. The normal class must be among them.
+
+    Returns the normalised score as a float (x 100 in the paper's Table 1).
+    """
+    from ..cinc2021_classes import CINC2021_NORMAL_CLASS, cinc2021_class_names, cinc2021_weights, resolve_cinc2021_class
+
+    y = _binary_matrix(labels, "labels")
+    o = _binary_matrix(outputs, "outputs")
+    if y.shape != o.shape:
+        raise ValueError(f"labels {y.shape} and outputs {o.shape} must have the same shape")
+    if classes is None:
+        if y.shape[1] != len(cinc2021_class_names()):
+            raise ValueError(
+                f"{y.shape[1]} columns but no `classes`: pass the column names, or the 26 scored classes in the order "
+                "of dbeta_hf.cinc2021_classes.cinc2021_class_names()"
+            )
+        column_class = list(range(y.shape[1]))
+    else:
+        names = [str(c) for c in classes]
+        if len(names) != y.shape[1]:
+            raise ValueError(f"{len(names)} class names for {y.shape[1]} columns")
+        column_class = [resolve_cinc2021_class(n) for n in names]
+    groups = list(dict.fromkeys(column_class))  # scored classes present, in column order
+    normal = resolve_cinc2021_class(CINC2021_NORMAL_CLASS)
+    if normal not in groups:
+        raise ValueError(
+            f"the challenge score needs the normal class {CINC2021_NORMAL_CLASS} (sinus rhythm, NSR) among `classes`: "
+            "its inactive classifier outputs only that class"
+        )
+    position = {g: k for k, g in enumerate(groups)}
+    merged_y = np.zeros((y.shape[0], len(groups)), dtype=bool)
+    merged_o = np.zeros_like(merged_y)
+    for column, group in enumerate(column_class):
+        merged_y[:, position[group]] |= y[:, column]
+        merged_o[:, position[group]] |= o[:, column]
+    weights = cinc2021_weights()[np.ix_(groups, groups)]
+    inactive_outputs = np.zeros_like(merged_y)
+    inactive_outputs[:, position[normal]] = True
+    observed = float(np.sum(weights * _challenge_confusion(merged_y, merged_o)))
+    correct = float(np.sum(weights * _challenge_confusion(merged_y, merged_y)))
+    inactive = float(np.sum(weights * _challenge_confusion(merged_y, inactive_outputs)))
+    if correct == inactive:
+        return 0.0
+    return (observed - inactive) / (correct - inactive)
+
+
+def multilabel_f1(labels: Any, outputs: Any) -> dict[str, Any]:
+    """Per-class F1 = 2 TP / (2 TP + FP + FN) of binary outputs and their mean over the classes where it is
+    defined (a class with no positive label and no positive output has no F1), as the challenge reports it.
+
+    Returns ``{"macro_f1": float (NaN if no class is defined), "per_class": [float or NaN, ...]}``.
+    """
+    y = _binary_matrix(labels, "labels")
+    o = _binary_matrix(outputs, "outputs")
+    if y.shape != o.shape:
+        raise ValueError(f"labels {y.shape} and outputs {o.shape} must have the same shape")
+    tp = (y & o).sum(axis=0).astype(np.float64)
+    fp = (~y & o).sum(axis=0)
+    fn = (y & ~o).sum(axis=0)
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(denominator > 0, 2 * tp / denominator, np.nan)
+    defined = np.isfinite(per_class)
+    return {"macro_f1": float(per_class[defined].mean()) if defined.any() else float("nan"), "per_class": per_class.tolist()}
+
+
+def cinc2021_metrics(
+    labels: Any, probabilities: Any, classes: Sequence[str] | None = None, threshold: float = 0.5
+) -> dict[str, float]:
+    """Challenge score, macro F1 (outputs = ``probabilities >= threshold``) and macro AUROC of the scores.
+
+    `classes` as in `cinc2021_challenge_score`. Returns ``{"challenge_score", "macro_f1", "macro_auroc",
+    "threshold"}``.
+    """
+    y, s = _labels_and_scores(labels, probabilities)
+    outputs = s >= float(threshold)
+    return {
+        "challenge_score": cinc2021_challenge_score(y, outputs, classes),
+        "macro_f1": multilabel_f1(y, outputs)["macro_f1"],
+        "macro_auroc": multilabel_auroc(y, s, class_names=None if classes is None else list(classes))["macro_auroc"],
+        "threshold": float(threshold),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- tables
