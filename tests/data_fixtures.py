@@ -1,4 +1,4 @@
-"""Tiny on-disk copies of MIMIC-IV-ECG, PTB-XL, CPSC2018, CSN and CODE-15 test, written at test time.
+"""Tiny on-disk copies of MIMIC-IV-ECG, PTB-XL, CPSC2018, CSN, CODE-15 test and PhysioNet/CinC 2021, written at test time.
 
 Every writer reproduces the real layout, file names, CSV columns and WFDB header conventions
 (docs/environment.md section 4) with synthetic signals, plus deliberately broken records. Each returns
@@ -12,6 +12,7 @@ aVF = II - I/2) and every lead has a distinct shape. That lets the tests check l
 from __future__ import annotations
 
 import datetime
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,3 +424,82 @@ def write_code15_test(root: Path, num_records: int = 5, seconds=(10, 7, 10, 10, 
         root / "attributes.csv", index=False
     )
     return root, {"signals": canonical, "labels": labels}
+
+
+# ------------------------------------------------------------------------------------------ PhysioNet/CinC 2021
+@dataclass
+class Challenge2021Record:
+    source: str  # the training/ sub-folder
+    name: str
+    dx: str  # the '# Dx:' value
+    fs: float = 500.0
+    seconds: float = 10.0
+    age: str = "63"  # as written in the header ("NaN" when unknown)
+    sex: str = "Male"  # as written ("Unknown" when unknown)
+    lead_names: tuple = tuple(CANONICAL)
+    record_tail: str = ""  # text after the number of samples on the record line (a date in CPSC)
+    gain: float = 1000.0
+    kind: str = "ok"  # ok, garbled_header, missing_mat
+    seed: int = 0
+
+
+def default_physionet2021_records(copies: int = 1) -> list[Challenge2021Record]:
+    """One or more records per source with the header quirks of each (rates, lengths, missing age / sex, unscored
+    codes, merged codes), plus a garbled header and a missing .mat. `copies` > 1 adds more ordinary records per
+    source (named after the first) so every split gets records."""
+    R = Challenge2021Record
+    records = [
+        R("cpsc_2018", "A0001", "164889003,59118001", seconds=15.0, age="74", record_tail=" 05-Feb-2020 11:39:16", seed=1),
+        R("cpsc_2018_extra", "Q0001", "164884008,17338001", seconds=8.0, age="NaN", sex="Unknown", seed=2),
+        R("st_petersburg_incart", "I0001", "427172004", fs=257.0, seconds=12.0, age="65", seed=3),
+        R("ptb", "S0001", "426783006", fs=1000.0, seconds=12.0, age="NaN", sex="Female", seed=4,
+          lead_names=("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")),
+        R("ptb-xl", "HR00001", "426783006,39732003", age="56", sex="Female", seed=5),
+        R("georgia", "E00001", "713427006,164889003", age="80", seed=6),
+        R("georgia", "E00002", "251199001", age="47", sex="Female", seed=7),  # only an unscored code
+        R("chapman_shaoxing", "JS00001", "426177001,164934002", sex="Female", seed=8),
+        R("ningbo", "JS10647", "426783006,284470004", seed=9),
+        R("ningbo", "JS10648", "426783006", kind="garbled_header", seed=10),
+        R("ningbo", "JS10649", "164889003", kind="missing_mat", seed=11),
+    ]
+    cycle = ["426783006", "164889003", "426177001,164934002", "59118001", "164890007", "426783006,39732003"]
+    for copy in range(1, copies):
+        for index, base in enumerate([r for r in records[:9]]):
+            match = re.match(r"([A-Z]+)(\d+)", base.name)
+            number = int(match.group(2)) + 100 * copy
+            name = f"{match.group(1)}{number:0{len(match.group(2))}d}"
+            records.append(R(base.source, name, cycle[(index + copy) % len(cycle)], fs=base.fs, seconds=base.seconds,
+                             age=base.age, sex=base.sex, lead_names=base.lead_names, seed=1000 * copy + index))
+    return records
+
+
+def write_physionet2021(root: Path, records: list[Challenge2021Record] | None = None) -> tuple[Path, dict]:
+    """The PhysioNet/CinC 2021 training layout: ``ROOT/training/<source>/g1/<record>.hea`` + ``.mat`` written with
+    ``scipy.io.savemat(..., format="4")`` under the key ``val`` (int16, leads x samples), as the challenge stores
+    them, and WFDB headers with ``# Age / # Sex / # Dx / # Rx / # Hx / # Sx`` comments."""
+    from scipy.io import savemat
+
+    root = Path(root)
+    records = default_physionet2021_records() if records is None else records
+    expected = {}
+    for rec in records:
+        directory = root / "training" / rec.source / "g1"
+        directory.mkdir(parents=True, exist_ok=True)
+        n = int(round(rec.seconds * rec.fs))
+        signal = synthetic_ecg(n, rec.fs, seed=rec.seed)
+        digital = np.round(signal * rec.gain).astype(np.int16)
+        savemat(str(directory / f"{rec.name}.mat"), {"val": digital}, format="4")
+        lines = [f"{rec.name} 12 {rec.fs:g} {n}{rec.record_tail}"]
+        for lead, name in enumerate(rec.lead_names):
+            values = digital[lead].astype(np.int64)
+            checksum = int(values.sum()) % 65536
+            checksum = checksum - 65536 if checksum >= 32768 else checksum
+            lines.append(f"{rec.name}.mat 16+24 {rec.gain:g}/mV 16 0 {int(values[0])} {checksum} 0 {name}")
+        lines += [f"# Age: {rec.age}", f"# Sex: {rec.sex}", f"# Dx: {rec.dx}", "# Rx: Unknown", "# Hx: Unknown", "# Sx: Unknown"]
+        (directory / f"{rec.name}.hea").write_text("\n".join(lines) + "\n")
+        if rec.kind == "garbled_header":
+            _garble_header(directory / f"{rec.name}.hea")
+        elif rec.kind == "missing_mat":
+            (directory / f"{rec.name}.mat").unlink()
+        expected[rec.name] = {"record": rec, "signal": signal, "path": directory / rec.name}
+    return root, expected

@@ -1,8 +1,8 @@
 """Turn local copies of the D-BETA datasets into memory-mapped Hugging Face `datasets`.
 
 Pretraining: MIMIC-IV-ECG (`load_mimic_iv_ecg`). Evaluation: PTB-XL super / sub / form / rhythm
-(`load_ptbxl`), CPSC2018 (`load_cpsc2018`), Chapman-Shaoxing-Ningbo (`load_chapman_shaoxing_ningbo`) and
-the CODE-15 test set (`load_code15_test`). Users download the data themselves (PhysioNet, zenodo).
+(`load_ptbxl`), CPSC2018 (`load_cpsc2018`), Chapman-Shaoxing-Ningbo (`load_chapman_shaoxing_ningbo`), the
+CODE-15 test set (`load_code15_test`) and the PhysioNet/CinC Challenge 2021 training data (`load_physionet2021`). Users download the data themselves (PhysioNet, zenodo).
 
 Every loader builds the dataset once, in shards of Arrow files under ``cache_dir`` (default
 ``$HF_DATASETS_CACHE/dbeta_hf``), and later calls with the same root, files and options reuse it
@@ -50,6 +50,7 @@ from .physionet_challenge import (
     parse_dx_codes,
     snomed_class_table,
 )
+from .physionet2021 import PHYSIONET2021_SOURCES, load_physionet2021, read_fairseq_manifest
 from .processing import SignalOptions
 from .ptbxl import PTBXL_TASKS, load_ptbxl
 from .splits import SplitFiles, label_fraction, read_split_files
@@ -62,6 +63,9 @@ __all__ = [
     "load_chapman_shaoxing_ningbo",
     "load_physionet_challenge",
     "load_code15_test",
+    "load_physionet2021",
+    "read_fairseq_manifest",
+    "PHYSIONET2021_SOURCES",
     "label_fraction",
     "dataset_class_names",
     "dataset_metadata",

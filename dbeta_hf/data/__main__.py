@@ -12,7 +12,7 @@ from pathlib import Path
 
 logger = logging.getLogger("dbeta_hf.data")
 
-DATASETS = ("mimic-iv-ecg", "ptbxl", "cpsc2018", "csn", "code15-test")
+DATASETS = ("mimic-iv-ecg", "ptbxl", "cpsc2018", "csn", "code15-test", "physionet2021")
 WORK_DIR_NAME = ".dbeta_build"
 
 MAIN_DESCRIPTION = """\
@@ -31,6 +31,7 @@ examples:
   python -m dbeta_hf.data build cpsc2018 /data/cpsc2018/Training_WFDB --output /data/hf/cpsc2018
   python -m dbeta_hf.data build csn /data/ecg-arrhythmia/1.0.0 --output /data/hf/csn
   python -m dbeta_hf.data build code15-test /data/code-test/data --output /data/hf/code15-test
+  python -m dbeta_hf.data build physionet2021 /data/challenge-2021/1.0.3 --output /data/hf/physionet2021 --num-proc 16
   python -m dbeta_hf.data summary /data/hf/ptbxl-rhythm
 
   python -m dbeta_hf.data build DATASET --help   shows the expected layout and the options of DATASET."""
@@ -68,6 +69,14 @@ CODE-15 test set (CODE-test, zenodo 3765780): ROOT/ecg_tracings.hdf5 ('tracings'
 and ROOT/annotations/gold_standard.csv. Resampled to 500 Hz (5120 samples), first 5000 kept.
 Columns: record_id (row), ecg, labels over 1dAVb, RBBB, LBBB, SB, AF, ST. One split: test.
 Needs h5py.""",
+    "physionet2021": """\
+PhysioNet/CinC Challenge 2021 training data: ROOT/training/<source>/<group>/<record>.hea + .mat ('# Dx:'
+SNOMED-CT codes, '# Age:', '# Sex:'); sources cpsc_2018, cpsc_2018_extra, st_petersburg_incart, ptb, ptb-xl,
+georgia, chapman_shaoxing, ningbo. 257 / 1000 Hz records are resampled to 500 Hz; the first 10 s are kept,
+shorter records zero-padded. Columns: record_id, source, age, sex, ecg, labels over the 26 scored classes
+(equivalent codes merged; unscored codes ignored and counted). Records without a scored class are kept
+(all-zero labels) unless --drop-unlabeled. Splits: seeded 80/10/10 split stratified by each record's rarest
+class, or --split-dir / --split-files with fairseq-signals manifests (train.tsv, valid.tsv, test.tsv).""",
 }
 
 
@@ -209,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="skip records shorter than N samples at 500 Hz (default: zero-pad them)")
         _add_common(sub, "keep")
 
+    cinc = _dataset_parser(datasets, "physionet2021", "PhysioNet/CinC Challenge 2021 (26 scored classes)")
+    group = cinc.add_argument_group("PhysioNet/CinC 2021")
+    group.add_argument("--sources", metavar="A,B,...",
+                       help="keep only these source folders (e.g. cpsc_2018,cpsc_2018_extra,georgia,ptb-xl,"
+                       "chapman_shaoxing,ningbo: fairseq-signals' default); default: all")
+    group.add_argument("--split-fractions", type=_fractions, default="0.8,0.1,0.1", metavar="TR,VA,TE",
+                       help="default stratified split by record")
+    group.add_argument("--seed", type=int, default=0, help="seed of the default split")
+    group.add_argument("--drop-unlabeled", action="store_true", help="drop records without a scored class")
+    group.add_argument("--min-num-samples", type=int, metavar="N",
+                       help="skip records shorter than N samples at 500 Hz (default: zero-pad them)")
+    _add_common(cinc, "keep")
+
     code = _dataset_parser(datasets, "code15-test", "CODE-15 test set (827 ECGs, 6 classes)")
     group = code.add_argument_group("CODE-15 test")
     group.add_argument("--lead-names", metavar="L1,...,L12", help="lead of each channel (default: DI,DII,DIII,AVL,AVF,AVR,V1..V6)")
@@ -273,6 +295,15 @@ def _make_plan(args):
         return build_physionet_challenge_plan(
             args.root, args.dataset, classes=classes, split_fractions=args.split_fractions, seed=args.seed,
             drop_unlabeled=not args.keep_unlabeled, use_split_file_labels=args.use_split_file_labels,
+            signal_options=SignalOptions(min_num_samples=args.min_num_samples, **signal), **common,
+        )
+    if args.dataset == "physionet2021":
+        from .physionet2021 import build_physionet2021_plan
+
+        sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+        return build_physionet2021_plan(
+            args.root, sources=sources, split_fractions=args.split_fractions, seed=args.seed,
+            drop_unlabeled=args.drop_unlabeled,
             signal_options=SignalOptions(min_num_samples=args.min_num_samples, **signal), **common,
         )
     if args.dataset == "code15-test":

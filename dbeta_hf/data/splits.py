@@ -4,6 +4,8 @@
   order in which files are listed, and moves only a few ids when records are added or removed.
 * `group_split` (MIMIC-IV-ECG) puts whole patients into the validation split.
 * `random_split` (CPSC2018, CSN without split files) draws train / validation / test by record.
+* `stratified_split` (PhysioNet 2021 without split files) does the same within each stratum (a record's
+  rarest class), so rare classes reach every split.
 * `read_split_files` reads the CSV lists of record ids in which published protocols are distributed
   (e.g. MERL's ``finetune/data_split/*/..._{train,val,test}.csv``): one file per split, an id column, and
   optionally one 0/1 column per class.
@@ -31,6 +33,7 @@ __all__ = [
     "hash_rank",
     "group_split",
     "random_split",
+    "stratified_split",
     "SplitFiles",
     "read_split_files",
     "label_fraction",
@@ -123,6 +126,42 @@ def random_split(
             assignment[record] = "validation"
         else:
             assignment[record] = "train"
+    return assignment
+
+
+def stratified_split(
+    ids: Sequence[Hashable],
+    strata: Mapping[Hashable, Hashable],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict:
+    """Split record ids into train / validation / test with the given fractions, spreading every stratum.
+
+    The strata are dealt out smallest first; within a stratum the ids go in `hash_rank` order, each to the
+    split that is furthest below its share of the records dealt so far (ties: test, validation, train). The
+    splits thus get their fractions overall, each stratum is spread over them in about the same proportions
+    (a rare class reaches the test split as soon as it has a few records), and the result is deterministic and
+    independent of the listing order.
+    """
+    if len(fractions) != 3:
+        raise ValueError(f"split_fractions must be (train, validation, test), got {fractions!r}")
+    train_f, val_f, test_f = (float(f) for f in fractions)
+    if min(train_f, val_f, test_f) < 0 or not math.isclose(train_f + val_f + test_f, 1.0, abs_tol=1e-6):
+        raise ValueError(f"split_fractions must be non-negative and sum to 1, got {fractions!r}")
+    members: dict = {}
+    for record in ids:
+        if record not in strata:
+            raise KeyError(f"record {record!r} has no stratum")
+        members.setdefault(strata[record], []).append(record)
+    shares = (("test", test_f), ("validation", val_f), ("train", train_f))
+    counts = {name: 0 for name, _ in shares}
+    assignment = {}
+    for stratum in sorted(members, key=lambda s: (len(members[s]), str(s))):
+        for record in hash_rank(members[stratum], seed):
+            dealt = sum(counts.values()) + 1
+            split = max(shares, key=lambda item: item[1] * dealt - counts[item[0]])[0]
+            counts[split] += 1
+            assignment[record] = split
     return assignment
 
 

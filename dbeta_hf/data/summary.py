@@ -13,6 +13,7 @@ Skip reasons (`SKIP_REASONS`), in the order a record is checked:
 =========================  ===================================================================================
 ``duplicate_record``       a second record with an id that was already seen (the first one is kept)
 ``not_in_split_files``     ``split_files=`` was given and the record is listed in none of them
+``excluded_source``        PhysioNet 2021: the record's source folder is not among the selected ``sources``
 ``empty_report``           MIMIC-IV-ECG: no non-empty ``report_*`` cell (or no row in machine_measurements.csv)
 ``no_label``               no positive label of the task (PTB-XL, CPSC2018, CSN; dropped by default)
 ``missing_file``           the header or a signal file referenced by the header does not exist
@@ -53,6 +54,7 @@ __all__ = [
 SUMMARY_FILENAME = "build_summary.json"
 
 NOT_IN_SPLIT_FILES = "not_in_split_files"
+EXCLUDED_SOURCE = "excluded_source"
 DUPLICATE_RECORD = "duplicate_record"
 EMPTY_REPORT = "empty_report"
 NO_LABEL = "no_label"
@@ -69,6 +71,7 @@ OUT_OF_RANGE = "amplitude_out_of_range"
 SKIP_REASONS = (
     DUPLICATE_RECORD,
     NOT_IN_SPLIT_FILES,
+    EXCLUDED_SOURCE,
     EMPTY_REPORT,
     NO_LABEL,
     MISSING_FILE,
