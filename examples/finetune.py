@@ -12,14 +12,31 @@ Offline out of the box (after `python examples/pretrain.py`)::
 
     python examples/finetune.py
 
+With no task given, the synthetic demo task gets its own training settings (`SYNTHETIC_DEMO_SETTINGS`: lr 2e-3,
+cosine schedule with 10 % warm-up, 600 steps), which any option given on the command line overrides; the real
+datasets keep the general defaults below. The best checkpoint of the first seed (largest label fraction) is saved
+with the checkpoint's processor to ``<output_dir>/model_<task>`` and loads with
+``AutoModelForSequenceClassification.from_pretrained``.
+
 PTB-XL super-classes with the fairseq-signals settings (Adam, lr 5e-5)::
 
     python examples/finetune.py --model_name_or_path path/to/dbeta --tasks ptbxl_super \\
         --ptbxl_root data/ptb-xl --num_train_epochs 100 --learning_rate 5e-5 --per_device_train_batch_size 128
 
-`--push_to_hub --hub_model_id ORG/NAME` (one task) saves the best model of the first seed at the largest label
-fraction to ``<output_dir>/model_<task>`` with its processor and a model card carrying the measured test AUROC,
-and uploads that folder (no optimizer state) to the Hub.
+PhysioNet/CinC 2021 with the challenge score, in the paper's Table 1 settings (12 leads, and 6 / 3 / 2 / 1 leads
+with the others zero-filled through the feature extractor, for training and test alike)::
+
+    python -m dbeta_hf.data build physionet2021 /data/challenge-2021/1.0.3 --output /data/hf/physionet2021
+    python examples/finetune.py --model_name_or_path path/to/dbeta --task physionet2021 \\
+        --physionet2021_root /data/challenge-2021/1.0.3 --leads 12 6 3 2 1 --seeds 0 1 2 \\
+        --num_train_epochs 100 --learning_rate 5e-5 --per_device_train_batch_size 128
+
+The checkpoint is selected on the validation challenge score; the test split reports the CinC score, macro
+AUROC and macro F1 (outputs: sigmoid >= `--threshold`), and ``physionet2021_table.md`` lays them out like the
+paper's Table 1 with the published numbers as a reference.
+
+`--push_to_hub --hub_model_id ORG/NAME` (one task) also writes a model card carrying the measured test AUROC into
+that folder and uploads it (no optimizer state) to the Hub.
 
 Writes ``finetune_results.json``, ``finetune_results.md`` (tasks as columns, fractions as sub-columns) and
 ``roc_<task>.png`` into `--output_dir`; Trainer checkpoints go to ``<output_dir>/checkpoints``.
@@ -31,12 +48,21 @@ import argparse
 import logging
 import os
 import shutil
+import sys
 from typing import Any, Sequence
 
 logger = logging.getLogger("finetune")
 
 PRETRAINED_METHOD = "D-BETA (fine-tuned)"
 RANDOM_METHOD = "Random init (trained from scratch)"
+# Training settings of the synthetic demo (used when the only task is `synthetic` and the option is not given).
+SYNTHETIC_DEMO_SETTINGS = {
+    "--learning_rate": "2e-3",
+    "--lr_scheduler_type": "cosine",
+    "--warmup_steps": "0.1",
+    "--weight_decay": "0.01",
+    "--max_steps": "600",
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -57,6 +83,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_train_epochs", type=float, default=3.0, help="training epochs")
     parser.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (overrides epochs when > 0)")
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate")
+    parser.add_argument(
+        "--lr_scheduler_type", default="linear", help="transformers learning-rate schedule (linear, cosine, constant, ...)"
+    )
+    parser.add_argument(
+        "--eval_steps", type=int, default=None,
+        help="with --max_steps: evaluate / save every N steps (default: a quarter of --max_steps)",
+    )
+    parser.add_argument("--no_save_model", action="store_true", help="do not save the fine-tuned model(s)")
+    parser.add_argument(
+        "--push_to_hub", "--push-to-hub", action="store_true",
+        help="save the fine-tuned model (first seed, largest fraction) with its processor and model card to "
+        "<output_dir>/model_<task> and push it to --hub_model_id (one task only)",
+    )
+    parser.add_argument("--hub_model_id", "--hub-model-id", default=None, help="Hub repository of --push_to_hub (ORG/NAME)")
     parser.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument(
         "--warmup_steps", type=float, default=0.0,
@@ -69,12 +109,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="data loader workers")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep the Trainer checkpoints (deleted by default)")
     parser.add_argument(
-        "--push_to_hub", "--push-to-hub", action="store_true",
-        help="save the fine-tuned model (first seed, largest fraction) with its processor and model card to "
-        "<output_dir>/model_<task> and push it to --hub_model_id (one task only)",
+        "--leads", nargs="+", type=int, choices=[12, 6, 3, 2, 1], default=None,
+        help="lead settings (the PhysioNet 2021 / Table 1 'P-N-lead' sets: 6 = I, II, III, aVR, aVL, aVF; 3 = I, II, V2; "
+        "2 = I, II; 1 = I); the other leads are zero-filled by the feature extractor for training and test. Default: "
+        "12 for physionet2021, the stored ECGs unchanged for the other tasks",
     )
-    parser.add_argument("--hub_model_id", "--hub-model-id", default=None, help="Hub repository of --push_to_hub (ORG/NAME)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5,
+        help="physionet2021: a class is output when its sigmoid probability is >= this (challenge score, macro F1)",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.tasks == ["synthetic"]:
+        given = {a.split("=")[0] for a in argv if a.startswith("--")}
+        extra = [item for key, value in SYNTHETIC_DEMO_SETTINGS.items() if key not in given for item in (key, value)]
+        args = parser.parse_args(argv + extra)
     if args.push_to_hub and (len(args.tasks) != 1 or not args.hub_model_id):
         parser.error("--push_to_hub publishes one model: give exactly one --tasks and --hub_model_id ORG/NAME")
     for fraction in args.fractions:
@@ -83,12 +132,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
-    """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
-    ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
+def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
+    """Save the trainer's (best) model with the checkpoint's processor (or, for a checkpoint saved without its
+    tokenizer, its feature extractor) to ``<output_dir>/model_<task>``; returns ``(path, feature_extractor)``."""
     from dbeta_hf.evaluation.features import load_feature_extractor
-    from dbeta_hf.hub import push_model_folder
-    from dbeta_hf.model_card import eval_result, write_model_card
 
     path = os.path.join(output_dir, f"model_{task}")
     trainer.save_model(path)
@@ -102,6 +149,17 @@ def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test
         feature_extractor = load_feature_extractor(model_dir)
         if feature_extractor is not None:
             feature_extractor.save_pretrained(path)
+    logger.info("saved the fine-tuned model to %s (AutoModelForSequenceClassification.from_pretrained)", path)
+    return path, feature_extractor
+
+
+def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
+    """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
+    ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
+    from dbeta_hf.hub import push_model_folder
+    from dbeta_hf.model_card import eval_result, write_model_card
+
+    path, feature_extractor = save_fine_tuned(trainer, model_dir, output_dir, task)
     write_model_card(
         path, args.hub_model_id, feature_extractor=feature_extractor,
         base_model=None if os.path.isdir(model_dir) else model_dir,
@@ -129,12 +187,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_model_dir,
         write_results,
     )
+    from dbeta_hf.evaluation.features import load_feature_extractor
     from dbeta_hf.evaluation.finetune import (
         ECGClassificationCollator,
         build_classification_model,
+        format_cinc2021_table,
+        lead_setting_title,
+        lead_subset,
         make_compute_metrics,
         prepare_classification_dataset,
     )
+    from dbeta_hf.evaluation.metrics import cinc2021_metrics
     from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, subset_indices
     from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, multilabel_auroc
     from dbeta_hf.plotting import plot_roc_curves
@@ -153,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "fractions": [float(f) for f in args.fractions],
         "seeds": list(args.seeds),
         "training": {k: getattr(args, k) for k in (
-            "num_train_epochs", "max_steps", "learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "freeze_encoder")},
+            "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "weight_decay", "warmup_steps",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "freeze_encoder")},
         "methods": {m: {} for m in methods},
     }
-    collator = ECGClassificationCollator()
+    cinc_runs: dict[str, dict[int, list]] = {}
+    feature_extractor = None
     for task in args.tasks:
         splits, class_names = load_task_splits_from_args(args, task)
         missing = [s for s in ("train", "validation", "test") if s not in splits]
@@ -167,90 +231,119 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         test_labels = labels_array(splits["test"])
         val_ds = prepare_classification_dataset(splits["validation"])
         test_ds = prepare_classification_dataset(splits["test"])
-        compute_metrics = make_compute_metrics(class_names)
-        for method, random_init in methods.items():
-            task_result = {"class_names": list(class_names), "fractions": {}}
-            for fraction in args.fractions:
-                key = fraction_label(fraction)
-                runs = []
-                for seed in args.seeds:
-                    idx = subset_indices(train_labels, fraction, seed)
-                    train_ds = prepare_classification_dataset(splits["train"].select(idx))
-                    model = build_classification_model(
-                        model_dir, class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
-                    )
-                    run_dir = os.path.join(checkpoint_root, f"{task}-{'random' if random_init else 'pretrained'}-{key.rstrip('%')}pct-seed{seed}")
-                    training_args = TrainingArguments(
-                        output_dir=run_dir,
-                        num_train_epochs=args.num_train_epochs,
-                        max_steps=args.max_steps,
-                        learning_rate=args.learning_rate,
-                        weight_decay=args.weight_decay,
-                        warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps,
-                        per_device_train_batch_size=args.per_device_train_batch_size,
-                        per_device_eval_batch_size=args.per_device_eval_batch_size,
-                        gradient_accumulation_steps=args.gradient_accumulation_steps,
-                        eval_strategy="epoch" if args.max_steps <= 0 else "steps",
-                        save_strategy="epoch" if args.max_steps <= 0 else "steps",
-                        eval_steps=None if args.max_steps <= 0 else max(1, args.max_steps // 4),
-                        save_steps=None if args.max_steps <= 0 else max(1, args.max_steps // 4),
-                        load_best_model_at_end=True,
-                        metric_for_best_model="macro_auroc",
-                        greater_is_better=True,
-                        save_total_limit=1,
-                        logging_steps=args.logging_steps,
-                        report_to="none",
-                        seed=seed,
-                        bf16=use_cuda,
-                        use_cpu=not use_cuda,
-                        dataloader_num_workers=args.dataloader_num_workers,
-                        disable_tqdm=args.no_progress,
-                    )
-                    trainer = Trainer(
-                        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
-                        data_collator=collator, compute_metrics=compute_metrics,
-                    )
-                    train_output = trainer.train()
-                    val_metrics = trainer.evaluate()
-                    prediction = trainer.predict(test_ds)
-                    logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
-                    metrics = multilabel_auroc(test_labels, logits, class_names=list(class_names))
-                    low, high = bootstrap_auroc_ci(test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
-                    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-                    runs.append({
-                        "seed": seed,
-                        "num_train": int(len(idx)),
-                        "macro_auroc": float(metrics["macro_auroc"]),
-                        "ci_low": float(low),
-                        "ci_high": float(high),
-                        "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
-                        "skipped_classes": dict(metrics["skipped_classes"]),
-                        "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
-                        "best_checkpoint": trainer.state.best_model_checkpoint,
-                        "train_loss": float(train_output.training_loss),
-                        "logged_losses": [float(v) for v in losses],
-                        "global_steps": int(trainer.state.global_step),
-                    })
-                    if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
-                        png = os.path.join(args.output_dir, f"roc_{task}.png")
-                        plot_roc_curves(test_labels, logits, class_names, png,
-                                        title=f"Fine-tuned {TASK_TITLES.get(task, task)}, {key} labels, seed {seed}")
-                        task_result["roc_png"] = png
-                        if args.push_to_hub:
-                            task_result["pushed_model"] = publish_fine_tuned(trainer, model_dir, args.output_dir, task,
-                                                                             metrics, args)
-                    logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f", method, task, key, seed, metrics["macro_auroc"])
-                    del trainer, model
-                    if not args.keep_checkpoints:
-                        shutil.rmtree(run_dir, ignore_errors=True)
-                macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
-                task_result["fractions"][key] = {
-                    "fraction": float(fraction),
-                    "macro_auroc_mean": float(np.nanmean(macro)),
-                    "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
-                    "runs": runs,
-                }
-            results["methods"][method][task] = task_result
+        is_cinc = task == "physionet2021"
+        compute_metrics = make_compute_metrics(class_names, cinc2021=is_cinc, threshold=args.threshold)
+        lead_settings = args.leads or ([12] if is_cinc else [None])
+        for num_leads in lead_settings:
+            if num_leads is None:
+                collator = ECGClassificationCollator()
+                task_key = task
+            else:
+                if feature_extractor is None:
+                    feature_extractor = load_feature_extractor(model_dir)
+                collator = ECGClassificationCollator(lead_names=lead_subset(num_leads), feature_extractor=feature_extractor)
+                task_key = task if num_leads == 12 and len(lead_settings) == 1 else f"{task}_{num_leads}lead"
+                TASK_TITLES.setdefault(task_key, f"{TASK_TITLES.get(task, task)} ({lead_setting_title(num_leads)})")
+            for method, random_init in methods.items():
+                task_result = {"class_names": list(class_names), "fractions": {}, "leads": None if num_leads is None else list(lead_subset(num_leads))}
+                for fraction in args.fractions:
+                    key = fraction_label(fraction)
+                    runs = []
+                    for seed in args.seeds:
+                        idx = subset_indices(train_labels, fraction, seed)
+                        train_ds = prepare_classification_dataset(splits["train"].select(idx))
+                        model = build_classification_model(
+                            model_dir, class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
+                        )
+                        run_dir = os.path.join(checkpoint_root, f"{task_key}-{'random' if random_init else 'pretrained'}-{key.rstrip('%')}pct-seed{seed}")
+                        training_args = TrainingArguments(
+                            output_dir=run_dir,
+                            num_train_epochs=args.num_train_epochs,
+                            max_steps=args.max_steps,
+                            learning_rate=args.learning_rate,
+                            weight_decay=args.weight_decay,
+                            warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps,
+                            per_device_train_batch_size=args.per_device_train_batch_size,
+                            per_device_eval_batch_size=args.per_device_eval_batch_size,
+                            gradient_accumulation_steps=args.gradient_accumulation_steps,
+                            eval_strategy="epoch" if args.max_steps <= 0 else "steps",
+                            save_strategy="epoch" if args.max_steps <= 0 else "steps",
+                            eval_steps=None if args.max_steps <= 0 else (args.eval_steps or max(1, args.max_steps // 4)),
+                            save_steps=None if args.max_steps <= 0 else (args.eval_steps or max(1, args.max_steps // 4)),
+                            lr_scheduler_type=args.lr_scheduler_type,
+                            load_best_model_at_end=True,
+                            metric_for_best_model="challenge_score" if is_cinc else "macro_auroc",
+                            greater_is_better=True,
+                            save_total_limit=1,
+                            logging_steps=args.logging_steps,
+                            report_to="none",
+                            seed=seed,
+                            bf16=use_cuda,
+                            use_cpu=not use_cuda,
+                            dataloader_num_workers=args.dataloader_num_workers,
+                            disable_tqdm=args.no_progress,
+                        )
+                        trainer = Trainer(
+                            model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+                            data_collator=collator, compute_metrics=compute_metrics,
+                        )
+                        train_output = trainer.train()
+                        val_metrics = trainer.evaluate()
+                        prediction = trainer.predict(test_ds)
+                        logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
+                        metrics = multilabel_auroc(test_labels, logits, class_names=list(class_names))
+                        low, high = bootstrap_auroc_ci(test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
+                        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+                        cinc = {}
+                        if is_cinc:
+                            probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+                            cinc = cinc2021_metrics(test_labels, probabilities, classes=list(class_names), threshold=args.threshold)
+                            cinc = {
+                                "challenge_score": float(cinc["challenge_score"]), "macro_f1": float(cinc["macro_f1"]),
+                                "val_challenge_score": float(val_metrics.get("eval_challenge_score", float("nan"))),
+                            }
+                        runs.append({
+                            **cinc,
+                            "seed": seed,
+                            "num_train": int(len(idx)),
+                            "macro_auroc": float(metrics["macro_auroc"]),
+                            "ci_low": float(low),
+                            "ci_high": float(high),
+                            "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
+                            "skipped_classes": dict(metrics["skipped_classes"]),
+                            "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
+                            "best_checkpoint": trainer.state.best_model_checkpoint,
+                            "train_loss": float(train_output.training_loss),
+                            "logged_losses": [float(v) for v in losses],
+                            "global_steps": int(trainer.state.global_step),
+                        })
+                        if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
+                            png = os.path.join(args.output_dir, f"roc_{task_key}.png")
+                            plot_roc_curves(test_labels, logits, class_names, png,
+                                            title=f"Fine-tuned {TASK_TITLES.get(task, task)}, {key} labels, seed {seed}")
+                            task_result["roc_png"] = png
+                            if args.push_to_hub:
+                                task_result["pushed_model"] = publish_fine_tuned(
+                                    trainer, model_dir, args.output_dir, task_key, metrics, args)
+                                task_result["saved_model"] = task_result["pushed_model"]
+                            elif not args.no_save_model:
+                                task_result["saved_model"] = save_fine_tuned(trainer, model_dir, args.output_dir, task_key)[0]
+                        logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s", method, task_key, key, seed, metrics["macro_auroc"],
+                                    f", CinC score {cinc['challenge_score']:.4f}" if cinc else "")
+                        del trainer, model
+                        if not args.keep_checkpoints:
+                            shutil.rmtree(run_dir, ignore_errors=True)
+                    macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
+                    task_result["fractions"][key] = {
+                        "fraction": float(fraction),
+                        "macro_auroc_mean": float(np.nanmean(macro)),
+                        "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
+                        "runs": runs,
+                    }
+                results["methods"][method][task_key] = task_result
+                if is_cinc:
+                    best = task_result["fractions"][fraction_label(max(args.fractions))]["runs"]
+                    cinc_runs.setdefault(method, {})[num_leads] = best
     if not args.keep_checkpoints:
         shutil.rmtree(checkpoint_root, ignore_errors=True)
 
@@ -259,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         fractions=[fraction_label(f) for f in sorted(args.fractions)], paper_row=False,
         selection="checkpoint selected on the validation split",
     )
+    if cinc_runs:
+        cinc_table = format_cinc2021_table(cinc_runs)
+        results["physionet2021_table"] = cinc_table
+        with open(os.path.join(args.output_dir, "physionet2021_table.md"), "w") as handle:
+            handle.write(cinc_table + "\n")
+        markdown += "\n\n" + cinc_table
     json_path, md_path = write_results(results, markdown, args.output_dir, "finetune_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results

@@ -73,6 +73,7 @@ TASKS: tuple[str, ...] = (
     "cpsc2018",
     "csn",
     "code15",
+    "physionet2021",
     "synthetic",
 )
 # Display names of the tasks in tables and plots (shared with `dbeta_hf.evaluation.metrics`).
@@ -86,6 +87,7 @@ TASK_ROOT_OPTION: dict[str, str] = {
     "cpsc2018": "cpsc2018_root",
     "csn": "csn_root",
     "code15": "code15_root",
+    "physionet2021": "physionet2021_root",
 }
 
 
@@ -431,7 +433,7 @@ def load_task_splits(
     `task` is one of `TASKS`. ``"synthetic"`` builds a held-out synthetic corpus (`synthetic_records` records
     of seed `synthetic_seed`, split 60 / 20 / 20 into train / validation / test). The others call the
     builders of `dbeta_hf.data` on ``roots[<dataset>_root]`` (``ptbxl_root``, ``cpsc2018_root``, ``csn_root``,
-    ``code15_root``). `max_samples` keeps the first records of every split (quick checks).
+    ``code15_root``, ``physionet2021_root``). `max_samples` keeps the first records of every split (quick checks).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -456,6 +458,8 @@ def load_task_splits(
             splits = data_module.load_cpsc2018(root, **loader_kwargs)
         elif task == "csn":
             splits = data_module.load_chapman_shaoxing_ningbo(root, **loader_kwargs)
+        elif task == "physionet2021":
+            splits = data_module.load_physionet2021(root, **loader_kwargs)
         else:
             splits = data_module.load_code15_test(root, **loader_kwargs)
         if isinstance(splits, tuple):  # (dataset, summary) with return_summary=True
@@ -539,6 +543,10 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
         "--dataset_path", "--dataset-path", nargs="+", default=[], metavar="[TASK=]DIR",
         help="a DatasetDict built by `python -m dbeta_hf.data build` (datasets.load_from_disk), used for TASK instead of "
         "its raw folder; DIR alone when --tasks names one task",
+    )
+    parser.add_argument(
+        "--physionet2021_root",
+        help="PhysioNet/CinC 2021 folder (training/<source>/<group>/*.hea + .mat) for the physionet2021 task",
     )
     parser.add_argument(
         "--synthetic_records", type=int, default=300,

@@ -3,9 +3,12 @@
 * `prepare_classification_dataset`: a dataset of the data module (``ecg`` float16 mV, ``labels`` multi-hot)
   -> the two columns the model's `forward` takes (``ecg_values``, ``labels``), so `Trainer`'s
   `remove_unused_columns` keeps exactly them;
-* `ECGClassificationCollator`: stacks them into float32 tensors;
+* `ECGClassificationCollator`: stacks them into float32 tensors; with `lead_names` it keeps only those leads
+  and passes them through the feature extractor's lead handling, which zero-fills the others (the "P-N-lead"
+  settings of the PhysioNet 2021 benchmark, `LEAD_SUBSETS`), for training and evaluation batches alike;
 * `make_compute_metrics`: ``macro_auroc`` (classes with both labels), ``num_classes_scored`` and one
   ``auroc_<class>`` per class, for `Trainer(compute_metrics=...)` and `metric_for_best_model="macro_auroc"`;
+  with ``cinc2021=True`` also the CinC 2021 ``challenge_score`` and ``macro_f1`` (sigmoid >= 0.5);
 * `build_classification_model`: a D-BETA checkpoint (or a random init) -> `DBetaForECGClassification` with the
   class names in `id2label` and the multi-label problem type.
 """
@@ -22,11 +25,35 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LEAD_SUBSETS",
+    "PAPER_TABLE1_CINC",
+    "lead_subset",
+    "lead_setting_title",
+    "format_cinc2021_table",
     "ECGClassificationCollator",
     "prepare_classification_dataset",
     "make_compute_metrics",
     "build_classification_model",
 ]
+
+
+# The lead settings of the PhysioNet/CinC 2021 challenge ("Will Two Do?"), used by the paper's Table 1
+# (12-lead and P-6/3/2/1-lead, the missing leads zero-filled). fairseq-signals takes them as lead indices
+# (`--leads 0,1,2,3,4,5` in the order I, II, III, aVR, aVL, aVF, V1-V6); the 1-lead setting is lead I.
+LEAD_SUBSETS: dict[int, tuple[str, ...]] = {
+    12: ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+    6: ("I", "II", "III", "aVR", "aVL", "aVF"),
+    3: ("I", "II", "V2"),
+    2: ("I", "II"),
+    1: ("I",),
+}
+
+
+def lead_subset(num_leads: int) -> tuple[str, ...]:
+    """The leads kept in the `num_leads`-lead setting (12, 6, 3, 2 or 1)."""
+    if num_leads not in LEAD_SUBSETS:
+        raise ValueError(f"no {num_leads}-lead setting; choose from {sorted(LEAD_SUBSETS, reverse=True)}")
+    return LEAD_SUBSETS[num_leads]
 
 
 def prepare_classification_dataset(dataset, ecg_column: str = "ecg", label_column: str = "labels"):
@@ -47,10 +74,44 @@ class ECGClassificationCollator:
 
     Args:
         label_dtype: `torch.float32` for multi-label BCE (default), `torch.long` for single-label classification.
+        lead_names: keep only these leads (e.g. ``lead_subset(3)`` = I, II, V2). The kept rows go through
+            `feature_extractor` with their names, which puts them in its output lead order, zero-fills the
+            other leads and returns ``lead_mask`` (also put in the batch). None: the ECGs are stacked as stored.
+        feature_extractor: the `DBetaECGFeatureExtractor` used with `lead_names` (default: a default one, i.e.
+            500 Hz, 5000 samples, canonical lead order, no filtering).
+        sampling_rate: the rate of the stored ECGs (500 Hz for the datasets of `dbeta_hf.data`).
+        stored_lead_names: the lead order of the stored ECGs (the canonical order by default).
     """
 
-    def __init__(self, label_dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        label_dtype: torch.dtype = torch.float32,
+        lead_names: Sequence[str] | None = None,
+        feature_extractor=None,
+        sampling_rate: float = 500.0,
+        stored_lead_names: Sequence[str] | None = None,
+    ):
+        from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+        from ..ecg_signal import canonical_lead_name
+
         self.label_dtype = label_dtype
+        self.sampling_rate = float(sampling_rate)
+        self.lead_names = None
+        self.rows = None
+        if lead_names is not None:
+            if isinstance(lead_names, str):
+                raise TypeError(f"lead_names must be a list of lead names, not the string {lead_names!r}")
+            stored = [canonical_lead_name(n) for n in (stored_lead_names or CANONICAL_LEAD_NAMES)]
+            self.lead_names = [canonical_lead_name(n) for n in lead_names]
+            missing = [n for n in self.lead_names if n not in stored]
+            if missing or not self.lead_names:
+                raise ValueError(f"lead_names {list(lead_names)} must be a non-empty subset of the stored leads {stored}")
+            self.rows = [stored.index(n) for n in self.lead_names]
+            if feature_extractor is None:
+                from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+
+                feature_extractor = DBetaECGFeatureExtractor()
+        self.feature_extractor = feature_extractor
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -59,7 +120,13 @@ class ECGClassificationCollator:
         if key not in examples[0]:
             raise KeyError(f"examples need an 'ecg_values' (or 'ecg') entry, got keys {sorted(examples[0])}")
         ecg = np.stack([np.asarray(e[key], dtype=np.float32) for e in examples])
-        batch = {"ecg_values": torch.from_numpy(ecg)}
+        if self.rows is not None:
+            inputs = self.feature_extractor(
+                list(ecg[:, self.rows]), sampling_rate=self.sampling_rate, lead_names=self.lead_names, return_tensors="pt"
+            )
+            batch = {"ecg_values": inputs["ecg_values"], "lead_mask": inputs["lead_mask"]}
+        else:
+            batch = {"ecg_values": torch.from_numpy(ecg)}
         if "labels" in examples[0]:
             labels = np.stack([np.asarray(e["labels"]) for e in examples])
             batch["labels"] = torch.as_tensor(labels).to(self.label_dtype)
@@ -70,12 +137,16 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name))
 
 
-def make_compute_metrics(class_names: Sequence[str] | None = None) -> Callable[[Any], dict[str, float]]:
+def make_compute_metrics(
+    class_names: Sequence[str] | None = None, cinc2021: bool = False, threshold: float = 0.5
+) -> Callable[[Any], dict[str, float]]:
     """A `compute_metrics` for `Trainer`: macro AUROC over classes with both labels, and per-class AUROCs.
 
-    The logits are used as scores (AUROC is invariant to the monotone sigmoid).
+    The logits are used as scores (AUROC is invariant to the monotone sigmoid). With ``cinc2021=True`` (the
+    class names must then name CinC 2021 scored classes) it adds ``challenge_score`` and ``macro_f1`` of the
+    outputs ``sigmoid(logits) >= threshold``.
     """
-    from .metrics import multilabel_auroc
+    from .metrics import cinc2021_metrics, multilabel_auroc
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits = eval_pred.predictions if hasattr(eval_pred, "predictions") else eval_pred[0]
@@ -92,6 +163,11 @@ def make_compute_metrics(class_names: Sequence[str] | None = None) -> Callable[[
         }
         for name, value in result["per_class"].items():
             metrics[f"auroc_{_metric_name(name)}"] = float(value)
+        if cinc2021:
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+            cinc = cinc2021_metrics(labels, probabilities, classes=names, threshold=threshold)
+            metrics["challenge_score"] = float(cinc["challenge_score"])
+            metrics["macro_f1"] = float(cinc["macro_f1"])
         return metrics
 
     return compute_metrics
@@ -139,3 +215,65 @@ def build_classification_model(
     if freeze_encoder:
         model.freeze_ecg_encoder()
     return model
+
+
+# The paper's Table 1 (C-MELT, the arXiv version of D-BETA): PhysioNet 2021 diagnosis, CinC challenge score x 100.
+PAPER_TABLE1_CINC: dict[int, float] = {12: 85.7, 6: 81.1, 3: 84.2, 2: 81.9, 1: 76.5}
+
+
+def lead_setting_title(num_leads: int) -> str:
+    """``"12-lead"`` or the paper's ``"P-6-lead"`` (missing leads zero-padded)."""
+    return "12-lead" if num_leads == 12 else f"P-{num_leads}-lead"
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if array.size == 0:
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def _x100(mean: float, std: float | None = None) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None and np.isfinite(std) else "")
+
+
+def format_cinc2021_table(runs: dict[str, dict[int, list[dict]]], paper_row: bool = True) -> str:
+    """PhysioNet 2021 results in the layout of the paper's Table 1, then one line per lead setting.
+
+    `runs` is ``{method: {num_leads: [run, ...]}}`` where each run has ``challenge_score``, ``macro_auroc``,
+    ``macro_f1`` (in [0, 1]) and ``seed``. Cells are CinC scores x 100, mean ± std over the seeds.
+    """
+    settings = sorted({n for per_method in runs.values() for n in per_method}, reverse=True)
+    header = ["Method", "Task"] + [lead_setting_title(n) for n in settings]
+    lines = [
+        "**PhysioNet 2021 diagnosis (Dx.), CinC challenge score x 100 (paper's Table 1 layout; mean ± std over seeds)**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + [":---:"] * len(settings)) + "|",
+    ]
+    for method, per_method in runs.items():
+        cells = []
+        for n in settings:
+            mean, std = _mean_std([r.get("challenge_score") for r in per_method.get(n, [])])
+            cells.append(_x100(mean, std))
+        lines.append("| " + " | ".join([method, "Dx."] + cells) + " |")
+    if paper_row:
+        lines.append("| " + " | ".join(["D-BETA / C-MELT (paper, Table 1)", "Dx."] + [
+            f"{PAPER_TABLE1_CINC[n]:.1f}" if n in PAPER_TABLE1_CINC else "–" for n in settings]) + " |")
+    lines += [
+        "",
+        "| Method | Lead setting | Leads | Seeds | CinC x 100 | Macro AUROC x 100 | Macro F1 x 100 | Paper CinC x 100 |",
+        "|---|---|---|---|:---:|:---:|:---:|:---:|",
+    ]
+    for method, per_method in runs.items():
+        for n in settings:
+            group = per_method.get(n, [])
+            if not group:
+                continue
+            seeds = ", ".join(str(r.get("seed")) for r in group)
+            cells = [_x100(*_mean_std([r.get(k) for r in group])) for k in ("challenge_score", "macro_auroc", "macro_f1")]
+            paper = f"{PAPER_TABLE1_CINC[n]:.1f}" if n in PAPER_TABLE1_CINC else "–"
+            lines.append("| " + " | ".join([method, lead_setting_title(n), ", ".join(lead_subset(n)), seeds] + cells + [paper]) + " |")
+    return "\n".join(lines)
