@@ -1,0 +1,56 @@
+"""examples/finetune.py's synthetic demo settings, the saved fine-tuned model and the Auto API registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import load_example
+
+from dbeta_hf import DBetaForECGClassification
+from dbeta_hf.presets import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
+
+def test_classification_model_is_registered_with_the_auto_api(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = DBetaForECGClassification(tiny_config(num_labels=3, problem_type="multi_label_classification")).eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded) is DBetaForECGClassification
+    ecg = torch.randn(2, 12, 5000)
+    torch.testing.assert_close(loaded(ecg_values=ecg).logits, model(ecg_values=ecg).logits)
+
+
+def test_demo_settings_apply_only_to_the_synthetic_task_and_yield_to_the_user():
+    example = load_example("finetune")
+    args = example.parse_args([])
+    assert (args.learning_rate, args.lr_scheduler_type, args.warmup_steps, args.max_steps) == (2e-3, "cosine", 0.1, 600)
+    args = example.parse_args(["--learning_rate", "1e-4", "--max_steps=50"])
+    assert (args.learning_rate, args.max_steps, args.lr_scheduler_type) == (1e-4, 50, "cosine")
+    args = example.parse_args(["--tasks", "ptbxl_super"])
+    assert (args.learning_rate, args.lr_scheduler_type, args.max_steps) == (5e-5, "linear", -1)
+
+
+def test_finetune_example_saves_a_model_that_loads_through_the_auto_api(saved_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from dbeta_hf import DBetaECGFeatureExtractor
+
+    example = load_example("finetune")
+    out_dir = tmp_path / "ft"
+    results = example.main([
+        "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
+        "--max_steps", "3", "--per_device_train_batch_size", "8", "--num_bootstrap", "10", "--no_progress",
+    ])
+    task = results["methods"]["D-BETA (fine-tuned)"]["synthetic"]
+    assert results["training"]["learning_rate"] == 2e-3 and results["training"]["lr_scheduler_type"] == "cosine"
+    saved = out_dir / "model_synthetic"
+    assert task["saved_model"] == str(saved)
+    model = AutoModelForSequenceClassification.from_pretrained(saved)
+    assert type(model) is DBetaForECGClassification
+    assert list(model.config.id2label.values()) == task["class_names"]
+    assert isinstance(DBetaECGFeatureExtractor.from_pretrained(saved), DBetaECGFeatureExtractor)
