@@ -25,8 +25,11 @@ def test_classification_model_is_registered_with_the_auto_api(tmp_path):
     torch.testing.assert_close(loaded(ecg_values=ecg).logits, model(ecg_values=ecg).logits)
 
 
-def test_demo_settings_apply_only_to_the_synthetic_task_and_yield_to_the_user():
+def test_demo_settings_apply_only_to_the_synthetic_task_and_yield_to_the_user(monkeypatch):
     example = load_example("finetune")
+    monkeypatch.setattr("sys.argv", ["finetune.py", "--model_name_or_path", "elsewhere", "--learning_rate", "3e-4"])
+    args = example.parse_args()  # the command line
+    assert (args.model_name_or_path, args.learning_rate, args.max_steps) == ("elsewhere", 3e-4, 600)
     args = example.parse_args([])
     assert (args.learning_rate, args.lr_scheduler_type, args.warmup_steps, args.max_steps) == (2e-3, "cosine", 0.1, 600)
     args = example.parse_args(["--learning_rate", "1e-4", "--max_steps=50"])
