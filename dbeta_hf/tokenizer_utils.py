@@ -8,6 +8,9 @@ wherever the real one cannot be downloaded. It is not the Flan-T5 vocabulary: a 
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections import Counter
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -16,16 +19,25 @@ from transformers import T5Tokenizer
 from .text_normalization import normalize_report
 
 
-def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: int = 100, normalize: bool = True) -> T5Tokenizer:
+def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: int = 100, normalize: bool = True,
+                       whole_words: bool = False) -> T5Tokenizer:
     """Train a unigram (SentencePiece-style) tokenizer on `texts` and wrap it as a `T5Tokenizer`.
 
     Deterministic: the same texts give the same vocabulary and ids in every process (pieces of equal score are
     ordered by their text).
+
+    With `whole_words`, the vocabulary is every word and punctuation mark of `texts` (the most frequent first, up to
+    `vocab_size`) plus every single character as a fallback, scored by log frequency, so each known word is one token
+    (``"sinus tachycardia."`` -> ``['▁sinus', '▁tachycardia', '.']``). The unigram trainer, on a small corpus of
+    repetitive reports, instead splits frequent words into characters (``'▁s', 'in', 'u', 's'``), which a tiny text
+    tower with first-token pooling cannot put back together.
     """
     corpus = [normalize_report(t) if normalize else t for t in texts]
     corpus = [t for t in corpus if t]
     if not corpus:
         raise ValueError("train_t5_tokenizer needs at least one non-empty text")
+    if whole_words:
+        return T5Tokenizer(vocab=_whole_word_vocab(corpus, vocab_size), extra_ids=extra_ids)
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
@@ -48,3 +60,24 @@ def _deterministic_order(pieces: list, num_special: int) -> list[tuple[str, floa
     special = [(piece, float(score)) for piece, score in pieces[:num_special]]
     learned = sorted(((piece, float(score)) for piece, score in pieces[num_special:]), key=lambda p: (-p[1], p[0]))
     return special + learned
+
+
+def _whole_word_vocab(corpus: list[str], vocab_size: int) -> list[tuple[str, float]]:
+    """Unigram vocabulary of whole words ("▁word"), punctuation marks and single-character fallbacks."""
+    words: Counter = Counter()
+    chars: set[str] = set()
+    for text in corpus:
+        for match in re.finditer(r"\w+|[^\w\s]", text):
+            piece = match.group()
+            start = match.start()
+            words["\u2581" + piece if start == 0 or text[start - 1].isspace() else piece] += 1
+            chars.update(piece)
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    fallback = sorted({"\u2581"} | chars | {"\u2581" + c for c in chars})
+    budget = vocab_size - len(specials) - len(fallback)
+    if budget < 1:
+        raise ValueError(f"vocab_size={vocab_size} leaves no room for words after {len(fallback)} character pieces")
+    total = sum(words.values())
+    kept = [(w, c) for w, c in words.most_common() if w not in fallback][:budget]
+    floor = math.log(1.0 / total) - 10.0  # characters only win where no word piece fits
+    return specials + [(w, math.log(c / total)) for w, c in kept] + [(c, floor) for c in fallback]
