@@ -224,6 +224,18 @@ class DBetaConfig(PretrainedConfig):
         ets_same_report_positives: the pretraining collator labels as ETS positives the pairs whose text is the ECG's
             own report even off the diagonal (identical reports in a batch), instead of only the diagonal
             (official). Off by default.
+        ets_global_batch: under several processes (`accelerate launch`, `torchrun`), score every process's ECGs
+            against the texts of the whole global batch (`True`, as CLIP / SigLIP) or only against its own batch
+            (`False`: the official loss, built with world_size=1, i.e. per GPU). No effect in one process.
+        mlm_mem_on_matched_only: compute MLM and MEM only on the rows whose report belongs to the ECG
+            (`match_labels == 1`), as ALBEF / BLIP do; `False` also scores the rows that received an N3S negative
+            report. The official collator overwrote the negative text with the true report, so the official model
+            only ever saw matched pairs for these two losses.
+        ets_normalize_embeddings: L2-normalise the uni-modal ECG and text embeddings inside the ETS loss, so that its
+            logits are `scale * cosine + bias` (SigLIP; then use a learnable scale and bias, e.g. 10 and -10, and
+            score zero-shot / retrieval with `similarity="cosine"`). `False` (official): the raw dot product.
+        text_pooling: what the uni-modal text embedding (ETS, zero-shot, retrieval) pools: `"first"` (the first token,
+            official) or `"mean"` (the mean over the real tokens, as sentence encoders do).
         mlm_mask_token: the sentinel that stands in for BERT's [MASK] (T5 has no mask token).
         mlm_probability: fraction of non-special text tokens selected for MLM (0.25).
         lead_mask_prob: probability that the pretraining collator zeroes each lead (0.5).
@@ -265,6 +277,10 @@ class DBetaConfig(PretrainedConfig):
         ets_logit_bias_init: float | None = None,
         ets_learnable_bias: bool = False,
         ets_same_report_positives: bool = False,
+        ets_global_batch: bool = True,
+        mlm_mem_on_matched_only: bool = False,
+        ets_normalize_embeddings: bool = False,
+        text_pooling: str = "first",
         mlm_mask_token: str = "<extra_id_0>",
         mlm_probability: float = 0.25,
         lead_mask_prob: float = 0.5,
@@ -308,6 +324,10 @@ class DBetaConfig(PretrainedConfig):
         self.ets_logit_bias_init = ets_logit_bias_init
         self.ets_learnable_bias = ets_learnable_bias
         self.ets_same_report_positives = ets_same_report_positives
+        self.ets_global_batch = ets_global_batch
+        self.mlm_mem_on_matched_only = mlm_mem_on_matched_only
+        self.ets_normalize_embeddings = ets_normalize_embeddings
+        self.text_pooling = text_pooling
         self.mlm_mask_token = mlm_mask_token
         self.mlm_probability = mlm_probability
         self.lead_mask_prob = lead_mask_prob
@@ -332,6 +352,8 @@ class DBetaConfig(PretrainedConfig):
             )
         if not 0.0 <= self.mem_prob < 1.0:
             raise ValueError(f"mem_prob must be in [0, 1), got {self.mem_prob}")
+        if self.text_pooling not in ("first", "mean"):
+            raise ValueError(f"text_pooling must be 'first' (official) or 'mean', got {self.text_pooling!r}")
         if self.ets_learnable_bias and self.ets_logit_bias_init is None:
             raise ValueError("ets_learnable_bias=True needs ets_logit_bias_init (SigLIP uses -10)")
         if self.num_ecg_tokens < 1:
@@ -363,7 +385,9 @@ class DBetaConfig(PretrainedConfig):
         """Build a config from the official D-BETA `config.json` (`{"model": {...}}` or its inner dict).
 
         Dead official fields (`all_gather`, `normalize`, `filter`, `apply_mask`, `mask_*`, ...) are ignored;
-        `mim_*` spellings from older configs are accepted as `mem_*`. `text_config` defaults to Flan-T5-base.
+        `mim_*` spellings from older configs are accepted as `mem_*`. `text_config` defaults to Flan-T5-base. The
+        training switches that the official config has no field for get the official behaviour
+        (`ets_global_batch=False`, `mlm_mem_on_matched_only=False`) unless `kwargs` set them.
         """
         cfg = dict(original.get("model", original))
         for old, new in (("mim_layer", "mem_layer"), ("mim_prob", "mem_prob")):
@@ -393,5 +417,7 @@ class DBetaConfig(PretrainedConfig):
             text_config = T5Config(**FLAN_T5_BASE_TEXT_CONFIG)
         elif isinstance(text_config, dict):
             text_config = T5Config(**{k: v for k, v in text_config.items() if k not in ("model_type", "transformers_version")})
+        # the official training recipe: ETS per GPU (built with world_size=1); MLM and MEM scored on every row
+        top.update(ets_global_batch=False, mlm_mem_on_matched_only=False)
         top.update(kwargs)
         return cls(ecg_config=DBetaECGConfig(**ecg), text_config=text_config, **top)

@@ -962,7 +962,19 @@ class DBetaModel(DBetaPreTrainedModel):
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) token ids -> (B, hidden_dim) uni-modal text embeddings (T5 encoder, projection, first-token pooler)."""
-        return self.unimodal_language_pooler(self._encode_text(input_ids, attention_mask))
+        return self.pool_text(self._encode_text(input_ids, attention_mask), attention_mask)
+
+    def pool_text(self, text_hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, H) projected text tokens -> (B, H) uni-modal text embedding: the pooler (Linear, tanh) on the first
+        token (`config.text_pooling="first"`, official) or on the mean of the real tokens (`"mean"`)."""
+        if self.config.text_pooling == "first":
+            return self.unimodal_language_pooler(text_hidden)
+        if attention_mask is None:
+            mean = text_hidden.mean(dim=1)
+        else:
+            weights = attention_mask.to(text_hidden.dtype)[..., None]
+            mean = (text_hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return self.unimodal_language_pooler(mean[:, None])
 
     # ------------------------------------------------------------------ fusion
     def fuse(
@@ -1014,7 +1026,7 @@ class DBetaModel(DBetaPreTrainedModel):
         x, y, _ = self.fuse(text_hidden, ecg_hidden, attention_mask)
         output = DBetaModelOutput(
             ecg_embeds=self.unimodal_ecg_pooler(ecg_hidden),
-            text_embeds=self.unimodal_language_pooler(text_hidden),
+            text_embeds=self.pool_text(text_hidden, attention_mask),
             multimodal_embeds=torch.cat([self.multi_modal_language_pooler(x), self.multi_modal_ecg_pooler(y)], dim=-1),
             multimodal_text_hidden_states=x,
             multimodal_ecg_hidden_states=y,
@@ -1044,6 +1056,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             learnable_scale=config.ets_learnable_scale,
             logit_bias_init=config.ets_logit_bias_init,
             learnable_bias=config.ets_learnable_bias,
+            use_global_batch=config.ets_global_batch,
         )
         self.post_init()
 
@@ -1099,7 +1112,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
         text_hidden = base._encode_text(input_ids, attention_mask, check=False)
         ecg_embeds = base.unimodal_ecg_pooler(ecg_hidden)
-        text_embeds = base.unimodal_language_pooler(text_hidden)
+        text_embeds = base.pool_text(text_hidden, attention_mask)
         mem_layer = self.config.mem_layer if apply_ecg_mask else None
         x, y, mem_input = base.fuse(text_hidden, ecg_hidden, attention_mask, mem_layer)
         fused = torch.cat([base.multi_modal_language_pooler(x), base.multi_modal_ecg_pooler(y)], dim=-1)
@@ -1108,6 +1121,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         mlm_logits = mem_logits = None
         loss_terms = {}
         mlm_accuracy = etm_accuracy = None
+        matched_only = self.config.mlm_mem_on_matched_only and match_labels is not None
+        if matched_only and mlm_labels is not None:  # rows fed a negative report carry no MLM target
+            mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
         if return_mlm_logits or mlm_labels is None:
             mlm_logits = self.mlm_head(x)
             if mlm_labels is not None:
@@ -1131,11 +1147,16 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         if apply_ecg_mask:
             mem_logits = self.mim_head(mem_input, ids_restore)
             target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch, self.config.mem_norm_target)
-            loss_terms["mem"] = losses.mem_loss(mem_logits, target, mem_mask)
+            scored = mem_mask * match_labels.to(mem_mask)[:, None] if matched_only else mem_mask
+            loss_terms["mem"] = losses.mem_loss(mem_logits, target, scored)
         if match_labels is not None:
             loss_terms["etm"] = losses.etm_loss(etm_logits, match_labels)
             etm_accuracy = (etm_logits.argmax(-1) == match_labels.long()).float().mean()
-        loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels, ets_labels)
+        if self.config.ets_normalize_embeddings:
+            loss_terms["ets"] = self.ets_loss_fn(F.normalize(ecg_embeds, dim=-1), F.normalize(text_embeds, dim=-1),
+                                                 match_labels, ets_labels)
+        else:
+            loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels, ets_labels)
 
         weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
                    "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}

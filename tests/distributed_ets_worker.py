@@ -29,7 +29,7 @@ def global_batch(sizes, dim=8):
     return ecg, text, match
 
 
-def worker(rank, world_size, sizes, init_file, result_dir):
+def worker(rank, world_size, sizes, init_file, result_dir, use_global_batch=True):
     torch.set_num_threads(1)
     losses = load_losses()
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
@@ -39,7 +39,7 @@ def worker(rank, world_size, sizes, init_file, result_dir):
         stop = start + sizes[rank]
         local_ecg = ecg[start:stop].clone().requires_grad_(True)
         local_text = text[start:stop].clone().requires_grad_(True)
-        loss = losses.DBetaETSLoss()(local_ecg, local_text, match[start:stop])
+        loss = losses.DBetaETSLoss(use_global_batch=use_global_batch)(local_ecg, local_text, match[start:stop])
         loss.backward()
         torch.save({"loss": loss.detach(), "ecg_grad": local_ecg.grad, "text_grad": local_text.grad},
                    os.path.join(result_dir, f"rank{rank}.pt"))

@@ -169,6 +169,9 @@ def test_official_config_round_trip():
     assert config.ecg_config.encoder_layers == 2 and config.ecg_config.conv_feature_layers == [[64, 2, 2]] * 4
     assert config.text_config.d_model == 768  # Flan-T5-base when no text config is given
     assert config.max_text_length == 254 and config.mem_layer == 1 and config.vocab_size == 1000
+    # training switches without an official field get the official behaviour (per-GPU ETS, MLM/MEM on every row)
+    assert config.ets_global_batch is False and config.mlm_mem_on_matched_only is False
+    assert DBetaConfig.from_original_config(original, ets_global_batch=True).ets_global_batch is True
 
 
 def test_missing_and_mismatched_keys_are_listed(tmp_path):

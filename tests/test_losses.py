@@ -85,6 +85,36 @@ def test_distributed_ets_equals_single_process_global_batch(sizes):
     assert torch.allclose(text_grad, text.grad, atol=1e-7, rtol=1e-5)
 
 
+def test_per_process_ets_equals_single_process_loss_on_the_local_batch():
+    """`ets_global_batch=False` (the official per-GPU loss): each process scores only its own batch."""
+    sizes = [3, 2]
+    ecg, text, match = global_batch(sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        mp.spawn(worker, args=(len(sizes), sizes, init_file, tmp, False), nprocs=len(sizes), join=True)
+        results = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(len(sizes))]
+    start = 0
+    for size, result in zip(sizes, results):
+        local_ecg = ecg[start : start + size].clone().requires_grad_(True)
+        local_text = text[start : start + size].clone().requires_grad_(True)
+        reference = losses.ets_loss(local_ecg, local_text, match[start : start + size])
+        reference.backward()
+        assert result["loss"].item() == pytest.approx(reference.item(), rel=1e-6)
+        assert torch.allclose(result["ecg_grad"], local_ecg.grad, atol=1e-7, rtol=1e-5)
+        assert torch.allclose(result["text_grad"], local_text.grad, atol=1e-7, rtol=1e-5)
+        start += size
+    # and it is not the global-batch loss (the remote negatives are missing)
+    assert torch.stack([r["loss"] for r in results]).mean().item() != pytest.approx(losses.ets_loss(ecg, text, match).item(), rel=1e-3)
+
+
+def test_ets_global_batch_config_reaches_the_loss():
+    from dbeta_hf import DBetaForPreTraining
+    from dbeta_hf.presets import tiny_config
+
+    assert DBetaForPreTraining(tiny_config(num_samples=256)).ets_loss_fn.use_global_batch is True
+    assert DBetaForPreTraining(tiny_config(num_samples=256, ets_global_batch=False)).ets_loss_fn.use_global_batch is False
+
+
 def test_remote_blocks_are_all_negative():
     # with two "processes" folded into one matrix, the cross block carries no positive label
     labels = losses.ets_labels(torch.tensor([1, 0]), 2, 4, diagonal_offset=2)

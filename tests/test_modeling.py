@@ -471,3 +471,54 @@ def test_other_lead_count_in_d():
     assert m.model.ecg_encoder.feature_extractor.conv_layers[0][0].weight.shape[1] == 8
     with pytest.raises(ValueError, match="has 12 leads but the model expects 8"):
         m.get_ecg_features(torch.zeros(1, 12, NUM_SAMPLES))
+
+
+@pytest.mark.parametrize("return_mlm_logits", [True, False], ids=["full-logits", "gathered"])
+def test_mlm_mem_on_matched_only_equals_the_matched_rows_alone(return_mlm_logits):
+    """`mlm_mem_on_matched_only=True`: MLM and MEM of a batch with negatives equal those of its matched rows alone;
+    the default (False) also scores the negative rows."""
+    torch.manual_seed(0)
+    model = DBetaForPreTraining(no_dropout(tiny_config(mlm_mem_on_matched_only=True))).eval()
+    ecg, ids, mask = make_inputs(batch=4)
+    labels = torch.full_like(ids, -100)
+    labels[:, ::3] = ids[:, ::3]
+    noise = torch.rand(4, 312, generator=torch.Generator().manual_seed(0))
+    match = torch.tensor([1, 0, 1, 0])
+    kwargs = dict(noise=noise, return_mlm_logits=return_mlm_logits)
+    mixed = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, **kwargs)
+    keep = match.bool()
+    alone = model(ecg[keep], ids[keep], mask[keep], mlm_labels=labels[keep], match_labels=match[keep], noise=noise[keep],
+                  return_mlm_logits=return_mlm_logits)
+    assert mixed.mlm_loss.item() == pytest.approx(alone.mlm_loss.item(), rel=1e-5)
+    assert mixed.mem_loss.item() == pytest.approx(alone.mem_loss.item(), rel=1e-5)
+    assert mixed.mlm_accuracy.item() == pytest.approx(alone.mlm_accuracy.item())
+    model.config.mlm_mem_on_matched_only = False
+    every_row = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, **kwargs)
+    assert every_row.mlm_loss.item() != pytest.approx(mixed.mlm_loss.item(), rel=1e-4)
+    assert every_row.mem_loss.item() != pytest.approx(mixed.mem_loss.item(), rel=1e-4)
+    # ETM and ETS are unchanged by the switch
+    assert every_row.etm_loss.item() == pytest.approx(mixed.etm_loss.item(), rel=1e-6)
+    assert every_row.ets_loss.item() == pytest.approx(mixed.ets_loss.item(), rel=1e-6)
+
+
+def test_mean_text_pooling_by_hand_and_padding_invariant():
+    torch.manual_seed(0)
+    model = DBetaForPreTraining(tiny_config(text_pooling="mean")).eval()
+    base = model.model
+    _, ids, _ = make_inputs(batch=2, length=9)
+    short = ids[1, :5].clone()
+    short[-1] = 1
+    padded = torch.zeros(2, 9, dtype=torch.long)
+    padded[0], padded[1, :5] = ids[0], short
+    mask = (padded != 0).long()
+    with torch.no_grad():
+        feats = base.get_text_features(padded, mask)
+        tokens = base._encode_text(padded, mask)
+        by_hand = torch.tanh(base.unimodal_language_pooler.dense(tokens[1, :5].mean(dim=0)))
+        alone = base.get_text_features(short[None], torch.ones(1, 5, dtype=torch.long))
+        first = base.unimodal_language_pooler(tokens)  # the official first-token pooling differs
+    assert torch.allclose(feats[1], by_hand, atol=1e-6)
+    assert torch.allclose(feats[1], alone[0], atol=1e-5)
+    assert not torch.allclose(feats, first, atol=1e-3)
+    with pytest.raises(ValueError, match="text_pooling"):
+        tiny_config(text_pooling="max")
