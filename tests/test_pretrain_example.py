@@ -24,6 +24,8 @@ def test_embedded_default_end_to_end(tmp_path):
         assert name in first and name in last
     assert 0.0 <= summary["zero_shot"]["macro_auroc"] <= 1.0
     assert set(summary["zero_shot"]["per_class"]) <= {"SBRAD", "SR", "STACH", "AFIB", "1AVB", "BBB"}
+    assert 0.0 <= summary["linear_probe"]["macro_auroc"] <= 1.0
+    assert set(summary["retrieval"]["ecg_to_report"]) >= {"R@1", "R@5"} and summary["retrieval"]["num_pairs"] == 24
     assert isinstance(DBetaForPreTraining.from_pretrained(out), DBetaForPreTraining)
     assert isinstance(DBetaModel.from_pretrained(out), DBetaModel)
     processor = AutoProcessor.from_pretrained(out)
