@@ -827,7 +827,7 @@ class DBetaECGModel(DBetaPreTrainedModel):
     # the text tower, fusion and heads of a full checkpoint are not part of the ECG tower
     _keys_to_ignore_on_load_unexpected = [
         r"language_encoder\.", r"multi_modal_language", r"multi_modal_ecg_layers", r"multi_modal_ecg_pooler",
-        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mim|itm)_head\.",
+        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mim|itm)_head\.", r"ets_loss_fn\.",
     ]
 
     def __init__(self, config: DBetaConfig):
@@ -860,7 +860,7 @@ class DBetaModel(DBetaPreTrainedModel):
     """
 
     # loading from a DBetaForPreTraining checkpoint: its pretraining heads are not part of the base model
-    _keys_to_ignore_on_load_unexpected = [r"(mlm|mim|itm)_head\."]
+    _keys_to_ignore_on_load_unexpected = [r"(mlm|mim|itm)_head\.", r"ets_loss_fn\."]
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)

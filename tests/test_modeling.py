@@ -522,3 +522,18 @@ def test_mean_text_pooling_by_hand_and_padding_invariant():
     assert not torch.allclose(feats, first, atol=1e-3)
     with pytest.raises(ValueError, match="text_pooling"):
         tiny_config(text_pooling="max")
+
+
+def test_ets_normalize_embeddings_scores_cosines():
+    from dbeta_hf import losses
+
+    torch.manual_seed(0)
+    model = DBetaForPreTraining(tiny_config(ets_normalize_embeddings=True)).eval()
+    ecg, ids, mask = make_inputs(batch=3)
+    match = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        out = model(ecg, ids, mask, match_labels=match, apply_ecg_mask=False)
+    unit = torch.nn.functional.normalize
+    cosine = losses.ets_loss(unit(out.ecg_embeds, dim=-1), unit(out.text_embeds, dim=-1), match)
+    assert out.ets_loss.item() == pytest.approx(cosine.item(), rel=1e-6)
+    assert out.ets_loss.item() != pytest.approx(losses.ets_loss(out.ecg_embeds, out.text_embeds, match).item(), rel=1e-3)
