@@ -177,7 +177,7 @@ def main(argv=None) -> dict:
     args, passthrough = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     pretrain = load_pretrain_module()
-    base_overrides = pretrain.parse_config_overrides(args.config_overrides)
+    base_overrides = pretrain.config_overrides(args.config_overrides)
     runs = []
     total = len(args.variants) * len(args.seeds)
     for i, name in enumerate(args.variants):

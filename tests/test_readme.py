@@ -33,6 +33,8 @@ FAST_FLAGS = {
     "linear_probe": "--synthetic_records 60 --num_bootstrap 20 --no_progress",
     "finetune": "--synthetic_records 40 --max_steps 4 --num_bootstrap 20 --no_progress",
     "retrieval": "--synthetic_records 24 --no_progress",
+    "ablate": "--seeds 0 --variants full --max_steps 2 --synthetic_records 40 --synthetic_eval_records 16 "
+              "--per_device_train_batch_size 8 --logging_steps 1",
 }
 PIP_PREFIX = 'pip install torch==2.13.0 && pip install -e ".[test]" && '
 
