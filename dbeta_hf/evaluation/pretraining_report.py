@@ -101,10 +101,11 @@ def format_pretraining_report(report: dict[str, Any], num_heldout: int | None = 
     """Plain-text lines: zero-shot and probe AUROC per class side by side, then Recall@k both ways."""
     zero_shot, probe, retrieval = report["zero_shot"], report["linear_probe"], report["retrieval"]
     where = f" on {num_heldout} held-out ECGs" if num_heldout else ""
-    lines = [f"held-out AUROC{where}:  zero-shot  linear probe (frozen features, {probe['num_train']} train)",
-             f"  {'macro':>6}        {_value(zero_shot['macro_auroc'])}        {_value(probe['macro_auroc'])}"]
+    lines = [f"zero-shot macro AUROC {_value(zero_shot['macro_auroc'])}, linear-probe macro AUROC "
+             f"{_value(probe['macro_auroc'])} (frozen features, {probe['num_train']} training records){where}",
+             f"  {'class':>6}  zero-shot  linear probe"]
     for name in zero_shot["per_class"]:
-        lines.append(f"  {name:>6}        {_value(zero_shot['per_class'][name])}        {_value(probe['per_class'].get(name))}")
+        lines.append(f"  {name:>6}      {_value(zero_shot['per_class'][name])}         {_value(probe['per_class'].get(name))}")
     for direction, title in (("ecg_to_report", "ECG->report"), ("report_to_ecg", "report->ECG")):
         recalls = "  ".join(f"{k}={v:.3f}" for k, v in retrieval[direction].items() if k.startswith("R@"))
         lines.append(f"{title} retrieval over {retrieval['num_pairs']} held-out pairs "
