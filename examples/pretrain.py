@@ -6,8 +6,8 @@ Embedded default (no downloads, CPU, a few minutes):
     python examples/pretrain.py
 
 builds a synthetic ECG-report corpus, trains a tiny tokenizer and a tiny D-BETA, prints the four losses as they
-fall, saves model + processor to outputs/dbeta-tiny-synthetic and reports zero-shot rhythm AUROC on held-out
-synthetic ECGs.
+fall, saves model + processor to outputs/dbeta-tiny-synthetic and reports, on held-out synthetic ECGs, the zero-shot
+and linear-probe AUROC per class and ECG<->report Recall@1/5 (`dbeta_hf.evaluation.pretraining_report`).
 
 Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accelerate):
 
