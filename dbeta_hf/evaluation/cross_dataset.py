@@ -127,23 +127,15 @@ def evaluate_cross_dataset_zero_shot(
     Returns ``{"source", "target", "shared_classes": [{name, source_classes, target_classes}], "macro_auroc",
     "per_class", "skipped_classes", "ci_low", "ci_high", "num_samples", "prompt_set"}``.
     """
-    from .features import extract_ecg_features
     from .metrics import bootstrap_auroc_ci, multilabel_auroc
-    from .zero_shot import zero_shot_scores
+    from .zero_shot import evaluation_ecg_features, zero_shot_scores
 
     shared = shared_classes(source, target)
     labels = cross_dataset_labels(target_labels, target_class_names, shared)
     source_members = list(dict.fromkeys(c for s in shared for c in s.source_classes))
     text_embeds, texts = classifier.class_embeddings(source_members, task=source)
-    if ecg_features is None:
-        feature_extractor = getattr(classifier.processor, "feature_extractor", None) if sampling_rate is not None else None
-        ecg_features = extract_ecg_features(
-            classifier.model, data, batch_size=classifier.batch_size, autocast=classifier.autocast,
-            cache_dir=cache_dir, cache_name=cache_name, progress=progress,
-            feature_extractor=feature_extractor, sampling_rate=sampling_rate,
-        )
-    if ecg_features.shape[0] != labels.shape[0]:
-        raise ValueError(f"{ecg_features.shape[0]} ECG embeddings for {labels.shape[0]} label rows")
+    ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
+                                           cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
     member_scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
     scores = cross_dataset_scores(member_scores, source_members, shared)
     names = [s.name for s in shared]

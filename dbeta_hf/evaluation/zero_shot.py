@@ -246,6 +246,23 @@ class DBetaZeroShotClassifier:
         return zero_shot_scores(ecg_features, text_embeds, similarity or self.similarity)
 
 
+def evaluation_ecg_features(classifier, data: Any, num_rows: int, ecg_features: torch.Tensor | None = None, *,
+                            cache_dir=None, cache_name: str = "zero_shot", progress: bool = True,
+                            sampling_rate: float | None = None) -> torch.Tensor:
+    """The (N, H) ECG embeddings of an evaluation set: `ecg_features` when given, else extracted from `data` with the
+    classifier's model (cached under `cache_dir`); checked against the `num_rows` label rows."""
+    if ecg_features is None:
+        feature_extractor = getattr(classifier.processor, "feature_extractor", None) if sampling_rate is not None else None
+        ecg_features = extract_ecg_features(
+            classifier.model, data, batch_size=classifier.batch_size, autocast=classifier.autocast,
+            cache_dir=cache_dir, cache_name=cache_name, progress=progress,
+            feature_extractor=feature_extractor, sampling_rate=sampling_rate,
+        )
+    if ecg_features.shape[0] != num_rows:
+        raise ValueError(f"{ecg_features.shape[0]} ECG embeddings for {num_rows} label rows")
+    return ecg_features
+
+
 def evaluate_zero_shot(
     classifier: DBetaZeroShotClassifier,
     data: Any,
@@ -275,15 +292,8 @@ def evaluate_zero_shot(
     if labels.ndim != 2 or labels.shape[1] != len(class_names):
         raise ValueError(f"labels must be (N, {len(class_names)}), got {labels.shape}")
     text_embeds, texts = classifier.class_embeddings(list(class_names), task=task)
-    if ecg_features is None:
-        feature_extractor = getattr(classifier.processor, "feature_extractor", None) if sampling_rate is not None else None
-        ecg_features = extract_ecg_features(
-            classifier.model, data, batch_size=classifier.batch_size, autocast=classifier.autocast,
-            cache_dir=cache_dir, cache_name=cache_name, progress=progress,
-            feature_extractor=feature_extractor, sampling_rate=sampling_rate,
-        )
-    if ecg_features.shape[0] != labels.shape[0]:
-        raise ValueError(f"{ecg_features.shape[0]} ECG embeddings for {labels.shape[0]} label rows")
+    ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
+                                           cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
     scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
     metrics = multilabel_auroc(labels, scores, class_names=list(class_names))
     low, high = bootstrap_auroc_ci(labels, scores, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
