@@ -234,6 +234,11 @@ class DBetaConfig(PretrainedConfig):
         ets_normalize_embeddings: L2-normalise the uni-modal ECG and text embeddings inside the ETS loss, so that its
             logits are `scale * cosine + bias` (SigLIP; then use a learnable scale and bias, e.g. 10 and -10, and
             score zero-shot / retrieval with `similarity="cosine"`). `False` (official): the raw dot product.
+        ets_unmasked_inputs: compute the ETS embeddings from unmasked inputs, as ALBEF / BLIP compute their contrastive
+            loss on clean inputs: a second pass of the ECG tower without MEM masking, and the report with its MLM
+            tokens restored (from `mlm_labels`). `False` (official): the ECG embedding of the MEM-masked pass (25% of
+            the tokens visible) and the text the MLM collator masked. Costs one more ECG and text pass per step;
+            `benchmarks/README_learning.md` has the measured effect.
         text_pooling: what the uni-modal text embedding (ETS, zero-shot, retrieval) pools: `"first"` (the first token,
             official) or `"mean"` (the mean over the real tokens, as sentence encoders do).
         mlm_mask_token: the sentinel that stands in for BERT's [MASK] (T5 has no mask token).
@@ -281,6 +286,7 @@ class DBetaConfig(PretrainedConfig):
         mlm_mem_on_matched_only: bool = False,
         ets_normalize_embeddings: bool = False,
         text_pooling: str = "first",
+        ets_unmasked_inputs: bool = False,
         mlm_mask_token: str = "<extra_id_0>",
         mlm_probability: float = 0.25,
         lead_mask_prob: float = 0.5,
@@ -328,6 +334,7 @@ class DBetaConfig(PretrainedConfig):
         self.mlm_mem_on_matched_only = mlm_mem_on_matched_only
         self.ets_normalize_embeddings = ets_normalize_embeddings
         self.text_pooling = text_pooling
+        self.ets_unmasked_inputs = ets_unmasked_inputs
         self.mlm_mask_token = mlm_mask_token
         self.mlm_probability = mlm_probability
         self.lead_mask_prob = lead_mask_prob

@@ -1072,6 +1072,18 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
     def get_text_features(self, input_ids, attention_mask=None):
         return self.model.get_text_features(input_ids, attention_mask)
 
+    def _ets_embeddings(self, ecg_values, ecg_hidden, ecg_masked, input_ids, text_hidden, attention_mask, mlm_labels):
+        """The uni-modal (ECG, text) embeddings the ETS loss scores: from the passes the other losses use (official),
+        or with `config.ets_unmasked_inputs` from an unmasked ECG pass and the report with its MLM tokens restored."""
+        base = self.model
+        unmasked = self.config.ets_unmasked_inputs
+        if unmasked and ecg_masked:
+            ecg_hidden = base._encode_ecg(ecg_values)[0]
+        if unmasked and mlm_labels is not None:
+            clean_ids = torch.where(mlm_labels >= 0, mlm_labels, input_ids)
+            text_hidden = base._encode_text(clean_ids, attention_mask, check=False)
+        return base.unimodal_ecg_pooler(ecg_hidden), base.pool_text(text_hidden, attention_mask)
+
     def forward(
         self,
         ecg_values: torch.Tensor,
@@ -1111,8 +1123,8 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         base._check_paired_inputs(ecg_values, input_ids, attention_mask)
         ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
         text_hidden = base._encode_text(input_ids, attention_mask, check=False)
-        ecg_embeds = base.unimodal_ecg_pooler(ecg_hidden)
-        text_embeds = base.pool_text(text_hidden, attention_mask)
+        ecg_embeds, text_embeds = self._ets_embeddings(ecg_values, ecg_hidden, apply_ecg_mask, input_ids, text_hidden,
+                                                       attention_mask, mlm_labels)
         mem_layer = self.config.mem_layer if apply_ecg_mask else None
         x, y, mem_input = base.fuse(text_hidden, ecg_hidden, attention_mask, mem_layer)
         fused = torch.cat([base.multi_modal_language_pooler(x), base.multi_modal_ecg_pooler(y)], dim=-1)

@@ -537,3 +537,32 @@ def test_ets_normalize_embeddings_scores_cosines():
     cosine = losses.ets_loss(unit(out.ecg_embeds, dim=-1), unit(out.text_embeds, dim=-1), match)
     assert out.ets_loss.item() == pytest.approx(cosine.item(), rel=1e-6)
     assert out.ets_loss.item() != pytest.approx(losses.ets_loss(out.ecg_embeds, out.text_embeds, match).item(), rel=1e-3)
+
+
+def test_ets_unmasked_inputs_scores_the_unmasked_ecg_and_the_restored_report():
+    from dbeta_hf import losses
+
+    torch.manual_seed(0)
+    ecg, ids, mask = make_inputs(batch=3)
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[:, 1] = ids[:, 1]  # one MLM target per row: the model sees the sentinel there
+    masked_ids = ids.clone()
+    masked_ids[:, 1] = 499  # an id the inputs never use stands in for the <extra_id_0> sentinel
+    match = torch.tensor([1, 0, 1])
+    for unmasked in (False, True):
+        model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=unmasked, initializer_range=0.1)).eval()
+        with torch.no_grad():
+            out = model(ecg, masked_ids, mask, mlm_labels=mlm_labels, match_labels=match)
+            clean_ecg = model.model.get_ecg_features(ecg)
+            clean_text = model.model.get_text_features(ids, mask)
+            seen_text = model.model.get_text_features(masked_ids, mask)
+        assert out.mem_loss is not None  # the MEM pass was masked either way
+        if unmasked:
+            torch.testing.assert_close(out.ecg_embeds, clean_ecg)
+            torch.testing.assert_close(out.text_embeds, clean_text)
+        else:
+            assert (out.ecg_embeds - clean_ecg).abs().max() > 1e-3  # the 25%-visible MEM pass
+            torch.testing.assert_close(out.text_embeds, seen_text)
+            assert (out.text_embeds - clean_text).abs().max() > 1e-3  # the MLM-masked report
+        expected = losses.ets_loss(out.ecg_embeds, out.text_embeds, match)
+        assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
