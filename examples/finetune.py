@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         prepare_classification_dataset,
     )
     from dbeta_hf.evaluation.metrics import cinc2021_metrics
-    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, subset_indices
+    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, seed_auroc_record, subset_indices
     from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, multilabel_auroc
     from dbeta_hf.plotting import plot_roc_curves
 
@@ -304,13 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                             }
                         runs.append({
                             **cinc,
-                            "seed": seed,
-                            "num_train": int(len(idx)),
-                            "macro_auroc": float(metrics["macro_auroc"]),
-                            "ci_low": float(low),
-                            "ci_high": float(high),
-                            "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
-                            "skipped_classes": dict(metrics["skipped_classes"]),
+                            **seed_auroc_record(seed, len(idx), metrics, low, high),
                             "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
                             "best_checkpoint": trainer.state.best_model_checkpoint,
                             "train_loss": float(train_output.training_loss),

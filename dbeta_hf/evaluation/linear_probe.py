@@ -39,6 +39,7 @@ __all__ = [
     "LinearProbe",
     "fast_macro_auroc",
     "subset_indices",
+    "seed_auroc_record",
     "train_linear_probe",
     "run_linear_probe",
     "fraction_label",
@@ -134,6 +135,20 @@ def fast_macro_auroc(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, int
 
 
 # ------------------------------------------------------------------------------------------------ subsets
+def seed_auroc_record(seed: int, num_train: int, metrics: Mapping[str, Any], ci_low: float, ci_high: float) -> dict[str, Any]:
+    """The test-AUROC part of one seed's result (linear probe and fine-tuning share it): `metrics` is what
+    `multilabel_auroc` returns, `ci_low`/`ci_high` the bootstrap interval."""
+    return {
+        "seed": seed,
+        "num_train": int(num_train),
+        "macro_auroc": float(metrics["macro_auroc"]),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
+        "skipped_classes": dict(metrics["skipped_classes"]),
+    }
+
+
 def subset_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted row indices of the `fraction` training subset that the data module's `label_fraction` draws.
 
@@ -353,13 +368,7 @@ def run_linear_probe(
             low, high = bootstrap_auroc_ci(test_y, probs, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
             runs.append(
                 {
-                    "seed": seed,
-                    "num_train": int(len(idx)),
-                    "macro_auroc": float(metrics["macro_auroc"]),
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "per_class": {k: float(v) for k, v in metrics["per_class"].items()},
-                    "skipped_classes": dict(metrics["skipped_classes"]),
+                    **seed_auroc_record(seed, len(idx), metrics, low, high),
                     "best_step": probe.best_step,
                     "steps_run": probe.steps_run,
                     "val_macro_auroc": float(probe.best_val_auroc),
