@@ -15,7 +15,12 @@ on which other labels are asked for.
 Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.zero_shot_prompts`); pass
 `descriptions={label: text}` (or a JSON path, e.g. the official prompt file) to use your own prompt set instead
 (it must cover every label), or `use_descriptions=False` to encode the
-labels themselves through `hypothesis_template`. Description embeddings are cached per pipeline.
+labels themselves through `hypothesis_template`.
+
+The scoring is `dbeta_hf.evaluation.zero_shot.DBetaZeroShotClassifier`'s (the one used by every zero-shot
+evaluation): the pipeline holds one, which caches the description embeddings, and looks descriptions up with
+`dbeta_hf.zero_shot_prompts.describe_classes`. The pipeline adds the transformers plumbing: per-call arguments,
+raw recordings through the processor, batching and the sorted ``{"label", "score"}`` output.
 """
 
 from __future__ import annotations
@@ -76,10 +81,12 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.feature_extractor is None:
             self.feature_extractor = getattr(self.processor, "feature_extractor", None)
-        if not hasattr(self.model, "get_text_features") or not hasattr(self.model, "get_ecg_features"):
-            raise TypeError(f"{type(self.model).__name__} is not a full D-BETA model (needs the ECG and text towers)")
-        self.model.eval()
-        self._text_cache: dict[str, torch.Tensor] = {}
+        # imported here so that `import dbeta_hf` (which registers this pipeline) stays light
+        from .evaluation.zero_shot import DBetaZeroShotClassifier
+
+        # the zero-shot scorer (it checks that the model has both towers and switches it to eval mode); without
+        # autocast, the pipeline runs the model in its own dtype
+        self.zero_shot = DBetaZeroShotClassifier(self.model, self.processor, autocast=False)
 
     # ------------------------------------------------------------------ parameters
     def _sanitize_parameters(
@@ -118,7 +125,9 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         if candidate_labels is not None:  # postprocess names the scores; preprocess checks the labels
             post["candidate_labels"] = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
         if similarity is not None:
-            if similarity not in ("dot", "cosine"):
+            from .evaluation.zero_shot import SIMILARITIES
+
+            if similarity not in SIMILARITIES:
                 raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
             fwd["similarity"] = similarity
         if function_to_apply is not None:
@@ -137,13 +146,11 @@ class ZeroShotECGClassificationPipeline(Pipeline):
 
     # ------------------------------------------------------------------ steps
     def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
-        if use_descriptions:
-            from .zero_shot_prompts import class_descriptions, load_prompt_set, prompt_set_descriptions
+        if use_descriptions:  # a prompt set (`descriptions`) must cover every label: no built-in fallback
+            from .zero_shot_prompts import describe_classes, load_prompt_set
 
-            if descriptions is not None:  # a complete prompt set: every label covered, no built-in fallback
-                texts = prompt_set_descriptions(list(labels), load_prompt_set(descriptions), task=description_task)
-            else:
-                texts = class_descriptions(list(labels), task=description_task, overrides_argument="descriptions")
+            prompt_set = None if descriptions is None else load_prompt_set(descriptions)
+            texts = describe_classes(labels, task=description_task, prompt_set=prompt_set)
         else:
             texts = list(labels)
         return [hypothesis_template.format(t) for t in texts]
@@ -186,28 +193,13 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         )
         return {"ecg_values": ecg_inputs["ecg_values"], "texts": texts}
 
-    def _text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        if missing:
-            enc = self.processor(text=missing, return_tensors="pt", padding=True, truncation=True)
-            feats = self.model.get_text_features(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
-            for text, feat in zip(missing, feats.float().cpu()):
-                self._text_cache[text] = feat
-        return torch.stack([self._text_cache[t] for t in texts])
-
     def _forward(self, model_inputs, similarity: str = "dot"):
-        from .evaluation.zero_shot import zero_shot_scores
-
-        ecg_values = model_inputs["ecg_values"].to(self.device)
-        param = next(self.model.parameters())
-        if param.is_floating_point():
-            ecg_values = ecg_values.to(param.dtype)
-        ecg_embeds = self.model.get_ecg_features(ecg_values).float().cpu()
+        ecg_embeds = self.zero_shot.encode_ecgs(model_inputs["ecg_values"])
         texts = model_inputs["texts"]
         # one ECG gives its list of texts; with batch_size > 1 the collator stacks the ECGs and lists the lists
         texts_per_ecg = [texts] if texts and isinstance(texts[0], str) else texts
         scores = torch.cat([
-            zero_shot_scores(ecg_embeds[i : i + 1], self._text_embeddings(item_texts), similarity)
+            self.zero_shot.scores_from_features(ecg_embeds[i : i + 1], descriptions=item_texts, similarity=similarity)
             for i, item_texts in enumerate(texts_per_ecg)
         ])
         return {"scores": scores}  # (ECGs, labels)

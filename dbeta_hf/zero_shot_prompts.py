@@ -15,6 +15,10 @@ The file has three parts:
   (``AF``) has no global text, so asking for it without `task` is an error rather than a silent guess;
 * ``tasks``: ``{task: [codes...]}``, every task's classes in label-column order.
 
+Zero-shot scoring (`dbeta_hf.evaluation.zero_shot.DBetaZeroShotClassifier` and the pipeline, which uses it) looks
+descriptions up through one function, `describe_classes`: the texts of a complete prompt set (`load_prompt_set`,
+e.g. the official prompt file) when one is given, else the shipped descriptions.
+
 Look-up order in `class_descriptions`: the caller's `overrides`, then the task's overrides, then the global
 descriptions. A code is matched exactly first, then ignoring case and PTB-XL's leading / trailing underscores
 (``ISC_``, ``_AVB`` and ``NST_`` find ``ISC``, ``AVB`` and ``NST``).
@@ -49,6 +53,8 @@ __all__ = [
     "BUILTIN_PROMPT_SET",
     "load_prompt_set",
     "prompt_set_descriptions",
+    "prompt_set_record",
+    "describe_classes",
 ]
 
 DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).parent / "resources" / "class_descriptions.json"
@@ -334,3 +340,31 @@ def prompt_set_descriptions(
             list(missing),
         )
     return texts
+
+
+def prompt_set_record(prompt_set: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What results files record about the prompts used: the set's name (file path) and sha256, or
+    `BUILTIN_PROMPT_SET` for the shipped descriptions (`prompt_set=None`)."""
+    if prompt_set is None:
+        return dict(BUILTIN_PROMPT_SET)
+    return {"name": prompt_set["name"], "sha256": prompt_set["sha256"]}
+
+
+def describe_classes(
+    class_names: Sequence[str], task: str | None = None, prompt_set: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The description look-up of zero-shot scoring: one text per class, in order.
+
+    With `prompt_set` (`load_prompt_set`), every class must be covered by it (`prompt_set_descriptions`; the
+    built-in texts are never mixed in); without, the shipped descriptions of `task` (`class_descriptions`). The
+    missing-description error names ``descriptions=``, the argument under which the classifier and the pipeline
+    take a prompt set.
+
+    Raises:
+        MissingClassDescriptionError: some classes have no description; the message lists them.
+    """
+    if isinstance(class_names, str):
+        class_names = [class_names]
+    if prompt_set is not None:
+        return prompt_set_descriptions(list(class_names), prompt_set, task=task)
+    return class_descriptions(list(class_names), task=task, overrides_argument="descriptions")

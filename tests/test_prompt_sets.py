@@ -117,6 +117,32 @@ def test_classifier_and_pipeline_use_only_the_prompt_set(saved_model_dir, tmp_pa
         pipe(ecg, candidate_labels=["SR", "RBBB"], sampling_rate=500, descriptions=str(path))
 
 
+def test_one_description_look_up_and_one_scorer(saved_model_dir, tmp_path):
+    """`describe_classes` is the look-up of the classifier and the pipeline; the pipeline scores with its
+    `DBetaZeroShotClassifier`, so both give the same numbers and share the description-embedding cache."""
+    from transformers import pipeline
+
+    from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
+    from dbeta_hf.pipelines import register_pipelines
+    from dbeta_hf.zero_shot_prompts import BUILTIN_PROMPT_SET, class_descriptions, describe_classes, prompt_set_record
+
+    prompt_set = load_prompt_set(SYNTHETIC_PROMPTS)
+    assert describe_classes(["SR", "BBB"], prompt_set=prompt_set) == ["sinus rhythm.", "bundle branch block."]
+    assert describe_classes("SR", task="synthetic") == class_descriptions(["SR"], task="synthetic")
+    with pytest.raises(MissingClassDescriptionError, match=r"descriptions=\{"):
+        describe_classes(["NOT_A_CLASS"])
+    assert prompt_set_record(None) == BUILTIN_PROMPT_SET
+    assert prompt_set_record(prompt_set) == {"name": prompt_set["name"], "sha256": prompt_set["sha256"]}
+
+    register_pipelines()
+    pipe = pipeline("zero-shot-ecg-classification", model=str(saved_model_dir), device="cpu")
+    assert isinstance(pipe.zero_shot, DBetaZeroShotClassifier) and pipe.zero_shot.model is pipe.model
+    ecg = np.random.default_rng(2).normal(size=(12, 5000)).astype(np.float32)
+    out = pipe(ecg, candidate_labels=["SR", "BBB"], sampling_rate=500, description_task="synthetic")
+    expected = pipe.zero_shot.scores(ecg, ["SR", "BBB"], task="synthetic", sampling_rate=500)[0].tolist()
+    assert [d["score"] for d in sorted(out, key=lambda d: d["label"] != "SR")] == expected
+
+
 def test_zero_shot_example_records_the_prompt_set(saved_model_dir, tmp_path):
     example = load_example("zero_shot")
     path = tmp_path / "prompts.json"

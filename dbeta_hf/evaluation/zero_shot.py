@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..zero_shot_prompts import describe_classes, load_prompt_set, prompt_set_record
 from .features import extract_ecg_features, extract_text_features
 
 logger = logging.getLogger(__name__)
@@ -61,26 +62,6 @@ def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, simila
     if similarity == "cosine":
         ecg, text = F.normalize(ecg, dim=-1), F.normalize(text, dim=-1)
     return ecg @ text.T
-
-
-def load_prompt_set_or_none(descriptions: Mapping[str, Any] | str | os.PathLike | None):
-    """A complete prompt set (`dbeta_hf.zero_shot_prompts.load_prompt_set`) from a ``{label: description}`` dict
-    or a JSON path, loaded and validated once here (a missing or malformed file fails at construction, not at
-    the first score); None keeps the built-in descriptions."""
-    if descriptions is None:
-        return None
-    from ..zero_shot_prompts import load_prompt_set
-
-    return load_prompt_set(descriptions)
-
-
-def prompt_set_record(prompt_set: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What results files record about the prompts used: name (file path) and sha256, or the built-in set."""
-    from ..zero_shot_prompts import BUILTIN_PROMPT_SET
-
-    if prompt_set is None:
-        return dict(BUILTIN_PROMPT_SET)
-    return {"name": prompt_set["name"], "sha256": prompt_set["sha256"]}
 
 
 class DBetaZeroShotClassifier:
@@ -122,7 +103,8 @@ class DBetaZeroShotClassifier:
         self.processor = processor
         self.similarity = _check_similarity(similarity)
         self.task = task
-        self.prompt_set = load_prompt_set_or_none(descriptions)
+        # a prompt file is read and validated here: a missing or malformed one fails now, not at the first score
+        self.prompt_set = None if descriptions is None else load_prompt_set(descriptions)
         self.batch_size = int(batch_size)
         self.autocast = autocast
         self._text_cache: dict[str, torch.Tensor] = {}
@@ -149,12 +131,7 @@ class DBetaZeroShotClassifier:
 
         Raises `MissingClassDescriptionError` (a `KeyError`) naming every class that has no description.
         """
-        from ..zero_shot_prompts import class_descriptions, prompt_set_descriptions
-
-        task = task if task is not None else self.task
-        if self.prompt_set is not None:
-            return prompt_set_descriptions(list(class_names), self.prompt_set, task=task)
-        return list(class_descriptions(list(class_names), task=task, overrides_argument="descriptions"))
+        return describe_classes(class_names, task=task if task is not None else self.task, prompt_set=self.prompt_set)
 
     @property
     def prompt_set_info(self) -> dict[str, Any]:
