@@ -200,10 +200,10 @@ def load_data(data_args: DataArguments, synthetic: bool):
 def build_processor(model_args: ModelArguments, train, synthetic: bool) -> DBetaProcessor:
     if synthetic:
         from dbeta_hf.tokenizer_utils import train_t5_tokenizer
-        from dbeta_hf.zero_shot_prompts import class_descriptions
+        from dbeta_hf.zero_shot_prompts import describe_classes
         from dbeta_hf.synthetic import SYNTHETIC_CLASSES
 
-        texts = list(train["report"]) + class_descriptions(SYNTHETIC_CLASSES, task="synthetic")
+        texts = list(train["report"]) + describe_classes(SYNTHETIC_CLASSES, task="synthetic")
         return DBetaProcessor.from_tokenizer(train_t5_tokenizer(texts, vocab_size=400, whole_words=True))
     source = model_args.tokenizer_name or model_args.model_name_or_path or model_args.text_encoder
     return DBetaProcessor.from_tokenizer(source)

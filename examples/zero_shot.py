@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Zero-shot ECG classification with D-BETA: the paper's Table 3 (and Table 5, CODE-15) in one command.
 
-Every class of a task is described by one sentence (D-BETA's class descriptions; `--descriptions my.json`
-overrides or adds some). The score of a class for an ECG is the official raw dot product of the uni-modal
-ECG and description embeddings (`--similarity cosine` for the cosine); scores are independent per class
-(multi-label). The metric is the macro AUROC over the classes with positives and negatives in the test split,
+Every class of a task is described by one sentence (the shipped class descriptions; `--descriptions my.json`
+replaces them with a prompt set that must cover every class). The score of a class for an ECG is the official raw
+dot product of the uni-modal ECG and description embeddings (`--similarity cosine` for the cosine); scores are
+independent per class (multi-label). The scoring is `dbeta_hf.evaluation.zero_shot.evaluate_zero_shot` (and
+`dbeta_hf.evaluation.cross_dataset.evaluate_cross_dataset_zero_shot` for Table 4), both on a
+`DBetaZeroShotClassifier`, the scorer the pipeline uses too. The metric is the macro AUROC over the classes with positives and negatives in the test split,
 with a bootstrap 95 % CI, and the per-class AUROCs.
 
 Offline out of the box (after `python examples/pretrain.py`)::
