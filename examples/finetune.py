@@ -66,7 +66,7 @@ SYNTHETIC_DEMO_SETTINGS = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.features import add_common_arguments
+    from dbeta_hf.evaluation.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
         description="Fine-tune DBetaForECGClassification with transformers.Trainer (macro AUROC model selection).",
@@ -135,7 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
     """Save the trainer's (best) model with the checkpoint's processor (or, for a checkpoint saved without its
     tokenizer, its feature extractor) to ``<output_dir>/model_<task>``; returns ``(path, feature_extractor)``."""
-    from dbeta_hf.evaluation.features import load_feature_extractor
+    from dbeta_hf.evaluation.cli import load_feature_extractor
 
     path = os.path.join(output_dir, f"model_{task}")
     trainer.save_model(path)
@@ -179,15 +179,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import numpy as np
     from transformers import Trainer, TrainingArguments
 
-    from dbeta_hf.evaluation.features import (
+    from dbeta_hf.evaluation.cli import (
         TASK_TITLES,
-        labels_array,
+        load_feature_extractor,
         load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
         write_results,
     )
-    from dbeta_hf.evaluation.features import load_feature_extractor
+    from dbeta_hf.evaluation.features import labels_array
     from dbeta_hf.evaluation.finetune import (
         ECGClassificationCollator,
         build_classification_model,
@@ -358,6 +358,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.features import run_command
+    from dbeta_hf.evaluation.cli import run_command
 
     run_command(main)

@@ -46,7 +46,7 @@ RANDOM_METHOD = "Random init"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.features import add_common_arguments
+    from dbeta_hf.evaluation.cli import add_common_arguments
     from dbeta_hf.evaluation.linear_probe import DEFAULT_FRACTIONS, LinearProbeConfig
 
     defaults = LinearProbeConfig()
@@ -96,7 +96,8 @@ def _add_merl_arguments(parser) -> None:
 
 def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method: str) -> dict:
     """MERL's protocol for every task with one encoder: features of MERL-prepared inputs, then the fixed schedule."""
-    from dbeta_hf.evaluation.features import dataset_sampling_rate, extract_ecg_features, labels_array
+    from dbeta_hf.evaluation.cli import dataset_sampling_rate
+    from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
     from dbeta_hf.evaluation.merl_linear_probe import MERLInputEncoder, MERLProbeConfig, run_merl_linear_probe
 
     config = MERLProbeConfig(epochs=args.merl_epochs, milestones=tuple(args.merl_milestones),
@@ -123,7 +124,7 @@ def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method
 
 
 def _merl_markdown(methods: dict) -> str:
-    from dbeta_hf.evaluation.features import TASK_TITLES
+    from dbeta_hf.evaluation.cli import TASK_TITLES
 
     lines = ["**Linear probing, MERL's protocol** (test macro AUROC in %)", "",
              "| Method | Task | Labels | Max test AUROC (optimistic) | Epoch of max | Last-epoch AUROC |",
@@ -158,18 +159,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
 
     from dbeta_hf import DBetaConfig, DBetaECGModel
-    from dbeta_hf.evaluation.features import (
+    from dbeta_hf.evaluation.cli import (
         TASK_TITLES,
         cache_dir_from_args,
         dataset_sampling_rate,
-        extract_ecg_features,
-        labels_array,
         load_feature_extractor,
         load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
         write_results,
     )
+    from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
     from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, run_linear_probe
     from dbeta_hf.plotting import plot_roc_curves
 
@@ -262,6 +262,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.features import run_command
+    from dbeta_hf.evaluation.cli import run_command
 
     run_command(main)

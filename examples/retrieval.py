@@ -34,7 +34,7 @@ DATASETS = ("synthetic", "mimic_iv_ecg", "ptbxl", "disk")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.features import DEFAULT_SYNTHETIC_MODEL_DIR, SYNTHETIC_EVAL_SEED
+    from dbeta_hf.evaluation.cli import DEFAULT_SYNTHETIC_MODEL_DIR, SYNTHETIC_EVAL_SEED
 
     parser = argparse.ArgumentParser(
         description="ECG<->report retrieval with D-BETA: Recall@1/5/10 in both directions on a held-out set.",
@@ -146,16 +146,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import numpy as np
 
     from dbeta_hf import DBetaModel
-    from dbeta_hf.evaluation.features import (
+    from dbeta_hf.evaluation.cli import (
         cache_dir_from_args,
         dataset_sampling_rate,
-        extract_ecg_features,
-        extract_text_features,
         load_processor,
         resolve_device,
         resolve_model_dir,
         write_results,
     )
+    from dbeta_hf.evaluation.features import extract_ecg_features, extract_text_features
     from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
     from dbeta_hf.evaluation.zero_shot import zero_shot_scores
 
@@ -213,6 +212,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.features import run_command
+    from dbeta_hf.evaluation.cli import run_command
 
     run_command(main)

@@ -42,7 +42,7 @@ logger = logging.getLogger("zero_shot")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.features import add_common_arguments
+    from dbeta_hf.evaluation.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
         description="Zero-shot multi-label ECG classification with D-BETA (macro AUROC, per-class AUROC, bootstrap CIs).",
@@ -90,7 +90,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _run_cross_dataset(args, classifier, results, cache_dir):
     """Table 4: every (source, target) pair, the target's --split scored on the classes shared with the source."""
     from dbeta_hf.evaluation.cross_dataset import evaluate_cross_dataset_zero_shot, format_cross_dataset_table
-    from dbeta_hf.evaluation.features import dataset_sampling_rate, labels_array, load_task_splits_from_args, write_results
+    from dbeta_hf.evaluation.cli import dataset_sampling_rate, load_task_splits_from_args, write_results
+    from dbeta_hf.evaluation.features import labels_array
 
     results["cross_dataset"] = {}
     row = {}
@@ -121,17 +122,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from dbeta_hf import DBetaModel
-    from dbeta_hf.evaluation.features import (
+    from dbeta_hf.evaluation.cli import (
         TASK_TITLES,
         cache_dir_from_args,
         dataset_sampling_rate,
-        labels_array,
         load_processor,
         load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
         write_results,
     )
+    from dbeta_hf.evaluation.features import labels_array
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
     from dbeta_hf.plotting import plot_roc_curves
 
@@ -212,6 +213,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.features import run_command
+    from dbeta_hf.evaluation.cli import run_command
 
     run_command(main)

@@ -10,7 +10,7 @@ import pytest
 from helpers import load_example
 
 from dbeta_hf.data.__main__ import main as build_main
-from dbeta_hf.evaluation.features import add_common_arguments, dataset_paths_from_args
+from dbeta_hf.evaluation.cli import add_common_arguments, dataset_paths_from_args
 
 
 @pytest.fixture(scope="module")

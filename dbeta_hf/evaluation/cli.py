@@ -1,0 +1,420 @@
+"""What the evaluation commands (`examples/zero_shot.py`, `linear_probe.py`, `finetune.py`, `retrieval.py`) share:
+their common arguments (`add_common_arguments`) and what they read from them (`load_task_splits_from_args`,
+`cache_dir_from_args`), the downstream tasks (`TASKS`, `load_task_splits`), checking and loading a checkpoint
+(`resolve_model_dir`, `load_processor`), and writing results (`save_json`, `write_results`, `run_command`).
+
+The evaluations themselves live in `features` (frozen ECG / text embeddings), `zero_shot`, `linear_probe`,
+`finetune`, `retrieval` and `cross_dataset`; nothing there needs this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import TASK_DISPLAY_NAMES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SYNTHETIC_MODEL_DIR",
+    "SYNTHETIC_EVAL_SEED",
+    "TASKS",
+    "TASK_TITLES",
+    "resolve_device",
+    "resolve_model_dir",
+    "load_task_splits",
+    "save_json",
+    "write_results",
+    "run_command",
+    "add_common_arguments",
+    "roots_from_args",
+    "cache_dir_from_args",
+    "loader_kwargs_from_args",
+    "dataset_paths_from_args",
+    "load_built_task",
+    "load_task_splits_from_args",
+    "load_processor",
+    "load_feature_extractor",
+    "dataset_sampling_rate",
+]
+
+
+# The folder `examples/pretrain.py` writes with its embedded default (kept in sync with
+# `examples/pretrain.py::DEFAULT_SYNTHETIC_OUTPUT`).
+DEFAULT_SYNTHETIC_MODEL_DIR = "outputs/dbeta-tiny-synthetic"
+# Seed of the held-out synthetic corpus the evaluation commands use by default. The pretraining example draws
+# its corpus from other seeds, so the evaluation records are never training records.
+SYNTHETIC_EVAL_SEED = 20250
+
+# The downstream tasks of the commands (`load_task_splits`).
+TASKS: tuple[str, ...] = (
+    "ptbxl_super",
+    "ptbxl_sub",
+    "ptbxl_form",
+    "ptbxl_rhythm",
+    "cpsc2018",
+    "csn",
+    "code15",
+    "physionet2021",
+    "synthetic",
+)
+# Display names of the tasks in tables and plots (shared with `dbeta_hf.evaluation.metrics`).
+TASK_TITLES: dict[str, str] = dict(TASK_DISPLAY_NAMES)
+# Which `--*_root` option a task reads its data from.
+TASK_ROOT_OPTION: dict[str, str] = {
+    "ptbxl_super": "ptbxl_root",
+    "ptbxl_sub": "ptbxl_root",
+    "ptbxl_form": "ptbxl_root",
+    "ptbxl_rhythm": "ptbxl_root",
+    "cpsc2018": "cpsc2018_root",
+    "csn": "csn_root",
+    "code15": "code15_root",
+    "physionet2021": "physionet2021_root",
+}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`None` -> CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_model_dir(path: str | os.PathLike | None, default: str = DEFAULT_SYNTHETIC_MODEL_DIR) -> str:
+    """Check a `--model_name_or_path`: a local folder must exist and hold a `config.json`.
+
+    Hub ids (``org/name`` that is not a local path) are returned unchanged. The offline default folder gets a
+    message telling the user to run the pretraining example first; nothing ever falls back to random weights.
+    """
+    path = default if path is None else str(path)
+    local = Path(path)
+    looks_like_hub_id = (
+        not local.exists()
+        and path.count("/") == 1
+        and not path.startswith((".", "/", "~"))
+        and os.path.normpath(path) != os.path.normpath(default)
+        and not Path(path.split("/")[0]).is_dir()  # "outputs/my-run" is a local path even when missing
+    )
+    if looks_like_hub_id:
+        return path
+    if not local.exists():
+        hint = (
+            "Run `python examples/pretrain.py` first: its default run trains a tiny model on the synthetic corpus and "
+            f"saves it (with its processor) to {default}."
+            if os.path.normpath(path) == os.path.normpath(default)
+            else "Pass --model_name_or_path with a folder saved by save_pretrained (or a Hub id)."
+        )
+        raise FileNotFoundError(f"model folder {path!r} does not exist. {hint}")
+    if not (local / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path!r} has no config.json: it is not a saved D-BETA model. Pass a folder written by "
+            "`save_pretrained` (e.g. by `python examples/pretrain.py`)."
+        )
+    return str(local)
+
+
+def _synthetic_splits(num_records: int, seed: int, fractions=(0.6, 0.2, 0.2)):
+    from datasets import DatasetDict
+
+    from ..synthetic import make_synthetic_corpus
+
+    if num_records < 10:
+        raise ValueError(f"the synthetic evaluation corpus needs at least 10 records, got {num_records}")
+    corpus = make_synthetic_corpus(num_records, seed=seed)
+    n_train = int(round(fractions[0] * num_records))
+    n_val = int(round(fractions[1] * num_records))
+    return DatasetDict(
+        {
+            "train": corpus.select(range(0, n_train)),
+            "validation": corpus.select(range(n_train, n_train + n_val)),
+            "test": corpus.select(range(n_train + n_val, num_records)),
+        }
+    )
+
+
+def load_task_splits(
+    task: str,
+    *,
+    roots: dict[str, str | None] | None = None,
+    synthetic_records: int = 200,
+    synthetic_seed: int = SYNTHETIC_EVAL_SEED,
+    max_samples: int | None = None,
+    **loader_kwargs,
+):
+    """Load a downstream task as ``(DatasetDict, class_names)``.
+
+    `task` is one of `TASKS`. ``"synthetic"`` builds a held-out synthetic corpus (`synthetic_records` records
+    of seed `synthetic_seed`, split 60 / 20 / 20 into train / validation / test). The others call the
+    builders of `dbeta_hf.data` on ``roots[<dataset>_root]`` (``ptbxl_root``, ``cpsc2018_root``, ``csn_root``,
+    ``code15_root``, ``physionet2021_root``). `max_samples` keeps the first records of every split (quick checks).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    roots = roots or {}
+    if task == "synthetic":
+        from ..synthetic import SYNTHETIC_CLASSES
+
+        splits = _synthetic_splits(synthetic_records, synthetic_seed)
+        class_names = list(SYNTHETIC_CLASSES)
+    else:
+        option = TASK_ROOT_OPTION[task]
+        root = roots.get(option)
+        if not root:
+            raise ValueError(f"task {task!r} needs its data: pass --{option} (the folder of the raw dataset)")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"--{option} {root!r} does not exist")
+        from .. import data as data_module
+
+        if task.startswith("ptbxl_"):
+            splits = data_module.load_ptbxl(root, task=task.split("_", 1)[1], **loader_kwargs)
+        elif task == "cpsc2018":
+            splits = data_module.load_cpsc2018(root, **loader_kwargs)
+        elif task == "csn":
+            splits = data_module.load_chapman_shaoxing_ningbo(root, **loader_kwargs)
+        elif task == "physionet2021":
+            splits = data_module.load_physionet2021(root, **loader_kwargs)
+        else:
+            splits = data_module.load_code15_test(root, **loader_kwargs)
+        if isinstance(splits, tuple):  # (dataset, summary) with return_summary=True
+            splits = splits[0]
+        from ..data.features import dataset_class_names
+
+        class_names = dataset_class_names(splits)
+    if max_samples is not None:
+        from datasets import DatasetDict
+
+        splits = DatasetDict({name: split.select(range(min(max_samples, len(split)))) for name, split in splits.items()})
+    return splits, class_names
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _clean_nan(obj):
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_nan(v) for v in obj]
+    return obj
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as indented JSON (NaN -> null, numpy / torch values converted)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean_nan(json.loads(json.dumps(obj, default=_json_default))), indent=2) + "\n")
+    return path
+
+
+def write_results(results: dict, markdown: str, output_dir: str | os.PathLike, stem: str) -> tuple[Path, Path]:
+    """Save `results` (with the markdown table) as `<stem>.json` and the table as `<stem>.md`; print the table."""
+    results["markdown"] = markdown
+    json_path = save_json(results, Path(output_dir) / f"{stem}.json")
+    md_path = Path(output_dir) / f"{stem}.md"
+    md_path.write_text(markdown)
+    print(markdown)
+    return json_path, md_path
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """Run an example's `main`, turning the clear errors it raises on bad input into one line and exit status 2."""
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------------------------------------ CLI pieces
+def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequence[str] = ("synthetic",)) -> None:
+    """Arguments shared by the evaluation commands (model, tasks and their data, output, device, cache)."""
+    parser.add_argument(
+        "--model_name_or_path", default=DEFAULT_SYNTHETIC_MODEL_DIR,
+        help="folder (or Hub id) of a D-BETA checkpoint saved with save_pretrained, with its processor; the default "
+        "is written by `python examples/pretrain.py`",
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(default_tasks), choices=list(TASKS), metavar="TASK",
+        help=f"tasks to evaluate, any of: {', '.join(TASKS)}",
+    )
+    parser.add_argument("--ptbxl_root", help="PTB-XL folder (ptbxl_database.csv, records500/) for the ptbxl_* tasks")
+    parser.add_argument("--cpsc2018_root", help="CPSC2018 folder for the cpsc2018 task")
+    parser.add_argument("--csn_root", help="Chapman-Shaoxing-Ningbo folder for the csn task")
+    parser.add_argument("--code15_root", help="CODE-15 test set folder (ecg_tracings.hdf5, gold_standard.csv) for code15")
+    parser.add_argument(
+        "--dataset_path", "--dataset-path", nargs="+", default=[], metavar="[TASK=]DIR",
+        help="a DatasetDict built by `python -m dbeta_hf.data build` (datasets.load_from_disk), used for TASK instead of "
+        "its raw folder; DIR alone when --tasks names one task",
+    )
+    parser.add_argument(
+        "--physionet2021_root",
+        help="PhysioNet/CinC 2021 folder (training/<source>/<group>/*.hea + .mat) for the physionet2021 task",
+    )
+    parser.add_argument(
+        "--synthetic_records", type=int, default=300,
+        help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
+    )
+    parser.add_argument(
+        "--synthetic_seed", type=int, default=SYNTHETIC_EVAL_SEED,
+        help="seed of the held-out synthetic corpus (the pretraining example uses seeds 0 and 1)",
+    )
+    parser.add_argument(
+        "--split_files", nargs="+", default=[], metavar="TASK=PATH",
+        help="published split files per task (e.g. ptbxl_super=MERL/finetune/data_split/ptbxl/super_class), passed "
+        "to the data module's loader as split_files; none: the dataset's standard split",
+    )
+    parser.add_argument("--num_proc", type=int, default=None, help="worker processes of the dataset builders")
+    parser.add_argument("--max_samples", type=int, default=None, help="keep only the first N records of every split (quick checks)")
+    parser.add_argument("--output_dir", default=default_output_dir, help="where results are written")
+    parser.add_argument(
+        "--cache_dir", default=None,
+        help="feature cache folder (None: <output_dir>/feature_cache); features are keyed by model weights and data",
+    )
+    parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument("--batch_size", type=int, default=64, help="ECGs per forward pass")
+    parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available); bf16 autocast on CUDA")
+    parser.add_argument("--num_bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
+
+
+def roots_from_args(args) -> dict[str, str | None]:
+    return {option: getattr(args, option, None) for option in sorted(set(TASK_ROOT_OPTION.values()))}
+
+
+def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
+    """Keyword arguments of the data module's loader for `task`: ``split_files`` (from ``--split_files
+    TASK=PATH``) and ``num_proc``. Nothing for the synthetic task."""
+    if task == "synthetic":
+        return {}
+    kwargs: dict[str, Any] = {}
+    for item in getattr(args, "split_files", None) or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--split_files expects TASK=PATH, got {item!r}")
+        if name not in TASKS:
+            raise ValueError(f"--split_files: unknown task {name!r}; choose from {', '.join(TASKS)}")
+        if name == task:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--split_files {item!r}: {path!r} does not exist")
+            kwargs["split_files"] = path
+    if getattr(args, "num_proc", None):
+        kwargs["num_proc"] = args.num_proc
+    return kwargs
+
+
+def dataset_paths_from_args(args) -> dict[str, str]:
+    """``{task: DIR}`` from ``--dataset_path [TASK=]DIR ...``. A bare DIR belongs to the one task of ``--tasks``;
+    a task that is not in ``--tasks``, an unknown task or a missing folder is an error (never ignored)."""
+    tasks = list(args.tasks)
+    paths: dict[str, str] = {}
+    for item in getattr(args, "dataset_path", None) or []:
+        name, sep, path = item.partition("=")
+        if not sep or name not in TASKS:
+            named = [t for t in tasks if t != "synthetic"]
+            if len(named) != 1:
+                raise ValueError(
+                    f"--dataset_path {item!r}: name its task (--dataset_path TASK=DIR, TASK one of {', '.join(TASKS)}) "
+                    f"or give exactly one data task with --tasks (got --tasks {' '.join(tasks)})"
+                )
+            name, path = named[0], item
+        if name == "synthetic":
+            raise ValueError("--dataset_path: the synthetic task is generated, not loaded; name a data task")
+        if name not in tasks:
+            raise ValueError(f"--dataset_path names the task {name!r}, which is not among --tasks ({' '.join(tasks)}); "
+                             f"add --tasks {name}")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--dataset_path {item!r}: {path!r} does not exist; build it with "
+                                    f"`python -m dbeta_hf.data build ... --output {path}`")
+        paths[name] = path
+    return paths
+
+
+def load_built_task(task: str, path: str | os.PathLike, max_samples: int | None = None):
+    """A task's DatasetDict built by `python -m dbeta_hf.data build` (memory-mapped): ``(DatasetDict, class_names)``."""
+    from datasets import DatasetDict, load_from_disk
+
+    from ..data.features import dataset_class_names
+
+    splits = load_from_disk(os.fspath(path))
+    if not isinstance(splits, DatasetDict):
+        raise ValueError(f"{path} holds a single Dataset; task {task!r} needs the DatasetDict (train / validation / "
+                         "test splits) that `python -m dbeta_hf.data build` writes")
+    class_names = dataset_class_names(splits)
+    if max_samples is not None:
+        splits = DatasetDict({name: split.select(range(min(max_samples, len(split)))) for name, split in splits.items()})
+    logger.info("task %s: loaded %s (%s; %d classes)", task, path,
+                ", ".join(f"{name} {len(split)}" for name, split in splits.items()), len(class_names))
+    return splits, class_names
+
+
+def load_task_splits_from_args(args, task: str):
+    """`load_task_splits` of `task` with the data options of `add_common_arguments` (roots, synthetic corpus,
+    ``--dataset_path``, ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
+    built = dataset_paths_from_args(args)
+    if task in built:
+        return load_built_task(task, built[task], max_samples=args.max_samples)
+    return load_task_splits(
+        task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
+        synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
+    )
+
+
+def cache_dir_from_args(args) -> str | None:
+    if getattr(args, "no_cache", False):
+        return None
+    return args.cache_dir or os.path.join(args.output_dir, "feature_cache")
+
+
+def load_processor(model_dir: str):
+    """`DBetaProcessor.from_pretrained(model_dir)` with a clear error when the folder has no processor files."""
+    from ..processing_dbeta import DBetaProcessor
+
+    try:
+        return DBetaProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError, TypeError) as error:
+        raise FileNotFoundError(
+            f"could not load the DBetaProcessor (tokenizer + ECG feature extractor) from {model_dir!r}: {error}. Save it "
+            "next to the model with processor.save_pretrained(folder)."
+        ) from error
+
+
+def load_feature_extractor(model_dir: str):
+    """The checkpoint's `DBetaECGFeatureExtractor` (from its processor files), or `None` (logged) when it has none:
+    the ECGs are then fed as stored (500 Hz, mV, canonical lead order)."""
+    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+
+    try:
+        return DBetaECGFeatureExtractor.from_pretrained(model_dir)
+    except (OSError, ValueError) as error:
+        logger.warning("no ECG feature extractor saved in %s (%s); feeding the stored ECGs unchanged", model_dir, error)
+        return None
+
+
+def dataset_sampling_rate(splits, default: float = 500.0) -> float:
+    """The sampling rate stored in a `dbeta_hf.data` dataset's metadata (500 Hz for every built dataset)."""
+    try:
+        from ..data.features import dataset_metadata
+
+        return float(dataset_metadata(splits).get("sampling_rate", default))
+    except (ValueError, TypeError):
+        return float(default)
