@@ -198,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         prepare_classification_dataset,
     )
     from dbeta_hf.evaluation.metrics import cinc2021_metrics
-    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, seed_auroc_record, subset_indices
-    from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, multilabel_auroc
+    from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
+    from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label, multilabel_auroc
     from dbeta_hf.plotting import plot_roc_curves
 
     model_dir = resolve_model_dir(args.model_name_or_path)

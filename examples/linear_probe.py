@@ -170,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         write_results,
     )
     from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
-    from dbeta_hf.evaluation.linear_probe import fraction_label, format_linear_probe_table, run_linear_probe
+    from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, run_linear_probe
+    from dbeta_hf.evaluation.metrics import fraction_label
     from dbeta_hf.plotting import plot_roc_curves
 
     model_dir = resolve_model_dir(args.model_name_or_path)

@@ -16,7 +16,7 @@ from dbeta_hf.evaluation import (
     multilabel_auroc,
     recall_at_k,
 )
-from dbeta_hf.evaluation.metrics import _bootstrap_class_aucs
+from dbeta_hf.evaluation.metrics import _bootstrap_class_aucs, fraction_label
 
 
 def _toy(n=300, c=5, seed=0, signal=1.0):
@@ -189,9 +189,25 @@ def test_zero_shot_style_table():
     assert plain.splitlines() == ["| Method | a |", "|---|:---:|", "| m | 0.500 |"]
 
 
+def test_fraction_label_reads_numbers_as_proportions_of_the_training_labels():
+    from dbeta_hf.evaluation import linear_probe
+
+    assert fraction_label(1.0) == fraction_label(1) == fraction_label("1.0") == "100%"  # all the data, not 1 %
+    assert [fraction_label(f) for f in (0.01, 0.1, 0.5, 0.07, 0.005)] == ["1%", "10%", "50%", "7%", "0.5%"]
+    assert fraction_label(np.float32(0.1)) == "10%"
+    assert fraction_label(" 10% ") == "10%" and fraction_label("all") == "all"  # labels stay as they are
+    for bad in (0, 0.0, -0.1, 1.5, 10, 100, "10"):
+        with pytest.raises(ValueError, match=r"proportion of the training labels in \(0, 1\]"):
+            fraction_label(bad)
+    # one function for the tables and the results keys
+    assert linear_probe.fraction_label is fraction_label
+    table = markdown_table({"m": {"t": {1.0: 0.9, 0.01: 0.7, "10%": 0.8}}}, average=False).splitlines()
+    assert table[2] == "|   | 1% | 10% | 100% |" and table[3] == "| m | 70.00 | 80.00 | 90.00 |"
+
+
 def test_linear_probe_style_table_has_fraction_sub_columns():
     results = {
-        "ptbxl_super": {100: 0.88, 1: 0.8315, 10: 0.86},  # any order; sorted 1 / 10 / 100
+        "ptbxl_super": {1.0: 0.88, 0.01: 0.8315, 0.1: 0.86},  # any order; sorted 1 / 10 / 100 %
         "cpsc2018": {"1%": (0.85, 0.01), "10%": 0.9, "100%": 0.95},  # labels and (mean, std)
     }
     lines = format_results_table(results, "Linear probing", row_label="dbeta_hf").splitlines()

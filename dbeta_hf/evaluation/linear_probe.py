@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
+from .metrics import fraction_label
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,7 +44,6 @@ __all__ = [
     "seed_auroc_record",
     "train_linear_probe",
     "run_linear_probe",
-    "fraction_label",
     "format_linear_probe_table",
     "PAPER_LINEAR_PROBE_AUROC",
 ]
@@ -296,12 +297,6 @@ def _train_linear_probe(train_features, train_labels, val_features, val_labels, 
         weight=best_weight.cpu(), bias=best_bias.cpu(), mean=mean, std=std, best_step=best_step,
         best_val_auroc=best_val, steps_run=step, history=history,
     )
-
-
-def fraction_label(fraction: float) -> str:
-    """0.01 -> "1%", 0.1 -> "10%", 1.0 -> "100%"."""
-    pct = fraction * 100.0
-    return f"{pct:.0f}%" if abs(pct - round(pct)) < 1e-9 else f"{pct:g}%"
 
 
 def run_linear_probe(

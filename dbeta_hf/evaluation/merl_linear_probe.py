@@ -175,7 +175,7 @@ def run_merl_linear_probe(
          "fractions": {"1%": {"fraction", "num_train", "max_test_auroc", "max_test_auroc_label": "optimistic ...",
                               "max_test_epoch", "last_epoch_auroc", "test_auroc_per_epoch", ...}}}
     """
-    from .linear_probe import fraction_label
+    from .metrics import fraction_label
 
     cfg = config or MERLProbeConfig()
     train_features = np.asarray(train_features, dtype=np.float32)

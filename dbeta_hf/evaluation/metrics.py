@@ -11,7 +11,8 @@ numpy arrays, lists or (CPU or GPU) torch tensors.
 * `recall_at_k`: retrieval recall@k from a (queries, candidates) similarity matrix.
 * `cinc2021_challenge_score`: the PhysioNet/CinC Challenge 2021 "challenge score" of binary outputs;
   `multilabel_f1` the challenge's macro F-measure; `cinc2021_metrics` both plus the macro AUROC of scores.
-* `markdown_table` / `format_results_table`: results laid out like the paper's tables.
+* `markdown_table` / `format_results_table`: results laid out like the paper's tables; `fraction_label` names a
+  label fraction (``0.01`` -> ``"1%"``, ``1.0`` -> ``"100%"``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "cinc2021_metrics",
     "markdown_table",
     "format_results_table",
+    "fraction_label",
 ]
 
 TASK_DISPLAY_NAMES: dict[str, str] = {
@@ -387,21 +389,33 @@ def cinc2021_metrics(
 # ----------------------------------------------------------------------------------------------- tables
 
 
-def _fraction_label(fraction: Any) -> str:
+def fraction_label(fraction: float | str) -> str:
+    """The label of a label fraction, the share of the training labels a probe or fine-tuning run sees:
+    ``0.01`` -> ``"1%"``, ``0.1`` -> ``"10%"``, ``1.0`` -> ``"100%"`` (all the data), ``0.005`` -> ``"0.5%"``.
+
+    A number must be a proportion in (0, 1]: ``1`` is all the data, never 1 %, and percentages such as ``10``
+    are refused rather than guessed. A string is a label already (``"10%"``, returned stripped) or a proportion
+    written out (``"0.1"`` -> ``"10%"``).
+    """
     if isinstance(fraction, str):
         text = fraction.strip()
         try:
-            return _fraction_label(float(text))
+            value = float(text)
         except ValueError:
             return text
+        return fraction_label(value)
     value = float(fraction)
-    if 0.0 < value < 1.0:
-        value *= 100.0
-    return f"{value:g}%"
+    if not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"a label fraction is a proportion of the training labels in (0, 1], got {fraction!r} (10 % is 0.1, "
+            "all the data 1.0)"
+        )
+    pct = value * 100.0
+    return f"{pct:.0f}%" if abs(pct - round(pct)) < 1e-9 else f"{pct:g}%"
 
 
 def _fraction_sort_key(fraction: Any) -> tuple[int, float, str]:
-    label = _fraction_label(fraction)
+    label = fraction_label(fraction)
     try:
         return (0, float(label.rstrip("%")), label)
     except ValueError:
@@ -451,8 +465,8 @@ def markdown_table(
         rows: ``{method: {task: value}}`` (zero-shot style, one column per task) or
             ``{method: {task: {fraction: value}}}`` (linear-probe style: each task gets one sub-column per label
             fraction, e.g. 1 / 10 / 100 %). A value is a number in [0, 1] (shown x 100 with `percent`),
-            ``(mean, std)``, or ``None`` / NaN (shown as "–"). Fractions are percentages (``1``, ``10``,
-            ``100``), proportions (``0.01``) or labels (``"1%"``).
+            ``(mean, std)``, or ``None`` / NaN (shown as "–"). Fractions are proportions (``0.01``, ``0.1``,
+            ``1.0``) or labels (``"1%"``); see `fraction_label`.
         title: a bold line above the table.
         tasks: column order (default: order of first appearance); `task_titles` renames them (default
             `TASK_DISPLAY_NAMES`, e.g. ``ptbxl_super`` -> ``PTB-XL Super``).
@@ -491,11 +505,11 @@ def markdown_table(
         for value in results.values():
             if isinstance(value, Mapping):
                 for f in value:
-                    if _fraction_label(f) not in seen:
-                        seen.add(_fraction_label(f))
+                    if fraction_label(f) not in seen:
+                        seen.add(fraction_label(f))
                         fractions.append(f)
     fractions.sort(key=_fraction_sort_key)
-    labels = [_fraction_label(f) for f in fractions]
+    labels = [fraction_label(f) for f in fractions]
     groups = tasks + (["Average"] if average else [])
     header = [row_header]
     for g in groups:
@@ -509,7 +523,7 @@ def markdown_table(
         if not isinstance(value, Mapping):
             return None
         for f, v in value.items():
-            if _fraction_label(f) == label:
+            if fraction_label(f) == label:
                 return v
         return None
 
@@ -531,6 +545,6 @@ def format_results_table(
     """One method's results as a paper-style markdown table: ``markdown_table({row_label: results}, title)``.
 
     `results` is ``{task: value}`` (zero-shot) or ``{task: {fraction: value}}`` (linear probing), e.g.
-    ``format_results_table({"ptbxl_super": {1: 0.83, 10: 0.86, 100: 0.88}}, "Linear probing")``.
+    ``format_results_table({"ptbxl_super": {0.01: 0.83, 0.1: 0.86, 1.0: 0.88}}, "Linear probing")``.
     """
     return markdown_table({row_label: results}, title=title, **kwargs)
