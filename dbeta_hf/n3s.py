@@ -35,25 +35,10 @@ available, else CPU); memory is bounded by the chunk, the full ``U x U`` matrix 
 ``backend="faiss"`` uses ``faiss.IndexFlatIP`` (exact inner product; ``pip install faiss-cpu`` or
 ``faiss-gpu``), imported only when asked for.
 
-Scale (800,000 unique reports, d = 512 for flan-t5-small, k = 64), from ``benchmarks/bench_n3s.py``; the
-measurements and the machine are in ``benchmarks/README_n3s.md``:
-
-* memory: embeddings ``U*d*4`` B = 1.6 GB (float32; on the search device), the table ``U*k*4`` B = 205 MB,
-  plus one similarity chunk bounded by ``max_chunk_mb`` (default 1 GiB on CPU -> 167 query rows per chunk
-  at U = 800,000, 4 GiB on CUDA -> 671 rows). The report list and its look-up dict add a few hundred MB of
-  Python objects for reports of ~100 characters. Saved without embeddings the index is ~205 MB of
-  safetensors plus the JSON report list. Measured: the build's extra RSS stayed at ~0.6 GB for 20,000 and
-  40,000 reports with the 1 GiB chunk budget, and ~0.26 GB with ``max_chunk_mb=256``.
-* time: the search costs ``U^2 * d`` multiply-adds plus a top-k over ``U^2`` similarities, so it grows with
-  ``U^2``. On the 2 shared CPU cores used here (other jobs were running: load average 2-7), 20,000-40,000
-  random reports took 6.4-27.6 ns per report pair (uncontended parts: matrix product ~5.8 ns, top-k
-  ~3 ns), which extrapolates to 1.1-4.9 h for 800,000 reports on 2 cores; ``strategy="hard"`` measured
-  15-37 ns per pair in the same conditions. On an H100 (not measured: no GPU was available) the 800,000^2
-  products are 6.6e14 FLOP (~13 s in strict fp32, a few seconds with TF32) and the top-k over 6.4e11
-  values is memory-bound (tens of seconds): about a minute expected, well under the 10-minute target.
-  Embedding 800,000 reports with flan-t5-small (~48M tokens) adds a few GPU minutes; on a CPU, hours.
-* sampling: one ``torch.rand`` and one gather, ~36 us per batch of 128 on the CPU here (~0.1 ms with the
-  look-up of the 128 ids and the fetch of the negative texts), against a 1 ms target.
+Memory is bounded: embeddings ``U*d*4`` bytes, the ``(U, k)`` int32 table, and one similarity chunk of at
+most ``max_chunk_mb`` (1 GiB on CPU, 4 GiB on CUDA by default). The search costs ``U^2 * d`` multiply-adds, so
+its time grows with ``U^2``. Measured sizes and timings (800,000 reports extrapolated, sampling per batch) are in
+``benchmarks/README_n3s.md``, produced by ``benchmarks/bench_n3s.py``.
 
 Typical use::
 
