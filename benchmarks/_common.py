@@ -149,7 +149,7 @@ def build_config(preset: str, hidden: int | None = None, overrides: Sequence[str
 def config_summary(config) -> str:
     e, t = config.ecg_config, config.text_config
     return (f"ECG {e.encoder_layers}x{e.encoder_embed_dim} (conv_pos {e.conv_pos}/{e.conv_pos_groups}), "
-            f"T5 {t.num_layers}x{t.d_model}, fusion {config.num_top_layer}x{config.hidden_dim}, "
+            f"T5 {t.num_layers}x{t.d_model}, fusion {config.num_fusion_layers}x{config.hidden_dim}, "
             f"MEM decoder {config.mem_decoder_num_layers}x{config.mem_decoder_hidden_dim}, vocab {config.vocab_size}")
 
 

@@ -76,7 +76,7 @@ def _defaults(args, device):
 def make_inputs(config, what, batch_size, args, device, dtype_mode, seed):
     gen = torch.Generator().manual_seed(seed)
     if what == "ecg":
-        ecg = torch.randn(batch_size, config.ecg_config.in_d, config.ecg_config.num_samples, generator=gen) * 0.3
+        ecg = torch.randn(batch_size, config.ecg_config.num_leads, config.ecg_config.num_samples, generator=gen) * 0.3
         return (ecg.to(device=device, dtype=C.input_dtype(dtype_mode)),)
     length = args.text_length
     ids = torch.randint(3, min(config.text_config.vocab_size, 32000), (batch_size, length), generator=gen)

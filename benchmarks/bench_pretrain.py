@@ -58,7 +58,7 @@ def parse_args(argv=None):
                    help="model configuration (default: official on CUDA, tiny on the CPU)")
     p.add_argument("--hidden", type=int, default=None, help="width of the tiny preset (default 32)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set num_top_layer=2 --set ecg_config.encoder_layers=4 (repeatable)")
+                   help="config override, e.g. --set num_fusion_layers=2 --set ecg_config.encoder_layers=4 (repeatable)")
     p.add_argument("--batch-size", type=int, nargs="+", default=None,
                    help="batch size(s) (default: 128 on CUDA, 4 on the CPU)")
     p.add_argument("--text-length", type=int, default=128, help="tokens per report after padding (default 128)")
@@ -124,8 +124,8 @@ def synthetic_batch(config, batch_size: int, text_length: int, device, dtype_mod
     gen = torch.Generator().manual_seed(seed)
     vocab = config.text_config.vocab_size
     num_samples = config.ecg_config.num_samples
-    ecg = torch.randn(batch_size, config.ecg_config.in_d, num_samples, generator=gen) * 0.3
-    ecg *= (torch.rand(batch_size, config.ecg_config.in_d, 1, generator=gen) >= 0.5)  # lead masking
+    ecg = torch.randn(batch_size, config.ecg_config.num_leads, num_samples, generator=gen) * 0.3
+    ecg *= (torch.rand(batch_size, config.ecg_config.num_leads, 1, generator=gen) >= 0.5)  # lead masking
     high = min(vocab, 32000)
     ids = torch.randint(3, high, (batch_size, text_length), generator=gen)
     if full_text:
@@ -138,7 +138,7 @@ def synthetic_batch(config, batch_size: int, text_length: int, device, dtype_mod
     ids[positions == (lengths[:, None] - 1)] = 1  # </s>
     ids = ids * attention_mask  # pad id 0
     selectable = attention_mask.bool() & (ids != 1)
-    selected = selectable & (torch.rand(batch_size, text_length, generator=gen) < config.mlm_probability)
+    selected = selectable & (torch.rand(batch_size, text_length, generator=gen) < 0.25)  # the collator's mlm_probability
     mlm_labels = torch.where(selected, ids, torch.full_like(ids, -100))
     mask_id = min(32099, vocab - 1)  # <extra_id_0> in the T5 vocab
     input_ids = torch.where(selected, torch.full_like(ids, mask_id), ids)

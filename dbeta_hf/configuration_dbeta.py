@@ -6,8 +6,15 @@ fusion, head, loss and pretraining-data settings at the top level.
 
 The ECG sub-config keeps the official field names (`encoder_layers`, `encoder_embed_dim`,
 `conv_feature_layers`, ...) so that the official `configs/config.json` maps one-to-one; the usual
-transformers names (`hidden_size`, `num_hidden_layers`, `num_attention_heads`) are aliases.
+transformers names (`hidden_size`, `num_hidden_layers`, `num_attention_heads`) are aliases
+(`attribute_map`). Two official names were renamed for clarity: `in_d` -> `num_leads` and
+`num_top_layer` -> `num_fusion_layers`; config.json files that still carry the old keys load as before.
 `DBetaConfig.from_original_config` builds the whole config from the official dict form.
+
+The pretraining collator's settings (MLM probability and mask token, lead-mask probability, negative
+fraction, text length, same-report ETS positives) are not model hyper-parameters: they live on
+`DBetaPreTrainingCollator`. Old config.json files that still carry them load with a warning that they are
+ignored.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import math
 from typing import Any, Sequence
 
 from transformers import PretrainedConfig, T5Config
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # The official `configs/config.json` ("model" section), the source of every default below.
 FLAN_T5_BASE_TEXT_CONFIG = dict(
@@ -40,6 +50,11 @@ FLAN_T5_BASE_TEXT_CONFIG = dict(
     use_cache=False,
 )
 
+# Settings that older versions kept in DBetaConfig and that now belong to `DBetaPreTrainingCollator`
+COLLATOR_SETTINGS = (
+    "mlm_mask_token", "mlm_probability", "lead_mask_prob", "negative_fraction", "max_text_length",
+    "ets_same_report_positives",
+)
 DEFAULT_CONV_FEATURE_LAYERS = [(256, 2, 2)] * 4
 CANONICAL_LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -84,7 +99,7 @@ class DBetaECGConfig(PretrainedConfig):
     r"""Configuration of the D-BETA ECG encoder (fairseq-signals `ECGTransformerModel`).
 
     Args:
-        in_d: number of input leads (12).
+        num_leads: number of input leads (12; official name `in_d`).
         num_samples: samples per recording the model is built for (5000 = 10 s at 500 Hz); sets the MEM
             patch size and the documented input length.
         sampling_rate: sampling rate in Hz the model expects (500).
@@ -111,11 +126,12 @@ class DBetaECGConfig(PretrainedConfig):
         "num_hidden_layers": "encoder_layers",
         "num_attention_heads": "encoder_attention_heads",
         "intermediate_size": "encoder_ffn_embed_dim",
+        "in_d": "num_leads",  # the official name, still readable
     }
 
     def __init__(
         self,
-        in_d: int = 12,
+        num_leads: int = 12,
         num_samples: int = 5000,
         sampling_rate: int = 500,
         conv_feature_layers: str | Sequence[Sequence[int]] = "[(256, 2, 2)] * 4",
@@ -138,7 +154,9 @@ class DBetaECGConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         **kwargs,
     ):
-        self.in_d = in_d
+        if "in_d" in kwargs:  # config.json files saved before the rename
+            num_leads = kwargs.pop("in_d")
+        self.num_leads = num_leads
         self.num_samples = num_samples
         self.sampling_rate = sampling_rate
         self.conv_feature_layers = [list(layer) for layer in parse_conv_feature_layers(conv_feature_layers)]
@@ -196,6 +214,29 @@ class DBetaECGConfig(PretrainedConfig):
         return int(self.conv_feature_layers[-1][0])
 
 
+# Official `configs/config.json` field -> DBetaECGConfig field (the converter's table for the ECG encoder)
+ORIGINAL_ECG_CONFIG_KEYS = {
+    "in_d": "num_leads", "conv_feature_layers": "conv_feature_layers", "extractor_mode": "extractor_mode",
+    "conv_bias": "conv_bias", "encoder_embed_dim": "encoder_embed_dim", "encoder_layers": "encoder_layers",
+    "encoder_attention_heads": "encoder_attention_heads", "encoder_ffn_embed_dim": "encoder_ffn_embed_dim",
+    "layer_norm_first": "layer_norm_first", "conv_pos": "conv_pos", "conv_pos_groups": "conv_pos_groups",
+    "dropout": "dropout", "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
+    "dropout_input": "dropout_input", "encoder_layerdrop": "encoder_layerdrop", "feature_grad_mult": "feature_grad_mult",
+}
+# Official field -> DBetaConfig field
+ORIGINAL_CONFIG_KEYS = {
+    "hidden_dim": "hidden_dim", "num_heads": "num_heads", "num_top_layer": "num_fusion_layers", "drop_rate": "drop_rate",
+    "vocab_size": "vocab_size", "mem_layer": "mem_layer", "mem_prob": "mem_prob",
+    "mem_decoder_hidden_dim": "mem_decoder_hidden_dim", "mem_decoder_num_layers": "mem_decoder_num_layers",
+    "mem_decoder_num_heads": "mem_decoder_num_heads",
+}
+# `mim_*` spellings of older official configs, accepted as the `mem_*` fields
+ORIGINAL_OLD_SPELLINGS = {
+    "mim_layer": "mem_layer", "mim_prob": "mem_prob", "mim_decoder_hidden_dim": "mem_decoder_hidden_dim",
+    "mim_decoder_num_layers": "mem_decoder_num_layers", "mim_decoder_num_heads": "mem_decoder_num_heads",
+}
+
+
 class DBetaConfig(PretrainedConfig):
     r"""Configuration of a D-BETA model (ECG encoder, Flan-T5 text encoder, cross-attention fusion, heads).
 
@@ -206,7 +247,7 @@ class DBetaConfig(PretrainedConfig):
         text_config: `T5Config` or dict (Flan-T5-base by default).
         hidden_dim: width of the projections, poolers and fusion layers.
         num_heads: attention heads of the fusion layers.
-        num_top_layer: number of cross-attention fusion layers on each stream.
+        num_fusion_layers: number of cross-attention fusion layers on each stream (official name `num_top_layer`).
         fusion_intermediate_size: FFN width of the fusion layers (default 4 * hidden_dim, as the official model).
         drop_rate: dropout in the fusion layers (hidden and attention probabilities).
         fusion_layer_norm_eps: LayerNorm epsilon in the fusion layers and the MLM head (BERT's 1e-12).
@@ -215,15 +256,12 @@ class DBetaConfig(PretrainedConfig):
             of the last fusion layer.
         mem_prob: fraction of ECG tokens removed by MEM masking (0.75).
         mem_decoder_hidden_dim / mem_decoder_num_layers / mem_decoder_num_heads: the MAE-style MEM decoder.
-        mem_norm_target: z-normalise each lead of the MEM target over time (eps 1e-6 on the unbiased variance).
+        mem_norm_target: z-normalize each lead of the MEM target over time (eps 1e-6 on the unbiased variance).
         mem_patch_size: samples per ECG token per lead that MEM reconstructs; `None` infers
             floor(num_samples / num_tokens) (16 for the official model).
         mlm_loss_weight / mem_loss_weight / etm_loss_weight / ets_loss_weight: weights of the four losses.
         ets_logit_scale_init / ets_learnable_scale: scale of the ETS logits (1, fixed, as the official code).
         ets_logit_bias_init / ets_learnable_bias: optional ETS bias (`None` = no bias, the official choice).
-        ets_same_report_positives: the pretraining collator labels as ETS positives the pairs whose text is the ECG's
-            own report even off the diagonal (identical reports in a batch), instead of only the diagonal
-            (official). Off by default.
         ets_global_batch: under several processes (`accelerate launch`, `torchrun`), score every process's ECGs
             against the texts of the whole global batch (`True`, as CLIP / SigLIP) or only against its own batch
             (`False`: the official loss, built with world_size=1, i.e. per GPU). No effect in one process.
@@ -231,7 +269,7 @@ class DBetaConfig(PretrainedConfig):
             (`match_labels == 1`), as ALBEF / BLIP do; `False` also scores the rows that received an N3S negative
             report. The official collator overwrote the negative text with the true report, so the official model
             only ever saw matched pairs for these two losses.
-        ets_normalize_embeddings: L2-normalise the uni-modal ECG and text embeddings inside the ETS loss, so that its
+        ets_normalize_embeddings: L2-normalize the uni-modal ECG and text embeddings inside the ETS loss, so that its
             logits are `scale * cosine + bias` (SigLIP; then use a learnable scale and bias, e.g. 10 and -10, and
             score zero-shot / retrieval with `similarity="cosine"`). `False` (official): the raw dot product.
         ets_unmasked_inputs: compute the ETS embeddings from unmasked inputs, as ALBEF / BLIP compute their contrastive
@@ -241,11 +279,6 @@ class DBetaConfig(PretrainedConfig):
             `benchmarks/README_learning.md` has the measured effect.
         text_pooling: what the uni-modal text embedding (ETS, zero-shot, retrieval) pools: `"first"` (the first token,
             official) or `"mean"` (the mean over the real tokens, as sentence encoders do).
-        mlm_mask_token: the sentinel that stands in for BERT's [MASK] (T5 has no mask token).
-        mlm_probability: fraction of non-special text tokens selected for MLM (0.25).
-        lead_mask_prob: probability that the pretraining collator zeroes each lead (0.5).
-        negative_fraction: fraction of a batch that gets an N3S negative report (0.5).
-        max_text_length: longest tokenised report in pretraining (official `max_text_size - 2` = 254).
         initializer_range: std of the normal initialisation of linear and embedding weights.
         validate_inputs: check the values of the inputs on every forward: ECGs for NaN/inf, texts for token ids
             outside the vocabulary, all-zero attention_mask rows and empty reports (one host-device synchronisation
@@ -254,6 +287,10 @@ class DBetaConfig(PretrainedConfig):
 
     model_type = "dbeta"
     sub_configs = {"ecg_config": DBetaECGConfig, "text_config": T5Config}
+    attribute_map = {
+        "hidden_size": "hidden_dim",
+        "num_top_layer": "num_fusion_layers",  # the official name, still readable
+    }
 
     def __init__(
         self,
@@ -261,7 +298,7 @@ class DBetaConfig(PretrainedConfig):
         text_config: dict | T5Config | None = None,
         hidden_dim: int = 768,
         num_heads: int = 12,
-        num_top_layer: int = 6,
+        num_fusion_layers: int = 6,
         fusion_intermediate_size: int | None = None,
         drop_rate: float = 0.1,
         fusion_layer_norm_eps: float = 1e-12,
@@ -281,17 +318,11 @@ class DBetaConfig(PretrainedConfig):
         ets_learnable_scale: bool = False,
         ets_logit_bias_init: float | None = None,
         ets_learnable_bias: bool = False,
-        ets_same_report_positives: bool = False,
         ets_global_batch: bool = True,
         mlm_mem_on_matched_only: bool = False,
         ets_normalize_embeddings: bool = False,
         text_pooling: str = "first",
         ets_unmasked_inputs: bool = False,
-        mlm_mask_token: str = "<extra_id_0>",
-        mlm_probability: float = 0.25,
-        lead_mask_prob: float = 0.5,
-        negative_fraction: float = 0.5,
-        max_text_length: int = 254,
         initializer_range: float = 0.02,
         validate_inputs: bool = True,
         **kwargs,
@@ -306,10 +337,18 @@ class DBetaConfig(PretrainedConfig):
             text_config = T5Config(**text_config)
         self.ecg_config = ecg_config
         self.text_config = text_config
+        if "num_top_layer" in kwargs:  # config.json files saved before the rename
+            num_fusion_layers = kwargs.pop("num_top_layer")
+        ignored = {key: kwargs.pop(key) for key in COLLATOR_SETTINGS if key in kwargs}
+        if ignored:
+            logger.warning_once(
+                f"DBetaConfig ignores {sorted(ignored)}: they are settings of the pretraining collator, not of the "
+                "model (older versions stored them in config.json); pass them to DBetaPreTrainingCollator"
+            )
 
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
-        self.num_top_layer = num_top_layer
+        self.num_fusion_layers = num_fusion_layers
         self.fusion_intermediate_size = 4 * hidden_dim if fusion_intermediate_size is None else fusion_intermediate_size
         self.drop_rate = drop_rate
         self.fusion_layer_norm_eps = fusion_layer_norm_eps
@@ -329,17 +368,11 @@ class DBetaConfig(PretrainedConfig):
         self.ets_learnable_scale = ets_learnable_scale
         self.ets_logit_bias_init = ets_logit_bias_init
         self.ets_learnable_bias = ets_learnable_bias
-        self.ets_same_report_positives = ets_same_report_positives
         self.ets_global_batch = ets_global_batch
         self.mlm_mem_on_matched_only = mlm_mem_on_matched_only
         self.ets_normalize_embeddings = ets_normalize_embeddings
         self.text_pooling = text_pooling
         self.ets_unmasked_inputs = ets_unmasked_inputs
-        self.mlm_mask_token = mlm_mask_token
-        self.mlm_probability = mlm_probability
-        self.lead_mask_prob = lead_mask_prob
-        self.negative_fraction = negative_fraction
-        self.max_text_length = max_text_length
         self.initializer_range = initializer_range
         self.validate_inputs = validate_inputs
         self._validate()
@@ -353,9 +386,10 @@ class DBetaConfig(PretrainedConfig):
                 f"mem_decoder_hidden_dim ({self.mem_decoder_hidden_dim}) must be divisible by mem_decoder_num_heads "
                 f"({self.mem_decoder_num_heads})"
             )
-        if not (self.mem_layer == -1 or 0 <= self.mem_layer < self.num_top_layer):
+        if not (self.mem_layer == -1 or 0 <= self.mem_layer < self.num_fusion_layers):
             raise ValueError(
-                f"mem_layer must be -1 (last fusion output) or an index in [0, {self.num_top_layer}), got {self.mem_layer}"
+                f"mem_layer must be -1 (last fusion output) or an index in [0, {self.num_fusion_layers}), got "
+                f"{self.mem_layer}"
             )
         if not 0.0 <= self.mem_prob < 1.0:
             raise ValueError(f"mem_prob must be in [0, 1), got {self.mem_prob}")
@@ -380,10 +414,6 @@ class DBetaConfig(PretrainedConfig):
             return int(self.mem_patch_size)
         return self.ecg_config.num_samples // self.num_ecg_tokens
 
-    @property
-    def hidden_size(self) -> int:  # what generic transformers utilities look for
-        return self.hidden_dim
-
     # ------------------------------------------------------------------ official format
     @classmethod
     def from_original_config(
@@ -391,35 +421,21 @@ class DBetaConfig(PretrainedConfig):
     ) -> "DBetaConfig":
         """Build a config from the official D-BETA `config.json` (`{"model": {...}}` or its inner dict).
 
-        Dead official fields (`all_gather`, `normalize`, `filter`, `apply_mask`, `mask_*`, ...) are ignored;
-        `mim_*` spellings from older configs are accepted as `mem_*`. `text_config` defaults to Flan-T5-base. The
-        training switches that the official config has no field for get the official behaviour
+        `ORIGINAL_ECG_CONFIG_KEYS` and `ORIGINAL_CONFIG_KEYS` map the official field names to ours; the official
+        fields not in them are ignored: dead ones (`all_gather`, `normalize`, `filter`, `apply_mask`, `mask_*`, ...)
+        and the collator's (`max_text_size`, `lead_masking`, whose official values 256 and 0.5 are the defaults of
+        `DBetaPreTrainingCollator`: `max_length=254`, `lead_mask_prob=0.5`). `text_config` defaults to
+        Flan-T5-base. The training switches that the official config has no field for get the official behaviour
         (`ets_global_batch=False`, `mlm_mem_on_matched_only=False`) unless `kwargs` set them.
         """
         cfg = dict(original.get("model", original))
-        for old, new in (("mim_layer", "mem_layer"), ("mim_prob", "mem_prob")):
-            if old in cfg and new not in cfg:
-                cfg[new] = cfg.pop(old)
-        for old_prefix in ("mim_decoder_",):
-            for key in list(cfg):
-                if key.startswith(old_prefix):
-                    cfg.setdefault("mem_decoder_" + key[len(old_prefix):], cfg.pop(key))
-        ecg_keys = (
-            "in_d", "conv_feature_layers", "extractor_mode", "conv_bias", "encoder_embed_dim", "encoder_layers",
-            "encoder_attention_heads", "encoder_ffn_embed_dim", "layer_norm_first", "conv_pos", "conv_pos_groups",
-            "dropout", "attention_dropout", "activation_dropout", "dropout_input", "encoder_layerdrop",
-            "feature_grad_mult",
-        )
-        ecg = {k: cfg[k] for k in ecg_keys if k in cfg}
+        ecg = {new: cfg[old] for old, new in ORIGINAL_ECG_CONFIG_KEYS.items() if old in cfg}
         top = {}
-        for key in ("hidden_dim", "num_heads", "num_top_layer", "drop_rate", "vocab_size", "mem_layer", "mem_prob",
-                    "mem_decoder_hidden_dim", "mem_decoder_num_layers", "mem_decoder_num_heads"):
-            if key in cfg:
-                top[key] = cfg[key]
-        if "max_text_size" in cfg:
-            top["max_text_length"] = int(cfg["max_text_size"]) - 2
-        if "lead_masking" in cfg:
-            top["lead_mask_prob"] = float(cfg["lead_masking"])
+        for old, new in ORIGINAL_CONFIG_KEYS.items():
+            spellings = [old] + [alias for alias, name in ORIGINAL_OLD_SPELLINGS.items() if name == old]
+            present = [key for key in spellings if key in cfg]
+            if present:
+                top[new] = cfg[present[0]]
         if text_config is None:
             text_config = T5Config(**FLAN_T5_BASE_TEXT_CONFIG)
         elif isinstance(text_config, dict):

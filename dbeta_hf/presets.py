@@ -41,7 +41,7 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
     defaults = dict(
         hidden_dim=hidden,
         num_heads=4,
-        num_top_layer=2,
+        num_fusion_layers=2,
         mem_layer=1,
         mem_decoder_hidden_dim=16,
         mem_decoder_num_layers=1,

@@ -1,5 +1,11 @@
 """Batch collator for D-BETA pretraining: N3S negatives, MLM masking and lead masking, seeded per batch.
 
+Masking map: MLM masking (`mlm_mask_tokens`) and lead masking (`mask_leads`) are here, in the collator, because they
+edit the data and their labels travel with the batch; MEM token masking (`modeling_dbeta.random_masking`) is in the
+model, because it drops ECG tokens after the conv features, and the collator can draw its `noise` from the batch's
+seeded generator (`mem_noise_tokens`) so that evaluation losses repeat run to run. `modeling_dbeta`'s module
+docstring says the same from the model's side.
+
 :class:`DBetaPreTrainingCollator` turns rows ``{"ecg": (12, S) array, "report": str, [id column]}`` into
 
 ==================  ============  =====================================================================
@@ -13,6 +19,7 @@ key                 shape, dtype  meaning
 ``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was kept (not zeroed)
 ``ets_labels``      (B, B) float  only with ``same_report_positives=True`` (see there)
 ``mlm_positions``   (B, K) long   MLM target positions per row, -1 padded (``return_mlm_positions``, on by default)
+``noise``           (B, T) f32    only with ``mem_noise_tokens=T``: the noise that drives the model's MEM masking
 ==================  ============  =====================================================================
 
 What it does per batch of B rows, with the differences to the released official collator (reference spec
@@ -24,7 +31,7 @@ C.1, C.3, D.1, D.2):
   The negative text is what is tokenised and fed (the official collator overwrote it with the true
   report, keeping only the label and the attention mask). No text model runs here.
 * **Without an index** (``n3s_index=None``), the negatives are *in-batch*: a negative row gets the report of
-  another row of the same batch, drawn uniformly among the rows whose normalised report differs from its
+  another row of the same batch, drawn uniformly among the rows whose normalized report differs from its
   own (the ALBEF/M3AE-style random negative). If every row of the batch has the same report, a negative
   row has no candidate and stays a positive; that is counted in ``stats["negatives_without_candidate"]``
   and warned about once. ``negative_fraction=0`` disables negatives altogether (all ``match_labels = 1``).
@@ -32,12 +39,12 @@ C.1, C.3, D.1, D.2):
   means the index was built from another corpus. ``missing_report="in_batch"`` instead gives such rows,
   when they are chosen as negatives, an in-batch negative; every missing report is counted in
   ``stats["missing_reports"]`` and warned about once.
-* **MLM** on the text that is fed (negative or not): each non-special token (never padding, ``</s>``,
+* **MLM** (:func:`mlm_mask_tokens`) on the text that is fed (negative or not): each non-special token (never padding, ``</s>``,
   ``<unk>`` or a sentinel) is selected with probability ``mlm_probability`` (0.25); of the selected, 80% are
   replaced by ``mask_token`` (T5 has no mask token; ``<extra_id_0>`` by default), 10% by a random
   non-special token and 10% kept. ``mlm_labels`` hold the original ids there, -100 elsewhere. (The
   official ``DataCollatorForLanguageModeling`` cannot run with a T5 tokenizer at all.)
-* **Lead masking**: each lead of each row is zeroed with probability ``lead_mask_prob`` (0.5), as the
+* **Lead masking** (:func:`mask_leads`): each lead of each row is zeroed with probability ``lead_mask_prob`` (0.5), as the
   official ``RandomLeadsMask`` applied to every pretraining sample; zeroed leads are exactly 0.0.
 * **ECG input**: numpy arrays, torch tensors or nested lists of any real dtype (the dataset builders store
   float16 millivolts) are converted to float32 without any scaling. Recordings longer than ``num_samples``
@@ -49,7 +56,7 @@ C.1, C.3, D.1, D.2):
 **Reproducibility.** All randomness of a batch comes from one ``torch.Generator`` seeded from ``seed``, the
 epoch (:meth:`set_epoch`) and a stable hash of the rows in batch order: the row's id column when it has one
 (``id_column="auto"`` looks for ``idx``, ``study_id``, ``ecg_id``, ``exam_id``, ``record_id``, ``sample_id``, ``id``), else
-the normalised report plus a checksum of the ECG samples. A batch is therefore the same whichever
+the normalized report plus a checksum of the ECG samples. A batch is therefore the same whichever
 ``DataLoader`` worker builds it and however many workers there are. Different batches (and, once
 ``set_epoch`` is called, different epochs) get different draws. With ``transformers.Trainer`` use
 :class:`DBetaCollatorEpochCallback` to call ``set_epoch`` (it reaches the workers unless
@@ -61,9 +68,8 @@ the normalised report plus a checksum of the ECG samples. A batch is therefore t
 
 from __future__ import annotations
 
-import math
-
 import hashlib
+import math
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -72,18 +78,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .losses import mlm_positions  # noqa: F401  (re-exported: the collator's output format)
+from .losses import mlm_positions
 from .n3s import N3SIndex
 from .text_normalization import normalize_report
 
-try:  # only for the optional Trainer callback
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover - transformers is a hard dependency of the package
-    TrainerCallback = object
+from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DBetaPreTrainingCollator", "DBetaCollatorEpochCallback"]
+__all__ = ["DBetaPreTrainingCollator", "DBetaCollatorEpochCallback", "mlm_mask_tokens", "mask_leads"]
 
 DEFAULT_ID_COLUMNS = ("idx", "study_id", "ecg_id", "exam_id", "record_id", "sample_id", "id")
 _CHECKSUM_STRIDE = 37  # ECG samples hashed per lead: every 37th (a cheap, exact checksum of the float32 values)
@@ -118,6 +121,35 @@ def same_report_labels(true_reports: Sequence[str], fed_texts: Sequence[str]) ->
     return (true_ids[:, None] == fed_ids[None, :]).float() * 2.0 - 1.0
 
 
+def mlm_mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator, *,
+                    special_ids: torch.Tensor, random_token_ids: torch.Tensor, mask_token_id: int,
+                    mlm_probability: float = 0.25, mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1):
+    """MLM masking (BERT's 80/10/10): each non-special, attended token is selected with `mlm_probability`; of the
+    selected, `mask_replace_prob` become `mask_token_id`, `random_replace_prob` a token drawn from
+    `random_token_ids`, the rest keep their id. Returns (masked ids, labels: the original id where selected, -100
+    elsewhere). Three draws from `generator`, always of the full (B, L) shape."""
+    special = torch.isin(input_ids, special_ids) | (attention_mask == 0)
+    select_draw = torch.rand(input_ids.shape, generator=generator)
+    action_draw = torch.rand(input_ids.shape, generator=generator)
+    random_tokens = random_token_ids[torch.randint(random_token_ids.numel(), input_ids.shape, generator=generator)]
+    selected = (select_draw < mlm_probability) & ~special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    to_mask = selected & (action_draw < mask_replace_prob)
+    to_random = selected & ~to_mask & (action_draw < mask_replace_prob + random_replace_prob)
+    masked = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
+    masked = torch.where(to_random, random_tokens, masked)
+    return masked, labels
+
+
+def mask_leads(ecgs: np.ndarray, lead_mask_prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Lead masking (the official `RandomLeadsMask`): zero each lead of each row of `ecgs` (B, C, S), in place, with
+    probability `lead_mask_prob`; zeroed leads are exactly 0.0. Returns the (B, C) bool mask of the *zeroed* leads.
+    One draw of shape (B, C) from `generator`."""
+    zeroed = torch.rand(ecgs.shape[:2], generator=generator) < lead_mask_prob
+    ecgs.reshape(-1, ecgs.shape[-1])[zeroed.numpy().reshape(-1)] = 0.0  # a row view: cheaper than a broadcast fill
+    return zeroed
+
+
 @dataclass
 class DBetaPreTrainingCollator:
     """Collate D-BETA pretraining rows into model inputs with N3S negatives, MLM and lead masking.
@@ -141,15 +173,17 @@ class DBetaPreTrainingCollator:
         missing_report: ``"raise"`` (default) or ``"in_batch"`` for reports absent from ``n3s_index``.
         pad_to_multiple_of: pad the token length to a multiple of this (e.g. 8 for tensor cores).
         same_report_positives: also return ``ets_labels`` (B, B): +1 where the text fed in row j is the ECG of
-            row i's own report (after normalisation), -1 elsewhere. The official ETS labels only the diagonal, so
+            row i's own report (after normalization), -1 elsewhere. The official ETS labels only the diagonal, so
             two ECGs whose reports are identical (frequent: "sinus rhythm. normal ecg.") are pushed apart as
             negatives of each other's text; this option treats them as positives instead. Off by default
             (official behaviour).
         return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed).
         return_mlm_positions: also return ``mlm_positions`` (B, K): the MLM target positions of each row, padded
             with -1 (K = the most targets in a row of the batch). The model then runs its MLM head on exactly those
-            positions with a gather whose size the host already knows: no host-device synchronisation. Off by default because a
-            ``Trainer`` passes every key to the model's ``forward``.
+            positions with a gather whose size the host already knows: no host-device synchronisation.
+        mem_noise_tokens: when set (to the model's number of ECG tokens, ``config.num_ecg_tokens``), also return
+            ``noise`` (B, mem_noise_tokens), drawn last from the batch's generator: the model's MEM token masking then
+            repeats with the batch (reproducible evaluation losses). ``None`` (default): the model draws it.
     """
 
     tokenizer: Any = field(repr=False)
@@ -171,6 +205,7 @@ class DBetaPreTrainingCollator:
     return_lead_mask: bool = False
     same_report_positives: bool = False
     return_mlm_positions: bool = True
+    mem_noise_tokens: int | None = None
     epoch: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
 
@@ -187,6 +222,8 @@ class DBetaPreTrainingCollator:
             raise ValueError(f"max_length must be >= 2 (one token and </s>), got {self.max_length}")
         if int(self.num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.mem_noise_tokens is not None and int(self.mem_noise_tokens) < 1:
+            raise ValueError(f"mem_noise_tokens must be >= 1 (the model's config.num_ecg_tokens), got {self.mem_noise_tokens}")
         if self.n3s_index is not None and not isinstance(self.n3s_index, N3SIndex):
             raise TypeError(f"n3s_index must be an N3SIndex (or None), got {type(self.n3s_index).__name__}")
         tok = self.tokenizer
@@ -215,17 +252,14 @@ class DBetaPreTrainingCollator:
 
     # ------------------------------------------------------------------ construction / epochs
     @classmethod
-    def from_config(cls, config, tokenizer, n3s_index: N3SIndex | None = None, **kwargs) -> "DBetaPreTrainingCollator":
-        """Collator with the pretraining settings of a :class:`~dbeta_hf.DBetaConfig`; ``kwargs`` override."""
-        settings = {
-            "negative_fraction": config.negative_fraction,
-            "mlm_probability": config.mlm_probability,
-            "mask_token": config.mlm_mask_token,
-            "lead_mask_prob": config.lead_mask_prob,
-            "max_length": config.max_text_length,
-            "num_samples": config.ecg_config.num_samples,
-            "same_report_positives": getattr(config, "ets_same_report_positives", False),
-        }
+    def from_config(cls, config, tokenizer, n3s_index: N3SIndex | None = None, mem_noise: bool = False,
+                    **kwargs) -> "DBetaPreTrainingCollator":
+        """Collator for a model of this :class:`~dbeta_hf.DBetaConfig`: its input length (``num_samples``) and, with
+        ``mem_noise=True``, its number of ECG tokens (``mem_noise_tokens``). The other settings are the collator's
+        (defaults: the official recipe); ``kwargs`` set them."""
+        settings = {"num_samples": config.ecg_config.num_samples}
+        if mem_noise:
+            settings["mem_noise_tokens"] = config.num_ecg_tokens
         settings.update(kwargs)
         return cls(tokenizer=tokenizer, n3s_index=n3s_index, **settings)
 
@@ -299,21 +333,6 @@ class DBetaPreTrainingCollator:
         choice = weights.masked_fill(~candidate, -1.0).argmax(dim=1)
         return choice, candidate.any(dim=1)
 
-    def _mlm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator):
-        special = torch.isin(input_ids, self._special_ids) | (attention_mask == 0)
-        select_draw = torch.rand(input_ids.shape, generator=generator)
-        action_draw = torch.rand(input_ids.shape, generator=generator)
-        random_tokens = self._random_token_ids[
-            torch.randint(self._random_token_ids.numel(), input_ids.shape, generator=generator)
-        ]
-        selected = (select_draw < self.mlm_probability) & ~special
-        labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
-        to_mask = selected & (action_draw < self.mask_replace_prob)
-        to_random = selected & ~to_mask & (action_draw < self.mask_replace_prob + self.random_replace_prob)
-        masked = torch.where(to_mask, torch.full_like(input_ids, self.mask_token_id), input_ids)
-        masked = torch.where(to_random, random_tokens, masked)
-        return masked, labels
-
     def _negatives(self, reports: list[str], ids: torch.Tensor | None, rows: torch.Tensor, generator):
         """(row, negative text) for the chosen rows: N3S when the row's report is indexed, else in-batch.
 
@@ -365,11 +384,11 @@ class DBetaPreTrainingCollator:
         ecgs = self._stack_ecgs(features)
         generator = self._batch_generator(features, reports, ecgs)
 
-        # --- draws in a fixed order: negative count and rows, leads, N3S columns, in-batch choices, MLM
+        # --- draws in a fixed order: negative count and rows, leads, N3S columns, in-batch choices, MLM, MEM noise
         offset = torch.rand((), generator=generator, dtype=torch.float64).item()
         num_negatives = min(batch, int(batch * self.negative_fraction + offset))
         negative_rows = torch.randperm(batch, generator=generator)[:num_negatives].sort().values
-        lead_zeroed = torch.rand(ecgs.shape[:2], generator=generator) < self.lead_mask_prob
+        lead_zeroed = mask_leads(ecgs, self.lead_mask_prob, generator)
 
         ids = None
         if self.n3s_index is not None:  # every row is checked, negative or not, so a wrong index fails early
@@ -401,13 +420,14 @@ class DBetaPreTrainingCollator:
             return_tensors="pt",
         )
         attention_mask = encoded["attention_mask"].to(torch.long)
-        input_ids, mlm_labels = self._mlm(encoded["input_ids"].to(torch.long), attention_mask, generator)
-
-        # zero whole leads through a row view (much cheaper than a broadcast masked_fill)
-        ecgs.reshape(-1, ecgs.shape[-1])[lead_zeroed.numpy().reshape(-1)] = 0.0
-        ecg_values = torch.from_numpy(ecgs)
+        input_ids, mlm_labels = mlm_mask_tokens(
+            encoded["input_ids"].to(torch.long), attention_mask, generator, special_ids=self._special_ids,
+            random_token_ids=self._random_token_ids, mask_token_id=self.mask_token_id,
+            mlm_probability=self.mlm_probability, mask_replace_prob=self.mask_replace_prob,
+            random_replace_prob=self.random_replace_prob,
+        )
         out = {
-            "ecg_values": ecg_values,
+            "ecg_values": torch.from_numpy(ecgs),
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "mlm_labels": mlm_labels,
@@ -419,6 +439,8 @@ class DBetaPreTrainingCollator:
             out["ets_labels"] = same_report_labels(reports, texts)
         if self.return_mlm_positions:
             out["mlm_positions"] = mlm_positions(mlm_labels)
+        if self.mem_noise_tokens is not None:
+            out["noise"] = torch.rand((batch, int(self.mem_noise_tokens)), generator=generator)
         return out
 
 

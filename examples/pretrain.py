@@ -101,16 +101,24 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
     synthetic_records: int = field(default=1536, metadata={"help": "Embedded default: synthetic training pairs."})
     synthetic_eval_records: int = field(default=256, metadata={"help": "Embedded default: held-out synthetic ECGs."})
+    # the pretraining collator's settings (defaults: the official recipe)
+    mlm_probability: float = field(default=0.25, metadata={"help": "Fraction of report tokens selected for MLM."})
+    lead_mask_prob: float = field(default=0.5, metadata={"help": "Probability that each ECG lead is zeroed."})
+    negative_fraction: float = field(default=0.5, metadata={"help": "Fraction of a batch that gets a negative report."})
+    max_text_length: int = field(default=254, metadata={"help": "Longest tokenised report, </s> included."})
+    same_report_positives: bool | None = field(default=None, metadata={
+        "help": "Count pairs whose text is the ECG's own report as ETS positives off the diagonal too (identical "
+                "reports in a batch); default: on for the synthetic demo, off (official) otherwise."})
 
 
 # Model settings of the embedded demo (`tiny_config` keywords; benchmarks/README_learning.md measures each): a wider
-# initialisation lets a tiny model start learning within a few hundred CPU steps; the synthetic reports repeat a lot,
-# so identical reports count as ETS positives; two ECG layers (with --demo_hidden_size 64) lift the frozen-feature
-# probe from 0.74 to 0.93 at 300 steps (the demo ran 600 steps of a tower half as costly before); mean text pooling
-# and a learnable ETS scale and bias lift zero-shot; MLM and MEM are computed on the matched rows only.
+# initialisation lets a tiny model start learning within a few hundred CPU steps; two ECG layers (with
+# --demo_hidden_size 64) lift the frozen-feature probe from 0.74 to 0.93 at 300 steps (the demo ran 600 steps of a
+# tower half as costly before); mean text pooling and a learnable ETS scale and bias lift zero-shot; MLM and MEM are
+# computed on the matched rows only. The synthetic reports repeat a lot, so the demo's collator also counts identical
+# reports as ETS positives (`--same_report_positives`, on by default for the demo).
 DEMO_CONFIG = {
     "initializer_range": 0.1,
-    "ets_same_report_positives": True,
     "ecg_layers": 2,
     "mlm_mem_on_matched_only": True,
     "text_pooling": "mean",
@@ -335,7 +343,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(model_args, processor, synthetic)
     with training_args.main_process_first(desc="building the N3S index"):
         n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, synthetic)
-    collator = DBetaPreTrainingCollator.from_config(model.config, processor.tokenizer, n3s, seed=training_args.seed)
+    same_report_positives = synthetic if data_args.same_report_positives is None else data_args.same_report_positives
+    collator = DBetaPreTrainingCollator.from_config(
+        model.config, processor.tokenizer, n3s, seed=training_args.seed, mlm_probability=data_args.mlm_probability,
+        lead_mask_prob=data_args.lead_mask_prob, negative_fraction=data_args.negative_fraction,
+        max_length=data_args.max_text_length, same_report_positives=same_report_positives,
+    )
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; N3S index: %s reports", num_params / 1e6, "no" if n3s is None else len(n3s))
 

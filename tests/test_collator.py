@@ -321,18 +321,16 @@ def test_dataloader_workers_do_not_change_batches(tiny_tokenizer, index, with_id
 def test_from_config_and_validation(tiny_tokenizer, index):
     from dbeta_hf import DBetaConfig
 
-    config = DBetaConfig(
-        negative_fraction=0.25, mlm_probability=0.15, lead_mask_prob=0.3, max_text_length=16,
-        ecg_config={"num_samples": 2500},
-    )
-    collator = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer, index, seed=4)
+    config = DBetaConfig(ecg_config={"num_samples": 2500})
+    settings = dict(negative_fraction=0.25, mlm_probability=0.15, lead_mask_prob=0.3, max_length=16)
+    collator = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer, index, seed=4, **settings)
     assert (collator.negative_fraction, collator.mlm_probability, collator.lead_mask_prob) == (0.25, 0.15, 0.3)
     assert (collator.max_length, collator.num_samples, collator.seed) == (16, 2500, 4)
     assert collator.mask_token == "<extra_id_0>" and collator.mask_token_id == 400
     long_reports = ["atrial fibrillation with rapid ventricular response " * 4, "normal ecg " * 10]
     long_rows = make_rows(2, samples=2500, reports=long_reports)
-    batch = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer)(long_rows)  # in-batch negatives
-    assert batch["input_ids"].shape == (2, 16)  # truncated to max_text_length, </s> kept
+    batch = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer, **settings)(long_rows)  # in-batch negatives
+    assert batch["input_ids"].shape == (2, 16)  # truncated to max_length, </s> kept
     assert batch["input_ids"][:, -1].tolist() == [1, 1]
 
     with pytest.raises(ValueError, match="not a token of this tokenizer"):
@@ -405,3 +403,19 @@ def test_mlm_positions_list_exactly_the_labelled_positions(tiny_tokenizer, index
         assert all(p == -1 for p in positions[row].tolist()[len(expected):])
     assert "mlm_positions" not in DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES,
                                                             return_mlm_positions=False)(make_rows(4))
+
+
+def test_mem_noise_from_the_batch_generator(tiny_tokenizer, index):
+    """`mem_noise_tokens`: the MEM noise is drawn last from the batch's generator, so it repeats with the batch and the
+    other draws are those of a collator without it."""
+    from dbeta_hf.presets import tiny_config
+
+    config = tiny_config(num_samples=SAMPLES)
+    rows = make_rows(4)
+    with_noise = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer, index, mem_noise=True)
+    first, again = with_noise(rows), with_noise(rows)
+    assert first["noise"].shape == (4, config.num_ecg_tokens) and torch.equal(first["noise"], again["noise"])
+    plain = DBetaPreTrainingCollator.from_config(config, tiny_tokenizer, index)(rows)
+    assert "noise" not in plain
+    for key in plain:
+        assert torch.equal(plain[key], first[key]), key
