@@ -3,10 +3,13 @@
     python -m dbeta_hf.convert_original_checkpoint --checkpoint sample.pt --original-config configs/config.json \
         --output-dir dbeta-base [--text-config t5_config.json] [--tokenizer google/flan-t5-base] [--push-to-hub ORG/NAME]
 
-The conversion is a pure renaming, checked key by key: the base model's keys get the `model.` prefix, the heads
-(`mlm_head`, `mim_head`, `itm_head`) keep their names, the positional convolution's legacy weight-norm tensors
-(`weight_g`, `weight_v`) become `parametrizations.weight.original0/1`, and `ecg_encoder.mask_emb` (an unused
-training-time parameter) is dropped. Any missing, unexpected or mis-shaped key is an error that lists the keys:
+The conversion is a pure renaming, checked key by key: the base model's keys get the `model.` prefix (the heads
+`mlm_head`, `mim_head`, `itm_head` stay at the top), the fairseq names this package renamed go through
+`modeling_dbeta.LEGACY_KEY_MAPPING` (`mim_head` -> `mem_head`, `itm_head` -> `etm_head`, `class_embedding` ->
+`ecg_encoder.class_embedding`, the index-named conv `Sequential`s `conv_layers.N.0/2` -> `conv_layers.N.conv/layer_norm`
+and `conv_pos.pos_conv.0` -> `conv_pos.conv`), the positional convolution's legacy weight-norm tensors (`weight_g`,
+`weight_v`) become `parametrizations.weight.original0/1`, and `ecg_encoder.mask_emb` (an unused training-time
+parameter) is dropped. Any missing, unexpected or mis-shaped key is an error that lists the keys:
 the result is never partly random.
 
 The converter always writes the ECG feature extractor (`preprocessor_config.json`; the whole `DBetaProcessor`
@@ -31,8 +34,8 @@ from typing import Any
 
 import torch
 
-from .configuration_dbeta import DBetaConfig
-from .modeling_dbeta import DBetaForPreTraining
+from .configuration_dbeta import ORIGINAL_OLD_SPELLINGS, DBetaConfig
+from .modeling_dbeta import DBetaForPreTraining, rename_legacy_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +44,12 @@ DROPPED_KEYS = ("ecg_encoder.mask_emb",)
 WEIGHT_NORM_RENAMES = {
     "ecg_encoder.conv_pos.pos_conv.0.weight_g": "ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original0",
     "ecg_encoder.conv_pos.pos_conv.0.weight_v": "ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original1",
-}
+}  # then LEGACY_KEY_MAPPING: conv_pos.pos_conv.0 -> conv_pos.conv
 TIED_TEXT_EMBEDDING = ("language_encoder.encoder.embed_tokens.weight", "language_encoder.shared.weight")
 
 
-# The fields of the official configs/config.json that the model reads, with their official values. Every one must
+# The fields of the official configs/config.json that the model reads (official names; `DBetaConfig.from_original_config`
+# maps them to ours), with their official values (`max_text_size` only sets the collator default). Every one must
 # be present (a missing field would silently take this package's default); fields whose value differs are logged,
 # because fields that do not change a weight's shape (layer_norm_first, extractor_mode, mem_layer...) cannot be
 # checked against the checkpoint.
@@ -58,8 +62,7 @@ ORIGINAL_CONFIG_DEFAULTS: dict[str, Any] = {
     "mem_prob": 0.75, "mem_decoder_hidden_dim": 384, "mem_decoder_num_layers": 4, "mem_decoder_num_heads": 6,
     "max_text_size": 256,
 }
-_OLD_SPELLINGS = {"mem_layer": "mim_layer", "mem_prob": "mim_prob", "mem_decoder_hidden_dim": "mim_decoder_hidden_dim",
-                  "mem_decoder_num_layers": "mim_decoder_num_layers", "mem_decoder_num_heads": "mim_decoder_num_heads"}
+_OLD_SPELLINGS = {new: old for old, new in ORIGINAL_OLD_SPELLINGS.items()}  # official field -> older spelling
 
 
 class CheckpointConversionError(ValueError):
@@ -161,7 +164,7 @@ def rename_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str,
         if key in DROPPED_KEYS:
             continue
         key = WEIGHT_NORM_RENAMES.get(key, key)
-        converted[key if key.startswith(HEAD_PREFIXES) else f"model.{key}"] = value
+        converted[rename_legacy_key(key if key.startswith(HEAD_PREFIXES) else f"model.{key}")] = value
     return converted
 
 

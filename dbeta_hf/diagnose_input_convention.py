@@ -100,7 +100,8 @@ def measure_mem_losses(model, ecg_values: torch.Tensor, noise: torch.Tensor, bat
             batch = ecg_values[start:start + batch_size].to(device)
             ids = torch.full((batch.shape[0], 1), eos, dtype=torch.long, device=device)
             out = model(ecg_values=batch, input_ids=ids, attention_mask=torch.ones_like(ids),
-                        noise=noise[start:start + batch_size].to(device), apply_ecg_mask=True, return_mlm_logits=False)
+                        noise=noise[start:start + batch_size].to(device), apply_ecg_mask=True, return_mlm_logits=False,
+                        return_loss=True)
             total += float(out.mem_loss) * batch.shape[0]
             count += batch.shape[0]
     finally:
@@ -134,7 +135,7 @@ def diagnose_input_convention(
         "min_margin", "num_records", "source"}``. ``axis_margins`` is the relative loss increase when only that
         setting of the best convention is flipped (inf when the flipped convention was not a candidate).
     """
-    if not hasattr(model, "mim_head"):
+    if not hasattr(model, "mem_head"):
         raise TypeError(
             f"{type(model).__name__} has no MEM head; load the checkpoint with DBetaForPreTraining.from_pretrained"
         )
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .modeling_dbeta import DBetaForPreTraining
 
     model, info = DBetaForPreTraining.from_pretrained(args.model, output_loading_info=True)
-    missing_heads = [k for k in info.get("missing_keys", []) if k.startswith("mim_head.")]
+    missing_heads = [k for k in info.get("missing_keys", []) if k.startswith("mem_head.")]
     if missing_heads:
         print(f"error: {args.model} has no MEM head weights ({missing_heads[0]}, ...); the diagnostic needs the "
               "pretraining checkpoint (DBetaForPreTraining), not a DBetaModel export", file=sys.stderr)

@@ -1,18 +1,22 @@
-"""The four D-BETA pretraining losses (reference spec section C), as plain functions plus the ETS module.
+"""The four D-BETA pretraining losses (reference spec section C). Plain functions: no loss holds a parameter (the
+ETS `logit_scale` / `logit_bias` live on `DBetaForPreTraining`, as CLIP's and SigLIP's do on the model).
 
-* MLM: cross-entropy over the vocabulary at the selected text positions (labels -100 elsewhere).
-* MEM: mean squared error between the predicted and the true ECG patch of every *masked* ECG token; the
-  target is the ECG cut to `num_tokens * patch` samples, optionally z-normalised per lead over time.
-* ETM: two-way cross-entropy of the ECG-text matching head (1 = the text belongs to the ECG).
-* ETS: a SigLIP-style sigmoid loss on the uni-modal embeddings whose diagonal label is `2 * match - 1`, so
-  the rows that received an N3S negative report are negatives on the diagonal as well.
+* MLM (`masked_mlm_loss`, what training runs; `mlm_loss` on full logits): cross-entropy over the vocabulary at the
+  selected text positions (labels -100 elsewhere).
+* MEM (`mem_loss`, target from `mem_target`): mean squared error between the predicted and the true ECG patch of
+  every *masked* ECG token; the target is the ECG cut to `num_tokens * patch` samples, optionally z-normalized per
+  lead over time.
+* ETM (`etm_loss`): two-way cross-entropy of the ECG-text matching head (1 = the text belongs to the ECG).
+* ETS (`ets_loss`, across processes `distributed_ets_loss`): a SigLIP-style sigmoid loss on the uni-modal embeddings
+  whose diagonal label is `2 * match - 1`, so the rows that received an N3S negative report are negatives on the
+  diagonal as well.
 
 The ETS loss supports several processes (`torch.distributed`, as started by `accelerate launch` or
 `torchrun`): every process scores its ECGs against the text embeddings of the whole global batch. Remote
 blocks are all negatives (the official multi-GPU code wrongly labelled their diagonals positive). Gradients
 flow back to the process that owns each text embedding.
 
-Normalisation of the distributed ETS loss: with a global batch of `N` pairs (`n_r` on process `r`), the
+Normalization of the distributed ETS loss: with a global batch of `N` pairs (`n_r` on process `r`), the
 single-process loss is `sum(-logsigmoid(labels * logits)) / N**2` over the `N x N` matrix (the official
 `.mean()`). Process `r` returns `world_size * partial_sum_r / N**2`, so that the mean of the per-process
 losses (what DDP's gradient averaging optimises) equals the single-process loss over the global batch, in
@@ -23,8 +27,8 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
-from torch import nn
 
 
 def mlm_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
@@ -44,11 +48,42 @@ def mlm_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.gather(selected, 1, order), order, torch.full_like(order, -1))
 
 
-def mem_target(ecg_values: torch.Tensor, num_tokens: int, patch_size: int, normalize: bool = True, eps: float = 1e-6) -> torch.Tensor:
+def gather_mlm_targets(fused_text: torch.Tensor, mlm_labels: torch.Tensor, positions: torch.Tensor | None = None):
+    """The fused text states (B, K, H) at the MLM target positions and their labels (B, K; -100 on padding), so that
+    the MLM head runs on those positions only (the same loss as on the full logits, a fraction of the compute).
+
+    `positions` (B, K; -1 padded, the collator's `mlm_positions`) lets the gather run without a host-device
+    synchronisation; without them they are derived from `mlm_labels` here (one synchronisation).
+    """
+    if positions is None:
+        positions = mlm_positions(mlm_labels)
+    index = positions.clamp_min(0)
+    hidden = torch.gather(fused_text, 1, index[..., None].expand(-1, -1, fused_text.shape[-1]))
+    targets = torch.where(positions >= 0, torch.gather(mlm_labels, 1, index), torch.full_like(index, -100))
+    return hidden, targets
+
+
+def masked_mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The MLM loss training runs, on the logits at the gathered target positions (`gather_mlm_targets`): the mean
+    cross-entropy over the real targets (-100 = padding)."""
+    count = (targets != -100).sum().clamp_min(1)
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
+                          reduction="sum")
+    return nll / count
+
+
+def mlm_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of the labelled positions (labels != -100) whose argmax is the label (for logging)."""
+    valid = labels != -100
+    return ((logits.argmax(-1) == labels) & valid).sum() / valid.sum().clamp_min(1)
+
+
+def mem_target(ecg_values: torch.Tensor, num_tokens: int, patch_size: int, normalize: bool = True,
+               eps: float = 1e-6) -> torch.Tensor:
     """The MEM reconstruction target, (B, num_tokens, leads * patch_size), lead-major inside each token.
 
     The ECG (B, leads, samples) is cut to its first `num_tokens * patch_size` samples. With `normalize`, every lead
-    is z-normalised over those samples (mean and *unbiased* variance, `eps` added to the variance), as the official
+    is z-normalized over those samples (mean and *unbiased* variance, `eps` added to the variance), as the official
     `norm_pix_loss`; a zeroed lead stays zero.
     """
     batch, leads, samples = ecg_values.shape
@@ -134,62 +169,40 @@ def _distributed_world() -> tuple[int, int]:
     return 1, 0
 
 
-class DBetaETSLoss(nn.Module):
-    """ETS loss with an optional learnable scale and bias and a global-batch path across processes.
+def gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """All processes' `tensor`s concatenated along dim 0 (differentiable), and the per-process sizes."""
+    world_size, rank = _distributed_world()
+    local = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes_t = [torch.zeros_like(local) for _ in range(world_size)]
+    dist.all_gather(sizes_t, local)
+    sizes = [int(s.item()) for s in sizes_t]
+    if len(set(sizes)) == 1:
+        return torch.cat(dist_nn.all_gather(tensor), dim=0), sizes
+    # PyTorch's differentiable all_gather needs equal sizes; the last batch of an epoch can differ per process
+    return _AllGatherWithGrad.apply(tensor, sizes, rank), sizes
 
-    Args:
-        logit_scale_init: initial scale of the logits (the official model: 1.0, fixed).
-        learnable_scale: learn `log(scale)` (SigLIP style) instead of keeping the scale fixed.
-        logit_bias_init: initial bias, or `None` for no bias (official).
-        learnable_bias: learn the bias.
-        use_global_batch: under `torch.distributed` with several processes, score local ECGs against every
-            process's texts (remote blocks are all negatives). Set `False` to keep the loss per process.
-    """
 
-    def __init__(
-        self,
-        logit_scale_init: float = 1.0,
-        learnable_scale: bool = False,
-        logit_bias_init: float | None = None,
-        learnable_bias: bool = False,
-        use_global_batch: bool = True,
-    ):
-        super().__init__()
-        log_scale = torch.tensor(float(logit_scale_init)).log()
-        if learnable_scale:
-            self.logit_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("logit_scale", log_scale, persistent=False)
-        if logit_bias_init is None:
-            if learnable_bias:
-                raise ValueError("learnable_bias=True needs a logit_bias_init value (SigLIP uses -10)")
-            self.logit_bias = None
-        elif learnable_bias:
-            self.logit_bias = nn.Parameter(torch.tensor(float(logit_bias_init)))
-        else:
-            self.register_buffer("logit_bias", torch.tensor(float(logit_bias_init)), persistent=False)
-        self.use_global_batch = use_global_batch
-
-    def forward(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, match_labels: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """`labels`: optional (B, B) +-1 labels of the local pairs (default: the diagonal rule); pairs with other
-        processes' texts are always negatives."""
-        scale = self.logit_scale.exp()
-        world_size, rank = _distributed_world()
-        if world_size == 1 or not self.use_global_batch:
-            return ets_loss(ecg_embeds, text_embeds, match_labels, scale, self.logit_bias, labels)
-        local = torch.tensor([text_embeds.shape[0]], device=text_embeds.device)
-        sizes_t = [torch.zeros_like(local) for _ in range(world_size)]
-        dist.all_gather(sizes_t, local)
-        sizes = [int(s.item()) for s in sizes_t]
-        all_texts = _AllGatherWithGrad.apply(text_embeds, sizes, rank)
-        logits = scale * ecg_embeds.float() @ all_texts.float().T
-        if self.logit_bias is not None:
-            logits = logits + self.logit_bias
-        offset = sum(sizes[:rank])
-        local_labels = labels
-        labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)
-        if local_labels is not None:
-            labels[:, offset : offset + text_embeds.shape[0]] = local_labels.to(labels)
-        total = sum(sizes)
-        return world_size * (-F.logsigmoid(labels * logits)).sum() / float(total * total)
+def distributed_ets_loss(
+    ecg_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    match_labels: torch.Tensor | None = None,
+    logit_scale: torch.Tensor | float = 1.0,
+    logit_bias: torch.Tensor | float | None = None,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ETS loss of this process's ECGs against the texts of every process (the global batch); pairs with other
+    processes' texts are negatives. Normalized as the module docstring says. Falls back to `ets_loss` in one process."""
+    world_size, rank = _distributed_world()
+    if world_size == 1:
+        return ets_loss(ecg_embeds, text_embeds, match_labels, logit_scale, logit_bias, labels)
+    all_texts, sizes = gather_with_grad(text_embeds)
+    logits = logit_scale * ecg_embeds.float() @ all_texts.float().T
+    if logit_bias is not None:
+        logits = logits + logit_bias
+    offset = sum(sizes[:rank])
+    local_labels = labels
+    labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)
+    if local_labels is not None:
+        labels[:, offset : offset + text_embeds.shape[0]] = local_labels.to(labels)
+    total = sum(sizes)
+    return world_size * (-F.logsigmoid(labels * logits)).sum() / float(total * total)

@@ -1,18 +1,42 @@
 """PyTorch D-BETA model: ECG encoder, Flan-T5 text encoder, cross-attention fusion and pretraining heads.
 
-Module and parameter names follow the official D-BETA model (reference spec sections A and B), so the
-official checkpoint converts with a pure renaming (`convert_original_checkpoint.py`): the only differences
-are the `model.` prefix of the base model inside `DBetaForPreTraining`, and the positional convolution's
-weight-norm parametrisation (`weight_g`/`weight_v` -> `parametrizations.weight.original0/1`).
+Where things are:
 
-Deviation from the official code, on purpose: the T5 encoder receives the text `attention_mask` (the
-official `forward` omits it, so padded batches attend to pad tokens there). For unpadded inputs the two are
-identical; for padded batches ours equals running each text alone.
+* the ECG encoder: `DBetaECGEncoder` (conv features, positional convolution, MEM token masking, CLS token, post-LN
+  transformer); `DBetaECGModel` is it alone with the projection and pooler, as a model;
+* the text encoder: a plain `T5EncoderModel` (`DBetaModel.language_encoder`);
+* the fusion: `DBetaModel.fuse`, two stacks of `DBetaFusionLayer` (self-attention, cross-attention to the other
+  modality, feed-forward);
+* the heads: `DBetaMLMHead`, `DBetaMEMHead` (an MAE-style decoder), `DBetaETMHead`; the four losses are in
+  `losses.py`; `DBetaForPreTraining.forward` reads: encode and fuse (`self.model`), heads, losses.
+
+Masking, which is where and why. *MEM token masking* (`random_masking`, run by `DBetaECGEncoder.forward`) is in the
+model, because it drops ECG tokens after the conv features and the positional convolution; it is driven by `noise`
+(B, T) as in ViTMAE, drawn in the model unless given: the pretraining collator can draw it from its seeded per-batch
+generator (`mem_noise_tokens`), which makes evaluation losses repeat run to run. *MLM masking* (`mlm_mask_tokens`)
+and *lead masking* (`mask_leads`, the official random-leads augmentation) are in `pretraining_collator.py`, because
+they edit the data (token ids with the tokenizer's special tokens; the ECG, which is also the MEM target) and their
+labels travel with the batch. The `lead_mask` argument of the forwards marks leads *absent* from a recording (the
+feature extractor zero-fills them); the ECG encoder zeroes those leads.
+
+Parameter names follow the official D-BETA model (reference spec sections A and B) except for a few fairseq
+leftovers renamed here: `mim_head` -> `mem_head`, `itm_head` -> `etm_head`, the index-named conv `Sequential`s
+(`conv_layers.N.0` -> `conv_layers.N.conv`, `conv_layers.N.2` -> `conv_layers.N.layer_norm`,
+`conv_pos.pos_conv.0` -> `conv_pos.conv`), the CLS token moved into the ECG encoder
+(`class_embedding` -> `ecg_encoder.class_embedding`) and the ETS scale and bias moved from the loss onto the model
+(`ets_loss_fn.logit_*` -> `logit_*`). `LEGACY_KEY_MAPPING` maps the old names: `from_pretrained` loads folders saved
+with them, and `convert_original_checkpoint.py` converts the official checkpoint with it (plus the `model.` prefix
+and the weight-norm parametrization `weight_g`/`weight_v` -> `parametrizations.weight.original0/1`).
+
+Deviation from the official code, on purpose: the T5 encoder receives the text `attention_mask` (the official
+`forward` omits it, so padded batches attend to pad tokens there). For unpadded inputs the two are identical; for
+padded batches ours equals running each text alone.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,9 +52,11 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from . import losses
-from .losses import DBetaETSLoss  # noqa: F401  (this `from .losses import` form is what transformers' remote-code
+from .losses import ets_loss  # noqa: F401  (this `from .losses import` form is what transformers' remote-code
 # saver follows to copy losses.py next to modeling_dbeta.py; it does not see `from . import losses`)
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .fast_conv import conv1d_forward
@@ -41,6 +67,21 @@ logger = logging.get_logger(__name__)
 
 # --------------------------------------------------------------------------------------------- outputs
 @dataclass
+class DBetaECGEncoderOutput(ModelOutput):
+    """Output of `DBetaECGEncoder`.
+
+    Args:
+        last_hidden_state: (B, 1 + K, C) transformer output, CLS first; K = T unmasked, the kept tokens with MEM masking.
+        mem_mask: (B, T) 1 = the ECG token was masked (None without masking).
+        ids_restore: (B, T) permutation that restores the token order after masking (None without masking).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    mem_mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+
+
+@dataclass
 class DBetaModelOutput(ModelOutput):
     """Output of `DBetaModel`.
 
@@ -49,9 +90,17 @@ class DBetaModelOutput(ModelOutput):
         text_embeds: (B, H) uni-modal text embedding (tanh-pooled first token), the same as `get_text_features`.
         multimodal_embeds: (B, 2H) fused embedding: text fusion pooler, then ECG fusion pooler.
         multimodal_text_hidden_states: (B, L, H) text stream after the last fusion layer.
-        multimodal_ecg_hidden_states: (B, 1 + T, H) ECG stream after the last fusion layer (CLS first).
-        ecg_hidden_states: (B, 1 + T, H) projected ECG encoder output.
+        multimodal_ecg_hidden_states: (B, 1 + K, H) ECG stream after the last fusion layer (CLS first).
+        ecg_hidden_states: (B, 1 + K, H) projected ECG encoder output.
         text_hidden_states: (B, L, H) projected T5 encoder output.
+        fusion_ecg_hidden_states: the ECG stream entering each fusion layer, then leaving the last one
+            (`num_fusion_layers + 1` tensors, as transformers' `hidden_states`); the MEM decoder reads entry
+            `config.mem_layer`.
+        mem_mask / mem_ids_restore: (B, T) MEM token masking (`apply_ecg_mask=True` only), see `DBetaECGEncoderOutput`.
+        hidden_states: with `output_hidden_states=True`, the ECG transformer's input and layer outputs.
+        attentions: with `output_attentions=True`, the ECG transformer's attention probabilities (eager attention).
+        cross_attentions: with `output_attentions=True`, the fusion layers' cross-attention probabilities, text
+            stream then ECG stream per layer (eager attention).
     """
 
     ecg_embeds: torch.FloatTensor | None = None
@@ -61,6 +110,12 @@ class DBetaModelOutput(ModelOutput):
     multimodal_ecg_hidden_states: torch.FloatTensor | None = None
     ecg_hidden_states: torch.FloatTensor | None = None
     text_hidden_states: torch.FloatTensor | None = None
+    fusion_ecg_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    mem_mask: torch.FloatTensor | None = None
+    mem_ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -68,7 +123,7 @@ class DBetaForPreTrainingOutput(ModelOutput):
     """Output of `DBetaForPreTraining`.
 
     Args:
-        loss: weighted sum of the losses whose labels were given.
+        loss: weighted sum of the losses computed (None with `return_loss=False`).
         mlm_loss, mem_loss, etm_loss, ets_loss: the four losses (None when not computed).
         mlm_logits: (B, L, V) MLM logits (None with `return_mlm_logits=False`).
         mem_logits: (B, T, leads, patch) reconstructed ECG patches (None without ECG masking).
@@ -77,6 +132,7 @@ class DBetaForPreTrainingOutput(ModelOutput):
         etm_logits: (B, 2) ECG-text matching logits (class 1 = matched).
         ecg_embeds / text_embeds: (B, H) uni-modal embeddings that feed the ETS loss.
         mlm_accuracy / etm_accuracy: detached accuracies, for logging.
+        hidden_states / attentions / cross_attentions: as in `DBetaModelOutput`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -93,6 +149,9 @@ class DBetaForPreTrainingOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
     mlm_accuracy: torch.FloatTensor | None = None
     etm_accuracy: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # --------------------------------------------------------------------------------------------- attention
@@ -117,12 +176,12 @@ def eager_attention_forward(
 
 
 def _attention(module: nn.Module, config, query, key, value, attention_mask, dropout: float):
-    """Dispatch to the configured attention backend (eager, sdpa, flex, flash) through transformers' interface."""
-    implementation = getattr(config, "_attn_implementation", None) or "eager"
-    interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+    """Dispatch to the configured attention backend (eager, sdpa, flex, flash) through transformers' interface.
+    Returns (output (B, L, heads, d), attention probabilities or None)."""
+    interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
     if attention_mask is not None:
         attention_mask = attention_mask.to(query.dtype)
-    output, _ = interface(
+    return interface(
         module,
         query,
         key,
@@ -132,7 +191,6 @@ def _attention(module: nn.Module, config, query, key, value, attention_mask, dro
         scaling=module.head_dim**-0.5,
         is_causal=False,
     )
-    return output
 
 
 def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -175,37 +233,46 @@ class DBetaFp32LayerNorm(nn.LayerNorm):
         return out.type_as(x)
 
 
-class DBetaTransposeLast(nn.Module):
-    def forward(self, x):
-        return x.transpose(-2, -1)
+class DBetaConvLayer(nn.Module):
+    """One block of the conv feature extractor: `conv`, then `layer_norm` (a per-channel GroupNorm on the first block
+    in `extractor_mode="default"`, a LayerNorm over channels on every block in `"layer_norm"`, or none), then GELU."""
+
+    def __init__(self, config: DBetaECGConfig, layer_id: int, in_dim: int, dim: int, kernel: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, dim, kernel, stride=stride, bias=config.conv_bias)
+        if config.extractor_mode == "layer_norm":
+            self.layer_norm = DBetaFp32LayerNorm(dim, eps=config.layer_norm_eps)
+        elif layer_id == 0:
+            self.layer_norm = DBetaFp32GroupNorm(dim, dim, eps=config.layer_norm_eps)
+        else:
+            self.layer_norm = None
+        self.activation = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if isinstance(self.layer_norm, nn.LayerNorm):
+            x = self.layer_norm(x.transpose(-2, -1)).transpose(-2, -1)
+        elif self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return self.activation(x)
 
 
 class DBetaConvFeatureExtractor(nn.Module):
-    """Strided 1-D conv stack over the leads: (B, leads, samples) -> (B, conv_dim, T).
-
-    Each block is `Sequential(conv, dropout, [norm], GELU)`; with `extractor_mode="default"` only the first block has a
-    (per-channel) GroupNorm, with `"layer_norm"` every block has a LayerNorm over channels.
-    """
+    """Strided 1-D conv stack over the leads: (B, leads, samples) -> (B, conv_dim, T)."""
 
     def __init__(self, config: DBetaECGConfig):
         super().__init__()
-        blocks = []
-        in_dim = config.in_d
+        layers = []
+        in_dim = config.num_leads
         for i, (dim, kernel, stride) in enumerate(config.conv_feature_layers):
-            layers = [nn.Conv1d(in_dim, dim, kernel, stride=stride, bias=config.conv_bias), nn.Dropout(0.0)]
-            if config.extractor_mode == "layer_norm":
-                layers.append(nn.Sequential(DBetaTransposeLast(), DBetaFp32LayerNorm(dim, eps=config.layer_norm_eps), DBetaTransposeLast()))
-            elif i == 0:
-                layers.append(DBetaFp32GroupNorm(dim, dim, eps=config.layer_norm_eps))
-            layers.append(nn.GELU())
-            blocks.append(nn.Sequential(*layers))
+            layers.append(DBetaConvLayer(config, i, in_dim, dim, kernel, stride))
             in_dim = dim
-        self.conv_layers = nn.ModuleList(blocks)
+        self.conv_layers = nn.ModuleList(layers)
 
     def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
         x = ecg_values
-        for block in self.conv_layers:
-            x = block(x)
+        for layer in self.conv_layers:
+            x = layer(x)
         return x
 
 
@@ -221,25 +288,29 @@ class DBetaSamePad(nn.Module):
 
 
 class DBetaConvPositionalEncoding(nn.Module):
-    """Convolutional relative positional encoding (wav2vec 2.0 style): `x + GELU(weight-normed grouped conv(x))`."""
+    """Convolutional relative positional encoding (wav2vec 2.0 style): the term `GELU(weight-normed grouped conv(x))`
+    that the ECG encoder adds to its tokens."""
 
     def __init__(self, config: DBetaECGConfig):
         super().__init__()
         dim = config.encoder_embed_dim
         conv = nn.Conv1d(dim, dim, kernel_size=config.conv_pos, padding=config.conv_pos // 2, groups=config.conv_pos_groups)
-        conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
-        self.pos_conv = nn.Sequential(conv, DBetaSamePad(config.conv_pos), nn.GELU())
-        self.config = config
+        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.padding = DBetaSamePad(config.conv_pos)
+        self.activation = nn.GELU()
+        self.conv_impl = config.conv_pos_impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, C) -> the positional term (B, T, C). `config.conv_pos_impl="fft"` computes the same
         convolution through FFTs (far fewer FLOPs for the long kernel; same parameters)."""
-        conv, same_pad, activation = self.pos_conv
-        out = conv1d_forward(conv, x.transpose(1, 2), self.config.conv_pos_impl)
-        return activation(same_pad(out)).transpose(1, 2)
+        out = conv1d_forward(self.conv, x.transpose(1, 2), self.conv_impl)
+        return self.activation(self.padding(out)).transpose(1, 2)
 
 
 class DBetaECGSelfAttention(nn.Module):
+    """fairseq-style multi-head self-attention (`q_proj`, `k_proj`, `v_proj`, `out_proj`). The attention backend is
+    read from `attn_config` (the top-level `DBetaConfig`; the ECG config when the module is used alone)."""
+
     def __init__(self, config: DBetaECGConfig, attn_config=None):
         super().__init__()
         self.config = config
@@ -254,12 +325,13 @@ class DBetaECGSelfAttention(nn.Module):
         self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
         self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """-> (output (B, L, C), attention probabilities (B, heads, L, L) or None, depending on the backend)."""
         q = _split_heads(self.q_proj(hidden_states), self.num_heads)
         k = _split_heads(self.k_proj(hidden_states), self.num_heads)
         v = _split_heads(self.v_proj(hidden_states), self.num_heads)
-        out = _attention(self, self.attn_config, q, k, v, attention_mask, self.dropout)
-        return self.out_proj(out.reshape(hidden_states.shape[0], hidden_states.shape[1], self.embed_dim))
+        out, weights = _attention(self, self.attn_config, q, k, v, attention_mask, self.dropout)
+        return self.out_proj(out.reshape(hidden_states.shape[0], hidden_states.shape[1], self.embed_dim)), weights
 
 
 class DBetaECGEncoderLayer(GradientCheckpointingLayer):
@@ -284,10 +356,10 @@ class DBetaECGEncoderLayer(GradientCheckpointingLayer):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = hidden_states
         if self.layer_norm_first:
-            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), attention_mask))
+            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), attention_mask)[0])
             x = x + self._feed_forward(self.final_layer_norm(x))
         else:
-            x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, attention_mask)))
+            x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, attention_mask)[0]))
             x = self.final_layer_norm(x + self._feed_forward(x))
         return x
 
@@ -328,33 +400,138 @@ class _GradMultiply(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-class DBetaECGEncoder(nn.Module):
-    """ECG encoder (fairseq-signals `ECGTransformerModel`): conv features -> LayerNorm -> projection -> dropout ->
-    conv positional encoding; `encoder` is the transformer that runs after the CLS token is prepended."""
+def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MEM token masking: MAE random masking driven by `noise` (B, T); the tokens with the smallest noise are kept.
 
-    def __init__(self, config: DBetaECGConfig, attn_config=None):
-        super().__init__()
-        self.config = config
-        # attention modules read `_attn_implementation` from `attn_config` (the top-level DBetaConfig)
-        self.encoder = DBetaECGTransformer(config, attn_config)
-        self.feature_extractor = DBetaConvFeatureExtractor(config)
-        self.layer_norm = nn.LayerNorm(config.conv_dim, eps=config.layer_norm_eps)
-        self.post_extract_proj = (
-            nn.Linear(config.conv_dim, config.encoder_embed_dim) if config.conv_dim != config.encoder_embed_dim else None
+    Returns `ids_keep` (B, K) with K = int(T * (1 - mask_ratio)), `mask` (B, T; 1 = removed) and `ids_restore` (B, T).
+    """
+    if noise.dim() != 2 or noise.shape[1] != num_tokens:
+        raise ValueError(f"noise must have shape (batch, {num_tokens}) (one value per ECG token), got {tuple(noise.shape)}")
+    len_keep = int(num_tokens * (1 - mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    mask = torch.ones_like(noise)
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return ids_keep, mask, ids_restore
+
+
+def check_ecg_values(ecg_values: torch.Tensor, ecg_config: DBetaECGConfig, check_values: bool = True) -> None:
+    """Shape and dtype checks of the ECG input; with `check_values`, also NaN/inf (one host-device synchronisation)."""
+    if not isinstance(ecg_values, torch.Tensor):
+        raise TypeError(
+            f"ecg_values must be a torch.Tensor of shape (batch, {ecg_config.num_leads}, samples), got "
+            f"{type(ecg_values).__name__}; use DBetaProcessor / DBetaECGFeatureExtractor(return_tensors='pt')"
         )
-        self.dropout_input = nn.Dropout(config.dropout_input)
-        self.conv_pos = DBetaConvPositionalEncoding(config)
+    if ecg_values.dim() == 2:
+        raise ValueError(
+            f"ecg_values has shape {tuple(ecg_values.shape)}: a single (leads, samples) recording without a batch "
+            f"dimension; pass ecg_values[None] (shape (1, {ecg_config.num_leads}, samples))"
+        )
+    if ecg_values.dim() != 3:
+        raise ValueError(f"ecg_values must be (batch, leads, samples), got shape {tuple(ecg_values.shape)}")
+    if ecg_values.shape[0] == 0:
+        raise ValueError(f"ecg_values is an empty batch (shape {tuple(ecg_values.shape)}); pass at least one ECG")
+    if ecg_values.shape[1] != ecg_config.num_leads:
+        hint = " (it looks like (batch, samples, leads): transpose the last two dims)" if ecg_values.shape[2] == ecg_config.num_leads else ""
+        raise ValueError(
+            f"ecg_values has {ecg_values.shape[1]} leads but the model expects {ecg_config.num_leads}{hint}; map your leads "
+            f"to the canonical order with DBetaECGFeatureExtractor(lead_names=...), which zero-fills missing leads"
+        )
+    if ecg_values.shape[2] < ecg_config.min_num_samples():
+        raise ValueError(
+            f"ecg_values has {ecg_values.shape[2]} samples, too few for the conv stack (needs at least "
+            f"{ecg_config.min_num_samples()}; the model was trained on {ecg_config.num_samples} samples at "
+            f"{ecg_config.sampling_rate} Hz): pad or resample with DBetaECGFeatureExtractor"
+        )
+    if not ecg_values.is_floating_point():
+        raise TypeError(f"ecg_values must be a float tensor (millivolts), got {ecg_values.dtype}")
+    if check_values and not torch.compiler.is_compiling():
+        if not bool(torch.isfinite(ecg_values).all()):
+            bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
+            raise ValueError(
+                f"ecg_values contains NaN or infinite values at (batch item, lead) {bad[:10]}; clean them with "
+                f"DBetaECGFeatureExtractor(non_finite='zero' or 'interpolate')"
+            )
 
-    def embed(self, ecg_values: torch.Tensor) -> torch.Tensor:
-        """(B, leads, samples) -> token embeddings with positional information, (B, T, C)."""
+
+class DBetaECGEncoder(nn.Module):
+    """The ECG tower (fairseq-signals `ECGTransformerModel`), up to the transformer output:
+
+    conv features -> LayerNorm -> projection -> dropout -> + conv positional encoding -> MEM token masking
+    (optional) -> CLS token prepended -> transformer (`encoder`).
+    """
+
+    def __init__(self, config: DBetaConfig):
+        super().__init__()
+        ecg_config = config.ecg_config
+        self.config = config
+        # attention modules read `_attn_implementation` from the top-level config
+        self.encoder = DBetaECGTransformer(ecg_config, config)
+        self.feature_extractor = DBetaConvFeatureExtractor(ecg_config)
+        self.layer_norm = nn.LayerNorm(ecg_config.conv_dim, eps=ecg_config.layer_norm_eps)
+        self.post_extract_proj = (
+            nn.Linear(ecg_config.conv_dim, ecg_config.encoder_embed_dim)
+            if ecg_config.conv_dim != ecg_config.encoder_embed_dim else None
+        )
+        self.dropout_input = nn.Dropout(ecg_config.dropout_input)
+        self.conv_pos = DBetaConvPositionalEncoding(ecg_config)
+        self.class_embedding = nn.Parameter(torch.zeros(ecg_config.encoder_embed_dim))
+
+    def _cast_to_model_dtype(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """Cast floating ECG input of another precision (e.g. float16 on the CPU) to the model's dtype, warning once."""
+        dtype = self.class_embedding.dtype
+        if ecg_values.dtype != dtype and not torch.is_autocast_enabled(ecg_values.device.type):
+            logger.warning_once(
+                f"ecg_values are {ecg_values.dtype} but the model is {dtype}: they are cast to {dtype}. Cast them "
+                f"yourself (or load the model in {ecg_values.dtype}) to silence this warning."
+            )
+            ecg_values = ecg_values.to(dtype)
+        return ecg_values
+
+    def forward(
+        self,
+        ecg_values: torch.Tensor,
+        lead_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        apply_mask: bool = False,
+    ) -> DBetaECGEncoderOutput:
+        """ECGs (B, leads, samples) in millivolts -> transformer output (B, 1 + K, C), CLS first.
+
+        `lead_mask` (B, leads), True = the lead is present: absent leads are zeroed (the feature extractor already
+        zero-fills them). With `apply_mask`, MEM token masking keeps `int(T * (1 - mem_prob))` tokens, chosen by
+        `noise` (B, T) (drawn here when omitted).
+        """
+        check_ecg_values(ecg_values, self.config.ecg_config, self.config.validate_inputs)
+        ecg_values = self._cast_to_model_dtype(ecg_values)
+        if lead_mask is not None:
+            if tuple(lead_mask.shape) != tuple(ecg_values.shape[:2]):
+                raise ValueError(
+                    f"lead_mask has shape {tuple(lead_mask.shape)} but ecg_values {tuple(ecg_values.shape)}; it must be "
+                    "(batch, leads), True for the leads present (as DBetaECGFeatureExtractor returns it)"
+                )
+            ecg_values = ecg_values.masked_fill(~lead_mask.to(device=ecg_values.device, dtype=torch.bool)[..., None], 0.0)
+
         features = self.feature_extractor(ecg_values)
-        if self.config.feature_grad_mult != 1.0 and self.training:
-            features = _GradMultiply.apply(features, self.config.feature_grad_mult)
+        if self.config.ecg_config.feature_grad_mult != 1.0 and self.training:
+            features = _GradMultiply.apply(features, self.config.ecg_config.feature_grad_mult)
         x = self.layer_norm(features.transpose(1, 2))
         if self.post_extract_proj is not None:
             x = self.post_extract_proj(x)
         x = self.dropout_input(x)
-        return x + self.conv_pos(x)
+        x = x + self.conv_pos(x)
+
+        batch, num_tokens, width = x.shape
+        mem_mask = ids_restore = None
+        if apply_mask:
+            if noise is None:
+                noise = torch.rand(batch, num_tokens, device=x.device)
+            ids_keep, mem_mask, ids_restore = random_masking(num_tokens, self.config.mem_prob, noise.to(x.device))
+            x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, width))
+        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
+        x = self.encoder(torch.cat([cls, x], dim=1))
+        return DBetaECGEncoderOutput(last_hidden_state=x, mem_mask=mem_mask, ids_restore=ids_restore)
 
 
 # --------------------------------------------------------------------------------------------- fusion
@@ -376,8 +553,8 @@ class DBetaFusionSelfAttention(nn.Module):
         q = _split_heads(self.query(hidden_states), self.num_heads)
         k = _split_heads(self.key(key_value_states), self.num_heads)
         v = _split_heads(self.value(key_value_states), self.num_heads)
-        out = _attention(self, self.config, q, k, v, attention_mask, self.dropout)
-        return out.reshape(hidden_states.shape[0], hidden_states.shape[1], -1)
+        out, weights = _attention(self, self.config, q, k, v, attention_mask, self.dropout)
+        return out.reshape(hidden_states.shape[0], hidden_states.shape[1], -1), weights
 
 
 class DBetaFusionSelfOutput(nn.Module):
@@ -398,7 +575,7 @@ class DBetaFusionAttention(nn.Module):
         self.output = DBetaFusionSelfOutput(config)
 
     def forward(self, hidden_states, key_value_states, attention_mask):
-        return self.output(self.self(hidden_states, key_value_states, attention_mask), hidden_states)
+        return self.output(self.self(hidden_states, key_value_states, attention_mask)[0], hidden_states)
 
 
 class DBetaFusionIntermediate(nn.Module):
@@ -468,8 +645,8 @@ class DBetaQuickGELU(nn.Module):
 
 
 class DBetaPackedSelfAttention(nn.Module):
-    """Self-attention with a packed input projection (`in_proj_weight`, `in_proj_bias`), the parameter layout of
-    `nn.MultiheadAttention`, run through SDPA / eager on batch-first tensors."""
+    """Self-attention with a packed input projection (`in_proj_weight`, `in_proj_bias`): the parameter layout of
+    `nn.MultiheadAttention` in the official checkpoint, run through SDPA / eager on batch-first tensors."""
 
     def __init__(self, width: int, num_heads: int, config: DBetaConfig):
         super().__init__()
@@ -483,8 +660,8 @@ class DBetaPackedSelfAttention(nn.Module):
 
     def forward(self, x):
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        out = _attention(self, self.config, _split_heads(q, self.num_heads), _split_heads(k, self.num_heads),
-                         _split_heads(v, self.num_heads), None, 0.0)
+        out, _ = _attention(self, self.config, _split_heads(q, self.num_heads), _split_heads(k, self.num_heads),
+                            _split_heads(v, self.num_heads), None, 0.0)
         return self.out_proj(out.reshape(x.shape[0], x.shape[1], -1))
 
 
@@ -528,6 +705,9 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 
 
 class DBetaMEMPositionalEncoding(nn.Module):
+    """Holds the MEM decoder's fixed sinusoidal table as `pe`. A module and a persistent buffer only so that the key
+    `mem_head.decoder_pos_embed.pe` of the official checkpoint has a place (its value is recomputed at init)."""
+
     def __init__(self, dim: int, max_len: int):
         super().__init__()
         self.register_buffer("pe", sinusoidal_positions(max_len, dim), persistent=True)
@@ -539,7 +719,7 @@ class DBetaMEMHead(nn.Module):
     def __init__(self, config: DBetaConfig):
         super().__init__()
         width = config.mem_decoder_hidden_dim
-        self.num_leads = config.ecg_config.in_d
+        self.num_leads = config.ecg_config.num_leads
         self.patch = config.mem_patch
         self.decoder_embed = nn.Linear(config.hidden_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
@@ -565,6 +745,9 @@ class DBetaMEMHead(nn.Module):
 
 
 class DBetaETMHead(nn.Module):
+    """ECG-text matching head: Linear(2H, 2) on the fused embedding. A module around one Linear only so that the
+    official key names (`etm_head.fc.*`, officially `itm_head.fc.*`) fit."""
+
     def __init__(self, config: DBetaConfig):
         super().__init__()
         self.fc = nn.Linear(2 * config.hidden_dim, 2)
@@ -573,53 +756,26 @@ class DBetaETMHead(nn.Module):
         return self.fc(x)
 
 
-# --------------------------------------------------------------------------------------------- masking
-def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MAE random masking driven by `noise` (B, T): tokens with the smallest noise are kept.
-
-    Returns `ids_keep` (B, K) with K = int(T * (1 - mask_ratio)), `mask` (B, T; 1 = removed) and `ids_restore` (B, T).
-    """
-    if noise.dim() != 2 or noise.shape[1] != num_tokens:
-        raise ValueError(f"noise must have shape (batch, {num_tokens}) (one value per ECG token), got {tuple(noise.shape)}")
-    len_keep = int(num_tokens * (1 - mask_ratio))
-    ids_shuffle = torch.argsort(noise, dim=1)
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    ids_keep = ids_shuffle[:, :len_keep]
-    mask = torch.ones_like(noise)
-    mask[:, :len_keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)
-    return ids_keep, mask, ids_restore
+# --------------------------------------------------------------------------------------------- loading
+# Parameter names of the official checkpoint and of folders saved by earlier versions of this package -> current
+# names (regular expressions, applied in order; `from_pretrained` passes them as transformers' `key_mapping`).
+LEGACY_KEY_MAPPING = {
+    r"^mim_head\.": "mem_head.",
+    r"^itm_head\.": "etm_head.",
+    r"^ets_loss_fn\.logit_": "logit_",
+    r"(?<!ecg_encoder\.)class_embedding": "ecg_encoder.class_embedding",
+    r"feature_extractor\.conv_layers\.(\d+)\.0\.": r"feature_extractor.conv_layers.\1.conv.",
+    r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.": r"feature_extractor.conv_layers.\1.layer_norm.",  # layer_norm mode
+    r"feature_extractor\.conv_layers\.(\d+)\.2\.": r"feature_extractor.conv_layers.\1.layer_norm.",
+    r"conv_pos\.pos_conv\.0\.": "conv_pos.conv.",
+}
 
 
-def _from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
-                          ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
-    """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
-
-    `DBetaForPreTraining.from_text_pretrained("google/flan-t5-base")` (the default) or any local T5 folder.
-    `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_top_layer`) except `cache_dir`, `revision`, `token` and
-    `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The MLM vocabulary follows the T5 vocabulary.
-    """
-    load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
-    text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
-    if config is None:
-        kwargs.setdefault("vocab_size", text_model.config.vocab_size)
-        config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
-    model = cls(config)
-    base = model if isinstance(model, DBetaModel) else model.model
-    missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
-    missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
-    if missing or unexpected:
-        raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
-    return model
-
-
-_IGNORED_KWARGS = {"output_attentions", "output_hidden_states", "num_items_in_batch", "return_loss", "use_cache"}
-
-
-def _warn_unused_kwargs(model_name: str, kwargs: dict) -> None:
-    unused = sorted(set(kwargs) - _IGNORED_KWARGS)
-    if unused:
-        logger.warning_once(f"{model_name}.forward ignores the arguments {unused}")
+def rename_legacy_key(key: str) -> str:
+    """One parameter name through `LEGACY_KEY_MAPPING` (the converter's renaming; `from_pretrained` has its own)."""
+    for pattern, replacement in LEGACY_KEY_MAPPING.items():
+        key = re.sub(pattern, replacement, key, count=1)
+    return key
 
 
 def _check_loaded_weights(model: nn.Module, loading_info: dict, source) -> None:
@@ -656,7 +812,38 @@ def _check_loaded_weights(model: nn.Module, loading_info: dict, source) -> None:
             )
 
 
-# --------------------------------------------------------------------------------------------- base classes
+_IGNORED_KWARGS = {"output_attentions", "output_hidden_states", "num_items_in_batch", "use_cache"}
+
+
+def _warn_unused_kwargs(model_name: str, kwargs: dict) -> None:
+    unused = sorted(set(kwargs) - _IGNORED_KWARGS)
+    if unused:
+        logger.warning_once(f"{model_name}.forward ignores the arguments {unused}")
+
+
+def _from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
+                          ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
+    """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
+
+    `DBetaForPreTraining.from_text_pretrained("google/flan-t5-base")` (the default) or any local T5 folder.
+    `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_fusion_layers`) except `cache_dir`, `revision`, `token` and
+    `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The MLM vocabulary follows the T5 vocabulary.
+    """
+    load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+    text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
+    if config is None:
+        kwargs.setdefault("vocab_size", text_model.config.vocab_size)
+        config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
+    model = cls(config)
+    base = model if isinstance(model, DBetaModel) else model.model
+    missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
+    missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
+    if missing or unexpected:
+        raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+# --------------------------------------------------------------------------------------------- base class
 class DBetaPreTrainedModel(PreTrainedModel):
     config_class = DBetaConfig
     config: DBetaConfig
@@ -670,6 +857,11 @@ class DBetaPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_flash_attn = False
     accepts_loss_kwargs = False  # the loss is a mean per batch; Trainer must not pass num_items_in_batch
+    _can_record_outputs = {
+        "hidden_states": DBetaECGEncoderLayer,
+        "attentions": OutputRecorder(DBetaECGSelfAttention, index=1),
+        "cross_attentions": OutputRecorder(DBetaFusionSelfAttention, index=1, layer_name="crossattention"),
+    }
     # every D-BETA head loads from any D-BETA folder, so a saved folder names them all in its `auto_map`
     _auto_map_of_saved_folder = {
         "AutoModel": "modeling_dbeta.DBetaModel",
@@ -677,22 +869,12 @@ class DBetaPreTrainedModel(PreTrainedModel):
         "AutoModelForSequenceClassification": "modeling_dbeta.DBetaForECGClassification",
     }
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
-        the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads with
-        `trust_remote_code=True` where dbeta_hf is not installed."""
-        if self._auto_class is not None:
-            self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        apply_default_file_mode(Path(save_directory).glob("*.safetensors"))  # safetensors writes them 0600
-        return result
-
     def _init_weights(self, module):
         """Initialisation of the official model (reference spec A.7), through transformers' guarded init functions.
 
         transformers calls this on every module that directly holds parameters or buffers, so the convolutions are
         handled at the leaf level: the feature-extractor convs get Kaiming-normal weights; the positional conv's
-        weight-norm parametrisation gets v ~ N(0, sqrt(4 / (kernel * channels))) and g = ||v|| per kernel tap.
+        weight-norm parametrization gets v ~ N(0, sqrt(4 / (kernel * channels))) and g = ||v|| per kernel tap.
         """
         std = self.config.initializer_range
         if isinstance(module, ParametrizationList) and hasattr(module, "original1"):
@@ -727,16 +909,27 @@ class DBetaPreTrainedModel(PreTrainedModel):
             init.copy_(module.pe, sinusoidal_positions(module.pe.shape[1], module.pe.shape[2]))
         elif isinstance(module, DBetaMLMHead):
             init.zeros_(module.bias)
-        elif isinstance(module, losses.DBetaETSLoss):
+        elif isinstance(module, DBetaForPreTraining):
             init.constant_(module.logit_scale, math.log(self.config.ets_logit_scale_init))
             if module.logit_bias is not None:
                 init.constant_(module.logit_bias, float(self.config.ets_logit_bias_init))
-        if isinstance(module, (DBetaModel, DBetaECGModel)):
-            init.uniform_(module.class_embedding, 0.0, 1.0)
+        elif isinstance(module, (DBetaModel, DBetaECGModel)):
+            init.uniform_(module.ecg_encoder.class_embedding, 0.0, 1.0)
+
+    def _initialize_weights(self, module, is_custom_code: bool = False):
+        # The CLS token (a parameter of the ECG encoder) is drawn when its model module is reached, after the rest of
+        # the model's subtree, where the official code draws it: a seed then gives the same fresh model as before the
+        # token moved into the encoder. transformers skips custom-code modules without parameters of their own.
+        if isinstance(module, (DBetaModel, DBetaECGModel)) and not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            module._is_hf_initialized = True
+            return
+        super()._initialize_weights(module, is_custom_code)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with two checks on what was loaded.
+        """`PreTrainedModel.from_pretrained`, reading the legacy parameter names (`LEGACY_KEY_MAPPING`), with two
+        checks on what was loaded.
 
         A backbone weight (anything under `model.`, or any weight of `DBetaModel` / `DBetaECGModel`) that the
         checkpoint lacks or holds in another shape is an error naming it: it would otherwise stay randomly
@@ -745,80 +938,31 @@ class DBetaPreTrainedModel(PreTrainedModel):
         A NaN or infinite value in a loaded weight is an error naming the tensor.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        key_mapping = {**LEGACY_KEY_MAPPING, **(kwargs.pop("key_mapping", None) or {})}
+        model, loading_info = super().from_pretrained(*args, key_mapping=key_mapping, output_loading_info=True, **kwargs)
+        # transformers re-saves a model in the layout it was loaded from; a legacy folder is re-saved with current names
+        model._weight_conversions = [
+            conversion for conversion in model._weight_conversions
+            if not set(conversion._original_source_patterns) & set(LEGACY_KEY_MAPPING)
+        ]
         source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         _check_loaded_weights(model, loading_info, source)
         return (model, loading_info) if output_loading_info else model
 
-    # ------------------------------------------------------------------ shared ECG path
-    def _check_ecg_values(self, ecg_values: torch.Tensor):
-        ecg_config = self.config.ecg_config
-        if not isinstance(ecg_values, torch.Tensor):
-            raise TypeError(
-                f"ecg_values must be a torch.Tensor of shape (batch, {ecg_config.in_d}, samples), got "
-                f"{type(ecg_values).__name__}; use DBetaProcessor / DBetaECGFeatureExtractor(return_tensors='pt')"
-            )
-        if ecg_values.dim() == 2:
-            raise ValueError(
-                f"ecg_values has shape {tuple(ecg_values.shape)}: a single (leads, samples) recording without a batch "
-                f"dimension; pass ecg_values[None] (shape (1, {ecg_config.in_d}, samples))"
-            )
-        if ecg_values.dim() != 3:
-            raise ValueError(f"ecg_values must be (batch, leads, samples), got shape {tuple(ecg_values.shape)}")
-        if ecg_values.shape[0] == 0:
-            raise ValueError(f"ecg_values is an empty batch (shape {tuple(ecg_values.shape)}); pass at least one ECG")
-        if ecg_values.shape[1] != ecg_config.in_d:
-            hint = " (it looks like (batch, samples, leads): transpose the last two dims)" if ecg_values.shape[2] == ecg_config.in_d else ""
-            raise ValueError(
-                f"ecg_values has {ecg_values.shape[1]} leads but the model expects {ecg_config.in_d}{hint}; map your leads "
-                f"to the canonical order with DBetaECGFeatureExtractor(lead_names=...), which zero-fills missing leads"
-            )
-        if ecg_values.shape[2] < ecg_config.min_num_samples():
-            raise ValueError(
-                f"ecg_values has {ecg_values.shape[2]} samples, too few for the conv stack (needs at least "
-                f"{ecg_config.min_num_samples()}; the model was trained on {ecg_config.num_samples} samples at "
-                f"{ecg_config.sampling_rate} Hz): pad or resample with DBetaECGFeatureExtractor"
-            )
-        if not ecg_values.is_floating_point():
-            raise TypeError(f"ecg_values must be a float tensor (millivolts), got {ecg_values.dtype}")
-        if self.config.validate_inputs and not torch.compiler.is_compiling():
-            if not bool(torch.isfinite(ecg_values).all()):
-                bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
-                raise ValueError(
-                    f"ecg_values contains NaN or infinite values at (batch item, lead) {bad[:10]}; clean them with "
-                    f"DBetaECGFeatureExtractor(non_finite='zero' or 'interpolate')"
-                )
-
-    def _ecg_in_model_dtype(self, ecg_values: torch.Tensor) -> torch.Tensor:
-        """Cast floating ECG input of another precision (e.g. float16 on the CPU) to the model's dtype, warning once."""
-        dtype = self.class_embedding.dtype
-        if ecg_values.dtype != dtype and not torch.is_autocast_enabled(ecg_values.device.type):
-            logger.warning_once(
-                f"ecg_values are {ecg_values.dtype} but the model is {dtype}: they are cast to {dtype}. Cast them "
-                f"yourself (or load the model in {ecg_values.dtype}) to silence this warning."
-            )
-            ecg_values = ecg_values.to(dtype)
-        return ecg_values
-
-    def _encode_ecg(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_mask: bool = False):
-        """ECG tower up to the projection. Returns (projected tokens (B, 1+K, H), mask, ids_restore)."""
-        self._check_ecg_values(ecg_values)
-        ecg_values = self._ecg_in_model_dtype(ecg_values)
-        x = self.ecg_encoder.embed(ecg_values)
-        batch, num_tokens, width = x.shape
-        mask = ids_restore = None
-        if apply_mask:
-            if noise is None:
-                noise = torch.rand(batch, num_tokens, device=x.device)
-            ids_keep, mask, ids_restore = random_masking(num_tokens, self.config.mem_prob, noise.to(x.device))
-            x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, width))
-        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
-        x = self.ecg_encoder.encoder(torch.cat([cls, x], dim=1))
-        return self.multi_modal_ecg_proj(x), mask, ids_restore
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
+        the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads with
+        `trust_remote_code=True` where dbeta_hf is not installed."""
+        if self._auto_class is not None:
+            self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        apply_default_file_mode(Path(save_directory).glob("*.safetensors"))  # safetensors writes them 0600
+        return result
 
 
+# --------------------------------------------------------------------------------------------- models
 class DBetaECGModel(DBetaPreTrainedModel):
-    """The ECG tower alone (conv features, CLS, ECG transformer, projection, uni-modal pooler).
+    """The ECG tower alone: `DBetaECGEncoder`, projection and uni-modal pooler.
 
     Loads the ECG part of any D-BETA checkpoint: `DBetaECGModel.from_pretrained(path)`; the text tower and fusion
     weights of the checkpoint are left unused.
@@ -827,28 +971,83 @@ class DBetaECGModel(DBetaPreTrainedModel):
     # the text tower, fusion and heads of a full checkpoint are not part of the ECG tower
     _keys_to_ignore_on_load_unexpected = [
         r"language_encoder\.", r"multi_modal_language", r"multi_modal_ecg_layers", r"multi_modal_ecg_pooler",
-        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mim|itm)_head\.", r"ets_loss_fn\.",
+        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mem|etm)_head\.", r"logit_(scale|bias)$",
     ]
+    _can_record_outputs = {
+        "hidden_states": DBetaECGEncoderLayer,
+        "attentions": OutputRecorder(DBetaECGSelfAttention, index=1),
+    }
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
-        ecg_config = config.ecg_config
-        self.class_embedding = nn.Parameter(torch.zeros(ecg_config.encoder_embed_dim))
-        self.ecg_encoder = DBetaECGEncoder(ecg_config, config)
-        self.multi_modal_ecg_proj = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
+        self.ecg_encoder = DBetaECGEncoder(config)
+        self.multi_modal_ecg_proj = nn.Linear(config.ecg_config.encoder_embed_dim, config.hidden_dim)
         self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
         self.post_init()
 
-    def forward(self, ecg_values: torch.Tensor, noise: torch.Tensor | None = None, apply_ecg_mask: bool = False,
-                lead_mask: torch.Tensor | None = None, **kwargs):
-        """`lead_mask` (from the feature extractor) is accepted and not used: missing leads are zero-filled, the way
-        D-BETA saw its randomly masked leads in pretraining."""
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                apply_ecg_mask: bool = False, **kwargs) -> BaseModelOutputWithPooling:
+        """ECGs (B, leads, samples) -> projected tokens (B, 1 + K, H) and the pooled ECG embedding (B, H).
+        `lead_mask`, `noise` and `apply_ecg_mask`: see `DBetaECGEncoder.forward`."""
         _warn_unused_kwargs(type(self).__name__, kwargs)
-        hidden, _, _ = self._encode_ecg(ecg_values, noise, apply_ecg_mask)
+        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask)
+        hidden = self.multi_modal_ecg_proj(encoded.last_hidden_state)
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=self.unimodal_ecg_pooler(hidden))
 
-    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
-        return self.forward(ecg_values).pooler_output
+    def get_ecg_features(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward(ecg_values, lead_mask).pooler_output
+
+
+def _check_text_input_shape(input_ids: torch.Tensor) -> None:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        raise ValueError(
+            "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
+        )
+
+
+def _check_text_inputs(config: DBetaConfig, vocab_size: int, input_ids: torch.Tensor,
+                       attention_mask: torch.Tensor | None) -> None:
+    """Shape checks always; value checks (one host-device synchronisation) when `config.validate_inputs`."""
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}); pass at least one tokenised text")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer token ids, got {input_ids.dtype}")
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
+            "pass the attention_mask the tokenizer returned with these input_ids"
+        )
+    if not config.validate_inputs or torch.compiler.is_compiling():
+        return
+    out_of_range = (input_ids < 0) | (input_ids >= vocab_size)
+    attended = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+    content = attended
+    for special in (config.text_config.pad_token_id, config.text_config.eos_token_id):
+        if special is not None:
+            content = content & (input_ids != special)
+    problems = torch.stack([out_of_range.any(), ~attended.any(-1).all(), ~content.any(-1).all()])
+    if not bool(problems.any()):  # the one synchronisation on valid input
+        return
+    if out_of_range.any():
+        rows = out_of_range.any(-1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"input_ids of text(s) {rows[:10]} hold ids outside [0, {vocab_size}) (min {int(input_ids.min())}, max "
+            f"{int(input_ids.max())}): they come from another tokenizer than the model's text encoder; tokenise "
+            "with the checkpoint's DBetaProcessor"
+        )
+    if not attended.any(-1).all():
+        rows = (~attended.any(-1)).nonzero().flatten().tolist()
+        raise ValueError(
+            f"attention_mask rows {rows[:10]} are all zero: those texts have no token to attend to. Every text "
+            "needs at least one token (the tokenizer's attention_mask has a 1 for each real token)"
+        )
+    rows = (~content.any(-1)).nonzero().flatten().tolist()
+    raise ValueError(
+        f"text(s) {rows[:10]} are empty: only padding and the end-of-text token </s> (an empty report, or one "
+        "of decoration only such as '***', which text normalization removes). Drop such records or give them "
+        "a report"
+    )
 
 
 class DBetaModel(DBetaPreTrainedModel):
@@ -860,19 +1059,20 @@ class DBetaModel(DBetaPreTrainedModel):
     """
 
     # loading from a DBetaForPreTraining checkpoint: its pretraining heads are not part of the base model
-    _keys_to_ignore_on_load_unexpected = [r"(mlm|mim|itm)_head\.", r"ets_loss_fn\."]
+    _keys_to_ignore_on_load_unexpected = [r"(mlm|mem|etm)_head\.", r"logit_(scale|bias)$"]
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
         ecg_config = config.ecg_config
-        self.class_embedding = nn.Parameter(torch.zeros(ecg_config.encoder_embed_dim))
-        self.ecg_encoder = DBetaECGEncoder(ecg_config, config)
+        self.ecg_encoder = DBetaECGEncoder(config)
         self.language_encoder = T5EncoderModel(config.text_config)
         self.multi_modal_language_proj = nn.Linear(config.text_config.d_model, config.hidden_dim)
         self.multi_modal_ecg_proj = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
         self.modality_type_embeddings = nn.Embedding(2, config.hidden_dim)
-        self.multi_modal_ecg_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_top_layer)])
-        self.multi_modal_language_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_top_layer)])
+        self.multi_modal_ecg_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)])
+        self.multi_modal_language_layers = nn.ModuleList(
+            [DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)]
+        )
         self.multi_modal_ecg_pooler = DBetaPooler(config.hidden_dim)
         self.multi_modal_language_pooler = DBetaPooler(config.hidden_dim)
         self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
@@ -886,83 +1086,41 @@ class DBetaModel(DBetaPreTrainedModel):
         self.language_encoder.set_input_embeddings(value)
 
     # ------------------------------------------------------------------ towers
-    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, check: bool = True):
-        """`check=False` when `_check_paired_inputs` already ran (before the ECG tower was queued)."""
-        if check:
-            self._check_text_input_shape(input_ids)
-            self._check_text_inputs(input_ids, attention_mask)
+    def encode_ecg(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None, apply_ecg_mask: bool = False) -> DBetaECGEncoderOutput:
+        """The ECG tower and its projection: `last_hidden_state` (B, 1 + K, H) plus the MEM masking outputs."""
+        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask)
+        encoded.last_hidden_state = self.multi_modal_ecg_proj(encoded.last_hidden_state)
+        return encoded
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                    check_inputs: bool = True) -> torch.Tensor:
+        """The T5 encoder and its projection: (B, L) token ids -> (B, L, H). `check_inputs=False` when the inputs were
+        already checked."""
+        if check_inputs:
+            _check_text_input_shape(input_ids)
+            _check_text_inputs(self.config, self.get_input_embeddings().num_embeddings, input_ids, attention_mask)
         hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.multi_modal_language_proj(hidden)
-
-    @staticmethod
-    def _check_text_input_shape(input_ids: torch.Tensor) -> None:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-            raise ValueError(
-                "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
-            )
-
-    def _check_text_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
-        """Shape checks always; value checks (one host-device synchronisation) when `config.validate_inputs`."""
-        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}); pass at least one tokenised text")
-        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
-            raise TypeError(f"input_ids must hold integer token ids, got {input_ids.dtype}")
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
-                "pass the attention_mask the tokenizer returned with these input_ids"
-            )
-        if not self.config.validate_inputs or torch.compiler.is_compiling():
-            return
-        vocab_size = self.get_input_embeddings().num_embeddings
-        out_of_range = (input_ids < 0) | (input_ids >= vocab_size)
-        attended = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-        content = attended
-        for special in (self.config.text_config.pad_token_id, self.config.text_config.eos_token_id):
-            if special is not None:
-                content = content & (input_ids != special)
-        problems = torch.stack([out_of_range.any(), ~attended.any(-1).all(), ~content.any(-1).all()])
-        if not bool(problems.any()):  # the one synchronisation on valid input
-            return
-        if out_of_range.any():
-            rows = out_of_range.any(-1).nonzero().flatten().tolist()
-            raise ValueError(
-                f"input_ids of text(s) {rows[:10]} hold ids outside [0, {vocab_size}) (min {int(input_ids.min())}, max "
-                f"{int(input_ids.max())}): they come from another tokenizer than the model's text encoder; tokenise "
-                "with the checkpoint's DBetaProcessor"
-            )
-        if not attended.any(-1).all():
-            rows = (~attended.any(-1)).nonzero().flatten().tolist()
-            raise ValueError(
-                f"attention_mask rows {rows[:10]} are all zero: those texts have no token to attend to. Every text "
-                "needs at least one token (the tokenizer's attention_mask has a 1 for each real token)"
-            )
-        rows = (~content.any(-1)).nonzero().flatten().tolist()
-        raise ValueError(
-            f"text(s) {rows[:10]} are empty: only padding and the end-of-text token </s> (an empty report, or one "
-            "of decoration only such as '***', which text normalisation removes). Drop such records or give them "
-            "a report"
-        )
 
     def _check_paired_inputs(self, ecg_values: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> None:
         """Text checks and matching batch sizes, run before either tower: a check that synchronises the host with
         the device then waits for the input copies only, not for the ECG tower."""
-        self._check_text_input_shape(input_ids)
+        _check_text_input_shape(input_ids)
         if isinstance(ecg_values, torch.Tensor) and ecg_values.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]:
             raise ValueError(
                 f"ecg_values holds {ecg_values.shape[0]} ECGs but input_ids {input_ids.shape[0]} texts; pass one text "
                 "per ECG (for other pairings use get_ecg_features and get_text_features)"
             )
-        self._check_text_inputs(input_ids, attention_mask)
+        _check_text_inputs(self.config, self.get_input_embeddings().num_embeddings, input_ids, attention_mask)
 
-    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
+    def get_ecg_features(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, leads, samples) ECGs in millivolts -> (B, hidden_dim) uni-modal ECG embeddings (no masking)."""
-        hidden, _, _ = self._encode_ecg(ecg_values)
-        return self.unimodal_ecg_pooler(hidden)
+        return self.unimodal_ecg_pooler(self.encode_ecg(ecg_values, lead_mask).last_hidden_state)
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) token ids -> (B, hidden_dim) uni-modal text embeddings (T5 encoder, projection, first-token pooler)."""
-        return self.pool_text(self._encode_text(input_ids, attention_mask), attention_mask)
+        """(B, L) token ids -> (B, hidden_dim) uni-modal text embeddings (T5 encoder, projection, pooler)."""
+        return self.pool_text(self.encode_text(input_ids, attention_mask), attention_mask)
 
     def pool_text(self, text_hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, H) projected text tokens -> (B, H) uni-modal text embedding: the pooler (Linear, tanh) on the first
@@ -977,42 +1135,36 @@ class DBetaModel(DBetaPreTrainedModel):
         return self.unimodal_language_pooler(mean[:, None])
 
     # ------------------------------------------------------------------ fusion
-    def fuse(
-        self,
-        text_hidden: torch.Tensor,
-        ecg_hidden: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        mem_layer: int | None = None,
-    ):
-        """Run both fusion streams. Returns (text stream, ECG stream, ECG stream at `mem_layer` or None)."""
+    def fuse(self, text_hidden: torch.Tensor, ecg_hidden: torch.Tensor, attention_mask: torch.Tensor | None):
+        """Run both fusion streams: modality-type embeddings, then each layer's self-attention, cross-attention to the
+        other stream and feed-forward. Returns (text stream, ECG stream, the ECG stream entering each layer and
+        leaving the last)."""
         text_types = torch.zeros(1, 1, dtype=torch.long, device=text_hidden.device)
         x = text_hidden + self.modality_type_embeddings(text_types)
         y = ecg_hidden + self.modality_type_embeddings(torch.ones_like(text_types))
         text_mask = additive_attention_mask(attention_mask) if attention_mask is not None else None
         if text_mask is not None and not self.training and not torch.compiler.is_compiling() and bool(attention_mask.all()):
             text_mask = None  # inference without padding: identical result, and SDPA can use its fastest kernels
-        saved = None
-        for i, (language_layer, ecg_layer) in enumerate(zip(self.multi_modal_language_layers, self.multi_modal_ecg_layers)):
-            if mem_layer is not None and i == mem_layer:
-                saved = y
+        ecg_states = [y]
+        for language_layer, ecg_layer in zip(self.multi_modal_language_layers, self.multi_modal_ecg_layers):
             x, y = language_layer(x, y, text_mask, None), ecg_layer(y, x, None, text_mask)
-        if mem_layer == -1:
-            saved = y
-        return x, y, saved
+            ecg_states.append(y)
+        return x, y, tuple(ecg_states)
 
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         ecg_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         lead_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        noise: torch.Tensor | None = None,
+        apply_ecg_mask: bool = False,
         **kwargs,
-    ) -> DBetaModelOutput | tuple:
-        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states (no masking).
+    ) -> DBetaModelOutput:
+        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states.
 
-        `lead_mask` (from the feature extractor) is accepted and not used: missing leads are zero-filled, the way D-BETA
-        saw its randomly masked leads in pretraining.
+        `lead_mask`, `noise` and `apply_ecg_mask` (MEM token masking, off by default): see `DBetaECGEncoder.forward`.
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
         if ecg_values is None or input_ids is None:
@@ -1021,10 +1173,11 @@ class DBetaModel(DBetaPreTrainedModel):
                 "get_text_features"
             )
         self._check_paired_inputs(ecg_values, input_ids, attention_mask)
-        ecg_hidden, _, _ = self._encode_ecg(ecg_values)
-        text_hidden = self._encode_text(input_ids, attention_mask, check=False)
-        x, y, _ = self.fuse(text_hidden, ecg_hidden, attention_mask)
-        output = DBetaModelOutput(
+        encoded = self.encode_ecg(ecg_values, lead_mask, noise, apply_ecg_mask)
+        ecg_hidden = encoded.last_hidden_state
+        text_hidden = self.encode_text(input_ids, attention_mask, check_inputs=False)
+        x, y, fusion_ecg_states = self.fuse(text_hidden, ecg_hidden, attention_mask)
+        return DBetaModelOutput(
             ecg_embeds=self.unimodal_ecg_pooler(ecg_hidden),
             text_embeds=self.pool_text(text_hidden, attention_mask),
             multimodal_embeds=torch.cat([self.multi_modal_language_pooler(x), self.multi_modal_ecg_pooler(y)], dim=-1),
@@ -1032,8 +1185,10 @@ class DBetaModel(DBetaPreTrainedModel):
             multimodal_ecg_hidden_states=y,
             ecg_hidden_states=ecg_hidden,
             text_hidden_states=text_hidden,
+            fusion_ecg_hidden_states=fusion_ecg_states,
+            mem_mask=encoded.mem_mask,
+            mem_ids_restore=encoded.ids_restore,
         )
-        return output if return_dict is not False else output.to_tuple()
 
     @classmethod
     def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", **kwargs):
@@ -1043,21 +1198,26 @@ class DBetaModel(DBetaPreTrainedModel):
 
 
 class DBetaForPreTraining(DBetaPreTrainedModel):
-    """D-BETA with its pretraining heads (MLM, MEM, ETM) and the four losses (MLM, MEM, ETM, ETS)."""
+    """D-BETA with its pretraining heads (MLM, MEM, ETM) and the four losses (MLM, MEM, ETM, ETS; `losses.py`)."""
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
         self.model = DBetaModel(config)
         self.mlm_head = DBetaMLMHead(config)
-        self.mim_head = DBetaMEMHead(config)
-        self.itm_head = DBetaETMHead(config)
-        self.ets_loss_fn = losses.DBetaETSLoss(
-            logit_scale_init=config.ets_logit_scale_init,
-            learnable_scale=config.ets_learnable_scale,
-            logit_bias_init=config.ets_logit_bias_init,
-            learnable_bias=config.ets_learnable_bias,
-            use_global_batch=config.ets_global_batch,
-        )
+        self.mem_head = DBetaMEMHead(config)
+        self.etm_head = DBetaETMHead(config)
+        # the ETS logits are `logit_scale.exp() * e @ t.T + logit_bias` (SigLIP); fixed ones are non-persistent buffers
+        log_scale = torch.tensor(float(config.ets_logit_scale_init)).log()
+        if config.ets_learnable_scale:
+            self.logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("logit_scale", log_scale, persistent=False)
+        if config.ets_logit_bias_init is None:
+            self.logit_bias = None
+        elif config.ets_learnable_bias:
+            self.logit_bias = nn.Parameter(torch.tensor(float(config.ets_logit_bias_init)))
+        else:
+            self.register_buffer("logit_bias", torch.tensor(float(config.ets_logit_bias_init)), persistent=False)
         self.post_init()
 
     @classmethod
@@ -1066,24 +1226,25 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         `_from_text_pretrained` for the keyword arguments."""
         return _from_text_pretrained(cls, text_model_name_or_path, **kwargs)
 
-    def get_ecg_features(self, ecg_values):
-        return self.model.get_ecg_features(ecg_values)
+    def get_ecg_features(self, ecg_values, lead_mask=None):
+        return self.model.get_ecg_features(ecg_values, lead_mask)
 
     def get_text_features(self, input_ids, attention_mask=None):
         return self.model.get_text_features(input_ids, attention_mask)
 
-    def _ets_embeddings(self, ecg_values, ecg_hidden, ecg_masked, input_ids, text_hidden, attention_mask, mlm_labels):
-        """The uni-modal (ECG, text) embeddings the ETS loss scores: from the passes the other losses use (official),
-        or with `config.ets_unmasked_inputs` from an unmasked ECG pass and the report with its MLM tokens restored."""
-        base = self.model
-        unmasked = self.config.ets_unmasked_inputs
-        if unmasked and ecg_masked:
-            ecg_hidden = base._encode_ecg(ecg_values)[0]
-        if unmasked and mlm_labels is not None:
+    def _unmasked_ets_embeddings(self, ecg_values, lead_mask, apply_ecg_mask, input_ids, attention_mask, mlm_labels,
+                                 ecg_embeds, text_embeds):
+        """`config.ets_unmasked_inputs`: the ETS embeddings of an unmasked ECG pass and of the report with its MLM
+        tokens restored, instead of those of the masked passes the other losses use (official)."""
+        if apply_ecg_mask:
+            ecg_embeds = self.model.get_ecg_features(ecg_values, lead_mask)
+        if mlm_labels is not None:
             clean_ids = torch.where(mlm_labels >= 0, mlm_labels, input_ids)
-            text_hidden = base._encode_text(clean_ids, attention_mask, check=False)
-        return base.unimodal_ecg_pooler(ecg_hidden), base.pool_text(text_hidden, attention_mask)
+            text_embeds = self.model.pool_text(self.model.encode_text(clean_ids, attention_mask, check_inputs=False),
+                                               attention_mask)
+        return ecg_embeds, text_embeds
 
+    @can_return_tuple
     def forward(
         self,
         ecg_values: torch.Tensor,
@@ -1091,89 +1252,95 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
         match_labels: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        apply_ecg_mask: bool = True,
-        return_mlm_logits: bool = True,
         ets_labels: torch.Tensor | None = None,
         mlm_positions: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        apply_ecg_mask: bool = True,
         lead_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        return_mlm_logits: bool = True,
+        return_loss: bool | None = None,
         **kwargs,
-    ) -> DBetaForPreTrainingOutput | tuple:
+    ) -> DBetaForPreTrainingOutput:
         r"""
         Args:
             ecg_values: (B, leads, samples) ECGs in millivolts (the MEM target is this same tensor).
             input_ids / attention_mask: (B, L) tokenised (MLM-masked) reports.
-            mlm_labels: (B, L) original ids at MLM positions, -100 elsewhere.
-            match_labels: (B,) 1 = the report belongs to the ECG, 0 = N3S negative.
-            noise: (B, T) uniform noise that drives ECG token masking (argsort ascending; the first
-                `int(T * (1 - mem_prob))` tokens are kept), as ViTMAE; drawn when omitted.
-            apply_ecg_mask: mask ECG tokens and compute MEM; `False` runs the unmasked evaluation pass.
-            return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
-                positions that have a label (same loss, much less compute), and `mlm_logits` is None.
+            mlm_labels: (B, L) original ids at MLM positions, -100 elsewhere (defines the MLM loss).
+            match_labels: (B,) 1 = the report belongs to the ECG, 0 = N3S negative (defines the ETM loss, and the
+                ETS diagonal labels `2 * match - 1`; without them the diagonal is all positive).
             ets_labels: optional (B, B) +-1 ETS labels replacing the official diagonal rule (the pretraining
                 collator's `same_report_positives=True` makes them).
             mlm_positions: optional (B, K) positions of the MLM targets, -1 padded (the pretraining collator makes
                 them). With `return_mlm_logits=False` the MLM head then runs on exactly these positions without a
                 host-device synchronisation; without them the model derives them from `mlm_labels` (one sync).
-            lead_mask: accepted from the processor and not used (missing leads are zero-filled).
+            noise: (B, T) uniform noise that drives MEM token masking (argsort ascending; the first
+                `int(T * (1 - mem_prob))` tokens are kept), as ViTMAE; drawn when omitted.
+            apply_ecg_mask: mask ECG tokens and reconstruct them (MEM); `False` runs the unmasked evaluation pass.
+            lead_mask: optional (B, leads), True for the leads present; absent leads are zeroed.
+            return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
+                positions that have a label (same loss, much less compute), and `mlm_logits` is None.
+            return_loss: compute the losses (as CLIP's `return_loss`). Default: when labels (`mlm_labels`,
+                `match_labels` or `ets_labels`) are given. Then MLM needs `mlm_labels`, ETM `match_labels`, MEM
+                `apply_ecg_mask`; ETS is always computed.
         """
-        _warn_unused_kwargs(type(self).__name__, kwargs)
-        base = self.model
-        base._check_paired_inputs(ecg_values, input_ids, attention_mask)
-        ecg_hidden, mem_mask, ids_restore = base._encode_ecg(ecg_values, noise, apply_ecg_mask)
-        text_hidden = base._encode_text(input_ids, attention_mask, check=False)
-        ecg_embeds, text_embeds = self._ets_embeddings(ecg_values, ecg_hidden, apply_ecg_mask, input_ids, text_hidden,
-                                                       attention_mask, mlm_labels)
-        mem_layer = self.config.mem_layer if apply_ecg_mask else None
-        x, y, mem_input = base.fuse(text_hidden, ecg_hidden, attention_mask, mem_layer)
-        fused = torch.cat([base.multi_modal_language_pooler(x), base.multi_modal_ecg_pooler(y)], dim=-1)
-        etm_logits = self.itm_head(fused)
+        if return_loss is None:
+            return_loss = mlm_labels is not None or match_labels is not None or ets_labels is not None
+        if mlm_labels is not None and self.config.mlm_mem_on_matched_only and match_labels is not None:
+            # rows fed a negative report carry no MLM target
+            mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
 
-        mlm_logits = mem_logits = None
+        # encode and fuse
+        outputs = self.model(ecg_values, input_ids, attention_mask, lead_mask=lead_mask, noise=noise,
+                             apply_ecg_mask=apply_ecg_mask, **kwargs)
+        ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
+        if self.config.ets_unmasked_inputs:
+            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
+                ecg_values, lead_mask, apply_ecg_mask, input_ids, attention_mask, mlm_labels, ecg_embeds, text_embeds)
+
+        # heads
+        fused_text = outputs.multimodal_text_hidden_states
+        etm_logits = self.etm_head(outputs.multimodal_embeds)
+        mlm_logits = mlm_target_logits = mlm_targets = None
+        if return_mlm_logits or mlm_labels is None:
+            mlm_logits = self.mlm_head(fused_text)
+        else:
+            hidden, mlm_targets = losses.gather_mlm_targets(fused_text, mlm_labels, mlm_positions)
+            mlm_target_logits = self.mlm_head(hidden)
+        mem_logits = None
+        if apply_ecg_mask:
+            mem_logits = self.mem_head(outputs.fusion_ecg_hidden_states[self.config.mem_layer], outputs.mem_ids_restore)
+
+        # losses
         loss_terms = {}
         mlm_accuracy = etm_accuracy = None
-        matched_only = self.config.mlm_mem_on_matched_only and match_labels is not None
-        if matched_only and mlm_labels is not None:  # rows fed a negative report carry no MLM target
-            mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
-        if return_mlm_logits or mlm_labels is None:
-            mlm_logits = self.mlm_head(x)
-            if mlm_labels is not None:
+        if return_loss and mlm_labels is not None:
+            if mlm_logits is not None:
                 loss_terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_labels)
-                selected = mlm_labels != -100
-                mlm_accuracy = ((mlm_logits.argmax(-1) == mlm_labels) & selected).sum() / selected.sum().clamp_min(1)
-        else:
-            if mlm_positions is None:  # derived here costs one host-device synchronisation; the collator sends them
-                mlm_positions = losses.mlm_positions(mlm_labels)
-            index = mlm_positions.clamp_min(0)
-            hidden = torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
-            targets = torch.where(mlm_positions >= 0, torch.gather(mlm_labels, 1, index), torch.full_like(index, -100))
-            logits = self.mlm_head(hidden)
-            valid = targets != -100
-            count = valid.sum()
-            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
-                                  reduction="sum")
-            loss_terms["mlm"] = nll / count.clamp_min(1)
-            mlm_accuracy = ((logits.argmax(-1) == targets) & valid).sum() / count.clamp_min(1)
-
-        if apply_ecg_mask:
-            mem_logits = self.mim_head(mem_input, ids_restore)
+                mlm_accuracy = losses.mlm_accuracy(mlm_logits, mlm_labels)
+            else:
+                loss_terms["mlm"] = losses.masked_mlm_loss(mlm_target_logits, mlm_targets)
+                mlm_accuracy = losses.mlm_accuracy(mlm_target_logits, mlm_targets)
+        if return_loss and apply_ecg_mask:
             target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch, self.config.mem_norm_target)
-            scored = mem_mask * match_labels.to(mem_mask)[:, None] if matched_only else mem_mask
+            scored = outputs.mem_mask
+            if self.config.mlm_mem_on_matched_only and match_labels is not None:
+                scored = scored * match_labels.to(scored)[:, None]
             loss_terms["mem"] = losses.mem_loss(mem_logits, target, scored)
-        if match_labels is not None:
+        if return_loss and match_labels is not None:
             loss_terms["etm"] = losses.etm_loss(etm_logits, match_labels)
             etm_accuracy = (etm_logits.argmax(-1) == match_labels.long()).float().mean()
-        if self.config.ets_normalize_embeddings:
-            loss_terms["ets"] = self.ets_loss_fn(F.normalize(ecg_embeds, dim=-1), F.normalize(text_embeds, dim=-1),
-                                                 match_labels, ets_labels)
-        else:
-            loss_terms["ets"] = self.ets_loss_fn(ecg_embeds, text_embeds, match_labels, ets_labels)
-
+        if return_loss:
+            if self.config.ets_normalize_embeddings:
+                ets_inputs = (F.normalize(ecg_embeds, dim=-1), F.normalize(text_embeds, dim=-1))
+            else:
+                ets_inputs = (ecg_embeds, text_embeds)
+            ets = losses.distributed_ets_loss if self.config.ets_global_batch else losses.ets_loss
+            loss_terms["ets"] = ets(*ets_inputs, match_labels, self.logit_scale.exp(), self.logit_bias, ets_labels)
         weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
                    "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}
-        loss = sum(weights[name] * value for name, value in loss_terms.items())
-        output = DBetaForPreTrainingOutput(
+        loss = sum(weights[name] * value for name, value in loss_terms.items()) if loss_terms else None
+
+        return DBetaForPreTrainingOutput(
             loss=loss,
             mlm_loss=loss_terms.get("mlm"),
             mem_loss=loss_terms.get("mem"),
@@ -1181,30 +1348,34 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             ets_loss=loss_terms.get("ets"),
             mlm_logits=mlm_logits,
             mem_logits=mem_logits,
-            mem_mask=mem_mask,
-            mem_ids_restore=ids_restore,
+            mem_mask=outputs.mem_mask,
+            mem_ids_restore=outputs.mem_ids_restore,
             etm_logits=etm_logits,
             ecg_embeds=ecg_embeds,
             text_embeds=text_embeds,
             mlm_accuracy=None if mlm_accuracy is None else mlm_accuracy.detach(),
             etm_accuracy=None if etm_accuracy is None else etm_accuracy.detach(),
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 class DBetaForECGClassification(DBetaPreTrainedModel):
     """ECG tower + pooled ECG feature + linear head, for fine-tuning and linear probing.
 
-    `config.num_labels` classes; `config.problem_type` "multi_label_classification" (BCE, default when
-    `num_labels > 1`), "single_label_classification" (cross-entropy) or "regression" (MSE).
+    `config.num_labels` classes; the loss follows transformers' `problem_type` rules (`self.loss_function`):
+    regression with one label, single-label classification (cross-entropy) with integer labels, multi-label
+    classification (BCE) otherwise (float or boolean multi-hot labels).
     Load from any D-BETA checkpoint: `DBetaForECGClassification.from_pretrained(path, num_labels=5)`.
     """
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
         self.model = DBetaECGModel(config)
-        self.classifier_dropout = nn.Dropout(getattr(config, "classifier_dropout", 0.0) or 0.0)
+        self.classifier_dropout = nn.Dropout(getattr(config, "classifier_dropout", None) or 0.0)
         self.classifier = nn.Linear(config.hidden_dim, config.num_labels)
+        self.loss_type = "ForSequenceClassification"
         self.post_init()
 
     def freeze_ecg_encoder(self):
@@ -1212,27 +1383,18 @@ class DBetaForECGClassification(DBetaPreTrainedModel):
         for param in self.model.parameters():
             param.requires_grad_(False)
 
+    @can_return_tuple
     def forward(self, ecg_values: torch.Tensor, labels: torch.Tensor | None = None, lead_mask: torch.Tensor | None = None,
-                return_dict: bool | None = None, **kwargs):
-        _warn_unused_kwargs(type(self).__name__, kwargs)
-        pooled = self.model(ecg_values).pooler_output
-        logits = self.classifier(self.classifier_dropout(pooled))
+                **kwargs) -> SequenceClassifierOutput:
+        outputs = self.model(ecg_values, lead_mask, **kwargs)
+        logits = self.classifier(self.classifier_dropout(outputs.pooler_output))
         loss = None
         if labels is not None:
-            problem_type = self.config.problem_type
-            if problem_type is None:
-                problem_type = "multi_label_classification" if self.config.num_labels > 1 and labels.is_floating_point() else (
-                    "regression" if self.config.num_labels == 1 else "single_label_classification")
-            if problem_type == "multi_label_classification":
-                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-            elif problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.float(), labels.long())
-            elif problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                raise ValueError(f"unknown problem_type {problem_type!r}")
-        output = SequenceClassifierOutput(loss=loss, logits=logits)
-        return output if return_dict is not False else output.to_tuple()
+            if labels.dtype == torch.bool or self.config.problem_type == "multi_label_classification":
+                labels = labels.to(logits.dtype)  # BCE takes float targets
+            loss = self.loss_function(labels, logits, self.config)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
 
 
 __all__ = [

@@ -89,8 +89,8 @@ class DBetaPreTrainer(Trainer):
             self.add_callback(DBetaCollatorEpochCallback(self.data_collator))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = {k: v for k, v in inputs.items() if k not in ("return_loss",)}
-        outputs = model(**inputs, return_mlm_logits=False)
+        inputs = {k: v for k, v in inputs.items() if k != "return_loss"}
+        outputs = model(**inputs, return_mlm_logits=False, return_loss=True)
         if outputs.loss is None:
             raise ValueError("DBetaForPreTraining returned no loss: the batch must hold ecg_values and input_ids")
         metrics = self._train_metrics if model.training else self._eval_metrics

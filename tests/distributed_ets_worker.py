@@ -39,7 +39,8 @@ def worker(rank, world_size, sizes, init_file, result_dir, use_global_batch=True
         stop = start + sizes[rank]
         local_ecg = ecg[start:stop].clone().requires_grad_(True)
         local_text = text[start:stop].clone().requires_grad_(True)
-        loss = losses.DBetaETSLoss(use_global_batch=use_global_batch)(local_ecg, local_text, match[start:stop])
+        ets = losses.distributed_ets_loss if use_global_batch else losses.ets_loss
+        loss = ets(local_ecg, local_text, match[start:stop])
         loss.backward()
         torch.save({"loss": loss.detach(), "ecg_grad": local_ecg.grad, "text_grad": local_text.grad},
                    os.path.join(result_dir, f"rank{rank}.pt"))

@@ -168,7 +168,8 @@ def test_official_config_round_trip():
     config = DBetaConfig.from_original_config(original)
     assert config.ecg_config.encoder_layers == 2 and config.ecg_config.conv_feature_layers == [[64, 2, 2]] * 4
     assert config.text_config.d_model == 768  # Flan-T5-base when no text config is given
-    assert config.max_text_length == 254 and config.mem_layer == 1 and config.vocab_size == 1000
+    assert config.num_fusion_layers == 2 and config.mem_layer == 1 and config.vocab_size == 1000
+    assert not hasattr(config, "max_text_length")  # max_text_size is the collator's (its default max_length=254)
     # training switches without an official field get the official behaviour (per-GPU ETS, MLM/MEM on every row)
     assert config.ets_global_batch is False and config.mlm_mem_on_matched_only is False
     assert DBetaConfig.from_original_config(original, ets_global_batch=True).ets_global_batch is True
@@ -183,7 +184,7 @@ def test_missing_and_mismatched_keys_are_listed(tmp_path):
     with pytest.raises(CheckpointConversionError) as err:
         convert_original_checkpoint(tmp_path / "bad.pt", PARITY / "config.json", PARITY / "text_config.json")
     message = str(err.value)
-    assert "missing (1)" in message and "itm_head.fc.bias" in message
+    assert "missing (1)" in message and "etm_head.fc.bias" in message  # official itm_head, renamed
     assert "unexpected (1)" in message and "model.something.else" in message
     assert "mlm_head.bias: checkpoint (7,) vs model (1000,)" in message
 

@@ -70,9 +70,9 @@ def test_build_classification_model(saved_model_dir):
     assert pretrained.config.id2label == {0: "A", 1: "B", 2: "C"}
     assert pretrained.config.problem_type == "multi_label_classification"
     base = DBetaModel.from_pretrained(saved_model_dir)
-    torch.testing.assert_close(pretrained.model.class_embedding, base.class_embedding)
+    torch.testing.assert_close(pretrained.model.ecg_encoder.class_embedding, base.ecg_encoder.class_embedding)
     random = build_classification_model(str(saved_model_dir), ["A", "B", "C"], random_init=True, freeze_encoder=True)
-    assert not torch.allclose(random.model.class_embedding, base.class_embedding)
+    assert not torch.allclose(random.model.ecg_encoder.class_embedding, base.ecg_encoder.class_embedding)
     trainable = {n for n, p in random.named_parameters() if p.requires_grad}
     assert trainable == {"classifier.weight", "classifier.bias"}
 

@@ -134,7 +134,7 @@ def _pretrain_mem_only(lead_order: str, input_normalization: str, ecgs: np.ndarr
     for _ in range(steps):
         batch = values[torch.randint(0, len(values), (8,), generator=generator)]
         loss = model(ecg_values=batch, input_ids=ids, attention_mask=torch.ones_like(ids),
-                     return_mlm_logits=False).mem_loss
+                     return_mlm_logits=False, return_loss=True).mem_loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

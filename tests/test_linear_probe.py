@@ -72,7 +72,7 @@ def test_feature_extraction_batches_and_cache(tmp_path):
     assert torch.all(extract_ecg_features(model, ecgs, batch_size=7, cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     assert not torch.all(extract_ecg_features(model, ecgs[:6], cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     with torch.no_grad():
-        model.class_embedding.add_(1.0)
+        model.ecg_encoder.class_embedding.add_(1.0)
     assert not torch.all(extract_ecg_features(model, ecgs, cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     assert len(list(tmp_path.glob("toy-*.safetensors"))) == 3
     # the bf16 autocast path (on by default on CUDA) gives float32 features close to the fp32 ones

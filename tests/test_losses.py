@@ -107,12 +107,28 @@ def test_per_process_ets_equals_single_process_loss_on_the_local_batch():
     assert torch.stack([r["loss"] for r in results]).mean().item() != pytest.approx(losses.ets_loss(ecg, text, match).item(), rel=1e-3)
 
 
-def test_ets_global_batch_config_reaches_the_loss():
+def test_ets_global_batch_config_reaches_the_loss(monkeypatch):
     from dbeta_hf import DBetaForPreTraining
     from dbeta_hf.presets import tiny_config
 
-    assert DBetaForPreTraining(tiny_config(num_samples=256)).ets_loss_fn.use_global_batch is True
-    assert DBetaForPreTraining(tiny_config(num_samples=256, ets_global_batch=False)).ets_loss_fn.use_global_batch is False
+    called = []
+    monkeypatch.setattr(losses, "distributed_ets_loss", lambda *args: called.append("global") or losses.ets_loss(*args))
+    ecg, ids = torch.randn(2, 12, 256), torch.tensor([[5, 6, 1], [7, 8, 1]])
+    for global_batch in (True, False):
+        model = DBetaForPreTraining(tiny_config(num_samples=256, ets_global_batch=global_batch)).eval()
+        model(ecg, ids, return_loss=True)
+    assert called == ["global"]
+
+
+def test_losses_hold_no_parameters():
+    """The ETS scale and bias are parameters of the model (as CLIP's logit_scale), not of a loss module."""
+    from dbeta_hf import DBetaForPreTraining
+    from dbeta_hf.presets import tiny_config
+
+    model = DBetaForPreTraining(tiny_config(num_samples=256, ets_learnable_scale=True, ets_learnable_bias=True,
+                                            ets_logit_bias_init=-1.0))
+    assert {"logit_scale", "logit_bias"} <= {name for name, _ in model.named_parameters()}
+    assert not any(isinstance(value, torch.nn.Module) for value in vars(losses).values())
 
 
 def test_remote_blocks_are_all_negative():
@@ -127,8 +143,8 @@ def test_explicit_ets_labels_replace_the_diagonal_rule():
     labels = torch.tensor([[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, -1.0]])
     expected = (-F.logsigmoid(labels * (e @ t.T))).mean()
     assert losses.ets_loss(e, t, labels=labels).item() == pytest.approx(expected.item(), rel=1e-6)
-    module = losses.DBetaETSLoss()
-    assert module(e, t, torch.tensor([1, 1, 0]), labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert losses.distributed_ets_loss(e, t, torch.tensor([1, 1, 0]), labels=labels).item() == pytest.approx(
+        expected.item(), rel=1e-6)  # one process: the same loss
     # the diagonal rule is the special case of unique reports
     diag = losses.ets_labels(torch.tensor([1, 1, 0]), 3, 3)
     assert losses.ets_loss(e, t, labels=diag).item() == pytest.approx(losses.ets_loss(e, t, torch.tensor([1, 1, 0])).item())

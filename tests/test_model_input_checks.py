@@ -31,7 +31,7 @@ def test_valid_inputs_pass(model):
     ecg, ids, mask = make_inputs()
     mask[1, 3:] = 0  # padding is fine
     ids[1, 3:] = 0
-    assert torch.isfinite(model(ecg, ids, mask).loss)
+    assert torch.isfinite(model(ecg, ids, mask, return_loss=True).loss)
 
 
 def test_all_zero_attention_mask_row(model):
@@ -101,4 +101,4 @@ def test_value_checks_follow_validate_inputs():
     unchecked = DBetaForPreTraining(config).eval()
     ecg, ids, mask = make_inputs()
     mask[0] = 0
-    assert torch.isfinite(unchecked(ecg, ids, mask).ets_loss)  # an all-zero row passes unchecked
+    assert torch.isfinite(unchecked(ecg, ids, mask, return_loss=True).ets_loss)  # an all-zero row passes unchecked

@@ -60,7 +60,8 @@ def test_output_shapes(model):
 
 def test_losses_without_labels_are_omitted(model):
     ecg, ids, mask = make_inputs()
-    out = model(ecg, ids, mask)
+    assert model(ecg, ids, mask).loss is None  # no label: no loss unless return_loss=True (as CLIP)
+    out = model(ecg, ids, mask, return_loss=True)
     assert out.mlm_loss is None and out.etm_loss is None
     assert out.mem_loss is not None and out.ets_loss is not None
     # ETS assumes every pair matches when match_labels is None
@@ -104,7 +105,7 @@ def test_unmasked_pass_equals_base_model(model):
     out = model(ecg, ids, mask, apply_ecg_mask=False)
     base = model.model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
     assert out.mem_logits is None and out.mem_loss is None
-    assert torch.allclose(out.etm_logits, model.itm_head(base.multimodal_embeds), atol=1e-6)
+    assert torch.allclose(out.etm_logits, model.etm_head(base.multimodal_embeds), atol=1e-6)
     assert torch.allclose(out.ecg_embeds, model.get_ecg_features(ecg), atol=1e-6)
 
 
@@ -135,8 +136,8 @@ def test_save_load_round_trip(model, tmp_path):
     ecg, ids, mask = make_inputs()
     noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        a = model(ecg, ids, mask, noise=noise)
-        b = reloaded(ecg, ids, mask, noise=noise)
+        a = model(ecg, ids, mask, noise=noise, return_loss=True)
+        b = reloaded(ecg, ids, mask, noise=noise, return_loss=True)
     for name in ("mlm_logits", "mem_logits", "etm_logits", "ecg_embeds", "text_embeds", "loss"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     for key, value in model.state_dict().items():
@@ -216,9 +217,9 @@ def test_bf16_autocast_close_to_float32(model):
     ecg, ids, mask = make_inputs()
     noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ref = model(ecg, ids, mask, noise=noise)
+        ref = model(ecg, ids, mask, noise=noise, return_loss=True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(ecg, ids, mask, noise=noise)
+            low = model(ecg, ids, mask, noise=noise, return_loss=True)
     assert torch.isfinite(low.loss)
     rel = (low.ecg_embeds.float() - ref.ecg_embeds).norm() / ref.ecg_embeds.norm()
     assert rel < 5e-2
@@ -263,18 +264,18 @@ def test_mem_layer_minus_one_uses_last_fusion_output():
     torch.manual_seed(0)
     m = DBetaForPreTraining(tiny_config(mem_layer=-1)).eval()
     captured = {}
-    m.mim_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
+    m.mem_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
     ecg, ids, mask = make_inputs()
     noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
     m(ecg, ids, mask, noise=noise)
-    ecg_hidden, _, _ = m.model._encode_ecg(ecg, noise, True)
-    _, last, _ = m.model.fuse(m.model._encode_text(ids, mask), ecg_hidden, mask)
+    ecg_hidden = m.model.encode_ecg(ecg, noise=noise, apply_ecg_mask=True).last_hidden_state
+    _, last, _ = m.model.fuse(m.model.encode_text(ids, mask), ecg_hidden, mask)
     assert torch.allclose(captured["x"], last)
     # mem_layer=0: the decoder sees the stream before any fusion layer
     m0 = DBetaForPreTraining(tiny_config(mem_layer=0)).eval()
     m0.load_state_dict(m.state_dict())
     captured.clear()
-    m0.mim_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
+    m0.mem_head.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0]))
     m0(ecg, ids, mask, noise=noise)
     type_ecg = m0.model.modality_type_embeddings(torch.ones(1, 1, dtype=torch.long))
     assert torch.allclose(captured["x"], ecg_hidden + type_ecg)
@@ -300,20 +301,20 @@ def test_architectural_options(ecg_kwargs, top_kwargs):
     has_proj = cfg.ecg_config.conv_dim != cfg.ecg_config.encoder_embed_dim
     assert (m.model.ecg_encoder.post_extract_proj is not None) == has_proj
     if ecg_kwargs.get("extractor_mode") == "layer_norm":
-        assert "model.ecg_encoder.feature_extractor.conv_layers.3.2.1.weight" in m.state_dict()
-        assert m.model.ecg_encoder.feature_extractor.conv_layers[0][0].bias is not None
+        assert "model.ecg_encoder.feature_extractor.conv_layers.3.layer_norm.weight" in m.state_dict()
+        assert m.model.ecg_encoder.feature_extractor.conv_layers[0].conv.bias is not None
 
 
 def test_learnable_ets_scale_and_bias():
     cfg = tiny_config(ets_learnable_scale=True, ets_logit_scale_init=10.0, ets_learnable_bias=True, ets_logit_bias_init=-10.0)
     m = DBetaForPreTraining(cfg)
-    assert m.ets_loss_fn.logit_scale.requires_grad and m.ets_loss_fn.logit_bias.requires_grad
-    assert m.ets_loss_fn.logit_scale.exp().item() == pytest.approx(10.0)
-    assert "ets_loss_fn.logit_bias" in m.state_dict()
+    assert m.logit_scale.requires_grad and m.logit_bias.requires_grad
+    assert m.logit_scale.exp().item() == pytest.approx(10.0)
+    assert "logit_bias" in m.state_dict()
     ecg, ids, mask = make_inputs()
-    m(ecg, ids, mask).loss.backward()
-    assert m.ets_loss_fn.logit_bias.grad is not None
-    assert "ets_loss_fn.logit_scale" not in DBetaForPreTraining(tiny_config()).state_dict()  # official: fixed, no key
+    m(ecg, ids, mask, return_loss=True).loss.backward()
+    assert m.logit_bias.grad is not None
+    assert "logit_scale" not in DBetaForPreTraining(tiny_config()).state_dict()  # official: fixed, no key
 
 
 def test_bad_ecg_inputs_raise_clear_errors(model):
@@ -356,7 +357,7 @@ def test_auto_classes_and_config_round_trip(tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, DBetaConfig) and isinstance(loaded.ecg_config, DBetaECGConfig)
     assert loaded.ecg_config.conv_feature_layers == cfg.ecg_config.conv_feature_layers
-    assert loaded.text_config.d_model == 32 and loaded.mlm_mask_token == "<extra_id_0>"
+    assert loaded.text_config.d_model == 32 and loaded.num_fusion_layers == cfg.num_fusion_layers
     assert type(AutoModel.from_pretrained(tmp_path)) is DBetaModel
     assert type(AutoModelForPreTraining.from_config(cfg)) is DBetaForPreTraining
 
@@ -369,7 +370,7 @@ def test_from_text_pretrained_loads_t5_weights(tmp_path):
     t5.save_pretrained(tmp_path / "t5")
     ecg_cfg = tiny_config().ecg_config
     m = DBetaForPreTraining.from_text_pretrained(str(tmp_path / "t5"), ecg_config=ecg_cfg, hidden_dim=32, num_heads=4,
-                                                 num_top_layer=1, mem_layer=0, mem_decoder_hidden_dim=16,
+                                                 num_fusion_layers=1, mem_layer=0, mem_decoder_hidden_dim=16,
                                                  mem_decoder_num_layers=1, mem_decoder_num_heads=2)
     assert isinstance(m, DBetaForPreTraining) and m.config.vocab_size == 500
     loaded = m.model.language_encoder.state_dict()
@@ -395,10 +396,10 @@ def test_classification_head_and_losses(tmp_path):
 
 def test_init_weights_cover_custom_parameters():
     m = DBetaForPreTraining(tiny_config())
-    ce = m.model.class_embedding
+    ce = m.model.ecg_encoder.class_embedding
     assert 0.0 <= ce.min().item() and ce.max().item() < 1.0 and ce.std().item() > 0.1  # U[0, 1)
-    assert 0.0 < m.mim_head.mask_token.std().item() < 0.05  # N(0, 0.02)
-    pe = m.mim_head.decoder_pos_embed.pe[0]
+    assert 0.0 < m.mem_head.mask_token.std().item() < 0.05  # N(0, 0.02)
+    pe = m.mem_head.decoder_pos_embed.pe[0]
     assert torch.allclose(pe[1, 0], torch.sin(torch.tensor(1.0))) and pe[0, 1].item() == 1.0
     assert torch.count_nonzero(m.mlm_head.bias) == 0
 
@@ -431,10 +432,10 @@ def test_init_weights_of_convolutions_follow_the_official_scheme():
     m = DBetaModel(tiny_config(hidden=64))
     fe = m.ecg_encoder.feature_extractor.conv_layers
     for block in fe:
-        w = block[0].weight
+        w = block.conv.weight
         fan_in = w.shape[1] * w.shape[2]
         assert w.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.1)  # Kaiming normal
-    conv = m.ecg_encoder.conv_pos.pos_conv[0]
+    conv = m.ecg_encoder.conv_pos.conv
     v = conv.parametrizations.weight.original1
     g = conv.parametrizations.weight.original0
     assert v.std().item() == pytest.approx((4.0 / (16 * 64)) ** 0.5, rel=0.1)
@@ -464,11 +465,11 @@ def test_compiled_model_same_loss_and_gradients():
 
 
 def test_other_lead_count_in_d():
-    m = DBetaForPreTraining(tiny_config(ecg_kwargs={"in_d": 8})).eval()
+    m = DBetaForPreTraining(tiny_config(ecg_kwargs={"num_leads": 8})).eval()
     _, ids, mask = make_inputs()
-    out = m(torch.randn(3, 8, NUM_SAMPLES), ids, mask)
+    out = m(torch.randn(3, 8, NUM_SAMPLES), ids, mask, return_loss=True)
     assert out.mem_logits.shape == (3, 312, 8, 16) and torch.isfinite(out.mem_loss)
-    assert m.model.ecg_encoder.feature_extractor.conv_layers[0][0].weight.shape[1] == 8
+    assert m.model.ecg_encoder.feature_extractor.conv_layers[0].conv.weight.shape[1] == 8
     with pytest.raises(ValueError, match="has 12 leads but the model expects 8"):
         m.get_ecg_features(torch.zeros(1, 12, NUM_SAMPLES))
 
@@ -513,7 +514,7 @@ def test_mean_text_pooling_by_hand_and_padding_invariant():
     mask = (padded != 0).long()
     with torch.no_grad():
         feats = base.get_text_features(padded, mask)
-        tokens = base._encode_text(padded, mask)
+        tokens = base.encode_text(padded, mask)
         by_hand = torch.tanh(base.unimodal_language_pooler.dense(tokens[1, :5].mean(dim=0)))
         alone = base.get_text_features(short[None], torch.ones(1, 5, dtype=torch.long))
         first = base.unimodal_language_pooler(tokens)  # the official first-token pooling differs
@@ -566,3 +567,50 @@ def test_ets_unmasked_inputs_scores_the_unmasked_ecg_and_the_restored_report():
             assert (out.text_embeds - clean_text).abs().max() > 1e-3  # the MLM-masked report
         expected = losses.ets_loss(out.ecg_embeds, out.text_embeds, match)
         assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_hidden_states_attentions_and_tuples_through_transformers_conventions():
+    cfg = tiny_config(ecg_layers=2)
+    cfg._attn_implementation = "eager"  # attention probabilities need the eager backend
+    m = DBetaForPreTraining(cfg).eval()
+    ecg, ids, mask = make_inputs()
+    with torch.no_grad():
+        out = m(ecg, ids, mask, apply_ecg_mask=False, output_hidden_states=True, output_attentions=True)
+        plain = m(ecg, ids, mask, apply_ecg_mask=False)
+        as_tuple = m(ecg, ids, mask, apply_ecg_mask=False, return_dict=False)
+    tokens = 1 + cfg.num_ecg_tokens
+    assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (3, tokens, 32)  # input + 2 layers
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (3, 4, tokens, tokens)
+    assert len(out.cross_attentions) == 2 * cfg.num_fusion_layers  # text then ECG stream, per fusion layer
+    assert plain.hidden_states is None and plain.attentions is None
+    assert torch.equal(out.etm_logits, plain.etm_logits)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], plain.mlm_logits)  # None entries are left out
+    ecg_model = DBetaECGModel(cfg).eval()
+    with torch.no_grad():
+        ecg_out = ecg_model(ecg, output_hidden_states=True)
+    assert len(ecg_out.hidden_states) == 3 and ecg_out.last_hidden_state.shape == (3, tokens, 32)
+
+
+def test_classification_loss_follows_the_problem_type_rules():
+    ecg = make_inputs()[0]
+    multi_hot = torch.tensor([[True, False, True], [False, False, False], [True, True, True]])
+    clf = DBetaForECGClassification(tiny_config(num_labels=3)).eval()
+    out = clf(ecg, labels=multi_hot)  # boolean multi-hot labels: multi-label (BCE)
+    assert clf.config.problem_type == "multi_label_classification"
+    assert torch.allclose(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, multi_hot.float()))
+    clf = DBetaForECGClassification(tiny_config(num_labels=3)).eval()
+    out = clf(ecg, labels=torch.tensor([0, 2, 1]))  # integer labels: single-label (cross-entropy)
+    assert clf.config.problem_type == "single_label_classification"
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2, 1])))
+
+
+def test_lead_mask_zeroes_the_absent_leads():
+    m = DBetaModel(tiny_config()).eval()
+    ecg = make_inputs()[0]
+    lead_mask = torch.ones(3, 12, dtype=torch.bool)
+    lead_mask[:, 4] = False
+    zeroed = ecg.clone()
+    zeroed[:, 4] = 0.0
+    with torch.no_grad():
+        assert torch.equal(m.get_ecg_features(ecg, lead_mask), m.get_ecg_features(zeroed))
+        assert torch.equal(m.get_ecg_features(zeroed, lead_mask), m.get_ecg_features(zeroed))

@@ -56,7 +56,7 @@ def test_new_heads_stay_allowed_and_are_named(pretraining_dir, caplog):
     assert lines == ["DBetaForECGClassification: new head weights, randomly initialised, to be trained: "
                      "classifier.bias, classifier.weight"]
     reference = DBetaForPreTraining.from_pretrained(pretraining_dir)
-    torch.testing.assert_close(classifier.model.class_embedding, reference.model.class_embedding)
+    torch.testing.assert_close(classifier.model.ecg_encoder.class_embedding, reference.model.ecg_encoder.class_embedding)
 
 
 def test_non_finite_weight_is_an_error_naming_it(pretraining_dir, tmp_path):
