@@ -165,8 +165,7 @@ def diagnose_input_convention(
     for order, norm in candidates:
         values = _prepare(_feature_extractor(model.config, order, norm), ecgs, records)
         if noise is None:  # one fixed masking noise for every convention
-            with torch.no_grad():
-                num_tokens = model.model.ecg_encoder.embed(values[:1].to(next(model.parameters()).device)).shape[1]
+            num_tokens = model.config.ecg_config.num_tokens(values.shape[-1])
             noise = torch.rand(values.shape[0], num_tokens, generator=torch.Generator().manual_seed(seed))
         losses[convention_name(order, norm)] = measure_mem_losses(model, values, noise, batch_size=batch_size)
 
