@@ -74,11 +74,14 @@ class DBetaECGEncoderOutput(ModelOutput):
         last_hidden_state: (B, 1 + K, C) transformer output, CLS first; K = T unmasked, the kept tokens with MEM masking.
         mem_mask: (B, T) 1 = the ECG token was masked (None without masking).
         ids_restore: (B, T) permutation that restores the token order after masking (None without masking).
+        unmasked_hidden_state: (B, 1 + T, C) transformer output of the same tokens without MEM masking
+            (`return_unmasked=True` with masking only; the conv features are computed once for both passes).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     mem_mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
+    unmasked_hidden_state: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ class DBetaModelOutput(ModelOutput):
             (`num_fusion_layers + 1` tensors, as transformers' `hidden_states`); the MEM decoder reads entry
             `config.mem_layer`.
         mem_mask / mem_ids_restore: (B, T) MEM token masking (`apply_ecg_mask=True` only), see `DBetaECGEncoderOutput`.
+        unmasked_ecg_embeds: (B, H) uni-modal ECG embedding of the unmasked tokens (`return_unmasked_ecg=True` with
+            `apply_ecg_mask=True` only), the ETS view of `config.ets_unmasked_inputs`.
         hidden_states: with `output_hidden_states=True`, the ECG transformer's input and layer outputs.
         attentions: with `output_attentions=True`, the ECG transformer's attention probabilities (eager attention).
         cross_attentions: with `output_attentions=True`, the fusion layers' cross-attention probabilities, text
@@ -113,6 +118,7 @@ class DBetaModelOutput(ModelOutput):
     fusion_ecg_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     mem_mask: torch.FloatTensor | None = None
     mem_ids_restore: torch.LongTensor | None = None
+    unmasked_ecg_embeds: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -496,12 +502,14 @@ class DBetaECGEncoder(nn.Module):
         lead_mask: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         apply_mask: bool = False,
+        return_unmasked: bool = False,
     ) -> DBetaECGEncoderOutput:
         """ECGs (B, leads, samples) in millivolts -> transformer output (B, 1 + K, C), CLS first.
 
         `lead_mask` (B, leads), True = the lead is present: absent leads are zeroed (the feature extractor already
         zero-fills them). With `apply_mask`, MEM token masking keeps `int(T * (1 - mem_prob))` tokens, chosen by
-        `noise` (B, T) (drawn here when omitted).
+        `noise` (B, T) (drawn here when omitted). `return_unmasked` (with `apply_mask`) also runs the transformer on
+        all tokens (`unmasked_hidden_state`), reusing the conv features of the masked pass.
         """
         check_ecg_values(ecg_values, self.config.ecg_config, self.config.validate_inputs)
         ecg_values = self._cast_to_model_dtype(ecg_values)
@@ -523,15 +531,18 @@ class DBetaECGEncoder(nn.Module):
         x = x + self.conv_pos(x)
 
         batch, num_tokens, width = x.shape
-        mem_mask = ids_restore = None
+        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
+        mem_mask = ids_restore = unmasked = None
         if apply_mask:
+            if return_unmasked:
+                unmasked = self.encoder(torch.cat([cls, x], dim=1))
             if noise is None:
                 noise = torch.rand(batch, num_tokens, device=x.device)
             ids_keep, mem_mask, ids_restore = random_masking(num_tokens, self.config.mem_prob, noise.to(x.device))
             x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, width))
-        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
         x = self.encoder(torch.cat([cls, x], dim=1))
-        return DBetaECGEncoderOutput(last_hidden_state=x, mem_mask=mem_mask, ids_restore=ids_restore)
+        return DBetaECGEncoderOutput(last_hidden_state=x, mem_mask=mem_mask, ids_restore=ids_restore,
+                                     unmasked_hidden_state=unmasked)
 
 
 # --------------------------------------------------------------------------------------------- fusion
@@ -1087,10 +1098,14 @@ class DBetaModel(DBetaPreTrainedModel):
 
     # ------------------------------------------------------------------ towers
     def encode_ecg(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
-                   noise: torch.Tensor | None = None, apply_ecg_mask: bool = False) -> DBetaECGEncoderOutput:
-        """The ECG tower and its projection: `last_hidden_state` (B, 1 + K, H) plus the MEM masking outputs."""
-        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask)
+                   noise: torch.Tensor | None = None, apply_ecg_mask: bool = False,
+                   return_unmasked: bool = False) -> DBetaECGEncoderOutput:
+        """The ECG tower and its projection: `last_hidden_state` (B, 1 + K, H) plus the MEM masking outputs (and the
+        projected `unmasked_hidden_state` with `return_unmasked`)."""
+        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask, return_unmasked)
         encoded.last_hidden_state = self.multi_modal_ecg_proj(encoded.last_hidden_state)
+        if encoded.unmasked_hidden_state is not None:
+            encoded.unmasked_hidden_state = self.multi_modal_ecg_proj(encoded.unmasked_hidden_state)
         return encoded
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -1160,11 +1175,15 @@ class DBetaModel(DBetaPreTrainedModel):
         lead_mask: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         apply_ecg_mask: bool = False,
+        return_unmasked_ecg: bool = False,
         **kwargs,
     ) -> DBetaModelOutput:
         """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states.
 
         `lead_mask`, `noise` and `apply_ecg_mask` (MEM token masking, off by default): see `DBetaECGEncoder.forward`.
+        `return_unmasked_ecg` (with `apply_ecg_mask`) adds `unmasked_ecg_embeds`, the embedding of an unmasked pass
+        that shares the masked pass's conv features (with `output_hidden_states` the ECG transformer's states of
+        both passes are recorded, the unmasked pass first).
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
         if ecg_values is None or input_ids is None:
@@ -1173,7 +1192,7 @@ class DBetaModel(DBetaPreTrainedModel):
                 "get_text_features"
             )
         self._check_paired_inputs(ecg_values, input_ids, attention_mask)
-        encoded = self.encode_ecg(ecg_values, lead_mask, noise, apply_ecg_mask)
+        encoded = self.encode_ecg(ecg_values, lead_mask, noise, apply_ecg_mask, return_unmasked_ecg)
         ecg_hidden = encoded.last_hidden_state
         text_hidden = self.encode_text(input_ids, attention_mask, check_inputs=False)
         x, y, fusion_ecg_states = self.fuse(text_hidden, ecg_hidden, attention_mask)
@@ -1188,6 +1207,8 @@ class DBetaModel(DBetaPreTrainedModel):
             fusion_ecg_hidden_states=fusion_ecg_states,
             mem_mask=encoded.mem_mask,
             mem_ids_restore=encoded.ids_restore,
+            unmasked_ecg_embeds=(None if encoded.unmasked_hidden_state is None
+                                 else self.unimodal_ecg_pooler(encoded.unmasked_hidden_state)),
         )
 
     @classmethod
@@ -1232,12 +1253,13 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
     def get_text_features(self, input_ids, attention_mask=None):
         return self.model.get_text_features(input_ids, attention_mask)
 
-    def _unmasked_ets_embeddings(self, ecg_values, lead_mask, apply_ecg_mask, input_ids, attention_mask, mlm_labels,
-                                 ecg_embeds, text_embeds):
-        """`config.ets_unmasked_inputs`: the ETS embeddings of an unmasked ECG pass and of the report with its MLM
-        tokens restored, instead of those of the masked passes the other losses use (official)."""
-        if apply_ecg_mask:
-            ecg_embeds = self.model.get_ecg_features(ecg_values, lead_mask)
+    def _unmasked_ets_embeddings(self, outputs, input_ids, attention_mask, mlm_labels):
+        """`config.ets_unmasked_inputs`: the ETS embeddings of an unmasked ECG pass (sharing the masked pass's conv
+        features) and of the report with its MLM tokens restored, instead of those of the masked passes the other
+        losses use (official)."""
+        ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
+        if outputs.unmasked_ecg_embeds is not None:
+            ecg_embeds = outputs.unmasked_ecg_embeds
         if mlm_labels is not None:
             clean_ids = torch.where(mlm_labels >= 0, mlm_labels, input_ids)
             text_embeds = self.model.pool_text(self.model.encode_text(clean_ids, attention_mask, check_inputs=False),
@@ -1290,12 +1312,12 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
 
         # encode and fuse
+        unmasked = self.config.ets_unmasked_inputs
         outputs = self.model(ecg_values, input_ids, attention_mask, lead_mask=lead_mask, noise=noise,
-                             apply_ecg_mask=apply_ecg_mask, **kwargs)
+                             apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=unmasked and apply_ecg_mask, **kwargs)
         ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
-        if self.config.ets_unmasked_inputs:
-            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
-                ecg_values, lead_mask, apply_ecg_mask, input_ids, attention_mask, mlm_labels, ecg_embeds, text_embeds)
+        if unmasked:
+            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(outputs, input_ids, attention_mask, mlm_labels)
 
         # heads
         fused_text = outputs.multimodal_text_hidden_states
