@@ -11,11 +11,14 @@ def official_config(**kwargs) -> DBetaConfig:
 
 
 def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000, ecg_layers: int = 1,
-                text_layers: int = 1, ecg_kwargs: dict | None = None, **kwargs) -> DBetaConfig:
+                text_layers: int = 1, ecg_kwargs: dict | None = None, dropout: float | None = None,
+                **kwargs) -> DBetaConfig:
     """A tiny D-BETA (about 0.2M parameters) with the real conv stack shape (stride 16 -> 312 tokens for 5000 samples).
 
     Used by the test-suite and by `examples/pretrain.py`'s embedded CPU default. `ecg_kwargs` override fields of the
-    ECG sub-config, `kwargs` top-level fields.
+    ECG sub-config, `kwargs` top-level fields. `dropout` sets every dropout probability of the model at once (ECG
+    tower: `dropout`, `attention_dropout`, `dropout_input`; T5: `dropout_rate`; fusion: `drop_rate`); `None` keeps
+    the official values (0.1 each).
     """
     ecg_settings = dict(
         num_samples=num_samples,
@@ -27,6 +30,9 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         conv_pos=16,
         conv_pos_groups=4,
     )
+    if dropout is not None:
+        ecg_settings.update(dropout=dropout, attention_dropout=dropout, dropout_input=dropout)
+        kwargs.setdefault("drop_rate", dropout)
     ecg_config = DBetaECGConfig(**{**ecg_settings, **(ecg_kwargs or {})})
     text_config = {
         **FLAN_T5_BASE_TEXT_CONFIG,
@@ -37,6 +43,7 @@ def tiny_config(vocab_size: int = 500, hidden: int = 32, num_samples: int = 5000
         "num_layers": text_layers,
         "num_decoder_layers": text_layers,
         "num_heads": 4,
+        **({} if dropout is None else {"dropout_rate": dropout}),
     }
     defaults = dict(
         hidden_dim=hidden,
