@@ -13,13 +13,18 @@ final value of each loss (the last logged average):
                             (``--n3s_strategy in_batch``, the ALBEF-style random negative)
     N3S hard                N3S with the most similar different reports (``--n3s_strategy hard``)
     MLM/MEM on every row    ``mlm_mem_on_matched_only`` flipped (the recipe scores matched rows only)
+    lead masking 0.5        the official collator's lead masking (``--lead_mask_prob 0.5``; the demo
+                            recipe masks no lead)
+    ETS on masked inputs    the official ETS views (``ets_unmasked_inputs=false``): the 25%-visible MEM
+                            pass of the ECG and the MLM-masked report
     ======================  ====================================================================
 
-Offline default (the synthetic corpus, 3 seeds, about 30 min on 2 idle CPU cores)::
+Offline default (the synthetic corpus, 10 variants x 3 seeds of 150 steps each, half the demo's 300, so that the
+30 runs take about 30 min on 2 idle CPU cores)::
 
     python examples/ablate.py
 
-Fewer runs: ``--seeds 0 --variants full no_ets --max_steps 200``. A real dataset (a DatasetDict saved by
+Fewer runs: ``--seeds 0 --variants full no_ets --max_steps 100``; the demo's length: ``--max_steps 300``. A real dataset (a DatasetDict saved by
 ``python -m dbeta_hf.data build ...``): ``--dataset_path DIR`` plus any `examples/pretrain.py` argument
 (``--text_encoder``, ``--n3s_index``, ``--per_device_train_batch_size``, ...), which is passed through; without a
 ``labels`` column in the validation split only retrieval and the losses are reported.
@@ -52,7 +57,10 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "random_negatives": ("random in-batch negatives (no N3S)", {}, ["--n3s_strategy", "in_batch"]),
     "n3s_hard": ("N3S 'hard'", {}, ["--n3s_strategy", "hard"]),
     "flip_matched_only": ("mlm_mem_on_matched_only flipped", {}, []),  # filled in from the recipe at run time
+    "lead_masking": ("lead masking 0.5 (official collator)", {}, ["--lead_mask_prob", "0.5"]),
+    "ets_masked_inputs": ("ETS on the masked inputs (official)", {"ets_unmasked_inputs": False}, []),
 }
+DEFAULT_MAX_STEPS = 150  # half the demo's 300: 30 runs in about 30 min on 2 idle CPU cores
 LOSSES = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss")
 
 
@@ -69,7 +77,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="variants to run")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--max_steps", type=int, default=None, help="training steps per run (default: the recipe's)")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help=f"training steps per run (default: {DEFAULT_MAX_STEPS} on the synthetic corpus, the "
+                             "recipe's own with --dataset_path)")
     parser.add_argument("--output_dir", default="outputs/ablation")
     parser.add_argument("--config_overrides", default=None, help="DBetaConfig overrides applied to every variant")
     parser.add_argument("--class_names", nargs="+", default=None,
@@ -175,6 +185,9 @@ def format_table(table: dict[str, dict], seeds: list[int], max_steps) -> str:
 
 def main(argv=None) -> dict:
     args, passthrough = parse_args(argv)
+    real_data = any(a.split("=")[0] in ("--dataset_path", "--mimic_root") for a in passthrough)
+    if args.max_steps is None and not real_data:
+        args.max_steps = DEFAULT_MAX_STEPS
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     pretrain = load_pretrain_module()
     base_overrides = pretrain.config_overrides(args.config_overrides)
