@@ -139,7 +139,7 @@ def bench_sampling(index, args) -> dict:
         index.sample_negative(row, gen)
         times.append(time.perf_counter() - t0)
     lookup = []
-    for batch in texts:  # what the collator does: normalised texts -> ids -> negative ids -> negative texts
+    for batch in texts:  # what the collator does: normalized texts -> ids -> negative ids -> negative texts
         t0 = time.perf_counter()
         neg = index.sample_negative(index.report_ids(batch, normalize=False), gen)
         _ = [index.reports[j] for j in neg.tolist()]

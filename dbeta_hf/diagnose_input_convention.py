@@ -14,7 +14,7 @@ Without ``--records`` the package's synthetic 12-lead ECGs (`dbeta_hf.synthetic.
 physiologically consistent limb leads) are used, so no data set is needed. With ``--records`` the WFDB headers
 give each record's rate, lead names and units, and the leads are mapped by name.
 
-The MEM target is z-normalised per lead (``mem_norm_target=True``, the official setting), which makes the loss
+The MEM target is z-normalized per lead (``mem_norm_target=True``, the official setting), which makes the loss
 comparable across input scalings; checkpoints without it are refused.
 """
 
@@ -141,7 +141,7 @@ def diagnose_input_convention(
         )
     if not model.config.mem_norm_target:
         raise ValueError(
-            "the diagnostic compares MEM losses across input scalings, which needs the per-lead normalised MEM target "
+            "the diagnostic compares MEM losses across input scalings, which needs the per-lead normalized MEM target "
             "(config.mem_norm_target=True, the official setting)"
         )
     candidates = list(candidates) if candidates is not None else list(CANDIDATE_CONVENTIONS)

@@ -1,7 +1,7 @@
 """Feature extractor for D-BETA: turns raw 12-lead ECG recordings into the model's `ecg_values`.
 
 D-BETA was pretrained on MIMIC-IV-ECG: 12 leads, 10 s at 500 Hz (5000 samples), amplitudes in millivolts,
-no filtering and no normalisation (reference spec D.3). `DBetaECGFeatureExtractor` declares those
+no filtering and no normalization (reference spec D.3). `DBetaECGFeatureExtractor` declares those
 expectations in `preprocessor_config.json` and converts any recording to them, loudly:
 
 * the sampling rate of the input is required and other rates are resampled (anti-aliased polyphase);
@@ -76,7 +76,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     Hz) and `lead_mask` of shape `(batch, 12)` (bool, True where the lead was present in the input).
 
     The defaults reproduce D-BETA's pretraining input (MIMIC-IV-ECG: 10 s at 500 Hz in mV, no filter, no
-    normalisation).
+    normalization).
 
     Args:
         feature_size (`int`, *optional*):
@@ -109,7 +109,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             Butterworth order of the optional filter (doubled by the forward-backward pass).
         do_normalize (`bool`, *optional*, defaults to `False`):
             Z-score each present lead over its unpadded samples: `(x - mean) / (std + normalize_eps)`. Off in
-            D-BETA (whose optional normalisation used dataset-level statistics instead).
+            D-BETA (whose optional normalization used dataset-level statistics instead).
         normalize_eps (`float`, *optional*, defaults to 1e-6):
             Added to the standard deviation when `do_normalize=True`.
         lead_order (`str`, *optional*):

@@ -5,10 +5,10 @@ pretraining batch a *wrong* report for its ECG, so that the ECG-text matching he
 The official code ran a Flan-T5-small encoder and a FAISS search for every negative row inside the batch
 collator. Here the expensive part is done once, offline:
 
-1. the reports are normalised (:func:`dbeta_hf.text_normalization.normalize_report`) and de-duplicated
+1. the reports are normalized (:func:`dbeta_hf.text_normalization.normalize_report`) and de-duplicated
    (first occurrence order, so the ids are stable for a given corpus);
 2. each unique report is embedded with a T5 encoder (``google/flan-t5-small`` by default, as the official
-   index): mean of the last hidden state over the *real* tokens (attention mask), then L2-normalised.
+   index): mean of the last hidden state over the *real* tokens (attention mask), then L2-normalized.
    The official code averaged over padding positions too, so its embedding of a report depended on the
    other reports in its batch; the masked mean does not;
 3. an exact search stores, for every unique report, the ids of ``k`` candidate negatives:
@@ -26,7 +26,7 @@ A report is never its own negative. With fewer than ``k + 1`` unique reports ``k
 
 The resulting :class:`N3SIndex` holds the ``(U, k)`` int32 table and the report list, and is what the
 pretraining collator (:class:`dbeta_hf.pretraining_collator.DBetaPreTrainingCollator`) samples from:
-``report_id(text)`` is a dict look-up on the normalised text, ``sample_negative(ids, generator)`` one
+``report_id(text)`` is a dict look-up on the normalized text, ``sample_negative(ids, generator)`` one
 vectorised gather. No text model runs during training, and the sampling is reproducible with a seeded
 ``torch.Generator`` whatever the number of data-loader workers.
 
@@ -84,21 +84,21 @@ N3S_REPORTS_FILE = "n3s_reports.json"
 _FORMAT_VERSION = 1
 _MISSING_FIX = (
     "The N3S index must be built from the same reports as the dataset you train on: "
-    "build_n3s_index(dataset['report'], ...) (the texts are normalised with normalize_report before the "
-    "look-up, so only the normalised text has to match)."
+    "build_n3s_index(dataset['report'], ...) (the texts are normalized with normalize_report before the "
+    "look-up, so only the normalized text has to match)."
 )
 
 
 # ----------------------------------------------------------------------------------------------- index
 class N3SIndex:
-    """Unique normalised reports and, for each, the ids of its candidate negative reports.
+    """Unique normalized reports and, for each, the ids of its candidate negative reports.
 
     Args:
-        reports: the unique normalised reports; the position in this list is the report id.
+        reports: the unique normalized reports; the position in this list is the report id.
         negatives: ``(U, k)`` integer table; row ``i`` holds candidate negatives of report ``i`` (best first),
             padded with -1 after ``num_candidates[i]`` valid entries.
         num_candidates: ``(U,)`` number of valid entries per row (default: ``k`` for every row).
-        embeddings: optional ``(U, d)`` L2-normalised report embeddings (kept only if asked for; not needed
+        embeddings: optional ``(U, d)`` L2-normalized report embeddings (kept only if asked for; not needed
             for sampling).
         settings: how the index was built (strategy, k, encoder, ...), saved with it.
     """
@@ -168,7 +168,7 @@ class N3SIndex:
 
     @property
     def reports(self) -> list[str]:
-        """The unique normalised reports; ``reports[i]`` is the text of report id ``i``."""
+        """The unique normalized reports; ``reports[i]`` is the text of report id ``i``."""
         return self._reports
 
     @property
@@ -200,7 +200,7 @@ class N3SIndex:
         return normalize_report(text) in self._get_lookup()
 
     def report_id(self, text: str, normalize: bool = True) -> int:
-        """Id of a report (normalised first unless ``normalize=False``); ``KeyError`` if it is not indexed."""
+        """Id of a report (normalized first unless ``normalize=False``); ``KeyError`` if it is not indexed."""
         key = normalize_report(text) if normalize else text
         rid = self._get_lookup().get(key)
         if rid is None:
@@ -324,8 +324,8 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def _unique_normalised(reports: Iterable[str]) -> tuple[list[str], np.ndarray, int]:
-    """Normalised unique reports in first-occurrence order, the input position of each, and the input count."""
+def _unique_normalized(reports: Iterable[str]) -> tuple[list[str], np.ndarray, int]:
+    """Normalized unique reports in first-occurrence order, the input position of each, and the input count."""
     seen: dict[str, int] = {}
     first: list[int] = []
     count = 0
@@ -357,7 +357,7 @@ def _clamp_k(k: int, num_unique: int) -> int:
         raise ValueError(f"k must be >= 1, got {k}")
     if num_unique < 2:
         raise ValueError(
-            f"N3S needs at least 2 distinct reports after normalisation and de-duplication, got {num_unique}"
+            f"N3S needs at least 2 distinct reports after normalization and de-duplication, got {num_unique}"
         )
     if k > num_unique - 1:
         warnings.warn(
@@ -476,8 +476,8 @@ def build_n3s_index_from_embeddings(
 ) -> N3SIndex:
     """Build an :class:`N3SIndex` from row-aligned reports and embeddings (skips the text encoder).
 
-    The reports are normalised and de-duplicated (the embedding of a duplicated report's first occurrence is
-    used); the embeddings are L2-normalised unless ``normalize_embeddings=False``.
+    The reports are normalized and de-duplicated (the embedding of a duplicated report's first occurrence is
+    used); the embeddings are L2-normalized unless ``normalize_embeddings=False``.
 
     Args:
         k: candidate negatives stored per report (clamped, with a warning, to ``num_unique - 1``).
@@ -488,7 +488,7 @@ def build_n3s_index_from_embeddings(
         chunk_size: query rows per chunk; default from ``max_chunk_mb``.
         max_chunk_mb: memory budget of one chunk of similarities plus its top-k workspace (default 1024 on the
             CPU, 4096 on CUDA).
-        keep_embeddings: keep the (U, d) normalised embeddings on the index (for inspection / saving).
+        keep_embeddings: keep the (U, d) normalized embeddings on the index (for inspection / saving).
         faiss_oversample: for ``backend="faiss", strategy="hard"``, extra neighbours searched to make up for the
             ones filtered out by the ceiling (default ``4 * k``).
     """
@@ -504,7 +504,7 @@ def build_n3s_index_from_embeddings(
         raise ValueError(
             f"embeddings must have shape (len(reports)={len(reports)}, dim), got {tuple(embeddings.shape)}"
         )
-    unique, first, num_input = _unique_normalised(reports)
+    unique, first, num_input = _unique_normalized(reports)
     k = _clamp_k(int(k), len(unique))
     embeddings = embeddings.detach().to(torch.float32)
     if len(unique) != num_input:
@@ -569,7 +569,7 @@ def embed_reports(
     model=None,
     tokenizer=None,
 ) -> torch.Tensor:
-    """Masked-mean-pooled, L2-normalised T5 encoder embeddings of ``reports`` (as given, not normalised).
+    """Masked-mean-pooled, L2-normalized T5 encoder embeddings of ``reports`` (as given, not normalized).
 
     Loads ``T5EncoderModel`` and ``AutoTokenizer`` from ``encoder_name_or_path`` unless ``model`` / ``tokenizer``
     are passed. The reports are processed in length-sorted batches (the masked mean makes the result
@@ -623,13 +623,13 @@ def build_n3s_index(
     progress: bool = True,
     faiss_oversample: int | None = None,
 ) -> N3SIndex:
-    """Normalise and de-duplicate ``reports``, embed them with a T5 encoder and store ``k`` negatives each.
+    """Normalize and de-duplicate ``reports``, embed them with a T5 encoder and store ``k`` negatives each.
 
     ``encoder_name_or_path`` names a T5 checkpoint (encoder and tokenizer); the official index used
     ``google/flan-t5-small`` with ``max_length=256``. See :func:`build_n3s_index_from_embeddings` for the
     search arguments. Everything runs on ``device`` (default CUDA when available).
     """
-    unique, _, num_input = _unique_normalised(reports)
+    unique, _, num_input = _unique_normalized(reports)
     k = _clamp_k(int(k), len(unique))  # fail (or warn) before the expensive part
     started = time.perf_counter()
     embeddings = embed_reports(

@@ -9,7 +9,7 @@
 The pipeline is **multi-label**: each candidate label gets an independent score, the official D-BETA raw dot
 product of the uni-modal ECG embedding with the embedding of the label's description (`similarity="cosine"` for
 the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently). Scores are
-never normalised across labels, so several labels can be present at once and a label's score does not depend
+never normalized across labels, so several labels can be present at once and a label's score does not depend
 on which other labels are asked for.
 
 Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.zero_shot_prompts`); pass

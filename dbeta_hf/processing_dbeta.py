@@ -23,7 +23,7 @@ class DBetaProcessor(ProcessorMixin):
     Constructs a D-BETA processor: a [`DBetaECGFeatureExtractor`] for the ECG and a T5 tokenizer (Flan-T5-base in
     D-BETA) for the report text.
 
-    Reports are normalised the way D-BETA pretraining normalised them before tokenising
+    Reports are normalized the way D-BETA pretraining normalized them before tokenising
     ([`~dbeta_hf.text_normalization.normalize_report`]: lower case, `ekg` -> `ecg`, `***` / `=-` / `=`
     decorations removed, runs of white space folded), so that machine reports and zero-shot prompts look like
     the pretraining text. Set `normalize_text=False` to tokenise text as given.
@@ -120,7 +120,7 @@ class DBetaProcessor(ProcessorMixin):
                 Recording(s) of shape `(leads, samples)` or `(batch, leads, samples)`; see
                 [`DBetaECGFeatureExtractor.__call__`] for the full contract.
             text (`str` or `list[str]`, *optional*):
-                Report(s) or prompt(s). Normalised with `normalize_report` unless `normalize_text=False`.
+                Report(s) or prompt(s). Normalized with `normalize_report` unless `normalize_text=False`.
             sampling_rate (`float` or `list[float]`, *optional*):
                 Sampling rate of `ecg` in Hz; required whenever `ecg` is given.
             lead_names (`list[str]` or `list[list[str]]`, *optional*):
@@ -178,7 +178,7 @@ class DBetaProcessor(ProcessorMixin):
         if empty:
             shown = ", ".join(f"{index} ({texts[index]!r})" for index in empty[:5])
             raise ValueError(
-                f"text(s) {shown} are empty{' after normalisation (decoration such as *** is removed)' if self.normalize_text else ''}: "
+                f"text(s) {shown} are empty{' after normalization (decoration such as *** is removed)' if self.normalize_text else ''}: "
                 "they would tokenise to a lone </s>. Drop them or give them a report"
             )
         return prepared

@@ -168,7 +168,7 @@ class ECGParameters:
         return dataclasses.asdict(self)
 
 
-def _normalise_conditions(conditions: str | Iterable[str] | None) -> tuple[list[str], str | None]:
+def _normalize_conditions(conditions: str | Iterable[str] | None) -> tuple[list[str], str | None]:
     if conditions is None:
         conditions = ["SR"]
     elif isinstance(conditions, str):
@@ -211,7 +211,7 @@ def sample_parameters(
     `EXTRA_FINDINGS`.
     """
     rng = np.random.default_rng(rng)
-    conds, bbb_type = _normalise_conditions(conditions)
+    conds, bbb_type = _normalize_conditions(conditions)
     rhythm = next(c for c in conds if c in RHYTHM_CLASSES)
     extras = tuple(extras)
     for e in extras:
@@ -312,7 +312,7 @@ def _render(centers: np.ndarray, amps: np.ndarray, sigma: float, n: int, fs: flo
 def _beat_times(p: ECGParameters, rng: np.random.Generator, duration: float) -> tuple[np.ndarray, np.ndarray]:
     """QRS onset times (s) and the RR interval that follows each beat.
 
-    The intervals between the beats that fall inside the record are renormalised so that their mean is
+    The intervals between the beats that fall inside the record are renormalized so that their mean is
     exactly ``60 / heart_rate`` and their variability exactly `rr_irregularity` (coefficient of variation for
     sinus rhythm, standard deviation of log-RR for AF), so the measured rate and irregularity follow the
     parameters even for short records with few beats.
@@ -515,7 +515,7 @@ def generate_ecg(
             ``noise=0.0`` (mV), ``bbb_type="left"``, ``qrs_axis=-50``.
     """
     if backend == "deepfake":
-        conds, _ = _normalise_conditions(conditions)
+        conds, _ = _normalize_conditions(conditions)
         if conds != ["SR"] or heart_rate is not None or params or tuple(extras):
             raise ValueError(
                 "the deepfake backend generates normal sinus ECGs only and cannot be steered (no conditions, "

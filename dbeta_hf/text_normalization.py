@@ -1,6 +1,6 @@
-"""Report text normalisation shared by the processor, the N3S index and the pretraining collator.
+"""Report text normalization shared by the processor, the N3S index and the pretraining collator.
 
-D-BETA normalises machine reports before tokenising them (reference spec D.1/D.3). `normalize_report`
+D-BETA normalizes machine reports before tokenising them (reference spec D.1/D.3). `normalize_report`
 follows the official ``process_text`` (the N3S index builder) step by step; see its docstring.
 """
 
@@ -16,7 +16,7 @@ _SPACES = re.compile(r"\s+")
 
 
 def normalize_report(text: str) -> str:
-    """Normalise one report the way the official D-BETA preprocessing does.
+    """Normalize one report the way the official D-BETA preprocessing does.
 
     The steps, in order:
 

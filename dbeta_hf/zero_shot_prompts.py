@@ -93,7 +93,7 @@ class MissingClassDescriptionError(KeyError, ValueError):
         return self.message
 
 
-def _normalise_structure(data: Any, source: str) -> dict[str, Any]:
+def _normalize_structure(data: Any, source: str) -> dict[str, Any]:
     """Accept the shipped structure or a flat ``{code: text}`` mapping; return the structure."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: class descriptions must be a JSON object, got {type(data).__name__}")
@@ -122,7 +122,7 @@ def _normalise_structure(data: Any, source: str) -> dict[str, Any]:
 def _load_cached(path: str, mtime: float) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    return _normalise_structure(data, path)
+    return _normalize_structure(data, path)
 
 
 def load_class_descriptions(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def _as_overrides(overrides: Mapping[str, Any] | str | os.PathLike | None) -> di
     if isinstance(overrides, (str, os.PathLike)):
         return load_class_descriptions(overrides)
     if isinstance(overrides, Mapping):
-        return _normalise_structure(overrides, "overrides")
+        return _normalize_structure(overrides, "overrides")
     raise TypeError(f"overrides must be a dict, a JSON file path or None, got {type(overrides).__name__}")
 
 
@@ -273,7 +273,7 @@ def load_prompt_set(source: Mapping[str, Any] | str | os.PathLike) -> dict[str, 
     dict, its sorted JSON), so two runs with the same name but edited texts can be told apart.
     """
     if isinstance(source, Mapping):
-        data = _normalise_structure(source, "prompt set")
+        data = _normalize_structure(source, "prompt set")
         name = "prompt set given as a dict"
         digest = hashlib.sha256(json.dumps(source, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
     elif isinstance(source, (str, os.PathLike)):

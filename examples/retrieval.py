@@ -4,7 +4,7 @@
 Each record of the held-out set contributes its ECG and its report; ECGs query all reports and reports query
 all ECGs, ranked by the same score as zero-shot classification (raw dot product of the uni-modal embeddings;
 `--similarity cosine` for the cosine). A retrieved item counts as correct when its report is identical (after
-the processor's text normalisation) to the query's own report, since machine reports repeat.
+the processor's text normalization) to the query's own report, since machine reports repeat.
 
 Offline out of the box (after `python examples/pretrain.py`): a held-out synthetic corpus::
 
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     markdown += (
         "\nA retrieved item is correct when its report is identical to the query's own report (after text "
-        f"normalisation). Median rank of the first correct item: ECG→report {results['ecg_to_report']['median_rank']:.0f}, "
+        f"normalization). Median rank of the first correct item: ECG→report {results['ecg_to_report']['median_rank']:.0f}, "
         f"report→ECG {results['report_to_ecg']['median_rank']:.0f}.\n"
     )
     json_path, md_path = write_results(results, markdown, args.output_dir, "retrieval_results")

@@ -386,7 +386,7 @@ def test_same_report_positives_label_identical_reports(tiny_tokenizer):
     ets = out["ets_labels"]
     assert ets.shape == (4, 4)
     assert torch.equal(torch.diagonal(ets), 2.0 * match.float() - 1.0)  # the diagonal keeps the official rule
-    if match[0] == 1 and match[1] == 1:  # rows 0 and 1 share their report after normalisation
+    if match[0] == 1 and match[1] == 1:  # rows 0 and 1 share their report after normalization
         assert ets[0, 1] == 1 and ets[1, 0] == 1
     assert "ets_labels" not in DBetaPreTrainingCollator(tiny_tokenizer, seed=3)(rows)
 

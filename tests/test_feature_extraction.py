@@ -346,7 +346,7 @@ def test_pad_collates_extracted_examples(fe):
 
 
 # ------------------------------------------------------------------------------------------------ options
-def test_bandpass_filter_and_normalisation_options():
+def test_bandpass_filter_and_normalization_options():
     rate = 500
     wander, content = sine(0.05, rate, 5000, 2.0), sine(10.0, rate, 5000, 1.0)
     ecg = np.tile(wander + content + 0.7, (12, 1))

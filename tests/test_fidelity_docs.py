@@ -17,7 +17,7 @@ def _section(text: str, title: str) -> str:
 def test_readme_lists_the_differences_from_the_official_code():
     section = _section((REPO / "README.md").read_text(encoding="utf-8"), "Differences from the official code")
     for needle in ("world_size=1", "ets_global_batch", "mlm_mem_on_matched_only", "N3S", "<extra_id_0>",
-                   "attention mask", "Text normalisation", "Input convention", "prompt"):
+                   "attention mask", "Text normalization", "Input convention", "prompt"):
         assert needle in section, needle
 
 

@@ -60,7 +60,7 @@ def test_dissimilar_strategy_on_handcrafted_corpus():
     assert not bool((index.negatives == own).any())
 
 
-def test_normalisation_and_deduplication_keep_first_occurrence():
+def test_normalization_and_deduplication_keep_first_occurrence():
     reports, emb = circle_corpus()
     noisy = ["*** Sinus Bradycardia ***", "SINUS BRADYCARDIA"] + reports[1:]
     # the duplicate's embedding points the other way: the first occurrence must win
@@ -68,7 +68,7 @@ def test_normalisation_and_deduplication_keep_first_occurrence():
     index = build_n3s_index_from_embeddings(noisy, noisy_emb * 3.0, k=2, progress=False, keep_embeddings=True)
     assert index.reports == reports
     assert index.settings["num_input_reports"] == 9
-    torch.testing.assert_close(index.embeddings, emb)  # first occurrence, L2-normalised
+    torch.testing.assert_close(index.embeddings, emb)  # first occurrence, L2-normalized
     assert index.report_id("  *** sinus   bradycardia =") == 0
     assert "Sinus Bradycardia" in index and "third degree block" not in index
 
@@ -276,7 +276,7 @@ def tiny_encoder_dir(tmp_path_factory, tiny_tokenizer):
 
 ENCODER_REPORTS = [
     "Sinus bradycardia",
-    "*** SINUS BRADYCARDIA ***",  # duplicate after normalisation
+    "*** SINUS BRADYCARDIA ***",  # duplicate after normalization
     "sinus rhythm",
     "atrial fibrillation with rapid ventricular response",
     "left bundle branch block",

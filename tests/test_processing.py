@@ -1,4 +1,4 @@
-"""Tests of DBetaProcessor: text normalisation, both modalities, save/load, Auto classes, and the tiny model."""
+"""Tests of DBetaProcessor: text normalization, both modalities, save/load, Auto classes, and the tiny model."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_single_modality_and_options(processor):
     assert len({len(ids) for ids in unpadded["input_ids"]}) == 3
 
 
-def test_text_normalisation_can_be_turned_off(tiny_tokenizer_path, tiny_tokenizer):
+def test_text_normalization_can_be_turned_off(tiny_tokenizer_path, tiny_tokenizer):
     raw = DBetaProcessor.from_tokenizer(tiny_tokenizer_path, normalize_text=False)
     out = raw(text=REPORT)
     torch.testing.assert_close(out["input_ids"], tiny_tokenizer(REPORT, return_tensors="pt")["input_ids"])

@@ -26,7 +26,7 @@ def _hand_recall(similarity: np.ndarray, relevant: np.ndarray, k: int) -> float:
     return hits / similarity.shape[0]
 
 
-def test_report_relevance_uses_normalised_text():
+def test_report_relevance_uses_normalized_text():
     from dbeta_hf.evaluation.retrieval import report_relevance
 
     rel = report_relevance(["Sinus rhythm.  Normal ECG", "sinus rhythm. normal ecg", "Atrial fibrillation"])

@@ -16,7 +16,7 @@ def processor(tiny_tokenizer_path):
 
 @pytest.mark.parametrize("report", ["", "   ", "***", "*** =-= ***"])
 def test_empty_or_decoration_only_report_is_an_error(processor, report):
-    with pytest.raises(ValueError, match=r"text\(s\) 1 .* are empty after normalisation.*lone </s>"):
+    with pytest.raises(ValueError, match=r"text\(s\) 1 .* are empty after normalization.*lone </s>"):
         processor(text=["sinus rhythm", report])
 
 

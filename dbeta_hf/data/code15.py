@@ -6,7 +6,7 @@ Expected layout (``data.zip`` unzipped; ``ROOT/data/...`` is accepted too)::
     ROOT/annotations/gold_standard.csv  1dAVb, RBBB, LBBB, SB, AF, ST  (row i = tracing i)
 
 Preprocessing, as D-BETA's zero-shot notebook: resample 400 -> 500 Hz (4096 -> 5120 samples, with
-`ecg_signal.resample_signal`) and keep the first 5000 samples; no filtering, no normalisation.
+`ecg_signal.resample_signal`) and keep the first 5000 samples; no filtering, no normalization.
 
 **Lead order.** The release README (automatic-ecg-diagnosis, ``data/README.md`` and the model README)
 gives ``DI, DII, DIII, AVL, AVF, AVR, V1..V6`` -- aVL and aVF *before* aVR -- and this order was

@@ -171,7 +171,7 @@ class SplitFiles:
     """Record ids per split read from split files (see `read_split_files`).
 
     Attributes:
-        ids: ``{split: [record id, ...]}`` in file order (splits normalised: ``val`` -> ``validation``).
+        ids: ``{split: [record id, ...]}`` in file order (splits normalized: ``val`` -> ``validation``).
         id_column: the column the ids were read from.
         labels: ``{record id: {column: value}}`` for every column of the files (used with
             ``use_split_file_labels=True``).

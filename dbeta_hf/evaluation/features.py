@@ -252,7 +252,7 @@ def extract_text_features(
     progress: bool = False,
     desc: str = "text features",
 ) -> torch.Tensor:
-    """Uni-modal text embeddings (N, hidden) float32 of `texts`, tokenised with `processor` (normalised, padded).
+    """Uni-modal text embeddings (N, hidden) float32 of `texts`, tokenised with `processor` (normalized, padded).
 
     The model must have a text tower (`DBetaModel` / `DBetaForPreTraining`). Padded batches equal one text at a
     time because the attention mask reaches the T5 encoder.

@@ -287,13 +287,13 @@ def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] |
     For every record with label set L and output set O, each (label i, output j) pair adds
     ``1 / max(1, |L U O|)`` to a confusion matrix ``A[i, j]``; the raw score is ``sum(W * A)`` with the
     challenge's weights ``W`` (`dbeta_hf.cinc2021_classes.cinc2021_weights`: 1 on the diagonal, partial credit
-    between similar classes). It is normalised so that the classifier that outputs only the normal class
+    between similar classes). It is normalized so that the classifier that outputs only the normal class
     (sinus rhythm, 426783006) for every record scores 0 and a perfect classifier scores 1::
 
         score = (observed - inactive) / (correct - inactive)
 
     (0.0 when ``correct == inactive``, as in the challenge's evaluation code). Records without any scored
-    label still count: their outputs can only lose weight through the normalisation of the others.
+    label still count: their outputs can only lose weight through the normalization of the others.
 
     Args:
         labels: ``(N, C)`` booleans (or 0/1), the true classes of each record.
@@ -304,7 +304,7 @@ def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] |
             merged class (e.g. separate ``"713427006"`` and ``"59118001"`` columns) are merged (logical or)
             before scoring, so equivalent codes count as one class. The normal class must be among them.
 
-    Returns the normalised score as a float (x 100 in the paper's Table 1).
+    Returns the normalized score as a float (x 100 in the paper's Table 1).
     """
     from ..cinc2021_classes import CINC2021_NORMAL_CLASS, cinc2021_class_names, cinc2021_weights, resolve_cinc2021_class
 

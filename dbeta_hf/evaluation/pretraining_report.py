@@ -9,7 +9,7 @@ variant with. It reuses the package's evaluation code (`DBetaZeroShotClassifier`
 * **Linear probe**: a logistic regression on the frozen ECG embeddings of (part of) the training split, early-stopped
   on a fifth of it, scored on the held-out records.
 * **Retrieval**: ECG -> report and report -> ECG Recall@k over the held-out pairs (a report counts as relevant when
-  it is identical, after normalisation, to the ECG's own report).
+  it is identical, after normalization, to the ECG's own report).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ cosine as an option). Two directions are scored:
 * **ECG -> report**: each ECG queries all reports;
 * **report -> ECG**: each report queries all ECGs.
 
-A retrieved item is correct when its report text is *identical* (after the processor's report normalisation)
+A retrieved item is correct when its report text is *identical* (after the processor's report normalization)
 to the query's own report: machine reports repeat ("sinus rhythm. normal ecg."), and an identical text is an
 identical model input, so no ranking could prefer one copy over another. Recall@k is the fraction of queries
 with at least one correct item among the k most similar.
@@ -39,7 +39,7 @@ __all__ = [
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 
-def _normalise(text: str, normalize: bool) -> str:
+def _normalize(text: str, normalize: bool) -> str:
     if not normalize:
         return str(text)
     from ..text_normalization import normalize_report
@@ -54,8 +54,8 @@ def report_relevance(
 
     Texts are compared after `normalize_report` (what the processor feeds the model) unless ``normalize=False``.
     """
-    queries = [_normalise(t, normalize) for t in query_reports]
-    gallery = queries if gallery_reports is None else [_normalise(t, normalize) for t in gallery_reports]
+    queries = [_normalize(t, normalize) for t in query_reports]
+    gallery = queries if gallery_reports is None else [_normalize(t, normalize) for t in gallery_reports]
     vocabulary: dict[str, int] = {}
     q = np.array([vocabulary.setdefault(t, len(vocabulary)) for t in queries])
     g = np.array([vocabulary.setdefault(t, len(vocabulary)) for t in gallery])
@@ -110,7 +110,7 @@ def retrieval_metrics(
         "ecg_to_report": retrieval_recall(sim, relevance, ks),
         "report_to_ecg": retrieval_recall(sim.T, relevance.T, ks),
         "num_pairs": int(len(reports)),
-        "num_unique_reports": int(len({_normalise(r, normalize) for r in reports})),
+        "num_unique_reports": int(len({_normalize(r, normalize) for r in reports})),
         "similarity": similarity,
     }
 

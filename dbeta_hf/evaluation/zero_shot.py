@@ -3,10 +3,10 @@
 Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.zero_shot_prompts`,
 overridable with a JSON file). The description is encoded once by the text tower (T5 encoder -> projection ->
 tanh pooler) and cached; every ECG by the ECG tower (`get_ecg_features`). The score of class ``c`` for ECG ``i``
-is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalisation,
-no temperature, no softmax). ``similarity="cosine"`` L2-normalises both sides first (MERL's choice).
+is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalization,
+no temperature, no softmax). ``similarity="cosine"`` L2-normalizes both sides first (MERL's choice).
 
-Scores are **independent per class** (multi-label): they are never normalised across classes, so adding or
+Scores are **independent per class** (multi-label): they are never normalized across classes, so adding or
 removing a class does not change the other classes' scores, and each class gets its own ROC curve.
 
     >>> from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
@@ -50,7 +50,7 @@ def _check_similarity(similarity: str) -> str:
 def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot") -> torch.Tensor:
     """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) scores.
 
-    ``"dot"``: ``ecg_embeds @ text_embeds.T`` (official D-BETA); ``"cosine"``: the same on L2-normalised vectors.
+    ``"dot"``: ``ecg_embeds @ text_embeds.T`` (official D-BETA); ``"cosine"``: the same on L2-normalized vectors.
     """
     _check_similarity(similarity)
     if ecg_embeds.dim() != 2 or text_embeds.dim() != 2 or ecg_embeds.shape[1] != text_embeds.shape[1]:
