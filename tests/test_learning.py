@@ -5,8 +5,8 @@ Measured for this run (200 steps, 512 training pairs, 128 held-out; benchmarks/R
 first -> last logged MLM 4.62 -> 2.51, MEM 1.106 -> 0.997, ETM 0.69 -> 0.34, ETS 0.231 -> 0.096; linear-probe macro
 AUROC 0.907; zero-shot macro 0.690 with sinus tachycardia 0.858 and bundle branch block 0.998 (chance: 0.5). The
 thresholds leave a margin for other thread counts. The issue's zero-shot macro threshold of 0.75 needs the demo's
-length (0.851 at 300 steps on 1,536 pairs, about 2 minutes), more than this test can spend (it takes 80 s on 2 idle cores, over the issue's 60 s); 250
-steps on 512 pairs gave the same 0.692.
+length (0.851 at 300 steps on 1,536 pairs, about 2 minutes), more than this test can spend: it already takes 80 s on
+2 idle cores, over the issue's 60 s. 250 steps on 512 pairs gave the same 0.692.
 """
 
 from __future__ import annotations
