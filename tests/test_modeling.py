@@ -569,6 +569,25 @@ def test_ets_unmasked_inputs_scores_the_unmasked_ecg_and_the_restored_report():
         assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_unmasked_ets_pass_shares_the_conv_features():
+    """`ets_unmasked_inputs`: the unmasked ECG pass reuses the masked pass's conv features (one conv run per step) and
+    gives the same embedding as a separate unmasked forward."""
+    torch.manual_seed(0)
+    ecg, ids, mask = make_inputs(batch=3)
+    model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=True, initializer_range=0.1)).eval()
+    calls = []
+    handle = model.model.ecg_encoder.feature_extractor.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        out = model.model(ecg, ids, mask, apply_ecg_mask=True, return_unmasked_ecg=True)
+    handle.remove()
+    assert len(calls) == 1
+    assert out.mem_mask is not None and out.ecg_hidden_states.shape[1] < 1 + out.mem_mask.shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(out.unmasked_ecg_embeds, model.get_ecg_features(ecg))
+        plain = model.model(ecg, ids, mask, apply_ecg_mask=True)
+    assert plain.unmasked_ecg_embeds is None
+
+
 def test_hidden_states_attentions_and_tuples_through_transformers_conventions():
     cfg = tiny_config(ecg_layers=2)
     cfg._attn_implementation = "eager"  # attention probabilities need the eager backend
