@@ -122,6 +122,13 @@ def ets_labels(match_labels: torch.Tensor | None, num_ecgs: int, num_texts: int,
     return labels
 
 
+def ets_logits(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor | float = 1.0,
+               logit_bias: torch.Tensor | float | None = None) -> torch.Tensor:
+    """ETS logits `scale * e @ t.T + bias` in float32, (num ECGs, num texts)."""
+    logits = logit_scale * ecg_embeds.float() @ text_embeds.float().T
+    return logits if logit_bias is None else logits + logit_bias
+
+
 def ets_loss(
     ecg_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
@@ -133,9 +140,7 @@ def ets_loss(
     """Single-process ETS loss: `-logsigmoid(labels * (scale * e @ t.T + bias))`, averaged over all B x B pairs.
 
     `labels` (B, B) of +-1 replaces the official diagonal rule (e.g. the collator's same-report positives)."""
-    logits = logit_scale * ecg_embeds.float() @ text_embeds.float().T
-    if logit_bias is not None:
-        logits = logits + logit_bias
+    logits = ets_logits(ecg_embeds, text_embeds, logit_scale, logit_bias)
     if labels is None:
         labels = ets_labels(match_labels, ecg_embeds.shape[0], text_embeds.shape[0], device=logits.device)
     return -F.logsigmoid(labels.to(logits) * logits).mean()
@@ -196,9 +201,7 @@ def distributed_ets_loss(
     if world_size == 1:
         return ets_loss(ecg_embeds, text_embeds, match_labels, logit_scale, logit_bias, labels)
     all_texts, sizes = gather_with_grad(text_embeds)
-    logits = logit_scale * ecg_embeds.float() @ all_texts.float().T
-    if logit_bias is not None:
-        logits = logits + logit_bias
+    logits = ets_logits(ecg_embeds, all_texts, logit_scale, logit_bias)
     offset = sum(sizes[:rank])
     local_labels = labels
     labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)
