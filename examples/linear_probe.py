@@ -94,27 +94,35 @@ def _add_merl_arguments(parser) -> None:
                         help="--protocol merl: step the scheduler per iteration and per epoch (MERL's code) or per epoch")
 
 
-def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method: str) -> dict:
-    """MERL's protocol for every task with one encoder: features of MERL-prepared inputs, then the fixed schedule."""
+def _split_features(args, encoder, splits, split_names, feature_extractor, cache_dir, cache_name: str, desc: str):
+    """Frozen ECG features and label arrays of `split_names`; `cache_name` / `desc` are formatted with `split`."""
     from dbeta_hf.evaluation.cli import dataset_sampling_rate
     from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
+
+    rate = dataset_sampling_rate(splits)
+    feats, labels = {}, {}
+    for split_name in split_names:
+        feats[split_name] = extract_ecg_features(
+            encoder, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
+            sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
+            cache_name=cache_name.format(split=split_name), progress=not args.no_progress,
+            desc=desc.format(split=split_name),
+        )
+        labels[split_name] = labels_array(splits[split_name])
+    return feats, labels
+
+
+def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method: str) -> dict:
+    """MERL's protocol for every task with one encoder: features of MERL-prepared inputs, then the fixed schedule."""
     from dbeta_hf.evaluation.merl_linear_probe import MERLInputEncoder, MERLProbeConfig, run_merl_linear_probe
 
     config = MERLProbeConfig(epochs=args.merl_epochs, milestones=tuple(args.merl_milestones),
                              batch_size=args.merl_batch_size, scheduler_step=args.merl_scheduler_step)
     out = {}
     for task, (splits, class_names) in data.items():
-        rate = dataset_sampling_rate(splits)
-        wrapped = MERLInputEncoder(encoder, task)
-        feats, labels = {}, {}
-        for split_name in ("train", "test"):
-            feats[split_name] = extract_ecg_features(
-                wrapped, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
-                sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
-                cache_name=f"{task}-{split_name}-merl", progress=not args.no_progress,
-                desc=f"{method}: {task} {split_name} features (MERL inputs)",
-            )
-            labels[split_name] = labels_array(splits[split_name])
+        feats, labels = _split_features(args, MERLInputEncoder(encoder, task), splits, ("train", "test"),
+                                        feature_extractor, cache_dir, f"{task}-{{split}}-merl",
+                                        f"{method}: {task} {{split}} features (MERL inputs)")
         out[task] = run_merl_linear_probe(feats["train"], labels["train"], feats["test"], labels["test"], class_names,
                                           fractions=args.fractions, config=config)
         for key, entry in out[task]["fractions"].items():
@@ -162,14 +170,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from dbeta_hf.evaluation.cli import (
         TASK_TITLES,
         cache_dir_from_args,
-        dataset_sampling_rate,
         load_feature_extractor,
         load_task_splits_from_args,
         resolve_device,
         resolve_model_dir,
         write_results,
     )
-    from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
     from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, run_linear_probe
     from dbeta_hf.evaluation.metrics import fraction_label
     from dbeta_hf.plotting import plot_roc_curves
@@ -221,16 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         encoder = build().to(device).eval()
         results["methods"][method] = {}
         for task, (splits, class_names) in data.items():
-            rate = dataset_sampling_rate(splits)
-            feats, labels = {}, {}
-            for split_name in ("train", "validation", "test"):
-                feats[split_name] = extract_ecg_features(
-                    encoder, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
-                    sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
-                    cache_name=f"{task}-{split_name}", progress=not args.no_progress,
-                    desc=f"{method}: {task} {split_name} features",
-                )
-                labels[split_name] = labels_array(splits[split_name])
+            feats, labels = _split_features(args, encoder, splits, ("train", "validation", "test"), feature_extractor,
+                                            cache_dir, f"{task}-{{split}}", f"{method}: {task} {{split}} features")
             logger.info("%s / %s: probing %d train, %d validation, %d test records", method, task,
                         len(labels["train"]), len(labels["validation"]), len(labels["test"]))
             res = run_linear_probe(
