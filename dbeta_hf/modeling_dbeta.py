@@ -1279,6 +1279,8 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         noise: torch.Tensor | None = None,
         apply_ecg_mask: bool = True,
         lead_mask: torch.Tensor | None = None,
+        ets_input_ids: torch.Tensor | None = None,
+        ets_attention_mask: torch.Tensor | None = None,
         return_mlm_logits: bool = True,
         return_loss: bool | None = None,
         **kwargs,
@@ -1299,6 +1301,10 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 `int(T * (1 - mem_prob))` tokens are kept), as ViTMAE; drawn when omitted.
             apply_ecg_mask: mask ECG tokens and reconstruct them (MEM); `False` runs the unmasked evaluation pass.
             lead_mask: optional (B, leads), True for the leads present; absent leads are zeroed.
+            ets_input_ids / ets_attention_mask: optional (B, L') text view that the ETS loss embeds instead of the
+                fed report (column j pairs with row j's text), e.g. the statement-dropped reports of the pretraining
+                collator's `statement_dropout` (which also gives the matching `ets_labels`). MLM and ETM keep
+                `input_ids`.
             return_mlm_logits: return the full (B, L, V) MLM logits. With `False` the MLM head only runs on the
                 positions that have a label (same loss, much less compute), and `mlm_logits` is None.
             return_loss: compute the losses (as CLIP's `return_loss`). Default: when labels (`mlm_labels`,
@@ -1317,7 +1323,13 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                              apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=unmasked and apply_ecg_mask, **kwargs)
         ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
         if unmasked:
-            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(outputs, input_ids, attention_mask, mlm_labels)
+            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
+                outputs, input_ids, attention_mask, None if ets_input_ids is not None else mlm_labels)
+        if ets_input_ids is not None:
+            if ets_attention_mask is None:
+                ets_attention_mask = (ets_input_ids != self.config.text_config.pad_token_id).long()
+            text_embeds = self.model.pool_text(self.model.encode_text(ets_input_ids, ets_attention_mask),
+                                               ets_attention_mask)
 
         # heads
         fused_text = outputs.multimodal_text_hidden_states

@@ -20,6 +20,8 @@ key                 shape, dtype  meaning
 ``ets_labels``      (B, B) float  only with ``same_report_positives=True`` (see there)
 ``mlm_positions``   (B, K) long   MLM target positions per row, -1 padded (``return_mlm_positions``, on by default)
 ``noise``           (B, T) f32    only with ``mem_noise_tokens=T``: the noise that drives the model's MEM masking
+``ets_input_ids``   (B, L') int64 only with ``statement_dropout > 0``: the ETS view of each fed text, some statements
+                                  dropped (with ``ets_attention_mask``; ``ets_labels`` then follow the subset rule)
 ==================  ============  =====================================================================
 
 What it does per batch of B rows, with the differences to the released official collator (reference spec
@@ -71,6 +73,7 @@ from __future__ import annotations
 import hashlib
 import math
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -86,7 +89,8 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DBetaPreTrainingCollator", "DBetaCollatorEpochCallback", "mlm_mask_tokens", "mask_leads"]
+__all__ = ["DBetaPreTrainingCollator", "DBetaCollatorEpochCallback", "mlm_mask_tokens", "mask_leads", "drop_statements",
+           "split_statements", "statement_subset_labels"]
 
 DEFAULT_ID_COLUMNS = ("idx", "study_id", "ecg_id", "exam_id", "record_id", "sample_id", "id")
 _CHECKSUM_STRIDE = 37  # ECG samples hashed per lead: every 37th (a cheap, exact checksum of the float32 values)
@@ -111,6 +115,48 @@ def _id_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return repr(value).encode("utf-8")
+
+
+_STATEMENT_END = re.compile(r"(?<=[.;])\s+")
+
+
+def split_statements(report: str) -> list[str]:
+    """The statements of a normalized report: its sentences, split after every ``.`` or ``;`` followed by white
+    space (``"sinus rhythm. normal ecg."`` -> ``["sinus rhythm.", "normal ecg."]``). A report without such a
+    boundary is one statement."""
+    return [part for part in (p.strip() for p in _STATEMENT_END.split(report)) if part]
+
+
+def statement_subset_labels(true_reports: Sequence[str], ets_texts: Sequence[str]) -> torch.Tensor:
+    """(B, B) ETS labels: +1 where every statement of the text in column j is a statement of row i's true report
+    (the text says only things that are true of ECG i), else -1. Identical reports are a special case."""
+    vocabulary: dict[str, int] = {}
+    true_sets = [[vocabulary.setdefault(t, len(vocabulary)) for t in split_statements(r)] for r in true_reports]
+    text_sets = [[vocabulary.setdefault(t, len(vocabulary)) for t in split_statements(r)] for r in ets_texts]
+    true_hot = torch.zeros(len(true_reports), len(vocabulary))
+    text_hot = torch.zeros(len(ets_texts), len(vocabulary))
+    for row, ids in enumerate(true_sets):
+        true_hot[row, ids] = 1.0
+    for row, ids in enumerate(text_sets):
+        text_hot[row, ids] = 1.0
+    # statements of text j missing from report i: text_hot[j] . (1 - true_hot[i])
+    missing = (1.0 - true_hot) @ text_hot.T
+    return torch.where(missing == 0, 1.0, -1.0)
+
+
+def drop_statements(texts: Sequence[str], probability: float, generator: torch.Generator) -> list[str]:
+    """Drop each statement (`split_statements`) of each text with `probability`, keeping at least one per text (a
+    uniformly drawn one when every statement was dropped). Two draws from `generator`: (B, S) and (B,), S = the most
+    statements of a text in the batch."""
+    parts = [split_statements(t) or [t] for t in texts]
+    width = max(len(p) for p in parts)
+    kept = torch.rand((len(parts), width), generator=generator) >= probability
+    fallback = torch.rand(len(parts), generator=generator)
+    out = []
+    for row, statements in enumerate(parts):
+        keep = [s for s, k in zip(statements, kept[row, : len(statements)].tolist()) if k]
+        out.append(" ".join(keep) if keep else statements[int(fallback[row] * len(statements))])
+    return out
 
 
 def same_report_labels(true_reports: Sequence[str], fed_texts: Sequence[str]) -> torch.Tensor:
@@ -177,6 +223,12 @@ class DBetaPreTrainingCollator:
             two ECGs whose reports are identical (frequent: "sinus rhythm. normal ecg.") are pushed apart as
             negatives of each other's text; this option treats them as positives instead. Off by default
             (official behaviour).
+        statement_dropout: with a value > 0, also return an ETS view of each fed text (``ets_input_ids``,
+            ``ets_attention_mask``): each statement (sentence, `split_statements`) is dropped with this probability,
+            at least one kept, so the ETS loss also aligns ECGs with single findings ("sinus rhythm.") and not only
+            with whole reports and their boilerplate ("normal ecg."). ``ets_labels`` are then returned by the subset
+            rule (`statement_subset_labels`: +1 where every statement of text j is in ECG i's report), whatever
+            ``same_report_positives`` says. MLM and ETM keep the whole fed text. 0 (default, official): no view.
         return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed).
         return_mlm_positions: also return ``mlm_positions`` (B, K): the MLM target positions of each row, padded
             with -1 (K = the most targets in a row of the batch). The model then runs its MLM head on exactly those
@@ -206,11 +258,13 @@ class DBetaPreTrainingCollator:
     same_report_positives: bool = False
     return_mlm_positions: bool = True
     mem_noise_tokens: int | None = None
+    statement_dropout: float = 0.0
     epoch: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
 
     def __post_init__(self):
-        for name in ("negative_fraction", "mlm_probability", "lead_mask_prob", "mask_replace_prob", "random_replace_prob"):
+        for name in ("negative_fraction", "mlm_probability", "lead_mask_prob", "mask_replace_prob", "random_replace_prob",
+                     "statement_dropout"):
             value = float(getattr(self, name))
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -441,6 +495,14 @@ class DBetaPreTrainingCollator:
             out["mlm_positions"] = mlm_positions(mlm_labels)
         if self.mem_noise_tokens is not None:
             out["noise"] = torch.rand((batch, int(self.mem_noise_tokens)), generator=generator)
+        if self.statement_dropout > 0:  # drawn last: the other draws are those of a collator without the view
+            ets_texts = drop_statements(texts, float(self.statement_dropout), generator)
+            view = self.tokenizer(ets_texts, max_length=int(self.max_length), truncation=True, padding="longest",
+                                  pad_to_multiple_of=self.pad_to_multiple_of, return_attention_mask=True,
+                                  return_tensors="pt")
+            out["ets_input_ids"] = view["input_ids"].to(torch.long)
+            out["ets_attention_mask"] = view["attention_mask"].to(torch.long)
+            out["ets_labels"] = statement_subset_labels(reports, ets_texts)
         return out
 
 

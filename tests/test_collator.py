@@ -419,3 +419,60 @@ def test_mem_noise_from_the_batch_generator(tiny_tokenizer, index):
     assert "noise" not in plain
     for key in plain:
         assert torch.equal(plain[key], first[key]), key
+
+
+def test_statements_split_drop_and_subset_labels():
+    from dbeta_hf.pretraining_collator import drop_statements, split_statements, statement_subset_labels
+
+    assert split_statements("sinus rhythm. left axis deviation. borderline ecg.") == [
+        "sinus rhythm.", "left axis deviation.", "borderline ecg."]
+    assert split_statements("sinus rhythm; normal ecg") == ["sinus rhythm;", "normal ecg"]
+    assert split_statements("sinus rhythm normal ecg") == ["sinus rhythm normal ecg"]
+    assert split_statements("qt 0.45 s. normal ecg.") == ["qt 0.45 s.", "normal ecg."]  # no space after the dot
+    reports = ["sinus rhythm. normal ecg.", "sinus rhythm. right bundle branch block. abnormal ecg.",
+               "atrial fibrillation. abnormal ecg."]
+    texts = ["sinus rhythm.", "abnormal ecg.", "sinus rhythm. normal ecg."]
+    # text j is a positive of ECG i when all of its statements are in report i
+    assert statement_subset_labels(reports, texts).tolist() == [[1, -1, 1], [1, 1, -1], [-1, 1, -1]]
+    assert statement_subset_labels(reports, reports).tolist() == [[1, -1, -1], [-1, 1, -1], [-1, -1, 1]]
+
+    generator = torch.Generator().manual_seed(0)
+    assert drop_statements(reports, 0.0, generator) == reports
+    dropped = drop_statements(reports * 50, 0.5, torch.Generator().manual_seed(0))
+    assert all(d for d in dropped)  # at least one statement survives
+    for original, view in zip(reports * 50, dropped):
+        assert set(split_statements(view)) <= set(split_statements(original))
+    kept = sum(len(split_statements(v)) for v in dropped) / sum(len(split_statements(r)) for r in reports * 50)
+    assert 0.45 < kept < 0.7  # half dropped, plus the one kept when all were drawn away
+    assert drop_statements(reports * 50, 1.0, torch.Generator().manual_seed(0)) != reports * 50
+    assert all(len(split_statements(v)) == 1 for v in drop_statements(reports, 1.0, generator))
+
+
+def test_statement_dropout_gives_an_ets_view_and_subset_labels(tiny_tokenizer):
+    from dbeta_hf.pretraining_collator import split_statements, statement_subset_labels
+
+    reports = ["sinus rhythm. normal ecg.", "sinus bradycardia. first degree av block. borderline ecg.",
+               "atrial fibrillation. left bundle branch block. abnormal ecg.", "sinus tachycardia. normal ecg."]
+    rows = make_rows(16, seed=2, reports=reports, with_id=True)
+    plain = DBetaPreTrainingCollator(tiny_tokenizer, num_samples=SAMPLES, seed=1)(rows)
+    collator = DBetaPreTrainingCollator(tiny_tokenizer, num_samples=SAMPLES, seed=1, statement_dropout=0.5)
+    batch = collator(rows)
+    for key in plain:  # the view is drawn last: every other output is unchanged
+        assert torch.equal(plain[key], batch[key]), key
+    ids, mask, labels = batch["ets_input_ids"], batch["ets_attention_mask"], batch["ets_labels"]
+    assert ids.shape == mask.shape and ids.shape[0] == 16 and labels.shape == (16, 16)
+    full_lengths = batch["attention_mask"].sum(1)
+    assert bool((mask.sum(1) <= full_lengths).all()) and bool((mask.sum(1) < full_lengths).any())
+    matched = batch["match_labels"].bool()
+    assert bool((torch.diagonal(labels)[matched] == 1).all())  # a piece of the own report is always true of the ECG
+    assert torch.equal(collator(rows)["ets_input_ids"], ids)  # seeded like the rest of the batch
+
+    # the view is the tokenised fed text with statements dropped, and the labels follow the subset rule
+    views = tiny_tokenizer.batch_decode(ids, skip_special_tokens=True)
+    fed = tiny_tokenizer.batch_decode(torch.where(batch["mlm_labels"] >= 0, batch["mlm_labels"], batch["input_ids"]),
+                                      skip_special_tokens=True)
+    for view, text in zip(views, fed):
+        assert view and set(split_statements(view)) <= set(split_statements(text)), (view, text)
+    assert torch.equal(labels, statement_subset_labels([r["report"] for r in rows], views))
+    with pytest.raises(ValueError, match="statement_dropout"):
+        DBetaPreTrainingCollator(tiny_tokenizer, statement_dropout=1.5)

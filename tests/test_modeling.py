@@ -569,6 +569,36 @@ def test_ets_unmasked_inputs_scores_the_unmasked_ecg_and_the_restored_report():
         assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_ets_text_view_replaces_the_fed_report_for_ets_only():
+    """`ets_input_ids`: the ETS loss embeds the given text view (the collator's `statement_dropout`), with the given
+    `ets_labels`; MLM, ETM and MEM still see the fed report."""
+    from dbeta_hf import losses
+
+    torch.manual_seed(0)
+    ecg, ids, mask = make_inputs(batch=3)
+    view_ids, view_mask = ids[:, :4].clone(), mask[:, :4].clone()
+    view_ids[:, 3] = 1  # a shorter text ending in </s>
+    match = torch.tensor([1, 0, 1])
+    ets_labels = torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, 1.0]])
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[:, 1] = ids[:, 1]
+    for unmasked in (False, True):
+        model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=unmasked, initializer_range=0.1)).eval()
+        noise = torch.rand(3, model.config.num_ecg_tokens)
+        with torch.no_grad():
+            plain = model(ecg, ids, mask, mlm_labels=mlm_labels, match_labels=match, noise=noise)
+            out = model(ecg, ids, mask, mlm_labels=mlm_labels, match_labels=match, noise=noise, ets_labels=ets_labels,
+                        ets_input_ids=view_ids, ets_attention_mask=view_mask)
+            view = model.model.get_text_features(view_ids, view_mask)
+        torch.testing.assert_close(out.text_embeds, view)
+        torch.testing.assert_close(out.ecg_embeds, plain.ecg_embeds)
+        for name in ("mlm_loss", "mem_loss", "etm_loss"):
+            assert getattr(out, name).item() == pytest.approx(getattr(plain, name).item(), rel=1e-6), name
+        expected = losses.ets_loss(out.ecg_embeds, view, match, model.logit_scale.exp(), model.logit_bias, ets_labels)
+        assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert out.ets_loss.item() != pytest.approx(plain.ets_loss.item(), rel=1e-3)
+
+
 def test_unmasked_ets_pass_shares_the_conv_features():
     """`ets_unmasked_inputs`: the unmasked ECG pass reuses the masked pass's conv features (one conv run per step) and
     gives the same embedding as a separate unmasked forward."""
