@@ -50,3 +50,31 @@ def test_cli_flag(trimmed_root, tmp_path, capsys):
     summary = json.loads((out / "build_summary.json").read_text())
     assert summary["options"]["missing_report_columns"] == ["report_2", "report_9"]
     shutil.rmtree(out)
+
+
+def test_end_statements_keeps_the_report_cells_separable(tmp_path):
+    """`end_statements` (`--end-statements`): a period ends every cell that has no final punctuation, so that the
+    collator's `statement_dropout` splits MIMIC reports into their cells; off, the official joined text."""
+    from dbeta_hf.data.mimic_iv_ecg import join_report
+    from dbeta_hf.pretraining_collator import split_statements
+    from dbeta_hf.text_normalization import normalize_report
+
+    cells = ["Sinus rhythm", None, float("nan"), " Borderline ECG. ", "", "Prolonged QT;", "Confirmed by X"]
+    assert join_report(cells) == "Sinus rhythm Borderline ECG. Prolonged QT; Confirmed by X"
+    joined = join_report(cells, end_statements=True)
+    assert joined == "Sinus rhythm. Borderline ECG. Prolonged QT; Confirmed by X."
+    assert split_statements(normalize_report(joined)) == [
+        "sinus rhythm.", "borderline ecg.", "prolonged qt;", "confirmed by x."]
+
+    records = [fx.MimicRecord(10000032, 40000000, report_cells={0: "Sinus rhythm", 2: "Normal ECG", 17: "Confirmed"})]
+    root, _ = fx.write_mimic_iv_ecg(tmp_path / "mimic" / "1.0", records)
+    plain = load_mimic_iv_ecg(root, cache_dir=tmp_path / "cache", validation_fraction=0.0)
+    ended, summary = load_mimic_iv_ecg(root, cache_dir=tmp_path / "cache", validation_fraction=0.0,
+                                       end_statements=True, return_summary=True)
+    assert plain["train"]["report"] == ["Sinus rhythm Normal ECG Confirmed"]
+    assert ended["train"]["report"] == ["Sinus rhythm. Normal ECG. Confirmed."]  # another build, not the cached one
+    assert summary.options["end_statements"] is True
+    out = tmp_path / "cli"
+    assert cli_main(["build", "mimic-iv-ecg", str(root), "-o", str(out), "--validation-fraction", "0", "-q",
+                     "--end-statements"]) == 0
+    assert json.loads((out / "build_summary.json").read_text())["options"]["end_statements"] is True

@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="seed of the patient split")
     group.add_argument("--allow-missing-report-columns", action="store_true",
                        help="accept a machine_measurements.csv without all of report_0..report_17 (recorded in the summary)")
+    group.add_argument("--end-statements", action="store_true",
+                       help="end every report cell with a period so that reports split into statements (needed by "
+                            "examples/pretrain.py --statement_dropout; default: the official joined text)")
     _add_common(mimic, "skip")
 
     ptbxl = _dataset_parser(datasets, "ptbxl", "PTB-XL (super / sub / form / rhythm / all)")
@@ -276,7 +279,7 @@ def _make_plan(args):
         return build_mimic_iv_ecg_plan(
             args.root, validation_fraction=args.validation_fraction, seed=args.seed,
             signal_options=SignalOptions(**signal), allow_missing_report_columns=args.allow_missing_report_columns,
-            **common,
+            end_statements=args.end_statements, **common,
         )
     if args.dataset == "ptbxl":
         from .ptbxl import build_ptbxl_plan

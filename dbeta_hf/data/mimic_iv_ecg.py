@@ -50,8 +50,21 @@ CITATION = (
 )
 
 
-def join_report(parts) -> str:
-    """Join report cells: drop empty / NaN cells, strip each, separate with single spaces."""
+_STATEMENT_END_MARKS = (".", ";", "!", "?")
+
+
+def join_report(parts, end_statements: bool = False) -> str:
+    """Join report cells: drop empty / NaN cells, strip each, separate with single spaces.
+
+    `end_statements=True` ends every cell that has no final punctuation with a period ("Sinus rhythm" ->
+    "Sinus rhythm."), so that the cells stay separable as statements (`pretraining_collator.split_statements`, used by
+    the collator's `statement_dropout`). Off by default: the official text joins the cells as they are.
+
+    >>> join_report(["Sinus rhythm", "", "Normal ECG"])
+    'Sinus rhythm Normal ECG'
+    >>> join_report(["Sinus rhythm", "Normal ECG."], end_statements=True)
+    'Sinus rhythm. Normal ECG.'
+    """
     texts = []
     for part in parts:
         if part is None:
@@ -60,6 +73,8 @@ def join_report(parts) -> str:
             continue
         text = str(part).strip()
         if text:
+            if end_statements and not text.endswith(_STATEMENT_END_MARKS):
+                text += "."
             texts.append(text)
     return " ".join(texts)
 
@@ -105,8 +120,11 @@ def build_mimic_iv_ecg_plan(
     split_id_column: str | None = None,
     signal_options: SignalOptions | None = None,
     allow_missing_report_columns: bool = False,
+    end_statements: bool = False,
 ) -> BuildPlan:
     """Read the CSVs of a MIMIC-IV-ECG root and plan the build (no signal is read here).
+
+    `end_statements`: see `join_report` (a period ends each report cell, so statements stay separable).
 
     A `machine_measurements.csv` without all of ``report_0 .. report_17`` is an error (every report would be
     silently shortened) unless `allow_missing_report_columns=True`, which the build summary records.
@@ -134,7 +152,7 @@ def build_mimic_iv_ecg_plan(
     reports: dict[int, str] = {}
     for study_id, *parts in zip(measurements["study_id"].tolist(), *(measurements[c].tolist() for c in report_columns)):
         try:
-            reports.setdefault(integer_id(study_id), join_report(parts))
+            reports.setdefault(integer_id(study_id), join_report(parts, end_statements))
         except ValueError:
             continue
 
@@ -198,6 +216,7 @@ def build_mimic_iv_ecg_plan(
         "signal": options.to_dict(),
         "allow_missing_report_columns": allow_missing_report_columns,
         "missing_report_columns": missing_report_columns,
+        "end_statements": end_statements,
     }
     return BuildPlan(
         source=MimicSource(os.fspath(root_path), options),
@@ -246,6 +265,7 @@ def load_mimic_iv_ecg(
     force_rebuild: bool = False,
     return_summary: bool = False,
     allow_missing_report_columns: bool = False,
+    end_statements: bool = False,
 ):
     """Build (or load from cache) MIMIC-IV-ECG as a `DatasetDict` with ``train`` and ``validation``.
 
@@ -273,6 +293,8 @@ def load_mimic_iv_ecg(
         return_summary: also return the `BuildSummary`.
         allow_missing_report_columns: accept a ``machine_measurements.csv`` that lacks some of ``report_0 ..
             report_17`` (an error otherwise); the missing columns are listed in the summary's options and warnings.
+        end_statements: end every report cell with a period (`join_report`), so that the pretraining collator's
+            `statement_dropout` can split reports into statements (off: the official joined text).
 
     Returns:
         ``DatasetDict`` or ``(DatasetDict, BuildSummary)``.
@@ -292,6 +314,7 @@ def load_mimic_iv_ecg(
         split_id_column=split_id_column,
         signal_options=options,
         allow_missing_report_columns=allow_missing_report_columns,
+        end_statements=end_statements,
     )
     return finish(
         plan,
