@@ -1,12 +1,13 @@
 """Pretraining learns: a short seeded run of the demo recipe on the synthetic corpus lowers all four losses and
 gives held-out ECG features and zero-shot scores far above chance. A change that breaks learning fails here.
 
-Measured for this run (200 steps, 512 training pairs, 128 held-out; benchmarks/README_learning.md, 2026-11-30):
-first -> last logged MLM 4.62 -> 2.51, MEM 1.106 -> 0.997, ETM 0.69 -> 0.34, ETS 0.231 -> 0.096; linear-probe macro
-AUROC 0.907; zero-shot macro 0.690 with sinus tachycardia 0.858 and bundle branch block 0.998 (chance: 0.5). The
-thresholds leave a margin for other thread counts. The issue's zero-shot macro threshold of 0.75 needs the demo's
-length (0.851 at 300 steps on 1,536 pairs, about 2 minutes), more than this test can spend: it already takes 80 s on
-2 idle cores, over the issue's 60 s. 250 steps on 512 pairs gave the same 0.692.
+The run is `examples/pretrain.py` with the demo's recipe (its `DEMO_CONFIG` and `synthetic_defaults`, statement
+dropout included) on 768 training pairs for 220 steps, with one change that halves the step time: a coarser ECG
+tokeniser (conv stack with a total stride of 32, 156 tokens of 64 ms, instead of the demo's stride 16). Measured
+(benchmarks/README_learning.md, 2026-11-30, 2 idle cores, about 55 s; the same AUROCs with 1 or 2 threads):
+first -> last logged MLM 4.58 -> 2.59, MEM 1.110 -> 0.994, ETM 0.64 -> 0.43, ETS 0.356 -> 0.167; linear-probe macro
+AUROC 0.982; zero-shot macro 0.836 (SBRAD 0.56, SR 0.91, STACH 0.95, AFIB 0.83, 1AVB 0.77, BBB 0.99; chance 0.5).
+Without statement dropout the same run gives zero-shot 0.799 at 300 steps with SR 0.59.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from __future__ import annotations
 import pytest
 from helpers import load_example
 
-PROBE_MIN = 0.85  # chance is 0.5
-ZERO_SHOT_MIN = 0.65
-STACH_MIN = 0.75
-BBB_MIN = 0.95
+PROBE_MIN = 0.93  # chance is 0.5
+ZERO_SHOT_MIN = 0.75
+CLASS_MIN = {"SR": 0.80, "STACH": 0.80, "BBB": 0.95}
+FAST_TOWER = {"conv_feature_layers": [(64, 4, 4), (64, 2, 2), (64, 2, 2), (64, 2, 2)]}  # stride 32
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    example = load_example("pretrain")
+    example = load_example("pretrain")  # a fresh module: the change below stays in this test
+    example.DEMO_CONFIG = {**example.DEMO_CONFIG, "ecg_kwargs": FAST_TOWER}
     out = tmp_path_factory.mktemp("learning")
     return example.main([
-        "--output_dir", str(out), "--synthetic_records", "512", "--synthetic_eval_records", "128",
-        "--max_steps", "200", "--logging_steps", "25", "--eval_strategy", "no", "--disable_tqdm", "true",
+        "--output_dir", str(out), "--synthetic_records", "768", "--synthetic_eval_records", "128",
+        "--max_steps", "220", "--logging_steps", "25", "--eval_strategy", "no", "--disable_tqdm", "true",
     ])
 
 
@@ -41,5 +43,5 @@ def test_held_out_features_and_zero_shot_beat_chance(short_run):
     zero_shot = short_run["zero_shot"]
     assert probe["macro_auroc"] >= PROBE_MIN, probe["per_class"]
     assert zero_shot["macro_auroc"] >= ZERO_SHOT_MIN, zero_shot["per_class"]
-    assert zero_shot["per_class"]["STACH"] >= STACH_MIN, zero_shot["per_class"]
-    assert zero_shot["per_class"]["BBB"] >= BBB_MIN, zero_shot["per_class"]
+    for name, minimum in CLASS_MIN.items():
+        assert zero_shot["per_class"][name] >= minimum, (name, zero_shot["per_class"])
