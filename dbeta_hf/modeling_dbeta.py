@@ -1322,7 +1322,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         outputs = self.model(ecg_values, input_ids, attention_mask, lead_mask=lead_mask, noise=noise,
                              apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=unmasked and apply_ecg_mask, **kwargs)
         ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
-        if unmasked:
+        if unmasked:  # without mlm_labels no restored-report pass: a given ETS text view replaces it below
             ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
                 outputs, input_ids, attention_mask, None if ets_input_ids is not None else mlm_labels)
         if ets_input_ids is not None:
