@@ -423,6 +423,13 @@ class DBetaPreTrainingCollator:
             )
         return pairs
 
+    def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) int64 token ids and attention mask, padded to the longest text (``max_length`` at most)."""
+        encoded = self.tokenizer(texts, max_length=int(self.max_length), truncation=True, padding="longest",
+                                 pad_to_multiple_of=self.pad_to_multiple_of, return_attention_mask=True,
+                                 return_tensors="pt")
+        return encoded["input_ids"].to(torch.long), encoded["attention_mask"].to(torch.long)
+
     # ------------------------------------------------------------------ call
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         features = list(features)
@@ -464,18 +471,9 @@ class DBetaPreTrainingCollator:
                 texts[row] = text
                 match_labels[row] = 0
 
-        encoded = self.tokenizer(
-            texts,
-            max_length=int(self.max_length),
-            truncation=True,
-            padding="longest",
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        attention_mask = encoded["attention_mask"].to(torch.long)
+        token_ids, attention_mask = self._tokenize(texts)
         input_ids, mlm_labels = mlm_mask_tokens(
-            encoded["input_ids"].to(torch.long), attention_mask, generator, special_ids=self._special_ids,
+            token_ids, attention_mask, generator, special_ids=self._special_ids,
             random_token_ids=self._random_token_ids, mask_token_id=self.mask_token_id,
             mlm_probability=self.mlm_probability, mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob,
@@ -497,11 +495,7 @@ class DBetaPreTrainingCollator:
             out["noise"] = torch.rand((batch, int(self.mem_noise_tokens)), generator=generator)
         if self.statement_dropout > 0:  # drawn last: the other draws are those of a collator without the view
             ets_texts = drop_statements(texts, float(self.statement_dropout), generator)
-            view = self.tokenizer(ets_texts, max_length=int(self.max_length), truncation=True, padding="longest",
-                                  pad_to_multiple_of=self.pad_to_multiple_of, return_attention_mask=True,
-                                  return_tensors="pt")
-            out["ets_input_ids"] = view["input_ids"].to(torch.long)
-            out["ets_attention_mask"] = view["attention_mask"].to(torch.long)
+            out["ets_input_ids"], out["ets_attention_mask"] = self._tokenize(ets_texts)
             out["ets_labels"] = statement_subset_labels(reports, ets_texts)
         return out
 
