@@ -1326,10 +1326,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
                 outputs, input_ids, attention_mask, None if ets_input_ids is not None else mlm_labels)
         if ets_input_ids is not None:
-            if ets_attention_mask is None:
-                ets_attention_mask = (ets_input_ids != self.config.text_config.pad_token_id).long()
-            text_embeds = self.model.pool_text(self.model.encode_text(ets_input_ids, ets_attention_mask),
-                                               ets_attention_mask)
+            text_embeds = self.model.get_text_features(ets_input_ids, ets_attention_mask)
 
         # heads
         fused_text = outputs.multimodal_text_hidden_states
