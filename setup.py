@@ -37,7 +37,7 @@ setup(
         "faiss": ["faiss-cpu>=1.8"],
         "synthetic": ["deepfake-ecg>=1.1"],
     },
-    entry_points={"console_scripts": ["dbeta-convert=dbeta_hf.convert_original_checkpoint:main"]},
+    entry_points={"console_scripts": ["dbeta-convert=dbeta_hf.conversion.convert_original_checkpoint:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Topic :: Scientific/Engineering :: Medical Science Apps.",

@@ -121,7 +121,7 @@ def _parse_value(text: str):
 def build_config(preset: str, hidden: int | None = None, overrides: Sequence[str] = (), vocab_size: int | None = None):
     """`preset` "tiny" (presets.tiny_config, `hidden` sets its width) or "official" (presets.official_config);
     `overrides` are ``key=value`` strings, ``key`` a top-level field or ``ecg_config.x`` / ``text_config.x``."""
-    from dbeta_hf.presets import official_config, tiny_config
+    from dbeta_hf.pretraining.recipes import official_config, tiny_config
 
     if preset == "tiny":
         config = tiny_config(vocab_size=vocab_size or 500, hidden=hidden or 32)

@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbeta_hf.n3s import build_n3s_index_from_embeddings, embed_reports  # noqa: E402
+from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings, embed_reports  # noqa: E402
 
 TINY_TOKENIZER = ROOT / "tests" / "fixtures" / "tiny_t5_tokenizer"
 
@@ -155,7 +155,7 @@ def bench_sampling(index, args) -> dict:
 def bench_collator(index, args) -> dict:
     from transformers import AutoTokenizer
 
-    from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
+    from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     collator = DBetaPreTrainingCollator(tokenizer, index)

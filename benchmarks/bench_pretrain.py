@@ -10,7 +10,7 @@ Two input paths:
   the collator does), token ids in [3, vocab) with random report lengths padded to ``--text-length``,
   25% MLM labels, half of the rows ETM negatives;
 * ``--end-to-end``: an Arrow split (``--dataset``; ``datasets.load_from_disk``, columns ``ecg`` float16
-  (12, 5000) and ``report``), or a synthetic corpus (``dbeta_hf.synthetic.make_synthetic_corpus``) saved to
+  (12, 5000) and ``report``), or a synthetic corpus (``dbeta_hf.data.synthetic.make_synthetic_corpus``) saved to
   disk and memory-mapped back, read by a ``torch.utils.data.DataLoader`` (``--num-workers``, pinned memory)
   through the real ``DBetaPreTrainingCollator`` with an N3S index built from random report embeddings.
   Reports are padded to exactly ``--text-length`` tokens.
@@ -158,7 +158,7 @@ def load_corpus(args, batch_size: int):
         if isinstance(ds, DatasetDict):
             ds = ds[args.split]
         return ds, f"{args.dataset} ({len(ds)} rows)", None
-    from dbeta_hf.synthetic import make_synthetic_corpus
+    from dbeta_hf.data.synthetic import make_synthetic_corpus
 
     size = args.synthetic_size or max(64, 4 * batch_size)
     cleanup = None
@@ -180,8 +180,8 @@ def make_loader(args, config, ds, batch_size: int, text_length: int, device):
     import numpy as np
     from transformers import AutoTokenizer
 
-    from dbeta_hf.n3s import build_n3s_index_from_embeddings
-    from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
+    from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
+    from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
     from dbeta_hf.text_normalization import normalize_report
 
     if len(ds) < batch_size:

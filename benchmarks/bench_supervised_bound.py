@@ -25,8 +25,8 @@ import torch
 from _common import ROOT
 from dbeta_hf import DBetaForECGClassification
 from dbeta_hf.evaluation.metrics import multilabel_auroc
-from dbeta_hf.presets import tiny_config
-from dbeta_hf.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
+from dbeta_hf.pretraining.recipes import tiny_config
+from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
 
 
 def demo_config() -> dict:

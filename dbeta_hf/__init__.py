@@ -61,14 +61,14 @@ __all__ += ["ZeroShotECGClassificationPipeline", "register_pipelines"]
 # the training, N3S and evaluation classes import on first use (`from dbeta_hf import DBetaPreTrainer`), so that
 # `import dbeta_hf` stays as light as the model and processor it registers
 _LAZY_IMPORTS = {
-    "DBetaPreTrainer": ".training",
-    "dbeta_training_arguments": ".training",
-    "DBetaPreTrainingCollator": ".pretraining_collator",
-    "DBetaCollatorEpochCallback": ".pretraining_collator",
-    "N3SIndex": ".n3s",
-    "build_n3s_index": ".n3s",
-    "class_descriptions": ".zero_shot_prompts",
-    "MissingClassDescriptionError": ".zero_shot_prompts",
+    "DBetaPreTrainer": ".pretraining.trainer",
+    "dbeta_training_arguments": ".pretraining.trainer",
+    "DBetaPreTrainingCollator": ".pretraining.collator",
+    "DBetaCollatorEpochCallback": ".pretraining.collator",
+    "N3SIndex": ".pretraining.n3s",
+    "build_n3s_index": ".pretraining.n3s",
+    "class_descriptions": ".evaluation.prompts",
+    "MissingClassDescriptionError": ".evaluation.prompts",
     "DBetaZeroShotClassifier": ".evaluation.zero_shot",
     "LinearProbe": ".evaluation.linear_probe",
     "LinearProbeConfig": ".evaluation.linear_probe",

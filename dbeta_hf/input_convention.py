@@ -14,7 +14,7 @@ order. Two settings cover these candidates:
   cropping).
 
 `DBetaECGFeatureExtractor(lead_order=..., input_normalization=...)` applies them and saves them in
-``preprocessor_config.json``; `python -m dbeta_hf.diagnose_input_convention` measures which one a checkpoint
+``preprocessor_config.json``; `python -m dbeta_hf.conversion.diagnose_input_convention` measures which one a checkpoint
 expects.
 """
 

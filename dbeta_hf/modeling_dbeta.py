@@ -14,7 +14,7 @@ Masking, which is where and why. *MEM token masking* (`random_masking`, run by `
 model, because it drops ECG tokens after the conv features and the positional convolution; it is driven by `noise`
 (B, T) as in ViTMAE, drawn in the model unless given: the pretraining collator can draw it from its seeded per-batch
 generator (`mem_noise_tokens`), which makes evaluation losses repeat run to run. *MLM masking* (`mlm_mask_tokens`)
-and *lead masking* (`mask_leads`, the official random-leads augmentation) are in `pretraining_collator.py`, because
+and *lead masking* (`mask_leads`, the official random-leads augmentation) are in `pretraining/collator.py`, because
 they edit the data (token ids with the tokenizer's special tokens; the ECG, which is also the MEM target) and their
 labels travel with the batch. The `lead_mask` argument of the forwards marks leads *absent* from a recording (the
 feature extractor zero-fills them); the ECG encoder zeroes those leads.

@@ -12,14 +12,14 @@ the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, sti
 never normalized across labels, so several labels can be present at once and a label's score does not depend
 on which other labels are asked for.
 
-Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.zero_shot_prompts`); pass
+Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.evaluation.prompts`); pass
 `descriptions={label: text}` (or a JSON path, e.g. the official prompt file) to use your own prompt set instead
 (it must cover every label), or `use_descriptions=False` to encode the
 labels themselves through `hypothesis_template`.
 
 The scoring is `dbeta_hf.evaluation.zero_shot.DBetaZeroShotClassifier`'s (the one used by every zero-shot
 evaluation): the pipeline holds one, which caches the description embeddings, and looks descriptions up with
-`dbeta_hf.zero_shot_prompts.describe_classes`. The pipeline adds the transformers plumbing: per-call arguments,
+`dbeta_hf.evaluation.prompts.describe_classes`. The pipeline adds the transformers plumbing: per-call arguments,
 raw recordings through the processor, batching and the sorted ``{"label", "score"}`` output.
 """
 
@@ -147,7 +147,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
     # ------------------------------------------------------------------ steps
     def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
         if use_descriptions:  # a prompt set (`descriptions`) must cover every label: no built-in fallback
-            from .zero_shot_prompts import describe_classes, load_prompt_set
+            from .evaluation.prompts import describe_classes, load_prompt_set
 
             prompt_set = None if descriptions is None else load_prompt_set(descriptions)
             texts = describe_classes(labels, task=description_task, prompt_set=prompt_set)

@@ -156,8 +156,8 @@ def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
 def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
     """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
     ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
-    from dbeta_hf.hub import push_model_folder
-    from dbeta_hf.model_card import eval_result, write_model_card
+    from dbeta_hf.hub.push import push_model_folder
+    from dbeta_hf.hub.model_card import eval_result, write_model_card
 
     path, feature_extractor = save_fine_tuned(trainer, model_dir, output_dir, task)
     write_model_card(
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_model_dir,
         write_results,
     )
-    from dbeta_hf.evaluation.features import labels_array
+    from dbeta_hf.evaluation.embeddings import labels_array
     from dbeta_hf.evaluation.finetune import (
         ECGClassificationCollator,
         build_classification_model,
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from dbeta_hf.evaluation.metrics import cinc2021_metrics
     from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
     from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label, multilabel_auroc
-    from dbeta_hf.plotting import plot_roc_curves
+    from dbeta_hf.evaluation.plotting import plot_roc_curves
 
     model_dir = resolve_model_dir(args.model_name_or_path)
     device = resolve_device(args.device)

@@ -97,7 +97,7 @@ def _add_merl_arguments(parser) -> None:
 def _split_features(args, encoder, splits, split_names, feature_extractor, cache_dir, cache_name: str, desc: str):
     """Frozen ECG features and label arrays of `split_names`; `cache_name` / `desc` are formatted with `split`."""
     from dbeta_hf.evaluation.cli import dataset_sampling_rate
-    from dbeta_hf.evaluation.features import extract_ecg_features, labels_array
+    from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array
 
     rate = dataset_sampling_rate(splits)
     feats, labels = {}, {}
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, run_linear_probe
     from dbeta_hf.evaluation.metrics import fraction_label
-    from dbeta_hf.plotting import plot_roc_curves
+    from dbeta_hf.evaluation.plotting import plot_roc_curves
 
     model_dir = resolve_model_dir(args.model_name_or_path)
     device = resolve_device(args.device)

@@ -48,11 +48,11 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
 from dbeta_hf import DBetaConfig, DBetaForPreTraining
-from dbeta_hf.model_card import eval_result
-from dbeta_hf.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
-from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
+from dbeta_hf.hub.model_card import eval_result
+from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
 from dbeta_hf.processing_dbeta import DBetaProcessor
-from dbeta_hf.training import DBetaPreTrainer, LOGGED_METRICS
+from dbeta_hf.pretraining.trainer import DBetaPreTrainer, LOGGED_METRICS
 
 logger = logging.getLogger("dbeta_hf.pretrain")
 
@@ -191,7 +191,7 @@ _SYNTHETIC_CORPORA: dict[tuple[int, int], tuple] = {}
 
 def load_data(data_args: DataArguments, synthetic: bool):
     if synthetic:
-        from dbeta_hf.synthetic import make_synthetic_corpus
+        from dbeta_hf.data.synthetic import make_synthetic_corpus
 
         key = (data_args.synthetic_records, data_args.synthetic_eval_records)
         if key not in _SYNTHETIC_CORPORA:
@@ -227,9 +227,9 @@ def load_data(data_args: DataArguments, synthetic: bool):
 
 def build_processor(model_args: ModelArguments, train, synthetic: bool) -> DBetaProcessor:
     if synthetic:
-        from dbeta_hf.tokenizer_utils import train_t5_tokenizer
-        from dbeta_hf.zero_shot_prompts import describe_classes
-        from dbeta_hf.synthetic import SYNTHETIC_CLASSES
+        from dbeta_hf.pretraining.tokenizer import train_t5_tokenizer
+        from dbeta_hf.evaluation.prompts import describe_classes
+        from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
 
         texts = list(train["report"]) + describe_classes(SYNTHETIC_CLASSES, task="synthetic")
         return DBetaProcessor.from_tokenizer(train_t5_tokenizer(texts, vocab_size=400, whole_words=True))
@@ -261,7 +261,7 @@ def build_model(model_args: ModelArguments, processor: DBetaProcessor, synthetic
             raise ValueError("--config_overrides only applies to a fresh model, not with --model_name_or_path")
         return DBetaForPreTraining.from_pretrained(model_args.model_name_or_path)
     if synthetic:
-        from dbeta_hf.presets import tiny_config
+        from dbeta_hf.pretraining.recipes import tiny_config
 
         demo = {**DEMO_CONFIG, **overrides}
         config = tiny_config(vocab_size=len(processor.tokenizer), hidden=model_args.demo_hidden_size, **demo)
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
             print("\n".join(lines))
     if synthetic and validation is not None and trainer.is_world_process_zero():
         from dbeta_hf.evaluation.pretraining_report import format_pretraining_report, pretraining_report
-        from dbeta_hf.synthetic import SYNTHETIC_CLASSES
+        from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
 
         report = pretraining_report(model, processor, train, validation, list(SYNTHETIC_CLASSES), task="synthetic",
                                     seed=training_args.seed)

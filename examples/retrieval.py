@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _load_split(args):
     """The held-out `datasets.Dataset` and a readable name."""
     if args.dataset == "synthetic":
-        from dbeta_hf.synthetic import make_synthetic_corpus
+        from dbeta_hf.data.synthetic import make_synthetic_corpus
 
         if args.synthetic_records < 2:
             raise ValueError("--synthetic_records must be at least 2")
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_model_dir,
         write_results,
     )
-    from dbeta_hf.evaluation.features import extract_ecg_features, extract_text_features
+    from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features
     from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
     from dbeta_hf.evaluation.zero_shot import zero_shot_scores
 

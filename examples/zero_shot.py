@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--descriptions", default=None,
         help="prompt file replacing the built-in class descriptions: a JSON object label -> description (the "
         "official repository's format, e.g. its configs/context_llm.json). It must cover every class of every task "
-        "(class codes of other naming schemes are matched through dbeta_hf.class_code_aliases), else the run stops "
+        "(class codes of other naming schemes are matched through dbeta_hf.evaluation.class_aliases), else the run stops "
         "listing the uncovered classes",
     )
     parser.add_argument(
@@ -91,7 +91,7 @@ def _run_cross_dataset(args, classifier, results, cache_dir):
     """Table 4: every (source, target) pair, the target's --split scored on the classes shared with the source."""
     from dbeta_hf.evaluation.cross_dataset import evaluate_cross_dataset_zero_shot, format_cross_dataset_table
     from dbeta_hf.evaluation.cli import dataset_sampling_rate, load_task_splits_from_args, write_results
-    from dbeta_hf.evaluation.features import labels_array
+    from dbeta_hf.evaluation.embeddings import labels_array
 
     results["cross_dataset"] = {}
     row = {}
@@ -132,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         resolve_model_dir,
         write_results,
     )
-    from dbeta_hf.evaluation.features import labels_array
+    from dbeta_hf.evaluation.embeddings import labels_array
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
-    from dbeta_hf.plotting import plot_roc_curves
+    from dbeta_hf.evaluation.plotting import plot_roc_curves
 
     model_dir = resolve_model_dir(args.model_name_or_path)
     if args.descriptions is not None and not os.path.isfile(args.descriptions):

@@ -40,7 +40,7 @@ REPORT_LINES = [
 
 
 def build(vocab_size: int = 400):
-    from dbeta_hf.tokenizer_utils import train_t5_tokenizer
+    from dbeta_hf.pretraining.tokenizer import train_t5_tokenizer
 
     corpus = REPORT_LINES * 4 + [line.upper() for line in REPORT_LINES]
     return train_t5_tokenizer(corpus, vocab_size=vocab_size, normalize=False)

@@ -51,7 +51,7 @@ def saved_model_dir(tmp_path_factory, tiny_tokenizer_path):
     import torch
 
     from dbeta_hf import DBetaModel, DBetaProcessor
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     path = tmp_path_factory.mktemp("dbeta-tiny")
     torch.manual_seed(0)

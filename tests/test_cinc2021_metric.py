@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dbeta_hf.cinc2021_classes import (
+from dbeta_hf.evaluation.cinc2021_classes import (
     CINC2021_NORMAL_CLASS,
     cinc2021_class_names,
     cinc2021_code_to_index,

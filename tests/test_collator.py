@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dbeta_hf.n3s import build_n3s_index_from_embeddings
-from dbeta_hf.pretraining_collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
+from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
 
 CORPUS = [
     "sinus rhythm",
@@ -373,7 +373,7 @@ def test_rows_from_a_datasets_table_in_every_format(tiny_tokenizer, index):
 
 
 def test_same_report_positives_label_identical_reports(tiny_tokenizer):
-    from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator, same_report_labels
+    from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator, same_report_labels
 
     labels = same_report_labels(["sinus rhythm.", "sinus rhythm.", "atrial fibrillation."],
                                 ["sinus rhythm.", "atrial fibrillation.", "sinus rhythm."])
@@ -408,7 +408,7 @@ def test_mlm_positions_list_exactly_the_labelled_positions(tiny_tokenizer, index
 def test_mem_noise_from_the_batch_generator(tiny_tokenizer, index):
     """`mem_noise_tokens`: the MEM noise is drawn last from the batch's generator, so it repeats with the batch and the
     other draws are those of a collator without it."""
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     config = tiny_config(num_samples=SAMPLES)
     rows = make_rows(4)
@@ -422,7 +422,7 @@ def test_mem_noise_from_the_batch_generator(tiny_tokenizer, index):
 
 
 def test_statements_split_drop_and_subset_labels():
-    from dbeta_hf.pretraining_collator import drop_statements, split_statements, statement_subset_labels
+    from dbeta_hf.pretraining.collator import drop_statements, split_statements, statement_subset_labels
 
     assert split_statements("sinus rhythm. left axis deviation. borderline ecg.") == [
         "sinus rhythm.", "left axis deviation.", "borderline ecg."]
@@ -449,7 +449,7 @@ def test_statements_split_drop_and_subset_labels():
 
 
 def test_statement_dropout_gives_an_ets_view_and_subset_labels(tiny_tokenizer):
-    from dbeta_hf.pretraining_collator import split_statements, statement_subset_labels
+    from dbeta_hf.pretraining.collator import split_statements, statement_subset_labels
 
     reports = ["sinus rhythm. normal ecg.", "sinus bradycardia. first degree av block. borderline ecg.",
                "atrial fibrillation. left bundle branch block. abnormal ecg.", "sinus tachycardia. normal ecg."]

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from dbeta_hf import DBetaConfig, DBetaForPreTraining, DBetaModel
-from dbeta_hf.convert_original_checkpoint import (
+from dbeta_hf.conversion.convert_original_checkpoint import (
     CheckpointConversionError,
     convert_original_checkpoint,
     rename_original_state_dict,
@@ -31,7 +31,7 @@ def expected():
 def converted_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("converted")
     cmd = [
-        sys.executable, "-m", "dbeta_hf.convert_original_checkpoint",
+        sys.executable, "-m", "dbeta_hf.conversion.convert_original_checkpoint",
         "--checkpoint", str(PARITY / "checkpoint.pt"),
         "--original-config", str(PARITY / "config.json"),
         "--text-config", str(PARITY / "text_config.json"),
@@ -205,7 +205,7 @@ def test_pickled_objects_need_explicit_permission(tmp_path):
 
 
 def test_cli_reports_errors(tmp_path, capsys):
-    from dbeta_hf.convert_original_checkpoint import main
+    from dbeta_hf.conversion.convert_original_checkpoint import main
 
     code = main(["--checkpoint", str(tmp_path / "absent.pt"), "--original-config", str(PARITY / "config.json"),
                  "--output-dir", str(tmp_path / "out")])
@@ -217,7 +217,7 @@ def test_cli_saves_a_processor_next_to_the_model(tmp_path, tiny_tokenizer_path):
     from transformers import AutoProcessor
 
     from dbeta_hf import DBetaProcessor
-    from dbeta_hf.convert_original_checkpoint import main
+    from dbeta_hf.conversion.convert_original_checkpoint import main
 
     code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
                  "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(tmp_path),

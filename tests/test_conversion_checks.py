@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbeta_hf.convert_original_checkpoint import CheckpointConversionError, convert_original_checkpoint, main
+from dbeta_hf.conversion.convert_original_checkpoint import CheckpointConversionError, convert_original_checkpoint, main
 
 PARITY = Path(__file__).parent / "fixtures" / "parity_tiny"
 

@@ -23,7 +23,7 @@ def test_readme_lists_the_differences_from_the_official_code():
 
 def test_model_card_metadata_and_input_convention():
     from dbeta_hf import DBetaECGFeatureExtractor
-    from dbeta_hf.model_card import build_model_card
+    from dbeta_hf.hub.model_card import build_model_card
 
     template = (REPO / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "zero-shot-classification" not in template.split("---")[1]  # the Hub's text task

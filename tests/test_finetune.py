@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from helpers import load_example
 
 from dbeta_hf import DBetaForECGClassification, DBetaModel
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 
 

@@ -8,7 +8,7 @@ import torch
 from helpers import load_example
 
 from dbeta_hf import DBetaForECGClassification
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

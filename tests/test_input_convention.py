@@ -72,7 +72,7 @@ def test_conflicting_convention_settings_raise():
 
 
 def _convert(tmp_path, *flags):
-    from dbeta_hf.convert_original_checkpoint import main
+    from dbeta_hf.conversion.convert_original_checkpoint import main
 
     out = tmp_path / "converted"
     code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
@@ -120,7 +120,7 @@ def _pretrain_mem_only(lead_order: str, input_normalization: str, ecgs: np.ndarr
     import torch
 
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     torch.manual_seed(0)
     # validate_inputs=False: the text is </s> alone, which the input checks reject for real use
@@ -146,7 +146,7 @@ def test_diagnostic_finds_the_convention_a_model_was_pretrained_in(convention):
     """Two tiny models, pretrained on the same ECGs in opposite conventions: the MEM diagnostic, run on those
     ECGs, ranks each model's own convention first. Measured margins (loss increase when one setting is flipped):
     standard/none model: lead order 34 %, scaling 2.9 %; mimic/z-score model: lead order 19 %, scaling 6.6 %."""
-    from dbeta_hf.diagnose_input_convention import diagnose_input_convention, synthetic_diagnostic_ecgs
+    from dbeta_hf.conversion.diagnose_input_convention import diagnose_input_convention, synthetic_diagnostic_ecgs
 
     ecgs = synthetic_diagnostic_ecgs(8, seed=1)
     model = _pretrain_mem_only(*convention, ecgs)
@@ -162,8 +162,8 @@ def test_diagnostic_cli_reports_the_four_losses(tmp_path, capsys):
     import torch
 
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.diagnose_input_convention import main
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.conversion.diagnose_input_convention import main
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     torch.manual_seed(0)
     DBetaForPreTraining(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "model")
@@ -175,7 +175,7 @@ def test_diagnostic_cli_reports_the_four_losses(tmp_path, capsys):
     assert min(report["losses"].values()) == report["losses"]["/".join(report["best"])]
 
     from dbeta_hf import DBetaModel
-    from dbeta_hf.diagnose_input_convention import diagnose_input_convention
+    from dbeta_hf.conversion.diagnose_input_convention import diagnose_input_convention
 
     model = DBetaForPreTraining(tiny_config(num_samples=1000))
     diagnose_input_convention(model, num_synthetic=2)
@@ -191,8 +191,8 @@ def test_diagnostic_reads_wfdb_records(tmp_path, capsys):
 
     import data_fixtures as fx
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.diagnose_input_convention import main
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.conversion.diagnose_input_convention import main
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     torch.manual_seed(0)
     DBetaForPreTraining(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "model")

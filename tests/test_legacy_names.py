@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dbeta_hf import DBetaConfig, DBetaECGModel, DBetaForECGClassification, DBetaForPreTraining, DBetaModel
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 
 def old_name(key: str, extractor_mode: str) -> str:

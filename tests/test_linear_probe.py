@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from helpers import load_example
 
 from dbeta_hf import DBetaECGModel
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 
 
@@ -52,7 +52,7 @@ def test_fast_macro_auroc_matches_sklearn():
 
 # --------------------------------------------------------------------------------------------- features
 def test_feature_extraction_batches_and_cache(tmp_path):
-    from dbeta_hf.evaluation.features import extract_ecg_features
+    from dbeta_hf.evaluation.embeddings import extract_ecg_features
 
     torch.manual_seed(0)
     model = DBetaECGModel(tiny_config()).train()  # extraction must switch dropout off and restore the mode
@@ -84,7 +84,7 @@ def test_feature_extraction_batches_and_cache(tmp_path):
 # --------------------------------------------------------------------------------------------- probe
 def test_probe_recovers_planted_signal_through_the_encoder():
     """Labels defined by directions of the encoder's own features; the probe sees only the ECGs' features."""
-    from dbeta_hf.evaluation.features import extract_ecg_features
+    from dbeta_hf.evaluation.embeddings import extract_ecg_features
     from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe
 
     torch.manual_seed(0)

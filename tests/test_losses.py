@@ -109,7 +109,7 @@ def test_per_process_ets_equals_single_process_loss_on_the_local_batch():
 
 def test_ets_global_batch_config_reaches_the_loss(monkeypatch):
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     called = []
     monkeypatch.setattr(losses, "distributed_ets_loss", lambda *args: called.append("global") or losses.ets_loss(*args))
@@ -123,7 +123,7 @@ def test_ets_global_batch_config_reaches_the_loss(monkeypatch):
 def test_losses_hold_no_parameters():
     """The ETS scale and bias are parameters of the model (as CLIP's logit_scale), not of a loss module."""
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     model = DBetaForPreTraining(tiny_config(num_samples=256, ets_learnable_scale=True, ets_learnable_bias=True,
                                             ets_logit_bias_init=-1.0))

@@ -159,7 +159,7 @@ def test_recall_is_one_when_each_query_matches_itself():
 
 # ------------------------------------------------------------------ ROC plot
 def test_plot_roc_curves_writes_a_png(tmp_path):
-    from dbeta_hf.plotting import plot_roc_curves
+    from dbeta_hf.evaluation.plotting import plot_roc_curves
 
     y, scores = _toy(n=120, c=3)
     y[:, 2] = 0.0  # not scorable: left out of the plot

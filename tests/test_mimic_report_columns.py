@@ -56,7 +56,7 @@ def test_end_statements_keeps_the_report_cells_separable(tmp_path):
     """`end_statements` (`--end-statements`): a period ends every cell that has no final punctuation, so that the
     collator's `statement_dropout` splits MIMIC reports into their cells; off, the official joined text."""
     from dbeta_hf.data.mimic_iv_ecg import join_report
-    from dbeta_hf.pretraining_collator import split_statements
+    from dbeta_hf.pretraining.collator import split_statements
     from dbeta_hf.text_normalization import normalize_report
 
     cells = ["Sinus rhythm", None, float("nan"), " Borderline ECG. ", "", "Prolonged QT;", "Confirmed by X"]

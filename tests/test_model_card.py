@@ -1,4 +1,4 @@
-"""dbeta_hf.model_card: the card's YAML metadata parses and carries the measured numbers and the input contract."""
+"""dbeta_hf.hub.model_card: the card's YAML metadata parses and carries the measured numbers and the input contract."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from dbeta_hf import DBetaECGFeatureExtractor
-from dbeta_hf.model_card import build_model_card, eval_result, results_from_summary, write_model_card
+from dbeta_hf.hub.model_card import build_model_card, eval_result, results_from_summary, write_model_card
 
 
 def _metadata(card) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dbeta_hf import DBetaForECGClassification, DBetaForPreTraining
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 NUM_SAMPLES = 5000
 

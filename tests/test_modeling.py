@@ -9,7 +9,7 @@ import torch
 
 from dbeta_hf import DBetaConfig, DBetaECGConfig, DBetaECGModel, DBetaForECGClassification, DBetaForPreTraining, DBetaModel
 from dbeta_hf.modeling_dbeta import DBetaECGEncoderLayer, random_masking
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 NUM_SAMPLES = 5000
 

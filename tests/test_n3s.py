@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dbeta_hf.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings, embed_reports
+from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings, embed_reports
 
 # Reports on the unit circle: the cosine similarity between two of them is cos(angle difference), so the
 # expected negatives are known exactly.

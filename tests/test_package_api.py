@@ -15,11 +15,11 @@ import dbeta_hf
 # name -> the module that defines it
 PUBLIC = {
     "DBetaZeroShotClassifier": "dbeta_hf.evaluation.zero_shot",
-    "DBetaPreTrainer": "dbeta_hf.training",
-    "DBetaPreTrainingCollator": "dbeta_hf.pretraining_collator",
-    "DBetaCollatorEpochCallback": "dbeta_hf.pretraining_collator",
-    "N3SIndex": "dbeta_hf.n3s",
-    "build_n3s_index": "dbeta_hf.n3s",
+    "DBetaPreTrainer": "dbeta_hf.pretraining.trainer",
+    "DBetaPreTrainingCollator": "dbeta_hf.pretraining.collator",
+    "DBetaCollatorEpochCallback": "dbeta_hf.pretraining.collator",
+    "N3SIndex": "dbeta_hf.pretraining.n3s",
+    "build_n3s_index": "dbeta_hf.pretraining.n3s",
     "LinearProbe": "dbeta_hf.evaluation.linear_probe",
     "ECGClassificationCollator": "dbeta_hf.evaluation.finetune",
     "ZeroShotECGClassificationPipeline": "dbeta_hf.pipelines",
@@ -50,10 +50,10 @@ def _mode(path) -> int:
 
 def test_weights_n3s_index_and_feature_caches_get_the_mode_of_other_files(tmp_path, tiny_tokenizer_path):
     from dbeta_hf import DBetaModel, DBetaProcessor, N3SIndex
-    from dbeta_hf.evaluation.features import extract_ecg_features
+    from dbeta_hf.evaluation.embeddings import extract_ecg_features
     from dbeta_hf.file_modes import default_file_mode
-    from dbeta_hf.n3s import build_n3s_index_from_embeddings
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     old_umask = os.umask(0o022)
     try:

@@ -121,8 +121,8 @@ def test_real_data_path_with_a_local_t5(tmp_path, tiny_tokenizer):
     from transformers import T5Config, T5EncoderModel
 
     from dbeta_hf import DBetaForPreTraining
-    from dbeta_hf.n3s import N3SIndex
-    from dbeta_hf.synthetic import make_synthetic_corpus
+    from dbeta_hf.pretraining.n3s import N3SIndex
+    from dbeta_hf.data.synthetic import make_synthetic_corpus
 
     t5_dir = tmp_path / "tiny-t5"
     T5EncoderModel(T5Config(vocab_size=len(tiny_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,

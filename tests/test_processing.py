@@ -124,7 +124,7 @@ def test_feature_extractor_alone_loads_with_auto_class(tmp_path):
 
 def test_end_to_end_with_tiny_model(processor, tiny_tokenizer):
     from dbeta_hf.modeling_dbeta import DBetaModel
-    from dbeta_hf.presets import tiny_config
+    from dbeta_hf.pretraining.recipes import tiny_config
 
     torch.manual_seed(0)
     model = DBetaModel(tiny_config(vocab_size=len(tiny_tokenizer))).eval()

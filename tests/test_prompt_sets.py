@@ -11,8 +11,8 @@ import pytest
 
 from helpers import load_example
 
-from dbeta_hf.class_code_aliases import CLASS_CODE_ALIASES, equivalent_class_codes
-from dbeta_hf.zero_shot_prompts import (
+from dbeta_hf.evaluation.class_aliases import CLASS_CODE_ALIASES, equivalent_class_codes
+from dbeta_hf.evaluation.prompts import (
     MissingClassDescriptionError,
     load_prompt_set,
     prompt_set_descriptions,
@@ -124,7 +124,7 @@ def test_one_description_look_up_and_one_scorer(saved_model_dir, tmp_path):
 
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
     from dbeta_hf.pipelines import register_pipelines
-    from dbeta_hf.zero_shot_prompts import BUILTIN_PROMPT_SET, class_descriptions, describe_classes, prompt_set_record
+    from dbeta_hf.evaluation.prompts import BUILTIN_PROMPT_SET, class_descriptions, describe_classes, prompt_set_record
 
     prompt_set = load_prompt_set(SYNTHETIC_PROMPTS)
     assert describe_classes(["SR", "BBB"], prompt_set=prompt_set) == ["sinus rhythm.", "bundle branch block."]
@@ -167,7 +167,7 @@ def test_zero_shot_example_records_the_prompt_set(saved_model_dir, tmp_path):
 def test_alias_module_docstring_examples_hold():
     import doctest
 
-    import dbeta_hf.class_code_aliases as module
+    import dbeta_hf.evaluation.class_aliases as module
 
     result = doctest.testmod(module)
     assert result.attempted >= 3 and result.failed == 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dbeta_hf.zero_shot_prompts import (
+from dbeta_hf.evaluation.prompts import (
     DEFAULT_CLASS_DESCRIPTIONS_PATH,
     MissingClassDescriptionError,
     available_tasks,
@@ -32,7 +32,7 @@ EXPECTED_TASKS = {
 
 
 def test_task_class_lists_match_the_reference():
-    from dbeta_hf.synthetic import SYNTHETIC_CLASSES
+    from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
 
     assert set(available_tasks()) == set(EXPECTED_TASKS) | {"synthetic"}
     for task, codes in EXPECTED_TASKS.items():

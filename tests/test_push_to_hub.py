@@ -73,7 +73,7 @@ def _assert_card(folder: Path, repo_id: str):
 
 
 def test_converter_push_sends_weights_config_processor_card_and_code(hub, tmp_path, tiny_tokenizer_path):
-    from dbeta_hf.convert_original_checkpoint import main
+    from dbeta_hf.conversion.convert_original_checkpoint import main
 
     out = tmp_path / "converted"
     code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),

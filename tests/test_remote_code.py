@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dbeta_hf import DBetaForPreTraining, DBetaModel, DBetaProcessor
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 WORKER = Path(__file__).with_name("remote_code_worker.py")
 CODE_FILES = {

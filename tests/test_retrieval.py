@@ -11,7 +11,7 @@ import torch
 from helpers import load_example
 
 from dbeta_hf import DBetaModel, DBetaProcessor
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import signal as scipy_signal
 from sklearn.metrics import roc_auc_score
 
-from dbeta_hf import synthetic
-from dbeta_hf.synthetic import (
+from dbeta_hf.data import synthetic
+from dbeta_hf.data.synthetic import (
     SYNTHETIC_CLASSES,
     derive_limb_leads,
     generate_ecg,
@@ -304,7 +304,7 @@ def test_deepfake_backend_with_a_stand_in_generator(monkeypatch):
 def test_plot_ecg_writes_a_png(tmp_path):
     from matplotlib.figure import Figure
 
-    from dbeta_hf.plotting import plot_ecg
+    from dbeta_hf.evaluation.plotting import plot_ecg
 
     ecg = generate_ecg(["SR", "RBBB"], seed=0)
     path = tmp_path / "ecg.png"

@@ -10,13 +10,13 @@ import sys
 
 from helpers import REPO
 
-from dbeta_hf.tokenizer_utils import train_t5_tokenizer
+from dbeta_hf.pretraining.tokenizer import train_t5_tokenizer
 
 # Train four times in one process and print the vocabularies (ids in order). The corpus has many pieces of equal
 # score (digits, single letters), whose order the trainer used to change from run to run.
 _TRAIN_SCRIPT = """
 import json, random
-from dbeta_hf.tokenizer_utils import train_t5_tokenizer
+from dbeta_hf.pretraining.tokenizer import train_t5_tokenizer
 rng = random.Random(0)
 findings = ["sinus rhythm", "atrial fibrillation", "left bundle branch block", "normal ecg", "st elevation"]
 texts = [f"{rng.choice(findings)}. heart rate {rng.randint(40, 180)} bpm. pr {rng.randint(100, 300)} ms. "

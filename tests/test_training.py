@@ -9,10 +9,10 @@ import torch
 from transformers import TrainerCallback
 
 from dbeta_hf import DBetaForPreTraining
-from dbeta_hf.n3s import build_n3s_index_from_embeddings
-from dbeta_hf.presets import tiny_config
-from dbeta_hf.pretraining_collator import DBetaPreTrainingCollator
-from dbeta_hf.training import LOGGED_METRICS, DBetaPreTrainer, dbeta_training_arguments
+from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.recipes import tiny_config
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
+from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer, dbeta_training_arguments
 
 REPORTS = [
     "sinus rhythm. normal ecg.", "sinus bradycardia. otherwise normal ecg.", "sinus tachycardia. abnormal ecg.",

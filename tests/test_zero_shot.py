@@ -11,7 +11,7 @@ import torch
 from helpers import load_example
 
 from dbeta_hf import DBetaModel, DBetaProcessor
-from dbeta_hf.presets import tiny_config
+from dbeta_hf.pretraining.recipes import tiny_config
 
 NUM_SAMPLES = 1000  # short inputs for the direct scoring tests; the processor path uses the full 5000
 
@@ -144,8 +144,8 @@ def test_bad_input_errors(tiny_model, processor, ecgs):
 
 def test_default_descriptions_cover_every_task_class(tiny_model, processor):
     from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
-    from dbeta_hf.synthetic import SYNTHETIC_CLASSES
-    from dbeta_hf.zero_shot_prompts import task_class_names
+    from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
+    from dbeta_hf.evaluation.prompts import task_class_names
 
     classifier = DBetaZeroShotClassifier(tiny_model, processor)
     texts = classifier.describe(SYNTHETIC_CLASSES, task="synthetic")
@@ -231,7 +231,7 @@ def test_zero_shot_example_errors(tmp_path, monkeypatch):
 def test_pipeline_batch_size_gives_the_single_ecg_scores(saved_model_dir):
     from transformers import pipeline
 
-    from dbeta_hf.zero_shot_prompts import MissingClassDescriptionError
+    from dbeta_hf.evaluation.prompts import MissingClassDescriptionError
 
     classifier_pipe = pipeline("zero-shot-ecg-classification", model=str(saved_model_dir), device="cpu")
     rng = np.random.default_rng(1)

@@ -16,7 +16,7 @@ signal code (`dbeta_hf.data.processing.prepare_ecg`); records longer than 10 s k
 (flagged ``cropped``: INCART records last 30 min, PTB ones up to 2 min), shorter ones are zero-padded
 (``padded``), exactly as the CPSC2018 / CSN builders do; every case is counted in the build summary.
 
-Labels: the 26 classes scored by the challenge (`dbeta_hf.cinc2021_classes`), with its equivalent-class merges
+Labels: the 26 classes scored by the challenge (`dbeta_hf.evaluation.cinc2021_classes`), with its equivalent-class merges
 (complete and plain RBBB, complete and plain LBBB, PAC / SVPB, PVC / VPB). Class names are the
 abbreviations (``"CRBBB|RBBB"``); the SNOMED names of the challenge's weights file are in the dataset
 metadata (``snomed_ct``), and `cinc2021_challenge_score` accepts either. Codes the challenge does not score
@@ -50,7 +50,7 @@ from typing import Any, Mapping, Sequence
 
 from datasets import Features, Value
 
-from ..cinc2021_classes import cinc2021_scored_classes
+from ..evaluation.cinc2021_classes import cinc2021_scored_classes
 from ._common import check_root, finish
 from .build import BuildPlan
 from .features import ecg_feature, labels_feature, make_info

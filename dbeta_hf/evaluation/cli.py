@@ -125,7 +125,7 @@ def resolve_model_dir(path: str | os.PathLike | None, default: str = DEFAULT_SYN
 def _synthetic_splits(num_records: int, seed: int, fractions=(0.6, 0.2, 0.2)):
     from datasets import DatasetDict
 
-    from ..synthetic import make_synthetic_corpus
+    from ..data.synthetic import make_synthetic_corpus
 
     if num_records < 10:
         raise ValueError(f"the synthetic evaluation corpus needs at least 10 records, got {num_records}")
@@ -161,7 +161,7 @@ def load_task_splits(
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     roots = roots or {}
     if task == "synthetic":
-        from ..synthetic import SYNTHETIC_CLASSES
+        from ..data.synthetic import SYNTHETIC_CLASSES
 
         splits = _synthetic_splits(synthetic_records, synthetic_seed)
         class_names = list(SYNTHETIC_CLASSES)

@@ -286,7 +286,7 @@ def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] |
 
     For every record with label set L and output set O, each (label i, output j) pair adds
     ``1 / max(1, |L U O|)`` to a confusion matrix ``A[i, j]``; the raw score is ``sum(W * A)`` with the
-    challenge's weights ``W`` (`dbeta_hf.cinc2021_classes.cinc2021_weights`: 1 on the diagonal, partial credit
+    challenge's weights ``W`` (`dbeta_hf.evaluation.cinc2021_classes.cinc2021_weights`: 1 on the diagonal, partial credit
     between similar classes). It is normalized so that the classifier that outputs only the normal class
     (sinus rhythm, 426783006) for every record scores 0 and a perfect classifier scores 1::
 
@@ -306,7 +306,7 @@ def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] |
 
     Returns the normalized score as a float (x 100 in the paper's Table 1).
     """
-    from ..cinc2021_classes import CINC2021_NORMAL_CLASS, cinc2021_class_names, cinc2021_weights, resolve_cinc2021_class
+    from .cinc2021_classes import CINC2021_NORMAL_CLASS, cinc2021_class_names, cinc2021_weights, resolve_cinc2021_class
 
     y = _binary_matrix(labels, "labels")
     o = _binary_matrix(outputs, "outputs")
@@ -316,7 +316,7 @@ def cinc2021_challenge_score(labels: Any, outputs: Any, classes: Sequence[str] |
         if y.shape[1] != len(cinc2021_class_names()):
             raise ValueError(
                 f"{y.shape[1]} columns but no `classes`: pass the column names, or the 26 scored classes in the order "
-                "of dbeta_hf.cinc2021_classes.cinc2021_class_names()"
+                "of dbeta_hf.evaluation.cinc2021_classes.cinc2021_class_names()"
             )
         column_class = list(range(y.shape[1]))
     else:

@@ -5,7 +5,7 @@ variant with. It reuses the package's evaluation code (`DBetaZeroShotClassifier`
 `train_linear_probe`, `retrieval_metrics`) and runs on the model's device.
 
 * **Zero-shot**: the uni-modal ECG embedding of every held-out record scored against the class descriptions
-  (`dbeta_hf.zero_shot_prompts`, raw dot product as the official model), macro AUROC and per class.
+  (`dbeta_hf.evaluation.prompts`, raw dot product as the official model), macro AUROC and per class.
 * **Linear probe**: a logistic regression on the frozen ECG embeddings of (part of) the training split, early-stopped
   on a fifth of it, scored on the held-out records.
 * **Retrieval**: ECG -> report and report -> ECG Recall@k over the held-out pairs (a report counts as relevant when
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .features import extract_ecg_features, extract_text_features, labels_array
+from .embeddings import extract_ecg_features, extract_text_features, labels_array
 
 __all__ = ["pretraining_report", "format_pretraining_report"]
 

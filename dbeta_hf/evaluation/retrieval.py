@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .features import extract_ecg_features, extract_text_features
+from .embeddings import extract_ecg_features, extract_text_features
 from .zero_shot import zero_shot_scores
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Zero-shot ECG classification with D-BETA (reference spec F.3).
 
-Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.zero_shot_prompts`,
+Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.evaluation.prompts`,
 overridable with a JSON file). The description is encoded once by the text tower (T5 encoder -> projection ->
 tanh pooler) and cached; every ECG by the ECG tower (`get_ecg_features`). The score of class ``c`` for ECG ``i``
 is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalization,
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..zero_shot_prompts import describe_classes, load_prompt_set, prompt_set_record
-from .features import extract_ecg_features, extract_text_features
+from .prompts import describe_classes, load_prompt_set, prompt_set_record
+from .embeddings import extract_ecg_features, extract_text_features
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ class DBetaZeroShotClassifier:
         processor: the `DBetaProcessor` of the checkpoint (tokenizer + ECG feature extractor).
         similarity: ``"dot"`` (default, official) or ``"cosine"``.
         task: default task of the class descriptions (``"ptbxl_super"``, ``"cpsc2018"``, ``"code15"``, ...); it
-            selects task-specific descriptions where `dbeta_hf.zero_shot_prompts` has them.
+            selects task-specific descriptions where `dbeta_hf.evaluation.prompts` has them.
         descriptions: a complete prompt set replacing the built-in descriptions: a ``{label: description}``
             dict or the path of a JSON file with one (the official repository's prompt format). Every class
-            scored must be covered (directly or under an alias, `dbeta_hf.class_code_aliases`), otherwise
+            scored must be covered (directly or under an alias, `dbeta_hf.evaluation.class_aliases`), otherwise
             scoring stops with an error listing the uncovered classes; the built-in texts are never mixed in.
         batch_size: ECGs / texts per forward pass.
         device: where to run the model (default: where it is).

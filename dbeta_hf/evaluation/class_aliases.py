@@ -1,7 +1,7 @@
 """Class codes that name the same class in different naming schemes, per task.
 
 Our task class codes are the label columns of MERL's split CSVs (PTB-XL super / sub / form / rhythm, CPSC2018
-= ``icbeb``, CSN = ``chapman``) and CODE-15's own columns; `dbeta_hf.zero_shot_prompts.task_class_names` lists
+= ``icbeb``, CSN = ``chapman``) and CODE-15's own columns; `dbeta_hf.evaluation.prompts.task_class_names` lists
 them. Other sources name some of these classes differently:
 
 * CODE-15's columns (``1dAVb``, ``SB``, ``AF``, ``ST``) against the names the official D-BETA notebook scores

@@ -72,7 +72,7 @@ def results_from_summary(kind: str, results: Mapping[str, Any]) -> list[EvalResu
 
 def _input_contract(feature_extractor) -> dict[str, Any]:
     if feature_extractor is None:
-        from .feature_extraction_dbeta import DBetaECGFeatureExtractor
+        from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 
         feature_extractor = DBetaECGFeatureExtractor()
     rate = feature_extractor.sampling_rate

@@ -23,7 +23,7 @@ Look-up order in `class_descriptions`: the caller's `overrides`, then the task's
 descriptions. A code is matched exactly first, then ignoring case and PTB-XL's leading / trailing underscores
 (``ISC_``, ``_AVB`` and ``NST_`` find ``ISC``, ``AVB`` and ``NST``).
 
-    >>> from dbeta_hf.zero_shot_prompts import class_descriptions, task_class_names
+    >>> from dbeta_hf.evaluation.prompts import class_descriptions, task_class_names
     >>> class_descriptions(["AF"], task="code15")[0].split(".")[0]
     'atrial fibrillation'
     >>> class_descriptions(["AF"], task="csn")[0].split(".")[0]
@@ -301,7 +301,7 @@ def prompt_set_descriptions(
     """One description per class from a complete prompt set (`load_prompt_set`), in order.
 
     A class is looked up under its own code and then under the codes that name it in other schemes
-    (`dbeta_hf.class_code_aliases`, per task: CODE-15's ``1dAVb`` is found as ``1AVB``, CSN's ``AF`` as
+    (`dbeta_hf.evaluation.class_aliases`, per task: CODE-15's ``1dAVb`` is found as ``1AVB``, CSN's ``AF`` as
     ``AFLT``), first in the set's overrides for `task`, then in its descriptions; case and PTB-XL's
     leading / trailing underscores are ignored. `lowercase` lower-cases each text as the official
     zero-shot flow does.
@@ -310,7 +310,7 @@ def prompt_set_descriptions(
         MissingClassDescriptionError: some classes are not covered; the message lists every uncovered class
             with the keys that were tried. There is no fallback to the built-in texts.
     """
-    from .class_code_aliases import equivalent_class_codes
+    from .class_aliases import equivalent_class_codes
 
     if isinstance(class_names, str):
         class_names = [class_names]

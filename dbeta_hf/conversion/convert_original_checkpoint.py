@@ -1,6 +1,6 @@
 """Convert an official D-BETA checkpoint (`torch.save({"model": state_dict})`) into a transformers model folder.
 
-    python -m dbeta_hf.convert_original_checkpoint --checkpoint sample.pt --original-config configs/config.json \
+    python -m dbeta_hf.conversion.convert_original_checkpoint --checkpoint sample.pt --original-config configs/config.json \
         --output-dir dbeta-base [--text-config t5_config.json] [--tokenizer google/flan-t5-base] [--push-to-hub ORG/NAME]
 
 The conversion is a pure renaming, checked key by key: the base model's keys get the `model.` prefix (the heads
@@ -15,7 +15,7 @@ the result is never partly random.
 The converter always writes the ECG feature extractor (`preprocessor_config.json`; the whole `DBetaProcessor`
 with `--tokenizer`) with the input convention the checkpoint expects: `--lead-order standard|mimic` and
 `--input-normalization none|per-lead-zscore` (`dbeta_hf.input_convention`). Flags given explicitly win. For a
-setting not given, the converter runs `dbeta_hf.diagnose_input_convention` on synthetic ECGs and takes the
+setting not given, the converter runs `dbeta_hf.conversion.diagnose_input_convention` on synthetic ECGs and takes the
 measured value when its margin is clear (at least `--min-margin`); otherwise it keeps the standard order and raw
 millivolts and says that the measurement was inconclusive. The choice and the measured losses are logged and
 written to `input_convention.json` in the output folder.
@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from .configuration_dbeta import ORIGINAL_OLD_SPELLINGS, DBetaConfig
-from .modeling_dbeta import DBetaForPreTraining, rename_legacy_key
+from ..configuration_dbeta import ORIGINAL_OLD_SPELLINGS, DBetaConfig
+from ..modeling_dbeta import DBetaForPreTraining, rename_legacy_key
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def choose_input_convention(
     Returns ``{"lead_order", "input_normalization", "decided_by": {setting: how}, "diagnostic": report or None}``.
     """
     from .diagnose_input_convention import CANDIDATE_CONVENTIONS, DEFAULT_MIN_MARGIN, diagnose_input_convention
-    from .input_convention import check_input_normalization, lead_names_for_order
+    from ..input_convention import check_input_normalization, lead_names_for_order
 
     min_margin = DEFAULT_MIN_MARGIN if min_margin is None else min_margin
     if lead_order is not None:
@@ -254,7 +254,7 @@ def choose_input_convention(
 def save_input_processor(output_dir: str | Path, model: DBetaForPreTraining, convention: dict, tokenizer: str | None = None):
     """Write the feature extractor (or, with `tokenizer`, the whole `DBetaProcessor`) with `convention`, and
     `input_convention.json`; return what was saved."""
-    from .feature_extraction_dbeta import DBetaECGFeatureExtractor
+    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 
     ecg_config = model.config.ecg_config
     settings = dict(
@@ -262,7 +262,7 @@ def save_input_processor(output_dir: str | Path, model: DBetaForPreTraining, con
         lead_order=convention["lead_order"], input_normalization=convention["input_normalization"],
     )
     if tokenizer:
-        from .processing_dbeta import DBetaProcessor
+        from ..processing_dbeta import DBetaProcessor
 
         saved = DBetaProcessor.from_tokenizer(tokenizer, **settings)
     else:
@@ -282,7 +282,7 @@ def save_input_processor(output_dir: str | Path, model: DBetaForPreTraining, con
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dbeta_hf.convert_original_checkpoint",
+        prog="python -m dbeta_hf.conversion.convert_original_checkpoint",
         description="Convert an official D-BETA checkpoint into a transformers model folder "
         "(loads with DBetaForPreTraining.from_pretrained / DBetaModel.from_pretrained).",
     )
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also save a DBetaProcessor with this T5 tokenizer (name or path, e.g. google/flan-t5-base)")
     parser.add_argument("--lead-order", choices=["standard", "mimic"], default=None,
                         help="input channel order the checkpoint expects (standard: I, II, III, aVR, aVL, aVF, V1-V6; "
-                        "mimic: aVF before aVL). Default: measured with dbeta_hf.diagnose_input_convention")
+                        "mimic: aVF before aVL). Default: measured with dbeta_hf.conversion.diagnose_input_convention")
     parser.add_argument("--input-normalization", choices=["none", "per-lead-zscore"], default=None,
                         help="input scaling the checkpoint expects (none = millivolts). Default: measured")
     parser.add_argument("--diagnostic-records", type=int, default=32,
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     processor = save_input_processor(output_dir, model, convention, args.tokenizer)
     logger.info("saved a %s%s", type(processor).__name__, f" with tokenizer {args.tokenizer}" if args.tokenizer else "")
-    from .model_card import write_model_card
+    from ..hub.model_card import write_model_card
 
     card = write_model_card(
         output_dir, args.push_to_hub, converted_from_official=True, base_model="google/flan-t5-base",
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.info("wrote the model card %s", card)
     if args.push_to_hub:
-        from .hub import push_model_folder
+        from ..hub.push import push_model_folder
 
         push_model_folder(output_dir, args.push_to_hub, commit_message="Upload D-BETA converted from the official checkpoint")
         logger.info("pushed to https://huggingface.co/%s", args.push_to_hub)

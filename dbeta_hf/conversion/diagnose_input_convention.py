@@ -1,6 +1,6 @@
 """Which input convention does a checkpoint expect? A label-free measurement with the model's own MEM head.
 
-    python -m dbeta_hf.diagnose_input_convention --model DIR [--records WFDB_RECORD ...] [--json report.json]
+    python -m dbeta_hf.conversion.diagnose_input_convention --model DIR [--records WFDB_RECORD ...] [--json report.json]
 
 A model reconstructs masked ECG tokens best from inputs prepared the way its pretraining data was. For every
 candidate convention (`dbeta_hf.input_convention`: standard vs MIMIC lead order x raw millivolts vs per-lead
@@ -10,7 +10,7 @@ in the input. The report lists the four losses, the best convention and the marg
 best and the runner-up loss, ``(second - best) / best``. A margin of at least `min_margin` (default 0.05) is
 called conclusive.
 
-Without ``--records`` the package's synthetic 12-lead ECGs (`dbeta_hf.synthetic.generate_ecg`, 500 Hz, mV,
+Without ``--records`` the package's synthetic 12-lead ECGs (`dbeta_hf.data.synthetic.generate_ecg`, 500 Hz, mV,
 physiologically consistent limb leads) are used, so no data set is needed. With ``--records`` the WFDB headers
 give each record's rate, lead names and units, and the leads are mapped by name.
 
@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .configuration_dbeta import CANONICAL_LEAD_NAMES
-from .input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS
+from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def convention_name(lead_order: str, input_normalization: str) -> str:
 
 def synthetic_diagnostic_ecgs(num_records: int = 32, seed: int = 0) -> np.ndarray:
     """(N, 12, 5000) synthetic ECGs in mV at 500 Hz, canonical lead order, cycling through rhythms and findings."""
-    from .synthetic import generate_ecg
+    from ..data.synthetic import generate_ecg
 
     if num_records < 1:
         raise ValueError(f"num_records must be at least 1, got {num_records}")
@@ -66,7 +66,7 @@ def synthetic_diagnostic_ecgs(num_records: int = 32, seed: int = 0) -> np.ndarra
 
 
 def _feature_extractor(model_config, lead_order: str, input_normalization: str):
-    from .feature_extraction_dbeta import DBetaECGFeatureExtractor
+    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 
     ecg_config = model_config.ecg_config
     return DBetaECGFeatureExtractor(
@@ -157,7 +157,7 @@ def diagnose_input_convention(
         source = f"{len(ecgs)} given ECG(s)"
     else:
         ecgs = synthetic_diagnostic_ecgs(num_synthetic, seed=seed)
-        source = f"{len(ecgs)} synthetic ECG(s) (dbeta_hf.synthetic)"
+        source = f"{len(ecgs)} synthetic ECG(s) (dbeta_hf.data.synthetic)"
 
     model.eval()
     losses: dict[str, float] = {}
@@ -225,7 +225,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dbeta_hf.diagnose_input_convention",
+        prog="python -m dbeta_hf.conversion.diagnose_input_convention",
         description="Measure which lead order and input scaling a D-BETA checkpoint expects (label-free, MEM loss).",
     )
     parser.add_argument("--model", required=True, help="model folder or Hub id (a DBetaForPreTraining checkpoint)")
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from .modeling_dbeta import DBetaForPreTraining
+    from ..modeling_dbeta import DBetaForPreTraining
 
     model, info = DBetaForPreTraining.from_pretrained(args.model, output_loading_info=True)
     missing_heads = [k for k in info.get("missing_keys", []) if k.startswith("mem_head.")]

@@ -29,7 +29,7 @@ C.1, C.3, D.1, D.2):
 
 * **N3S negatives.** ``int(B * negative_fraction + u)``, ``u ~ U[0, 1)``, rows are chosen without replacement
   (the official rule, with ``negative_fraction=0.5``). Each gets a report drawn uniformly from its own
-  report's candidate table in the precomputed :class:`~dbeta_hf.n3s.N3SIndex` and ``match_labels = 0``.
+  report's candidate table in the precomputed :class:`~dbeta_hf.pretraining.n3s.N3SIndex` and ``match_labels = 0``.
   The negative text is what is tokenised and fed (the official collator overwrote it with the true
   report, keeping only the label and the attention mask). No text model runs here.
 * **Without an index** (``n3s_index=None``), the negatives are *in-batch*: a negative row gets the report of
@@ -81,9 +81,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .losses import mlm_positions
+from ..losses import mlm_positions
 from .n3s import N3SIndex
-from .text_normalization import normalize_report
+from ..text_normalization import normalize_report
 
 from transformers import TrainerCallback
 
@@ -202,7 +202,7 @@ class DBetaPreTrainingCollator:
 
     Args:
         tokenizer: the T5 tokenizer of the text encoder (``google/flan-t5-base`` for the official model).
-        n3s_index: precomputed :class:`~dbeta_hf.n3s.N3SIndex` (build it from the training reports). Without it,
+        n3s_index: precomputed :class:`~dbeta_hf.pretraining.n3s.N3SIndex` (build it from the training reports). Without it,
             negatives are in-batch (see the module docstring).
         negative_fraction: expected fraction of rows that get a negative report (0 disables negatives).
         mlm_probability: fraction of non-special tokens selected for MLM.

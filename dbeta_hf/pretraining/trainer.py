@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainingArguments
 
-from .pretraining_collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
+from .collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
 
 LOGGED_METRICS = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss", "mlm_accuracy", "etm_accuracy")
 
@@ -81,7 +81,7 @@ class DBetaPreTrainer(Trainer):
     def __init__(self, *args, model_card_kwargs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # what the model card (README.md, written with every save and push) says beyond what the Trainer knows:
-        # `results` (measured `dbeta_hf.model_card.eval_result`s), `base_model`, `datasets`, `license`, ...
+        # `results` (measured `dbeta_hf.hub.model_card.eval_result`s), `base_model`, `datasets`, `license`, ...
         self.model_card_kwargs = dict(model_card_kwargs or {})
         self._train_metrics = _MetricAccumulator()
         self._eval_metrics = _MetricAccumulator()
@@ -118,10 +118,10 @@ class DBetaPreTrainer(Trainer):
 
     # ------------------------------------------------------------------ model card
     def write_model_card(self, output_dir: str | None = None) -> None:
-        """Write the D-BETA model card (`dbeta_hf.model_card`) as `output_dir/README.md`."""
+        """Write the D-BETA model card (`dbeta_hf.hub.model_card`) as `output_dir/README.md`."""
         from pathlib import Path
 
-        from .model_card import training_settings_from_args, write_model_card
+        from ..hub.model_card import training_settings_from_args, write_model_card
 
         output_dir = output_dir or self.args.output_dir
         kwargs = dict(self.model_card_kwargs)

@@ -16,7 +16,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import T5Tokenizer
 
-from .text_normalization import normalize_report
+from ..text_normalization import normalize_report
 
 
 def train_t5_tokenizer(texts: Iterable[str], vocab_size: int = 400, extra_ids: int = 100, normalize: bool = True,

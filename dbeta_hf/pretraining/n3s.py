@@ -25,7 +25,7 @@ A report is never its own negative. With fewer than ``k + 1`` unique reports ``k
 ``num_unique - 1`` with a warning; fewer than 2 unique reports is an error.
 
 The resulting :class:`N3SIndex` holds the ``(U, k)`` int32 table and the report list, and is what the
-pretraining collator (:class:`dbeta_hf.pretraining_collator.DBetaPreTrainingCollator`) samples from:
+pretraining collator (:class:`dbeta_hf.pretraining.collator.DBetaPreTrainingCollator`) samples from:
 ``report_id(text)`` is a dict look-up on the normalized text, ``sample_negative(ids, generator)`` one
 vectorised gather. No text model runs during training, and the sampling is reproducible with a seeded
 ``torch.Generator`` whatever the number of data-loader workers.
@@ -42,7 +42,7 @@ its time grows with ``U^2``. Measured sizes and timings (800,000 reports extrapo
 
 Typical use::
 
-    from dbeta_hf.n3s import build_n3s_index, N3SIndex
+    from dbeta_hf.pretraining.n3s import build_n3s_index, N3SIndex
     index = build_n3s_index(dataset["report"], "google/flan-t5-small", k=64)
     index.save_pretrained("n3s_index")
     index = N3SIndex.from_pretrained("n3s_index")
@@ -63,8 +63,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .file_modes import apply_default_file_mode
-from .text_normalization import normalize_report
+from ..file_modes import apply_default_file_mode
+from ..text_normalization import normalize_report
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class N3SIndex:
                     "this index holds no embeddings; build it with keep_embeddings=True to save them"
                 )
             tensors["embeddings"] = self.embeddings.contiguous()
-        save_file(tensors, str(path / N3S_TABLE_FILE), metadata={"format": "dbeta_hf.n3s", "version": "1"})
+        save_file(tensors, str(path / N3S_TABLE_FILE), metadata={"format": "dbeta_hf.pretraining.n3s", "version": "1"})
         apply_default_file_mode([path / N3S_TABLE_FILE])  # safetensors writes 0600
         config = dict(self.settings)
         config.update({"format_version": _FORMAT_VERSION, "num_reports": len(self), "k": self.k})

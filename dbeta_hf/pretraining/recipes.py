@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaECGConfig
+from ..configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaECGConfig
 
 
 def official_config(**kwargs) -> DBetaConfig:

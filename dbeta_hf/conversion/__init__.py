@@ -1,0 +1,2 @@
+"""Conversion of the official D-BETA checkpoint (the official key map lives here) and the input-convention
+diagnostic."""

@@ -1,0 +1,1 @@
+"""The Hub side: model cards and pushes."""
