@@ -57,7 +57,7 @@ __all__ = [
     "describe_classes",
 ]
 
-DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).parent / "resources" / "class_descriptions.json"
+DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).resolve().parent.parent / "resources" / "class_descriptions.json"
 
 # Other common spellings of the task names.
 TASK_ALIASES = {

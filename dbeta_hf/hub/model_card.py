@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 # `MODEL_CARD.md` at the top of the repository, linked into the package's resources so that wheels ship it too
-TEMPLATE_PATH = Path(__file__).resolve().parent / "resources" / "MODEL_CARD.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "resources" / "MODEL_CARD.md"
 MODEL_CARD_NAME = "README.md"
 # D-BETA maps ECGs (and texts) to embeddings; zero-shot diagnosis scores them against class descriptions. The Hub's
 # text task `zero-shot-classification` would advertise a text classifier, so the card uses `feature-extraction`.
