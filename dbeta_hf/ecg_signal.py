@@ -42,6 +42,8 @@ __all__ = [
     "validate_lead_names",
     "reorder_leads",
     "resample_signal",
+    "resample_signal_fft",
+    "RESAMPLE_METHODS",
     "resampling_ratio",
     "resampling_margin",
     "unit_scale",
@@ -256,9 +258,13 @@ def resampling_margin(up: int, down: int) -> int:
 
 
 def resample_signal(
-    signal: np.ndarray, orig_sr: float, target_sr: float, max_denominator: int | None = None
+    signal: np.ndarray, orig_sr: float, target_sr: float, max_denominator: int | None = None, *,
+    method: str = "polyphase",
 ) -> np.ndarray:
     """Resample `signal` along its last axis from `orig_sr` to `target_sr` Hz.
+
+    ``method="fft"`` is `resample_signal_fft` instead (``scipy.signal.resample``, as D-BETA's zero-shot notebook
+    resamples CODE-15); the default, ``"polyphase"``, is described below.
 
     Uses `scipy.signal.resample_poly` (polyphase FIR low-pass, so downsampling is anti-aliased) with
     ``up / down`` the rational approximation of ``target_sr / orig_sr`` given by `resampling_ratio` (250 -> 500 Hz
@@ -276,6 +282,10 @@ def resample_signal(
     (``padtype="line"``), which avoids edge transients. Equal rates (or a ratio that rounds to 1/1 within
     1e-6) return a copy.
     """
+    if method not in RESAMPLE_METHODS:
+        raise ValueError(f"unknown resampling method {method!r}; choose one of {list(RESAMPLE_METHODS)}")
+    if method == "fft":
+        return resample_signal_fft(signal, orig_sr, target_sr)
     array = np.asarray(signal)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
@@ -292,6 +302,38 @@ def resample_signal(
     mean = array.mean(axis=-1, keepdims=True)
     resampled = scipy_signal.resample_poly(array - mean, up, down, axis=-1, window=taps, padtype="line")
     return resampled + mean
+
+
+RESAMPLE_METHODS = ("polyphase", "fft")
+
+
+def resample_signal_fft(signal: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
+    """Resample `signal` along its last axis with ``scipy.signal.resample`` (Fourier method), as D-BETA's zero-shot
+    notebook resamples CODE-15 (``example.ipynb``: ``resample(tracing, int(4096 * (500 / 400)), axis=0)``).
+
+    The output has ``int(samples * (target_sr / orig_sr))`` samples, computed as the notebook does (CODE-15: 4096
+    at 400 Hz -> 5120 at 500 Hz), and is exactly ``scipy.signal.resample(signal, that_number, axis=-1)`` for a
+    float input (integers are converted to float64 first); the dtype of a float input is kept. No mean removal,
+    no padding: the FFT treats the recording as periodic, so a recording whose two ends differ rings near both
+    ends (the polyphase default of `resample_signal` does not). Equal rates return a copy.
+    """
+    array = np.asarray(signal)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    if array.ndim == 0 or array.shape[-1] == 0:
+        raise ValueError(f"cannot resample an ECG with no samples (shape {array.shape})")
+    orig_sr = _rate(orig_sr, "orig_sr")
+    target_sr = _rate(target_sr, "target_sr")
+    if orig_sr == target_sr:
+        return array.copy()
+    num = int(array.shape[-1] * (target_sr / orig_sr))
+    if num < 1:
+        raise ValueError(
+            f"resampling {array.shape[-1]} samples from {orig_sr} Hz to {target_sr} Hz leaves no sample"
+        )
+    return scipy_signal.resample(array, num, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------- units

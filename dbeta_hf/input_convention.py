@@ -62,3 +62,42 @@ def check_input_normalization(input_normalization: str) -> str:
             f"unknown input_normalization {input_normalization!r}; choose one of {list(INPUT_NORMALIZATIONS)}"
         )
     return input_normalization
+
+
+def per_record_minmax(signal, eps: float = 1e-8):
+    """Scale each record to [0, 1] as MERL and MELP do: ``(x - min) / (max - min + eps)``, with one minimum and one
+    maximum over **all leads and samples of the record together** (not per lead).
+
+    Sources: MERL (``cheliu-computation/MERL-ICML2024``) ``utils/utils_dataset.py:Ori_MIMIC_E_T_Dataset.__getitem__``
+    (pretraining, MIMIC-IV-ECG in its stored lead order, eps 1e-8) and ``finetune/finetune_dataset.py:ECGDataset.
+    __getitem__`` (downstream: after cropping to 5000 samples, CPSC2018 after zero-padding 2500 -> 5000, so the padding
+    takes part; then leads 4 and 5 are swapped to MIMIC's order); MELP's MIMIC-IV-ECG pretraining dataset
+    (``ECG_Text_Dataset.__getitem__``) uses the same formula on ``wfdb.rdsamp`` records. Scale whatever the model is
+    fed, in the order that source used (crop or pad first, then scale).
+
+    Args:
+        signal: (leads, samples) or (..., leads, samples); each record is scaled with its own minimum and maximum.
+        eps: added to the range (1e-8 in MERL's and MELP's code), so a flat record becomes all zeros.
+
+    Returns:
+        a new array, computed in the input's float dtype (float64 for an integer input); the input is not modified.
+    """
+    import numpy as np
+
+    array = np.asarray(signal)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
+    if array.ndim < 2 or array.shape[-1] == 0 or array.shape[-2] == 0:
+        raise ValueError(
+            f"per_record_minmax takes (leads, samples) or (..., leads, samples) with at least one lead and sample, "
+            f"got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(
+            "the ECG holds NaN or infinite values, which would make the whole record NaN after min-max scaling; "
+            "replace them first (dbeta_hf.ecg_signal.handle_non_finite)"
+        )
+    work = array if array.dtype.kind == "f" else array.astype(np.float64)
+    low = work.min(axis=(-2, -1), keepdims=True)
+    high = work.max(axis=(-2, -1), keepdims=True)
+    return (work - low) / (high - low + float(eps))  # in the input's float dtype, as numpy computes MERL's expression

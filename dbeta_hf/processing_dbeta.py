@@ -25,7 +25,7 @@ class DBetaProcessor(ProcessorMixin):
 
     Reports are normalized the way D-BETA pretraining normalized them before tokenising
     ([`~dbeta_hf.text_normalization.normalize_report`]: lower case, `ekg` -> `ecg`, `***` / `=-` / `=`
-    decorations removed, runs of white space folded), so that machine reports and zero-shot prompts look like
+    decorations stripped from the ends; the official pass, twice), so that machine reports and prompts look like
     the pretraining text. Set `normalize_text=False` to tokenise text as given.
 
     Args:

@@ -5,8 +5,9 @@ Expected layout (``data.zip`` unzipped; ``ROOT/data/...`` is accepted too)::
     ROOT/ecg_tracings.hdf5             dataset "tracings": (827, 4096, 12) float, 400 Hz, zero-padded to 4096
     ROOT/annotations/gold_standard.csv  1dAVb, RBBB, LBBB, SB, AF, ST  (row i = tracing i)
 
-Preprocessing, as D-BETA's zero-shot notebook: resample 400 -> 500 Hz (4096 -> 5120 samples, with
-`ecg_signal.resample_signal`) and keep the first 5000 samples; no filtering, no normalization.
+Preprocessing: resample 400 -> 500 Hz (4096 -> 5120 samples) and keep the first 5000 samples, no filtering, no
+normalization, as D-BETA's zero-shot notebook, except the resampler: `ecg_signal.resample_signal`'s polyphase
+Kaiser filter here, the notebook's FFT ``scipy.signal.resample`` with ``resample_signal(..., method="fft")``.
 
 **Lead order.** The release README (automatic-ecg-diagnosis, ``data/README.md`` and the model README)
 gives ``DI, DII, DIII, AVL, AVF, AVR, V1..V6`` -- aVL and aVF *before* aVR -- and this order was

@@ -44,7 +44,7 @@ def _normalize(text: str, normalize: bool) -> str:
         return str(text)
     from ..text_normalization import normalize_report
 
-    return normalize_report(str(text))
+    return normalize_report(str(text), fold_whitespace=True)
 
 
 def report_relevance(
