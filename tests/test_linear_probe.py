@@ -1,4 +1,4 @@
-"""Feature extraction + cache, the multi-label AUROC, the linear probe and examples/linear_probe.py."""
+"""Feature extraction + cache, the linear probe and examples/linear_probe.py (the AUROC: test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
 from helpers import load_example
 
@@ -17,37 +16,6 @@ from dbeta_hf.pretraining.recipes import tiny_config
 
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
-
-
-# --------------------------------------------------------------------------------------------- metrics
-def test_multilabel_auroc_skips_degenerate_classes_and_matches_sklearn():
-    from dbeta_hf.evaluation.metrics import multilabel_auroc
-
-    rng = np.random.default_rng(0)
-    y = (rng.random((60, 4)) < 0.4).astype(np.float32)
-    y[:, 1] = 0.0  # no positive
-    y[:, 3] = 1.0  # no negative
-    scores = rng.normal(size=(60, 4))
-    scores[:5, 0] = scores[5:10, 0]  # ties
-    result = multilabel_auroc(y, scores, class_names=["a", "b", "c", "d"])
-    assert sorted(result["skipped_classes"]) == ["b", "d"]
-    assert result["num_classes_scored"] == 2
-    expected = {c: roc_auc_score(y[:, i], scores[:, i]) for i, c in ((0, "a"), (2, "c"))}
-    assert result["per_class"] == pytest.approx(expected)
-    assert result["macro_auroc"] == pytest.approx(np.mean(list(expected.values())))
-
-
-def test_fast_macro_auroc_matches_sklearn():
-    from dbeta_hf.evaluation.linear_probe import fast_macro_auroc
-
-    rng = np.random.default_rng(1)
-    y = (rng.random((80, 5)) < 0.3).astype(np.float32)
-    y[:, 4] = 0.0
-    scores = np.round(rng.normal(size=(80, 5)), 1)  # many ties
-    macro, scored = fast_macro_auroc(y, scores)
-    assert scored == 4
-    assert macro == pytest.approx(np.mean([roc_auc_score(y[:, c], scores[:, c]) for c in range(4)]))
-    assert np.isnan(fast_macro_auroc(np.zeros((5, 2)), np.zeros((5, 2)))[0])
 
 
 # --------------------------------------------------------------------------------------------- features
