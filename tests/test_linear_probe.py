@@ -7,21 +7,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
+from safetensors.torch import save_file
 
 from helpers import load_example
 
 from dbeta_hf import DBetaECGModel
+from dbeta_hf.data.splits import label_fraction
+from dbeta_hf.evaluation.embeddings import extract_ecg_features
+from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe, subset_indices, train_linear_probe
 from dbeta_hf.pretraining.recipes import tiny_config
-
-
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 # --------------------------------------------------------------------------------------------- features
 def test_feature_extraction_batches_and_cache(tmp_path):
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features
-
     torch.manual_seed(0)
     model = DBetaECGModel(tiny_config()).train()  # extraction must switch dropout off and restore the mode
     ecgs = torch.randn(7, 12, 600, generator=torch.Generator().manual_seed(0))
@@ -34,8 +35,6 @@ def test_feature_extraction_batches_and_cache(tmp_path):
     files = list(tmp_path.glob("toy-*.safetensors"))
     assert len(files) == 1
     # the cache is read back (even by a different batch size), and keyed by the weights and the data
-    from safetensors.torch import save_file
-
     save_file({"features": feats * 0 + 42}, str(files[0]))  # poison: a cache hit returns these values
     assert torch.all(extract_ecg_features(model, ecgs, batch_size=7, cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     assert not torch.all(extract_ecg_features(model, ecgs[:6], cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
@@ -52,9 +51,6 @@ def test_feature_extraction_batches_and_cache(tmp_path):
 # --------------------------------------------------------------------------------------------- probe
 def test_probe_recovers_planted_signal_through_the_encoder():
     """Labels defined by directions of the encoder's own features; the probe sees only the ECGs' features."""
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features
-    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe
-
     torch.manual_seed(0)
     model = DBetaECGModel(tiny_config()).eval()
     gen = torch.Generator().manual_seed(3)
@@ -82,8 +78,6 @@ def test_probe_recovers_planted_signal_through_the_encoder():
 
 
 def test_probe_selects_on_validation_not_test():
-    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, train_linear_probe
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 16)).astype(np.float32)
     y = (x[:, :2] + 0.5 * rng.normal(size=(300, 2)) > 0).astype(np.float32)
@@ -100,11 +94,6 @@ def test_probe_selects_on_validation_not_test():
 
 
 def test_subset_indices_follow_label_fraction():
-    from datasets import Dataset
-
-    from dbeta_hf.data.splits import label_fraction
-    from dbeta_hf.evaluation.linear_probe import subset_indices
-
     rng = np.random.default_rng(0)
     labels = (rng.random((500, 3)) < [0.3, 0.05, 0.01]).astype(np.float32)
     ds = Dataset.from_dict({"labels": labels.tolist(), "record": list(range(500))})

@@ -13,11 +13,13 @@ from sklearn.metrics import roc_auc_score
 from dbeta_hf.evaluation import (
     bootstrap_auroc_ci,
     format_results_table,
+    linear_probe,
     markdown_table,
     multilabel_auroc,
     recall_at_k,
 )
 from dbeta_hf.evaluation.metrics import class_aurocs, fraction_label, macro_auroc
+from dbeta_hf.evaluation.plotting import plot_roc_curves
 
 
 def _toy(n=300, c=5, seed=0, signal=1.0):
@@ -241,8 +243,6 @@ def test_recall_is_one_when_each_query_matches_itself():
 
 # ------------------------------------------------------------------ ROC plot
 def test_plot_roc_curves_writes_a_png(tmp_path):
-    from dbeta_hf.evaluation.plotting import plot_roc_curves
-
     y, scores = _toy(n=120, c=3)
     y[:, 2] = 0.0  # not scorable: left out of the plot
     path = plot_roc_curves(y, torch.from_numpy(scores), ["AFIB", "SR", "NONE"], tmp_path / "sub" / "roc.png", title="Test")
@@ -272,8 +272,6 @@ def test_zero_shot_style_table():
 
 
 def test_fraction_label_reads_numbers_as_proportions_of_the_training_labels():
-    from dbeta_hf.evaluation import linear_probe
-
     assert fraction_label(1.0) == fraction_label(1) == fraction_label("1.0") == "100%"  # all the data, not 1 %
     assert [fraction_label(f) for f in (0.01, 0.1, 0.5, 0.07, 0.005)] == ["1%", "10%", "50%", "7%", "0.5%"]
     assert fraction_label(np.float32(0.1)) == "10%"
