@@ -259,7 +259,8 @@ def lead_settings(ctx: FineTuneContext, task: FineTuneTask) -> list[LeadSetting]
             continue
         key = task.name if num_leads == 12 and len(numbers) == 1 else f"{task.name}_{num_leads}lead"
         TASK_TITLES.setdefault(key, f"{TASK_TITLES.get(task.name, task.name)} ({lead_setting_title(num_leads)})")
-        collator = ECGClassificationCollator(lead_names=lead_subset(num_leads), feature_extractor=ctx.feature_extractor())
+        collator = ECGClassificationCollator(lead_names=lead_subset(num_leads),
+                                             feature_extractor=ctx.feature_extractor())
         settings.append(LeadSetting(num_leads, key, collator))
     return settings
 
@@ -356,7 +357,8 @@ def keep_model(ctx, task, setting, trainer, logits, metrics, key: str, seed: int
                     title=f"Fine-tuned {TASK_TITLES.get(task.name, task.name)}, {key} labels, seed {seed}")
     task_result["roc_png"] = png
     if args.push_to_hub:
-        task_result["pushed_model"] = publish_fine_tuned(trainer, ctx.model_dir, args.output_dir, setting.task_key, metrics, args)
+        task_result["pushed_model"] = publish_fine_tuned(
+            trainer, ctx.model_dir, args.output_dir, setting.task_key, metrics, args)
         task_result["saved_model"] = task_result["pushed_model"]
     elif not args.no_save_model:
         task_result["saved_model"] = save_fine_tuned(trainer, ctx.model_dir, args.output_dir, setting.task_key)[0]

@@ -205,7 +205,9 @@ def load_tasks(args) -> dict:
     return data
 
 
-def probe_task(args, encoder, method: str, task: str, splits, class_names, feature_extractor, cache_dir, config) -> dict:
+def probe_task(
+    args, encoder, method: str, task: str, splits, class_names, feature_extractor, cache_dir, config
+) -> dict:
     """The validation-selected probe of one task with one encoder (ROC curves for the pretrained encoder)."""
     feats, labels = _split_features(args, encoder, splits, ("train", "validation", "test"), feature_extractor,
                                     cache_dir, f"{task}-{{split}}", f"{method}: {task} {{split}} features")

@@ -213,7 +213,9 @@ def setup_requirements(root: Path) -> tuple[set[str], set[str]]:
         node for node in ast.walk(parse(root / "setup.py"))
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup"
     )
-    keywords = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg in ("install_requires", "extras_require")}
+    keywords = {
+        kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg in ("install_requires", "extras_require")
+    }
 
     def names(requirements) -> set[str]:
         return {req.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip().lower()
@@ -240,7 +242,8 @@ def function_imports(root: Path, package: str = PACKAGE) -> list[str]:
             names = _imported_names(statement)
             if all(not n.startswith(".") and n.split(".")[0] in OPTIONAL_IMPORTS for n in names):
                 continue
-            offenders.append(f"{relative(path, root)}:{statement.lineno} in {function.name}(): imports {', '.join(names)}")
+            where = f"{relative(path, root)}:{statement.lineno}"
+            offenders.append(f"{where} in {function.name}(): imports {', '.join(names)}")
     return offenders
 
 
@@ -291,7 +294,7 @@ def test_optional_import_allowlist_matches_setup_extras():
     install_requires, extras = setup_requirements(ROOT)
     for module in OPTIONAL_IMPORTS:
         distribution = DISTRIBUTION_NAMES.get(module, module)
-        assert distribution in extras, f"{module} is allowlisted as optional but setup.py has no extra for {distribution}"
+        assert distribution in extras, f"{module} is allowlisted as optional but no setup.py extra has {distribution}"
         assert distribution not in install_requires, f"{distribution} is a required dependency: import it at module top"
 
 
@@ -312,7 +315,9 @@ def test_every_rule_reports_a_planted_offender(tmp_path):
     (package / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nfrom ..a import f\nif TYPE_CHECKING:\n"
                                           "    from .. import c\n")
     (package / "sub" / "a.py").write_text("def g():\n    '''Only a docstring.'''\n")
-    (package / "c.py").write_text("def h():\n    from .sub import b\n\n    def inner():\n        import json\n\n    return b\n")
+    (package / "c.py").write_text(
+        "def h():\n    from .sub import b\n\n    def inner():\n        import json\n\n    return b\n"
+    )
 
     assert long_functions(tmp_path, folders=("pkg",)) == ["pkg/a.py:5 f: 84 lines"]
     assert function_imports(tmp_path, "pkg") == [

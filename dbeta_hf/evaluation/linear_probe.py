@@ -211,7 +211,9 @@ def _standardization(x: torch.Tensor, standardize: bool) -> tuple[torch.Tensor, 
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
-def _initial_parameters(num_features: int, y: torch.Tensor, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _initial_parameters(
+    num_features: int, y: torch.Tensor, generator: torch.Generator, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Small random weights and, as bias, the prior log-odds of every class: the probe then only has to learn
     the signal."""
     weight = torch.zeros(num_features, y.shape[1])
