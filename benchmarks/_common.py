@@ -159,8 +159,8 @@ def count_parameters(model) -> float:
 
 # --------------------------------------------------------------------------------------------- model switches
 def set_conv_pos_impl(model, impl: str) -> int:
-    """Make every DBetaConvPositionalEncoding of `model` use `impl` ("conv" | "fft") through
-    `ecg_config.conv_pos_impl` (same parameters, same result). Returns how many modules read it."""
+    """Make every DBetaConvPositionalEncoding of `model` use `impl` ("conv" | "fft") through its `conv_impl`
+    (same parameters, same result). Returns how many modules were switched."""
     from dbeta_hf.fast_conv import CONV_IMPLEMENTATIONS
     from dbeta_hf.modeling_dbeta import DBetaConvPositionalEncoding
 
@@ -169,7 +169,7 @@ def set_conv_pos_impl(model, impl: str) -> int:
     count = 0
     for module in model.modules():
         if isinstance(module, DBetaConvPositionalEncoding):
-            module.config.conv_pos_impl = impl
+            module.conv_impl = impl
             count += 1
     return count
 

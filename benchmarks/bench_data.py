@@ -35,13 +35,21 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import datasets
+import numpy as np
+import pyarrow
+import torch
+from datasets import concatenate_datasets, load_from_disk
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # data_fixtures: the synthetic dataset writers
 
+import data_fixtures as fx  # noqa: E402
+
+from dbeta_hf.data import load_mimic_iv_ecg  # noqa: E402
+
 
 def write_synthetic_mimic(root: Path, num_records: int) -> float:
-    import data_fixtures as fx
-
     records = [
         fx.MimicRecord(10000000 + i // 3, 40000000 + i, {0: "Sinus rhythm", 1: f"Report {i % 97}", 4: "Normal ECG"}, seed=i)
         for i in range(num_records)
@@ -59,8 +67,6 @@ def _cpu_seconds() -> float:
 
 
 def bench_build(root: Path, work: Path, num_proc: int, shard_size: int) -> dict:
-    from dbeta_hf.data import load_mimic_iv_ecg
-
     cache = work / f"cache-np{num_proc}"
     shutil.rmtree(cache, ignore_errors=True)
     cpu, start = _cpu_seconds(), time.perf_counter()
@@ -111,10 +117,6 @@ def _measure(fn, total_items: int, min_seconds: float) -> dict:
 
 
 def bench_read(cache: Path, batch_size: int, min_seconds: float) -> dict:
-    import numpy as np
-    import torch
-    from datasets import concatenate_datasets, load_from_disk
-
     torch.set_num_threads(1)
     pinned = _pin_one_core()
     # Re-open the cached build as the loaders do: memory-mapped shards, concatenated without a copy.
@@ -200,10 +202,6 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    import datasets
-    import pyarrow
-    import torch
-
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, datasets {datasets.__version__}, "
         f"pyarrow {pyarrow.__version__}, torch {torch.__version__}, {platform.system()} {platform.release()}"
@@ -224,9 +222,6 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
-
-    import datasets
-
     datasets.disable_progress_bars()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_data_"))
     work.mkdir(parents=True, exist_ok=True)

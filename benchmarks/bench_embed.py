@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import torch  # noqa: E402
 
+from dbeta_hf import DBetaModel  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,8 +162,6 @@ def run_row(args, model, config, device, variant, flop_cache):
 
 
 def _run_all(args, config, device, compiles, rows, flop_cache):
-    from dbeta_hf import DBetaModel
-
     for dtype_mode in args.dtype:
         torch.manual_seed(args.seed)
         with torch.device(device):
@@ -189,8 +189,6 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     _defaults(args, device)
     C.quiet_libraries()
-    from dbeta_hf import DBetaModel
-
     config = C.build_config(args.preset, args.hidden, args.overrides)
     env = C.environment(device)
     compiles = C.expand_choice(args.compile, ["off", "on"])

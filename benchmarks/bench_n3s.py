@@ -24,15 +24,18 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator  # noqa: E402
 from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings, embed_reports  # noqa: E402
 
 TINY_TOKENIZER = ROOT / "tests" / "fixtures" / "tiny_t5_tokenizer"
@@ -47,8 +50,6 @@ class RSSPeak:
     """Highest resident set size seen while the block runs (polled every 5 ms from a thread)."""
 
     def __enter__(self):
-        import threading
-
         self.start_mb = self.peak_mb = rss_mb()
         self._stop = threading.Event()
 
@@ -153,10 +154,6 @@ def bench_sampling(index, args) -> dict:
 
 
 def bench_collator(index, args) -> dict:
-    from transformers import AutoTokenizer
-
-    from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     collator = DBetaPreTrainingCollator(tokenizer, index)
     rng = np.random.default_rng(0)
@@ -173,8 +170,6 @@ def bench_collator(index, args) -> dict:
 
 
 def bench_encoder(args) -> dict:
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
-
     if args.tiny_encoder:
         tokenizer = AutoTokenizer.from_pretrained(TINY_TOKENIZER)
         config = T5Config(vocab_size=500, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,

@@ -48,8 +48,19 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from datasets import DatasetDict, load_from_disk  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from dbeta_hf import DBetaForPreTraining  # noqa: E402
+from dbeta_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
+from dbeta_hf.fast_conv import conv1d_forward  # noqa: E402
 from dbeta_hf.losses import mlm_positions  # noqa: E402
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator  # noqa: E402
+from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings  # noqa: E402
+from dbeta_hf.text_normalization import normalize_report  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -151,15 +162,11 @@ def synthetic_batch(config, batch_size: int, text_length: int, device, dtype_mod
 
 def load_corpus(args, batch_size: int):
     """The Arrow split of --dataset, or a synthetic corpus saved to disk and memory-mapped back."""
-    from datasets import DatasetDict, load_from_disk
-
     if args.dataset:
         ds = load_from_disk(args.dataset)
         if isinstance(ds, DatasetDict):
             ds = ds[args.split]
         return ds, f"{args.dataset} ({len(ds)} rows)", None
-    from dbeta_hf.data.synthetic import make_synthetic_corpus
-
     size = args.synthetic_size or max(64, 4 * batch_size)
     cleanup = None
     if args.synthetic_cache:
@@ -177,13 +184,6 @@ def load_corpus(args, batch_size: int):
 
 
 def make_loader(args, config, ds, batch_size: int, text_length: int, device):
-    import numpy as np
-    from transformers import AutoTokenizer
-
-    from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
-    from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-    from dbeta_hf.text_normalization import normalize_report
-
     if len(ds) < batch_size:
         raise SystemExit(f"the dataset has {len(ds)} rows, fewer than the batch size {batch_size}")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
@@ -234,8 +234,6 @@ class LoaderFeed:
 
 # --------------------------------------------------------------------------------------------- one row
 def build_model(config, device, dtype_mode, seed):
-    from dbeta_hf import DBetaForPreTraining
-
     torch.manual_seed(seed)
     with torch.device(device):
         model = DBetaForPreTraining(config)
@@ -275,6 +273,57 @@ def make_optimizer(model, kind, device):
     return torch.optim.AdamW(params, foreach=kind == "foreach", **kwargs)
 
 
+def per_sample_flops(args, model, config, device, dtype_mode, text_length, flop_cache) -> float | None:
+    """``--flops``: counted once per (bf16 weights, text length) and cached, a given number, or none."""
+    if args.flops == "none":
+        return None
+    if args.flops != "count":
+        return float(args.flops)
+    key = (dtype_mode == "bf16", text_length)
+    if key not in flop_cache:
+        flop_cache[key] = flops_per_sample(model, config, args, device, dtype_mode, text_length)
+    return flop_cache[key]
+
+
+def make_feed(args, config, corpus, batch_size: int, text_length: int, device, dtype_mode, row: dict):
+    """``(feed, loader)``: batches from the real data loader (``--end-to-end``; loader None otherwise) or two fixed
+    synthetic batches taken in turn."""
+    if args.end_to_end:
+        loader, loader_info = make_loader(args, config, corpus, batch_size, text_length, device)
+        row["_loader_info"] = loader_info
+        return LoaderFeed(loader, device, dtype_mode), loader
+    batches = [synthetic_batch(config, batch_size, text_length, device, dtype_mode, args.full_text, args.seed + i)
+               for i in range(2)]
+    counter = itertools.count()
+    return (lambda: batches[next(counter) % len(batches)]), None
+
+
+def time_steps(args, device, step, compiled: str, feed) -> tuple[dict, float, float]:
+    """Warm up, then time ``--steps`` steps: ``(per-step seconds summary, wall seconds, warm-up seconds)``."""
+    C.free_memory(device)
+    C.reset_peak_memory(device)
+    torch.manual_seed(args.seed + 1)  # same dropout / MEM-mask draws in every row, whatever ran before
+    # compiled: the first steps compile forward and backward, and the second one recompiles the MLM part
+    # with a dynamic number of selected tokens, so never time fewer than 3 warm-up steps
+    warmup_steps = max(args.warmup, 3) if compiled == "on" else args.warmup
+    start = time.perf_counter()
+    for _ in range(warmup_steps):
+        step()
+    C.synchronize(device)
+    warmup_seconds = time.perf_counter() - start
+    if args.end_to_end:
+        feed.wait = 0.0
+    timer = C.StepTimer(device)
+    C.synchronize(device)
+    wall = time.perf_counter()
+    for _ in range(args.steps):
+        timer.start()
+        step()
+        timer.stop()
+    C.synchronize(device)
+    return C.summarize(timer.seconds()), time.perf_counter() - wall, warmup_seconds
+
+
 def run_row(args, config, device, variant, flop_cache, corpus):
     batch_size, dtype_mode, attn, conv_pos, ckpt, compiled = variant
     text_length = args.text_length
@@ -284,32 +333,14 @@ def run_row(args, config, device, variant, flop_cache, corpus):
     model = optimizer = feed = loader = None
     try:
         model = build_model(config, device, dtype_mode, args.seed)
-        key = (dtype_mode == "bf16", text_length)
-        if args.flops == "count" and key not in flop_cache:
-            flop_cache[key] = flops_per_sample(model, config, args, device, dtype_mode, text_length)
-        if args.flops == "count":
-            per_sample = flop_cache[key]
-        elif args.flops == "none":
-            per_sample = None
-        else:
-            per_sample = float(args.flops)
+        per_sample = per_sample_flops(args, model, config, device, dtype_mode, text_length, flop_cache)
         C.set_attention(model, attn)
         C.set_conv_pos_impl(model, conv_pos)
         if ckpt == "on":
             C.enable_checkpointing(model, args.checkpoint_every)
         optimizer = make_optimizer(model, args.optimizer, device)
         forward = torch.compile(model, mode=args.compile_mode) if compiled == "on" else model
-
-        if args.end_to_end:
-            loader, loader_info = make_loader(args, config, corpus, batch_size, text_length, device)
-            feed = LoaderFeed(loader, device, dtype_mode)
-            row["_loader_info"] = loader_info
-        else:
-            batches = [synthetic_batch(config, batch_size, text_length, device, dtype_mode, args.full_text, args.seed + i)
-                       for i in range(2)]
-            counter = itertools.count()
-            feed = lambda: batches[next(counter) % len(batches)]  # noqa: E731
-
+        feed, loader = make_feed(args, config, corpus, batch_size, text_length, device, dtype_mode, row)
         last_loss = {}
 
         def step():
@@ -321,29 +352,7 @@ def run_row(args, config, device, variant, flop_cache, corpus):
             optimizer.zero_grad(set_to_none=True)
             last_loss["value"] = out.loss.detach()
 
-        C.free_memory(device)
-        C.reset_peak_memory(device)
-        torch.manual_seed(args.seed + 1)  # same dropout / MEM-mask draws in every row, whatever ran before
-        # compiled: the first steps compile forward and backward, and the second one recompiles the MLM part
-        # with a dynamic number of selected tokens, so never time fewer than 3 warm-up steps
-        warmup_steps = max(args.warmup, 3) if compiled == "on" else args.warmup
-        start = time.perf_counter()
-        for _ in range(warmup_steps):
-            step()
-        C.synchronize(device)
-        warmup_seconds = time.perf_counter() - start
-        if args.end_to_end:
-            feed.wait = 0.0
-        timer = C.StepTimer(device)
-        C.synchronize(device)
-        wall = time.perf_counter()
-        for _ in range(args.steps):
-            timer.start()
-            step()
-            timer.stop()
-        C.synchronize(device)
-        wall = time.perf_counter() - wall
-        seconds = C.summarize(timer.seconds())
+        seconds, wall, warmup_seconds = time_steps(args, device, step, compiled, feed)
         throughput = batch_size * args.steps / wall
         achieved, mfu = C.format_mfu(per_sample, throughput, C.default_peak_flops(device, args.peak_flops))
         loss = float(last_loss["value"].float())
@@ -375,10 +384,6 @@ def run_row(args, config, device, variant, flop_cache, corpus):
 # --------------------------------------------------------------------------------------------- pos-conv kernel
 def bench_pos_conv_kernel(args, config, device):
     """Forward / forward+backward of the positional conv module (weight-normed grouped Conv1d, SamePad, GELU)."""
-    from torch import nn
-
-    from dbeta_hf.fast_conv import conv1d_forward
-
     ecg = config.ecg_config
     channels, kernel, groups = ecg.encoder_embed_dim, ecg.conv_pos, ecg.conv_pos_groups
     length = ecg.num_tokens() if hasattr(ecg, "num_tokens") else 312
@@ -461,8 +466,6 @@ def main(argv=None):
                              "times are medians over the timed steps with a device sync around each"],
                       output=args.output, json_path=args.json)
         return rows
-
-    from dbeta_hf import DBetaForPreTraining  # noqa: F401 - import errors show before any work
 
     ckpts = C.expand_choice(args.gradient_checkpointing, ["off", "on"])
     compiles = C.expand_choice(args.compile, ["off", "on"])

@@ -49,7 +49,38 @@ import logging
 import os
 import shutil
 import sys
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from transformers import Trainer, TrainingArguments
+
+from dbeta_hf import DBetaProcessor
+from dbeta_hf.evaluation.cli import (
+    TASK_TITLES,
+    add_common_arguments,
+    load_feature_extractor,
+    load_task_splits_from_args,
+    resolve_device,
+    resolve_model_dir,
+    run_command,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import labels_array
+from dbeta_hf.evaluation.finetune import (
+    ECGClassificationCollator,
+    build_classification_model,
+    format_cinc2021_table,
+    lead_setting_title,
+    lead_subset,
+    make_compute_metrics,
+    prepare_classification_dataset,
+)
+from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
+from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, cinc2021_metrics, fraction_label, multilabel_auroc
+from dbeta_hf.evaluation.plotting import plot_roc_curves
+from dbeta_hf.hub.model_card import eval_result, write_model_card
+from dbeta_hf.hub.push import push_model_folder
 
 logger = logging.getLogger("finetune")
 
@@ -66,8 +97,6 @@ SYNTHETIC_DEMO_SETTINGS = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.cli import add_common_arguments
-
     parser = argparse.ArgumentParser(
         description="Fine-tune DBetaForECGClassification with transformers.Trainer (macro AUROC model selection).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -135,13 +164,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
     """Save the trainer's (best) model with the checkpoint's processor (or, for a checkpoint saved without its
     tokenizer, its feature extractor) to ``<output_dir>/model_<task>``; returns ``(path, feature_extractor)``."""
-    from dbeta_hf.evaluation.cli import load_feature_extractor
-
     path = os.path.join(output_dir, f"model_{task}")
     trainer.save_model(path)
     try:
-        from dbeta_hf import DBetaProcessor
-
         processor = DBetaProcessor.from_pretrained(model_dir)
         processor.save_pretrained(path)
         feature_extractor = processor.feature_extractor
@@ -156,9 +181,6 @@ def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
 def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
     """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
     ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
-    from dbeta_hf.hub.push import push_model_folder
-    from dbeta_hf.hub.model_card import eval_result, write_model_card
-
     path, feature_extractor = save_fine_tuned(trainer, model_dir, output_dir, task)
     write_model_card(
         path, args.hub_model_id, feature_extractor=feature_extractor,
@@ -172,175 +194,206 @@ def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+@dataclass
+class FineTuneTask:
+    """One task's splits, prepared for `Trainer`, and its metrics."""
 
-    import numpy as np
-    from transformers import Trainer, TrainingArguments
+    name: str
+    splits: Any
+    class_names: list[str]
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+    val_ds: Any
+    test_ds: Any
+    is_cinc: bool
+    compute_metrics: Callable[[Any], dict[str, float]]
 
-    from dbeta_hf.evaluation.cli import (
-        TASK_TITLES,
-        load_feature_extractor,
-        load_task_splits_from_args,
-        resolve_device,
-        resolve_model_dir,
-        write_results,
+
+@dataclass
+class LeadSetting:
+    """The leads a run sees (None: the stored ECGs unchanged), the result key and the batch collator."""
+
+    num_leads: int | None
+    task_key: str
+    collator: ECGClassificationCollator
+
+
+@dataclass
+class FineTuneContext:
+    """What every run of the command shares."""
+
+    args: argparse.Namespace
+    model_dir: str
+    checkpoint_root: str
+    use_cuda: bool
+    _feature_extractor: Any = None
+
+    def feature_extractor(self):
+        """The checkpoint's feature extractor (zero-fills the leads a lead setting drops), loaded once."""
+        if self._feature_extractor is None:
+            self._feature_extractor = load_feature_extractor(self.model_dir)
+        return self._feature_extractor
+
+
+def load_task(args: argparse.Namespace, name: str) -> FineTuneTask:
+    splits, class_names = load_task_splits_from_args(args, name)
+    missing = [s for s in ("train", "validation", "test") if s not in splits]
+    if missing:
+        raise KeyError(f"task {name!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")
+    is_cinc = name == "physionet2021"
+    return FineTuneTask(
+        name=name, splits=splits, class_names=list(class_names), train_labels=labels_array(splits["train"]),
+        test_labels=labels_array(splits["test"]), val_ds=prepare_classification_dataset(splits["validation"]),
+        test_ds=prepare_classification_dataset(splits["test"]), is_cinc=is_cinc,
+        compute_metrics=make_compute_metrics(class_names, cinc2021=is_cinc, threshold=args.threshold),
     )
-    from dbeta_hf.evaluation.embeddings import labels_array
-    from dbeta_hf.evaluation.finetune import (
-        ECGClassificationCollator,
-        build_classification_model,
-        format_cinc2021_table,
-        lead_setting_title,
-        lead_subset,
-        make_compute_metrics,
-        prepare_classification_dataset,
+
+
+def lead_settings(ctx: FineTuneContext, task: FineTuneTask) -> list[LeadSetting]:
+    """``--leads`` (default: 12 leads for PhysioNet 2021, the stored ECGs for the other tasks)."""
+    numbers = ctx.args.leads or ([12] if task.is_cinc else [None])
+    settings = []
+    for num_leads in numbers:
+        if num_leads is None:
+            settings.append(LeadSetting(None, task.name, ECGClassificationCollator()))
+            continue
+        key = task.name if num_leads == 12 and len(numbers) == 1 else f"{task.name}_{num_leads}lead"
+        TASK_TITLES.setdefault(key, f"{TASK_TITLES.get(task.name, task.name)} ({lead_setting_title(num_leads)})")
+        collator = ECGClassificationCollator(lead_names=lead_subset(num_leads),
+                                             feature_extractor=ctx.feature_extractor())
+        settings.append(LeadSetting(num_leads, key, collator))
+    return settings
+
+
+def training_arguments(args: argparse.Namespace, run_dir: str, seed: int, is_cinc: bool, use_cuda: bool):
+    """Evaluate and save every epoch (or every ``--eval_steps`` with ``--max_steps``); keep the best checkpoint by
+    validation macro AUROC (challenge score for PhysioNet 2021)."""
+    by_steps = args.max_steps > 0
+    every = (args.eval_steps or max(1, args.max_steps // 4)) if by_steps else None
+    return TrainingArguments(
+        output_dir=run_dir,
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        eval_strategy="steps" if by_steps else "epoch",
+        save_strategy="steps" if by_steps else "epoch",
+        eval_steps=every,
+        save_steps=every,
+        lr_scheduler_type=args.lr_scheduler_type,
+        load_best_model_at_end=True,
+        metric_for_best_model="challenge_score" if is_cinc else "macro_auroc",
+        greater_is_better=True,
+        save_total_limit=1,
+        logging_steps=args.logging_steps,
+        report_to="none",
+        seed=seed,
+        bf16=use_cuda,
+        use_cpu=not use_cuda,
+        dataloader_num_workers=args.dataloader_num_workers,
+        disable_tqdm=args.no_progress,
     )
-    from dbeta_hf.evaluation.metrics import cinc2021_metrics
-    from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
-    from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label, multilabel_auroc
-    from dbeta_hf.evaluation.plotting import plot_roc_curves
 
-    model_dir = resolve_model_dir(args.model_name_or_path)
-    device = resolve_device(args.device)
-    use_cuda = device.type == "cuda"
-    methods = {PRETRAINED_METHOD: False}
-    if args.random_init:
-        methods[RANDOM_METHOD] = True
-    os.makedirs(args.output_dir, exist_ok=True)
-    checkpoint_root = os.path.join(args.output_dir, "checkpoints")
 
-    results: dict[str, Any] = {
-        "model_name_or_path": model_dir,
-        "fractions": [float(f) for f in args.fractions],
-        "seeds": list(args.seeds),
-        "training": {k: getattr(args, k) for k in (
-            "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "weight_decay", "warmup_steps",
-            "per_device_train_batch_size", "gradient_accumulation_steps", "freeze_encoder")},
-        "methods": {m: {} for m in methods},
+def cinc_test_scores(task: FineTuneTask, logits: np.ndarray, val_metrics: dict, threshold: float) -> dict[str, float]:
+    """PhysioNet 2021: the test challenge score and macro F1 of ``sigmoid(logits) >= threshold``, and the validation
+    challenge score of the selected checkpoint."""
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    cinc = cinc2021_metrics(task.test_labels, probabilities, classes=task.class_names, threshold=threshold)
+    return {
+        "challenge_score": float(cinc["challenge_score"]), "macro_f1": float(cinc["macro_f1"]),
+        "val_challenge_score": float(val_metrics.get("eval_challenge_score", float("nan"))),
     }
-    cinc_runs: dict[str, dict[int, list]] = {}
-    feature_extractor = None
-    for task in args.tasks:
-        splits, class_names = load_task_splits_from_args(args, task)
-        missing = [s for s in ("train", "validation", "test") if s not in splits]
-        if missing:
-            raise KeyError(f"task {task!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")
-        train_labels = labels_array(splits["train"])
-        test_labels = labels_array(splits["test"])
-        val_ds = prepare_classification_dataset(splits["validation"])
-        test_ds = prepare_classification_dataset(splits["test"])
-        is_cinc = task == "physionet2021"
-        compute_metrics = make_compute_metrics(class_names, cinc2021=is_cinc, threshold=args.threshold)
-        lead_settings = args.leads or ([12] if is_cinc else [None])
-        for num_leads in lead_settings:
-            if num_leads is None:
-                collator = ECGClassificationCollator()
-                task_key = task
-            else:
-                if feature_extractor is None:
-                    feature_extractor = load_feature_extractor(model_dir)
-                collator = ECGClassificationCollator(lead_names=lead_subset(num_leads), feature_extractor=feature_extractor)
-                task_key = task if num_leads == 12 and len(lead_settings) == 1 else f"{task}_{num_leads}lead"
-                TASK_TITLES.setdefault(task_key, f"{TASK_TITLES.get(task, task)} ({lead_setting_title(num_leads)})")
-            for method, random_init in methods.items():
-                task_result = {"class_names": list(class_names), "fractions": {}, "leads": None if num_leads is None else list(lead_subset(num_leads))}
-                for fraction in args.fractions:
-                    key = fraction_label(fraction)
-                    runs = []
-                    for seed in args.seeds:
-                        idx = subset_indices(train_labels, fraction, seed)
-                        train_ds = prepare_classification_dataset(splits["train"].select(idx))
-                        model = build_classification_model(
-                            model_dir, class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
-                        )
-                        run_dir = os.path.join(checkpoint_root, f"{task_key}-{'random' if random_init else 'pretrained'}-{key.rstrip('%')}pct-seed{seed}")
-                        training_args = TrainingArguments(
-                            output_dir=run_dir,
-                            num_train_epochs=args.num_train_epochs,
-                            max_steps=args.max_steps,
-                            learning_rate=args.learning_rate,
-                            weight_decay=args.weight_decay,
-                            warmup_steps=int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps,
-                            per_device_train_batch_size=args.per_device_train_batch_size,
-                            per_device_eval_batch_size=args.per_device_eval_batch_size,
-                            gradient_accumulation_steps=args.gradient_accumulation_steps,
-                            eval_strategy="epoch" if args.max_steps <= 0 else "steps",
-                            save_strategy="epoch" if args.max_steps <= 0 else "steps",
-                            eval_steps=None if args.max_steps <= 0 else (args.eval_steps or max(1, args.max_steps // 4)),
-                            save_steps=None if args.max_steps <= 0 else (args.eval_steps or max(1, args.max_steps // 4)),
-                            lr_scheduler_type=args.lr_scheduler_type,
-                            load_best_model_at_end=True,
-                            metric_for_best_model="challenge_score" if is_cinc else "macro_auroc",
-                            greater_is_better=True,
-                            save_total_limit=1,
-                            logging_steps=args.logging_steps,
-                            report_to="none",
-                            seed=seed,
-                            bf16=use_cuda,
-                            use_cpu=not use_cuda,
-                            dataloader_num_workers=args.dataloader_num_workers,
-                            disable_tqdm=args.no_progress,
-                        )
-                        trainer = Trainer(
-                            model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
-                            data_collator=collator, compute_metrics=compute_metrics,
-                        )
-                        train_output = trainer.train()
-                        val_metrics = trainer.evaluate()
-                        prediction = trainer.predict(test_ds)
-                        logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
-                        metrics = multilabel_auroc(test_labels, logits, class_names=list(class_names))
-                        low, high = bootstrap_auroc_ci(test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
-                        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-                        cinc = {}
-                        if is_cinc:
-                            probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-                            cinc = cinc2021_metrics(test_labels, probabilities, classes=list(class_names), threshold=args.threshold)
-                            cinc = {
-                                "challenge_score": float(cinc["challenge_score"]), "macro_f1": float(cinc["macro_f1"]),
-                                "val_challenge_score": float(val_metrics.get("eval_challenge_score", float("nan"))),
-                            }
-                        runs.append({
-                            **cinc,
-                            **seed_auroc_record(seed, len(idx), metrics, low, high),
-                            "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
-                            "best_checkpoint": trainer.state.best_model_checkpoint,
-                            "train_loss": float(train_output.training_loss),
-                            "logged_losses": [float(v) for v in losses],
-                            "global_steps": int(trainer.state.global_step),
-                        })
-                        if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
-                            png = os.path.join(args.output_dir, f"roc_{task_key}.png")
-                            plot_roc_curves(test_labels, logits, class_names, png,
-                                            title=f"Fine-tuned {TASK_TITLES.get(task, task)}, {key} labels, seed {seed}")
-                            task_result["roc_png"] = png
-                            if args.push_to_hub:
-                                task_result["pushed_model"] = publish_fine_tuned(
-                                    trainer, model_dir, args.output_dir, task_key, metrics, args)
-                                task_result["saved_model"] = task_result["pushed_model"]
-                            elif not args.no_save_model:
-                                task_result["saved_model"] = save_fine_tuned(trainer, model_dir, args.output_dir, task_key)[0]
-                        logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s", method, task_key, key, seed, metrics["macro_auroc"],
-                                    f", CinC score {cinc['challenge_score']:.4f}" if cinc else "")
-                        del trainer, model
-                        if not args.keep_checkpoints:
-                            shutil.rmtree(run_dir, ignore_errors=True)
-                    macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
-                    task_result["fractions"][key] = {
-                        "fraction": float(fraction),
-                        "macro_auroc_mean": float(np.nanmean(macro)),
-                        "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
-                        "runs": runs,
-                    }
-                results["methods"][method][task_key] = task_result
-                if is_cinc:
-                    best = task_result["fractions"][fraction_label(max(args.fractions))]["runs"]
-                    cinc_runs.setdefault(method, {})[num_leads] = best
-    if not args.keep_checkpoints:
-        shutil.rmtree(checkpoint_root, ignore_errors=True)
 
+
+def run_dir_name(ctx: FineTuneContext, setting: LeadSetting, random_init: bool, key: str, seed: int) -> str:
+    init = "random" if random_init else "pretrained"
+    return os.path.join(ctx.checkpoint_root, f"{setting.task_key}-{init}-{key.rstrip('%')}pct-seed{seed}")
+
+
+def train_and_test(ctx, task, setting, random_init: bool, fraction: float, seed: int):
+    """Fine-tune on the `fraction` subset of seed `seed` and score the test split with the selected checkpoint.
+    Returns ``(run record, trainer, test logits, test AUROC metrics)``."""
+    args = ctx.args
+    idx = subset_indices(task.train_labels, fraction, seed)
+    model = build_classification_model(
+        ctx.model_dir, task.class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
+    )
+    run_dir = run_dir_name(ctx, setting, random_init, fraction_label(fraction), seed)
+    trainer = Trainer(
+        model=model, args=training_arguments(args, run_dir, seed, task.is_cinc, ctx.use_cuda),
+        train_dataset=prepare_classification_dataset(task.splits["train"].select(idx)), eval_dataset=task.val_ds,
+        data_collator=setting.collator, compute_metrics=task.compute_metrics,
+    )
+    train_output = trainer.train()
+    val_metrics = trainer.evaluate()
+    prediction = trainer.predict(task.test_ds)
+    logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
+    metrics = multilabel_auroc(task.test_labels, logits, class_names=task.class_names)
+    low, high = bootstrap_auroc_ci(task.test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    cinc = cinc_test_scores(task, logits, val_metrics, args.threshold) if task.is_cinc else {}
+    record = {
+        **cinc,
+        **seed_auroc_record(seed, len(idx), metrics, low, high),
+        "val_macro_auroc": float(val_metrics.get("eval_macro_auroc", float("nan"))),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_loss": float(train_output.training_loss),
+        "logged_losses": [float(v) for v in losses],
+        "global_steps": int(trainer.state.global_step),
+    }
+    return record, trainer, logits, metrics
+
+
+def keep_model(ctx, task, setting, trainer, logits, metrics, key: str, seed: int, task_result: dict) -> None:
+    """The run shown and kept for a task: its ROC curves, and its model saved (and pushed with --push_to_hub)."""
+    args = ctx.args
+    png = os.path.join(args.output_dir, f"roc_{setting.task_key}.png")
+    plot_roc_curves(task.test_labels, logits, task.class_names, png,
+                    title=f"Fine-tuned {TASK_TITLES.get(task.name, task.name)}, {key} labels, seed {seed}")
+    task_result["roc_png"] = png
+    if args.push_to_hub:
+        task_result["pushed_model"] = publish_fine_tuned(
+            trainer, ctx.model_dir, args.output_dir, setting.task_key, metrics, args)
+        task_result["saved_model"] = task_result["pushed_model"]
+    elif not args.no_save_model:
+        task_result["saved_model"] = save_fine_tuned(trainer, ctx.model_dir, args.output_dir, setting.task_key)[0]
+
+
+def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, method: str, random_init: bool) -> dict:
+    """Every (fraction, seed) run of one method on one task and lead setting, with mean and std per fraction."""
+    args = ctx.args
+    task_result = {"class_names": list(task.class_names), "fractions": {},
+                   "leads": None if setting.num_leads is None else list(lead_subset(setting.num_leads))}
+    for fraction in args.fractions:
+        key = fraction_label(fraction)
+        runs = []
+        for seed in args.seeds:
+            record, trainer, logits, metrics = train_and_test(ctx, task, setting, random_init, fraction, seed)
+            runs.append(record)
+            if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
+                keep_model(ctx, task, setting, trainer, logits, metrics, key, seed, task_result)
+            logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s", method, setting.task_key, key, seed,
+                        metrics["macro_auroc"], f", CinC score {record['challenge_score']:.4f}" if task.is_cinc else "")
+            del trainer
+            if not args.keep_checkpoints:
+                shutil.rmtree(run_dir_name(ctx, setting, random_init, key, seed), ignore_errors=True)
+        macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
+        task_result["fractions"][key] = {
+            "fraction": float(fraction),
+            "macro_auroc_mean": float(np.nanmean(macro)),
+            "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
+            "runs": runs,
+        }
+    return task_result
+
+
+def results_markdown(results: dict, cinc_runs: dict, args: argparse.Namespace) -> str:
+    """The fine-tuning table, and for PhysioNet 2021 the Table 1 layout (also written to physionet2021_table.md)."""
     markdown = format_linear_probe_table(
         results["methods"], TASK_TITLES, title="Fine-tuning (AUC in %)",
         fractions=[fraction_label(f) for f in sorted(args.fractions)], paper_row=False,
@@ -352,12 +405,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         with open(os.path.join(args.output_dir, "physionet2021_table.md"), "w") as handle:
             handle.write(cinc_table + "\n")
         markdown += "\n\n" + cinc_table
+    return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model_dir = resolve_model_dir(args.model_name_or_path)
+    methods = {PRETRAINED_METHOD: False}
+    if args.random_init:
+        methods[RANDOM_METHOD] = True
+    os.makedirs(args.output_dir, exist_ok=True)
+    ctx = FineTuneContext(args, model_dir, os.path.join(args.output_dir, "checkpoints"),
+                          use_cuda=resolve_device(args.device).type == "cuda")
+    results: dict[str, Any] = {
+        "model_name_or_path": model_dir,
+        "fractions": [float(f) for f in args.fractions],
+        "seeds": list(args.seeds),
+        "training": {k: getattr(args, k) for k in (
+            "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "weight_decay", "warmup_steps",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "freeze_encoder")},
+        "methods": {m: {} for m in methods},
+    }
+    cinc_runs: dict[str, dict[int, list]] = {}
+    for name in args.tasks:
+        task = load_task(args, name)
+        for setting in lead_settings(ctx, task):
+            for method, random_init in methods.items():
+                task_result = run_method(ctx, task, setting, method, random_init)
+                results["methods"][method][setting.task_key] = task_result
+                if task.is_cinc:
+                    best = task_result["fractions"][fraction_label(max(args.fractions))]["runs"]
+                    cinc_runs.setdefault(method, {})[setting.num_leads] = best
+    if not args.keep_checkpoints:
+        shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)
+    markdown = results_markdown(results, cinc_runs, args)
     json_path, md_path = write_results(results, markdown, args.output_dir, "finetune_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.cli import run_command
-
     run_command(main)

@@ -39,6 +39,37 @@ import logging
 import os
 from typing import Any, Sequence
 
+import torch
+
+from dbeta_hf import DBetaConfig, DBetaECGModel
+from dbeta_hf.evaluation.cli import (
+    TASK_TITLES,
+    add_common_arguments,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_feature_extractor,
+    load_task_splits_from_args,
+    resolve_device,
+    resolve_model_dir,
+    run_command,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array
+from dbeta_hf.evaluation.linear_probe import (
+    DEFAULT_FRACTIONS,
+    LinearProbeConfig,
+    format_linear_probe_table,
+    run_linear_probe,
+)
+from dbeta_hf.evaluation.merl_linear_probe import (
+    SCHEDULER_STEPS,
+    MERLInputEncoder,
+    MERLProbeConfig,
+    run_merl_linear_probe,
+)
+from dbeta_hf.evaluation.metrics import fraction_label
+from dbeta_hf.evaluation.plotting import plot_roc_curves
+
 logger = logging.getLogger("linear_probe")
 
 PRETRAINED_METHOD = "D-BETA"
@@ -46,9 +77,6 @@ RANDOM_METHOD = "Random init"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.cli import add_common_arguments
-    from dbeta_hf.evaluation.linear_probe import DEFAULT_FRACTIONS, LinearProbeConfig
-
     defaults = LinearProbeConfig()
     parser = argparse.ArgumentParser(
         description="Linear probing of frozen D-BETA ECG features with 1/10/100% of the training labels.",
@@ -78,8 +106,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _add_merl_arguments(parser) -> None:
-    from dbeta_hf.evaluation.merl_linear_probe import SCHEDULER_STEPS, MERLProbeConfig
-
     merl = MERLProbeConfig()
     parser.add_argument(
         "--protocol", choices=["validation", "merl"], default="validation",
@@ -96,9 +122,6 @@ def _add_merl_arguments(parser) -> None:
 
 def _split_features(args, encoder, splits, split_names, feature_extractor, cache_dir, cache_name: str, desc: str):
     """Frozen ECG features and label arrays of `split_names`; `cache_name` / `desc` are formatted with `split`."""
-    from dbeta_hf.evaluation.cli import dataset_sampling_rate
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array
-
     rate = dataset_sampling_rate(splits)
     feats, labels = {}, {}
     for split_name in split_names:
@@ -114,8 +137,6 @@ def _split_features(args, encoder, splits, split_names, feature_extractor, cache
 
 def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method: str) -> dict:
     """MERL's protocol for every task with one encoder: features of MERL-prepared inputs, then the fixed schedule."""
-    from dbeta_hf.evaluation.merl_linear_probe import MERLInputEncoder, MERLProbeConfig, run_merl_linear_probe
-
     config = MERLProbeConfig(epochs=args.merl_epochs, milestones=tuple(args.merl_milestones),
                              batch_size=args.merl_batch_size, scheduler_step=args.merl_scheduler_step)
     out = {}
@@ -132,8 +153,6 @@ def _run_merl_protocol(args, encoder, data, feature_extractor, cache_dir, method
 
 
 def _merl_markdown(methods: dict) -> str:
-    from dbeta_hf.evaluation.cli import TASK_TITLES
-
     lines = ["**Linear probing, MERL's protocol** (test macro AUROC in %)", "",
              "| Method | Task | Labels | Max test AUROC (optimistic) | Epoch of max | Last-epoch AUROC |",
              "|---|---|---|---|---|---|"]
@@ -147,8 +166,6 @@ def _merl_markdown(methods: dict) -> str:
 
 
 def _probe_config(args):
-    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig
-
     return LinearProbeConfig(
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
@@ -160,29 +177,9 @@ def _probe_config(args):
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    import torch
-
-    from dbeta_hf import DBetaConfig, DBetaECGModel
-    from dbeta_hf.evaluation.cli import (
-        TASK_TITLES,
-        cache_dir_from_args,
-        load_feature_extractor,
-        load_task_splits_from_args,
-        resolve_device,
-        resolve_model_dir,
-        write_results,
-    )
-    from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, run_linear_probe
-    from dbeta_hf.evaluation.metrics import fraction_label
-    from dbeta_hf.evaluation.plotting import plot_roc_curves
-
-    model_dir = resolve_model_dir(args.model_name_or_path)
-    device = resolve_device(args.device)
-    feature_extractor = load_feature_extractor(model_dir)
+def encoder_builders(args, model_dir: str) -> dict:
+    """``{method: () -> encoder}``: the checkpoint's ECG encoder, and with ``--random-init`` a randomly initialised
+    one of the same architecture."""
     encoders = {PRETRAINED_METHOD: lambda: DBetaECGModel.from_pretrained(model_dir)}
     if args.random_init:
         def random_encoder():
@@ -190,10 +187,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             return DBetaECGModel(DBetaConfig.from_pretrained(model_dir))
 
         encoders[RANDOM_METHOD] = random_encoder
-    config = _probe_config(args)
-    cache_dir = cache_dir_from_args(args)
-    os.makedirs(args.output_dir, exist_ok=True)
+    return encoders
 
+
+def load_tasks(args) -> dict:
+    """``{task: (splits, class_names)}``; every task needs train, validation and test splits."""
     data = {}
     for task in args.tasks:
         splits, class_names = load_task_splits_from_args(args, task)
@@ -204,7 +202,48 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "validation and test (CODE-15 is a test set: use examples/zero_shot.py)"
             )
         data[task] = (splits, class_names)
+    return data
 
+
+def probe_task(
+    args, encoder, method: str, task: str, splits, class_names, feature_extractor, cache_dir, config
+) -> dict:
+    """The validation-selected probe of one task with one encoder (ROC curves for the pretrained encoder)."""
+    feats, labels = _split_features(args, encoder, splits, ("train", "validation", "test"), feature_extractor,
+                                    cache_dir, f"{task}-{{split}}", f"{method}: {task} {{split}} features")
+    logger.info("%s / %s: probing %d train, %d validation, %d test records", method, task,
+                len(labels["train"]), len(labels["validation"]), len(labels["test"]))
+    res = run_linear_probe(
+        feats["train"], labels["train"], feats["validation"], labels["validation"], feats["test"], labels["test"],
+        class_names, fractions=args.fractions, seeds=args.seeds, config=config,
+        num_bootstrap=args.num_bootstrap, progress=not args.no_progress,
+    )
+    test_scores = res.pop("test_scores")
+    if method == PRETRAINED_METHOD:
+        largest = fraction_label(max(args.fractions))
+        png = os.path.join(args.output_dir, f"roc_{task}.png")
+        plot_roc_curves(
+            labels["test"], test_scores[largest], class_names, png,
+            title=f"Linear probe {TASK_TITLES.get(task, task)}, {largest} labels, seed {args.seeds[0]}",
+        )
+        res["roc_png"] = png
+    for key, entry in res["fractions"].items():
+        logger.info("%s / %s / %s: test macro AUROC %.4f ± %.4f", method, task, key,
+                    entry["macro_auroc_mean"], entry["macro_auroc_std"])
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model_dir = resolve_model_dir(args.model_name_or_path)
+    device = resolve_device(args.device)
+    feature_extractor = load_feature_extractor(model_dir)
+    encoders = encoder_builders(args, model_dir)
+    config = _probe_config(args)
+    cache_dir = cache_dir_from_args(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    data = load_tasks(args)
     results: dict[str, Any] = {
         "model_name_or_path": model_dir,
         "fractions": [float(f) for f in args.fractions],
@@ -225,32 +264,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return results
     for method, build in encoders.items():
         encoder = build().to(device).eval()
-        results["methods"][method] = {}
-        for task, (splits, class_names) in data.items():
-            feats, labels = _split_features(args, encoder, splits, ("train", "validation", "test"), feature_extractor,
-                                            cache_dir, f"{task}-{{split}}", f"{method}: {task} {{split}} features")
-            logger.info("%s / %s: probing %d train, %d validation, %d test records", method, task,
-                        len(labels["train"]), len(labels["validation"]), len(labels["test"]))
-            res = run_linear_probe(
-                feats["train"], labels["train"], feats["validation"], labels["validation"], feats["test"], labels["test"],
-                class_names, fractions=args.fractions, seeds=args.seeds, config=config,
-                num_bootstrap=args.num_bootstrap, progress=not args.no_progress,
-            )
-            test_scores = res.pop("test_scores")
-            if method == PRETRAINED_METHOD:
-                largest = fraction_label(max(args.fractions))
-                png = os.path.join(args.output_dir, f"roc_{task}.png")
-                plot_roc_curves(
-                    labels["test"], test_scores[largest], class_names, png,
-                    title=f"Linear probe {TASK_TITLES.get(task, task)}, {largest} labels, seed {args.seeds[0]}",
-                )
-                res["roc_png"] = png
-            results["methods"][method][task] = res
-            for key, entry in res["fractions"].items():
-                logger.info("%s / %s / %s: test macro AUROC %.4f ± %.4f", method, task, key,
-                            entry["macro_auroc_mean"], entry["macro_auroc_std"])
+        results["methods"][method] = {
+            task: probe_task(args, encoder, method, task, splits, class_names, feature_extractor, cache_dir, config)
+            for task, (splits, class_names) in data.items()
+        }
         del encoder
-
     markdown = format_linear_probe_table(
         results["methods"], TASK_TITLES, title="Linear probing (AUC in %) with 1% / 10% / 100% of the training labels",
         fractions=[fraction_label(f) for f in sorted(args.fractions)],
@@ -261,6 +279,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.cli import run_command
-
     run_command(main)

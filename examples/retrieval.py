@@ -28,14 +28,33 @@ import logging
 import os
 from typing import Any, Sequence
 
+import numpy as np
+from datasets import DatasetDict, load_from_disk
+
+from dbeta_hf import DBetaModel
+from dbeta_hf.data import load_mimic_iv_ecg, load_ptbxl
+from dbeta_hf.data.synthetic import make_synthetic_corpus
+from dbeta_hf.evaluation.cli import (
+    DEFAULT_SYNTHETIC_MODEL_DIR,
+    SYNTHETIC_EVAL_SEED,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_processor,
+    resolve_device,
+    resolve_model_dir,
+    run_command,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features
+from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
+from dbeta_hf.evaluation.zero_shot import zero_shot_scores
+
 logger = logging.getLogger("retrieval")
 
 DATASETS = ("synthetic", "mimic_iv_ecg", "ptbxl", "disk")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.cli import DEFAULT_SYNTHETIC_MODEL_DIR, SYNTHETIC_EVAL_SEED
-
     parser = argparse.ArgumentParser(
         description="ECG<->report retrieval with D-BETA: Recall@1/5/10 in both directions on a held-out set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -77,8 +96,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _load_split(args):
     """The held-out `datasets.Dataset` and a readable name."""
     if args.dataset == "synthetic":
-        from dbeta_hf.data.synthetic import make_synthetic_corpus
-
         if args.synthetic_records < 2:
             raise ValueError("--synthetic_records must be at least 2")
         return make_synthetic_corpus(args.synthetic_records, seed=args.synthetic_seed), f"synthetic (seed {args.synthetic_seed})"
@@ -87,8 +104,6 @@ def _load_split(args):
             raise ValueError("--dataset disk needs --dataset_path")
         if not os.path.exists(args.dataset_path):
             raise FileNotFoundError(f"--dataset_path {args.dataset_path!r} does not exist")
-        from datasets import DatasetDict, load_from_disk
-
         data = load_from_disk(args.dataset_path)
         name = os.path.basename(os.path.normpath(args.dataset_path))
         if isinstance(data, DatasetDict):
@@ -101,15 +116,11 @@ def _load_split(args):
     if args.dataset == "mimic_iv_ecg":
         if not args.mimic_root:
             raise ValueError("--dataset mimic_iv_ecg needs --mimic_root")
-        from dbeta_hf.data import load_mimic_iv_ecg
-
         data = load_mimic_iv_ecg(args.mimic_root, **kwargs)
         split = args.split or "validation"
     else:
         if not args.ptbxl_root:
             raise ValueError("--dataset ptbxl needs --ptbxl_root")
-        from dbeta_hf.data import load_ptbxl
-
         data = load_ptbxl(args.ptbxl_root, task="all", **kwargs)
         split = args.split or "test"
     if split not in data:
@@ -118,6 +129,7 @@ def _load_split(args):
 
 
 def _plot_recall_curves(results: dict[str, Any], path: str, title: str) -> None:
+    # matplotlib is optional (the `plots` extra): imported only to draw
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 4.5), dpi=100)
@@ -139,25 +151,20 @@ def _plot_recall_curves(results: dict[str, Any], path: str, title: str) -> None:
     fig.savefig(path)
 
 
+def recall_curves(ecg_embeds, text_embeds, reports: list[str], similarity: str, normalize: bool) -> dict:
+    """Recall@k in both directions for about 30 k spread over 1 .. gallery size (log scale), for the PNG."""
+    sim = zero_shot_scores(ecg_embeds, text_embeds, similarity).numpy()
+    relevance = report_relevance(reports, normalize=normalize)
+    curve_ks = sorted({int(k) for k in np.unique(np.geomspace(1, len(reports), num=min(30, len(reports))).round())})
+    return {
+        "ecg_to_report": {str(k): v for k, v in zip(curve_ks, [retrieval_recall(sim, relevance, [k])[f"R@{k}"] for k in curve_ks])},
+        "report_to_ecg": {str(k): v for k, v in zip(curve_ks, [retrieval_recall(sim.T, relevance.T, [k])[f"R@{k}"] for k in curve_ks])},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    import numpy as np
-
-    from dbeta_hf import DBetaModel
-    from dbeta_hf.evaluation.cli import (
-        cache_dir_from_args,
-        dataset_sampling_rate,
-        load_processor,
-        resolve_device,
-        resolve_model_dir,
-        write_results,
-    )
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features
-    from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
-    from dbeta_hf.evaluation.zero_shot import zero_shot_scores
-
     model_dir = resolve_model_dir(args.model_name_or_path)
     device = resolve_device(args.device)
     model = DBetaModel.from_pretrained(model_dir).to(device).eval()
@@ -183,14 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     normalize = bool(getattr(processor, "normalize_text", True))
     results = retrieval_metrics(ecg_embeds, text_embeds, reports, ks=args.ks, similarity=args.similarity, normalize=normalize)
-    # Recall@k for every k up to the gallery size, for the PNG
-    sim = zero_shot_scores(ecg_embeds, text_embeds, args.similarity).numpy()
-    relevance = report_relevance(reports, normalize=normalize)
-    curve_ks = sorted({int(k) for k in np.unique(np.geomspace(1, len(reports), num=min(30, len(reports))).round())})
-    results["recall_curves"] = {
-        "ecg_to_report": {str(k): v for k, v in zip(curve_ks, [retrieval_recall(sim, relevance, [k])[f"R@{k}"] for k in curve_ks])},
-        "report_to_ecg": {str(k): v for k, v in zip(curve_ks, [retrieval_recall(sim.T, relevance.T, [k])[f"R@{k}"] for k in curve_ks])},
-    }
+    results["recall_curves"] = recall_curves(ecg_embeds, text_embeds, reports, args.similarity, normalize)
     results.update(model_name_or_path=model_dir, dataset=data_name, ks=list(args.ks))
     png = os.path.join(args.output_dir, "recall_curves.png")
     _plot_recall_curves(results, png, f"Retrieval on {data_name}, {len(reports)} pairs")
@@ -212,6 +212,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.cli import run_command
-
     run_command(main)

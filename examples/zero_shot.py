@@ -38,12 +38,32 @@ import logging
 import os
 from typing import Any, Sequence
 
+from dbeta_hf import DBetaModel
+from dbeta_hf.evaluation.cli import (
+    TASK_TITLES,
+    add_common_arguments,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_processor,
+    load_task_splits_from_args,
+    resolve_device,
+    resolve_model_dir,
+    run_command,
+    write_results,
+)
+from dbeta_hf.evaluation.cross_dataset import (
+    CROSS_DATASET_TASKS,
+    evaluate_cross_dataset_zero_shot,
+    format_cross_dataset_table,
+)
+from dbeta_hf.evaluation.embeddings import labels_array
+from dbeta_hf.evaluation.plotting import plot_roc_curves
+from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
+
 logger = logging.getLogger("zero_shot")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from dbeta_hf.evaluation.cli import add_common_arguments
-
     parser = argparse.ArgumentParser(
         description="Zero-shot multi-label ECG classification with D-BETA (macro AUROC, per-class AUROC, bootstrap CIs).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -76,8 +96,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.source_task is not None:
         if len(args.source_task) != len(args.target_task):
             parser.error(f"{len(args.source_task)} --source-task but {len(args.target_task)} --target-task; pair them")
-        from dbeta_hf.evaluation.cross_dataset import CROSS_DATASET_TASKS
-
         for task in args.source_task + args.target_task:
             if task not in CROSS_DATASET_TASKS:
                 parser.error(f"cross-dataset zero-shot is defined between {', '.join(CROSS_DATASET_TASKS)}; got {task!r}")
@@ -89,10 +107,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _run_cross_dataset(args, classifier, results, cache_dir):
     """Table 4: every (source, target) pair, the target's --split scored on the classes shared with the source."""
-    from dbeta_hf.evaluation.cross_dataset import evaluate_cross_dataset_zero_shot, format_cross_dataset_table
-    from dbeta_hf.evaluation.cli import dataset_sampling_rate, load_task_splits_from_args, write_results
-    from dbeta_hf.evaluation.embeddings import labels_array
-
     results["cross_dataset"] = {}
     row = {}
     for source, target in zip(args.source_task, args.target_task):
@@ -117,71 +131,34 @@ def _run_cross_dataset(args, classifier, results, cache_dir):
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    from dbeta_hf import DBetaModel
-    from dbeta_hf.evaluation.cli import (
-        TASK_TITLES,
-        cache_dir_from_args,
-        dataset_sampling_rate,
-        load_processor,
-        load_task_splits_from_args,
-        resolve_device,
-        resolve_model_dir,
-        write_results,
+def evaluate_task(args, classifier, task: str, cache_dir) -> dict:
+    """Zero-shot scores of one task's --split: macro / per-class AUROC with a bootstrap CI, and its ROC curves."""
+    splits, class_names = load_task_splits_from_args(args, task)
+    if args.split not in splits:
+        raise KeyError(f"task {task!r} has no {args.split!r} split (splits: {list(splits)})")
+    split = splits[args.split]
+    labels = labels_array(split)
+    logger.info("%s: %d %s records, %d classes", task, len(split), args.split, len(class_names))
+    task_results, scores = evaluate_zero_shot(
+        classifier, split, labels, class_names, task=task, num_bootstrap=args.num_bootstrap,
+        cache_dir=cache_dir, cache_name=f"{task}-{args.split}", progress=not args.no_progress,
+        sampling_rate=dataset_sampling_rate(splits),
     )
-    from dbeta_hf.evaluation.embeddings import labels_array
-    from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
-    from dbeta_hf.evaluation.plotting import plot_roc_curves
-
-    model_dir = resolve_model_dir(args.model_name_or_path)
-    if args.descriptions is not None and not os.path.isfile(args.descriptions):
-        raise FileNotFoundError(f"--descriptions {args.descriptions!r} does not exist")
-    device = resolve_device(args.device)
-    model = DBetaModel.from_pretrained(model_dir).to(device).eval()
-    processor = load_processor(model_dir)
-    classifier = DBetaZeroShotClassifier(
-        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size
+    png = os.path.join(args.output_dir, f"roc_{task}.png")
+    plot_roc_curves(labels, scores, class_names, png, title=f"Zero-shot {TASK_TITLES.get(task, task)} ({args.split})")
+    task_results["roc_png"] = png
+    task_results["class_names"] = list(class_names)
+    logger.info(
+        "%s: macro AUROC %.4f (95%% CI %.4f-%.4f) over %d classes",
+        task, task_results["macro_auroc"], task_results["ci_low"], task_results["ci_high"],
+        task_results["num_classes_scored"],
     )
-    os.makedirs(args.output_dir, exist_ok=True)
-    cache_dir = cache_dir_from_args(args)
+    return task_results
 
-    results: dict[str, Any] = {
-        "model_name_or_path": model_dir,
-        "similarity": args.similarity,
-        "split": args.split,
-        "descriptions_file": args.descriptions,
-        "prompt_set": classifier.prompt_set_info,
-        "tasks": {},
-    }
-    if args.source_task is not None:
-        return _run_cross_dataset(args, classifier, results, cache_dir)
-    for task in args.tasks:
-        splits, class_names = load_task_splits_from_args(args, task)
-        if args.split not in splits:
-            raise KeyError(f"task {task!r} has no {args.split!r} split (splits: {list(splits)})")
-        split = splits[args.split]
-        labels = labels_array(split)
-        logger.info("%s: %d %s records, %d classes", task, len(split), args.split, len(class_names))
-        task_results, scores = evaluate_zero_shot(
-            classifier, split, labels, class_names, task=task, num_bootstrap=args.num_bootstrap,
-            cache_dir=cache_dir, cache_name=f"{task}-{args.split}", progress=not args.no_progress,
-            sampling_rate=dataset_sampling_rate(splits),
-        )
-        png = os.path.join(args.output_dir, f"roc_{task}.png")
-        plot_roc_curves(labels, scores, class_names, png, title=f"Zero-shot {TASK_TITLES.get(task, task)} ({args.split})")
-        task_results["roc_png"] = png
-        task_results["class_names"] = list(class_names)
-        results["tasks"][task] = task_results
-        logger.info(
-            "%s: macro AUROC %.4f (95%% CI %.4f-%.4f) over %d classes",
-            task, task_results["macro_auroc"], task_results["ci_low"], task_results["ci_high"],
-            task_results["num_classes_scored"],
-        )
 
-    method = f"D-BETA ({os.path.basename(os.path.normpath(model_dir))})"
+def results_markdown(args, results: dict) -> str:
+    """The paper's Table 3 layout (CODE-15 in a table of its own), a per-task detail table and the prompt set."""
+    method = f"D-BETA ({os.path.basename(os.path.normpath(results['model_name_or_path']))})"
     table_tasks = [t for t in args.tasks if t != "code15"]
     sections = []
     if table_tasks:
@@ -206,13 +183,39 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sections.append(
         f"Prompts: {prompt_set['name']}" + (f" (sha256 {prompt_set['sha256'][:12]})" if "sha256" in prompt_set else "") + "\n"
     )
-    markdown = "\n".join(sections)
-    json_path, md_path = write_results(results, markdown, args.output_dir, "zero_shot_results")
+    return "\n".join(sections)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model_dir = resolve_model_dir(args.model_name_or_path)
+    if args.descriptions is not None and not os.path.isfile(args.descriptions):
+        raise FileNotFoundError(f"--descriptions {args.descriptions!r} does not exist")
+    device = resolve_device(args.device)
+    model = DBetaModel.from_pretrained(model_dir).to(device).eval()
+    processor = load_processor(model_dir)
+    classifier = DBetaZeroShotClassifier(
+        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size
+    )
+    os.makedirs(args.output_dir, exist_ok=True)
+    cache_dir = cache_dir_from_args(args)
+    results: dict[str, Any] = {
+        "model_name_or_path": model_dir,
+        "similarity": args.similarity,
+        "split": args.split,
+        "descriptions_file": args.descriptions,
+        "prompt_set": classifier.prompt_set_info,
+        "tasks": {},
+    }
+    if args.source_task is not None:
+        return _run_cross_dataset(args, classifier, results, cache_dir)
+    for task in args.tasks:
+        results["tasks"][task] = evaluate_task(args, classifier, task, cache_dir)
+    json_path, md_path = write_results(results, results_markdown(args, results), args.output_dir, "zero_shot_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
     return results
 
 
 if __name__ == "__main__":
-    from dbeta_hf.evaluation.cli import run_command
-
     run_command(main)

@@ -20,7 +20,9 @@ from dbeta_hf.evaluation.cross_dataset import (
     format_cross_dataset_table,
     shared_classes,
 )
-from dbeta_hf.evaluation.prompts import task_class_names
+from dbeta_hf.evaluation.metrics import multilabel_auroc
+from dbeta_hf.evaluation.prompts import class_descriptions, task_class_names
+from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, zero_shot_scores
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -65,10 +67,6 @@ def test_labels_are_ors_and_scores_are_maxima_over_members():
 
 
 def test_evaluation_scores_the_shared_classes_with_the_source_descriptions(saved_model_dir):
-    from dbeta_hf.evaluation.metrics import multilabel_auroc
-    from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, zero_shot_scores
-    from dbeta_hf.evaluation.prompts import class_descriptions
-
     classifier = DBetaZeroShotClassifier.from_pretrained(saved_model_dir)
     rng = np.random.default_rng(0)
     names = task_class_names("csn")

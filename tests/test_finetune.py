@@ -7,22 +7,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from datasets import Array2D, Dataset, Features, List, Value
 from sklearn.metrics import roc_auc_score
+from transformers import EvalPrediction, Trainer, TrainingArguments
 
 from helpers import load_example
 
 from dbeta_hf import DBetaForECGClassification, DBetaModel
+from dbeta_hf.evaluation.finetune import (
+    ECGClassificationCollator,
+    build_classification_model,
+    make_compute_metrics,
+    prepare_classification_dataset,
+)
 from dbeta_hf.pretraining.recipes import tiny_config
-
-
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _toy_dataset(n=48, samples=400, seed=0):
     """Class 0: a fast oscillation; class 1: a slow one (both can be present)."""
-    from datasets import Array2D, Dataset, Features, List, Value
-
     rng = np.random.default_rng(seed)
     t = np.arange(samples) / 500.0
     labels = (rng.random((n, 2)) < 0.5).astype(np.float32)
@@ -35,8 +39,6 @@ def _toy_dataset(n=48, samples=400, seed=0):
 
 
 def test_prepare_and_collate():
-    from dbeta_hf.evaluation.finetune import ECGClassificationCollator, prepare_classification_dataset
-
     ds = prepare_classification_dataset(_toy_dataset(n=4))
     assert ds.column_names == ["ecg_values", "labels"]
     batch = ECGClassificationCollator()([ds[i] for i in range(3)])
@@ -47,10 +49,6 @@ def test_prepare_and_collate():
 
 
 def test_compute_metrics_matches_sklearn():
-    from transformers import EvalPrediction
-
-    from dbeta_hf.evaluation.finetune import make_compute_metrics
-
     rng = np.random.default_rng(0)
     labels = (rng.random((50, 3)) < 0.5).astype(np.float32)
     labels[:, 2] = 0.0  # no positive: not scored
@@ -63,8 +61,6 @@ def test_compute_metrics_matches_sklearn():
 
 
 def test_build_classification_model(saved_model_dir):
-    from dbeta_hf.evaluation.finetune import build_classification_model
-
     pretrained = build_classification_model(str(saved_model_dir), ["A", "B", "C"])
     assert isinstance(pretrained, DBetaForECGClassification)
     assert pretrained.config.id2label == {0: "A", 1: "B", 2: "C"}
@@ -78,10 +74,6 @@ def test_build_classification_model(saved_model_dir):
 
 
 def test_finetune_few_steps_lowers_loss(tmp_path):
-    from transformers import Trainer, TrainingArguments
-
-    from dbeta_hf.evaluation.finetune import ECGClassificationCollator, prepare_classification_dataset
-
     torch.manual_seed(0)
     config = tiny_config(num_labels=2, problem_type="multi_label_classification")
     model = DBetaForECGClassification(config)

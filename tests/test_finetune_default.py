@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from helpers import load_example
 
-from dbeta_hf import DBetaForECGClassification
+from dbeta_hf import DBetaECGFeatureExtractor, DBetaForECGClassification
 from dbeta_hf.pretraining.recipes import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def test_classification_model_is_registered_with_the_auto_api(tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
     torch.manual_seed(0)
     model = DBetaForECGClassification(tiny_config(num_labels=3, problem_type="multi_label_classification")).eval()
     model.save_pretrained(tmp_path)
@@ -39,10 +38,6 @@ def test_demo_settings_apply_only_to_the_synthetic_task_and_yield_to_the_user(mo
 
 
 def test_finetune_example_saves_a_model_that_loads_through_the_auto_api(saved_model_dir, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
-    from dbeta_hf import DBetaECGFeatureExtractor
-
     example = load_example("finetune")
     out_dir = tmp_path / "ft"
     results = example.main([

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -13,14 +14,13 @@ from data_fixtures import default_physionet2021_records, write_physionet2021
 from helpers import load_example
 
 from dbeta_hf import DBetaForECGClassification
+from dbeta_hf.evaluation.finetune import LEAD_SUBSETS, ECGClassificationCollator, format_cinc2021_table, lead_subset
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 CANONICAL = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
 def test_lead_subsets_are_the_challenge_sets():
-    from dbeta_hf.evaluation.finetune import LEAD_SUBSETS, lead_subset
-
     assert lead_subset(6) == ("I", "II", "III", "aVR", "aVL", "aVF")
     assert lead_subset(3) == ("I", "II", "V2") and lead_subset(2) == ("I", "II") and lead_subset(1) == ("I",)
     assert list(LEAD_SUBSETS[12]) == CANONICAL
@@ -29,8 +29,6 @@ def test_lead_subsets_are_the_challenge_sets():
 
 
 def test_collator_zero_fills_the_missing_leads():
-    from dbeta_hf.evaluation.finetune import ECGClassificationCollator, lead_subset
-
     rng = np.random.default_rng(0)
     examples = [{"ecg_values": rng.normal(size=(12, 5000)).astype(np.float16), "labels": np.array([1.0, 0.0])} for _ in range(3)]
     batch = ECGClassificationCollator(lead_names=lead_subset(3))(examples)
@@ -56,8 +54,6 @@ def physionet2021_root(tmp_path_factory):
 
 @pytest.fixture
 def isolated_datasets_cache(tmp_path, monkeypatch):
-    import datasets
-
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
 
 
@@ -106,8 +102,6 @@ def test_finetune_physionet2021_12_and_6_leads(saved_model_dir, physionet2021_ro
 
 
 def test_cinc_table_layout():
-    from dbeta_hf.evaluation.finetune import format_cinc2021_table
-
     runs = {"Mine": {12: [{"seed": 0, "challenge_score": 0.5, "macro_auroc": 0.8, "macro_f1": 0.3},
                           {"seed": 1, "challenge_score": 0.7, "macro_auroc": 0.9, "macro_f1": 0.5}],
                      1: [{"seed": 0, "challenge_score": 0.2, "macro_auroc": 0.6, "macro_f1": 0.1}]}}

@@ -1,4 +1,4 @@
-"""Feature extraction + cache, the multi-label AUROC, the linear probe and examples/linear_probe.py."""
+"""Feature extraction + cache, the linear probe and examples/linear_probe.py (the AUROC: test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,53 +7,22 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from datasets import Dataset
+from safetensors.torch import save_file
 
 from helpers import load_example
 
 from dbeta_hf import DBetaECGModel
+from dbeta_hf.data.splits import label_fraction
+from dbeta_hf.evaluation.embeddings import extract_ecg_features
+from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe, subset_indices, train_linear_probe
 from dbeta_hf.pretraining.recipes import tiny_config
-
-
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
-# --------------------------------------------------------------------------------------------- metrics
-def test_multilabel_auroc_skips_degenerate_classes_and_matches_sklearn():
-    from dbeta_hf.evaluation.metrics import multilabel_auroc
-
-    rng = np.random.default_rng(0)
-    y = (rng.random((60, 4)) < 0.4).astype(np.float32)
-    y[:, 1] = 0.0  # no positive
-    y[:, 3] = 1.0  # no negative
-    scores = rng.normal(size=(60, 4))
-    scores[:5, 0] = scores[5:10, 0]  # ties
-    result = multilabel_auroc(y, scores, class_names=["a", "b", "c", "d"])
-    assert sorted(result["skipped_classes"]) == ["b", "d"]
-    assert result["num_classes_scored"] == 2
-    expected = {c: roc_auc_score(y[:, i], scores[:, i]) for i, c in ((0, "a"), (2, "c"))}
-    assert result["per_class"] == pytest.approx(expected)
-    assert result["macro_auroc"] == pytest.approx(np.mean(list(expected.values())))
-
-
-def test_fast_macro_auroc_matches_sklearn():
-    from dbeta_hf.evaluation.linear_probe import fast_macro_auroc
-
-    rng = np.random.default_rng(1)
-    y = (rng.random((80, 5)) < 0.3).astype(np.float32)
-    y[:, 4] = 0.0
-    scores = np.round(rng.normal(size=(80, 5)), 1)  # many ties
-    macro, scored = fast_macro_auroc(y, scores)
-    assert scored == 4
-    assert macro == pytest.approx(np.mean([roc_auc_score(y[:, c], scores[:, c]) for c in range(4)]))
-    assert np.isnan(fast_macro_auroc(np.zeros((5, 2)), np.zeros((5, 2)))[0])
-
-
 # --------------------------------------------------------------------------------------------- features
 def test_feature_extraction_batches_and_cache(tmp_path):
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features
-
     torch.manual_seed(0)
     model = DBetaECGModel(tiny_config()).train()  # extraction must switch dropout off and restore the mode
     ecgs = torch.randn(7, 12, 600, generator=torch.Generator().manual_seed(0))
@@ -66,8 +35,6 @@ def test_feature_extraction_batches_and_cache(tmp_path):
     files = list(tmp_path.glob("toy-*.safetensors"))
     assert len(files) == 1
     # the cache is read back (even by a different batch size), and keyed by the weights and the data
-    from safetensors.torch import save_file
-
     save_file({"features": feats * 0 + 42}, str(files[0]))  # poison: a cache hit returns these values
     assert torch.all(extract_ecg_features(model, ecgs, batch_size=7, cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     assert not torch.all(extract_ecg_features(model, ecgs[:6], cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
@@ -84,9 +51,6 @@ def test_feature_extraction_batches_and_cache(tmp_path):
 # --------------------------------------------------------------------------------------------- probe
 def test_probe_recovers_planted_signal_through_the_encoder():
     """Labels defined by directions of the encoder's own features; the probe sees only the ECGs' features."""
-    from dbeta_hf.evaluation.embeddings import extract_ecg_features
-    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe
-
     torch.manual_seed(0)
     model = DBetaECGModel(tiny_config()).eval()
     gen = torch.Generator().manual_seed(3)
@@ -114,8 +78,6 @@ def test_probe_recovers_planted_signal_through_the_encoder():
 
 
 def test_probe_selects_on_validation_not_test():
-    from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, train_linear_probe
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 16)).astype(np.float32)
     y = (x[:, :2] + 0.5 * rng.normal(size=(300, 2)) > 0).astype(np.float32)
@@ -132,11 +94,6 @@ def test_probe_selects_on_validation_not_test():
 
 
 def test_subset_indices_follow_label_fraction():
-    from datasets import Dataset
-
-    from dbeta_hf.data.splits import label_fraction
-    from dbeta_hf.evaluation.linear_probe import subset_indices
-
     rng = np.random.default_rng(0)
     labels = (rng.random((500, 3)) < [0.3, 0.05, 0.01]).astype(np.float32)
     ds = Dataset.from_dict({"labels": labels.tolist(), "record": list(range(500))})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -12,11 +13,13 @@ from sklearn.metrics import roc_auc_score
 from dbeta_hf.evaluation import (
     bootstrap_auroc_ci,
     format_results_table,
+    linear_probe,
     markdown_table,
     multilabel_auroc,
     recall_at_k,
 )
-from dbeta_hf.evaluation.metrics import _bootstrap_class_aucs, fraction_label
+from dbeta_hf.evaluation.metrics import class_aurocs, fraction_label, macro_auroc
+from dbeta_hf.evaluation.plotting import plot_roc_curves
 
 
 def _toy(n=300, c=5, seed=0, signal=1.0):
@@ -65,15 +68,96 @@ def test_multilabel_auroc_inputs():
         multilabel_auroc(y, scores, class_names=["a"])
 
 
-# ------------------------------------------------------------------ bootstrap
-def test_vectorised_resample_auroc_equals_sklearn():
+# ------------------------------------------------------------------ class_aurocs / macro_auroc
+def _exact_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """P(pos > neg) + 0.5 P(pos == neg) over all pairs, as an exact fraction rounded once."""
+    pos, neg = s[y], s[~y]
+    twice = 2 * int((pos[:, None] > neg[None, :]).sum()) + int((pos[:, None] == neg[None, :]).sum())
+    return float(Fraction(twice, 2 * len(pos) * len(neg)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_class_aurocs_equal_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = [7, 60, 250, 1000][seed]
+    y = rng.random((n, 6)) < [0.5, 0.3, 0.1, 0.5, 0.5, 0.02]
+    y[0, :] = True  # every class has a positive ...
+    y[1, :] = False  # ... and a negative
+    s = rng.normal(size=(n, 6)) + y
+    s[:, 1] = np.round(s[:, 1], 1)  # many ties
+    s[:, 2] = rng.integers(0, 3, n)  # three score levels
+    s[:, 3] = 0.5  # every record tied: 0.5
+    s[:, 4] = y[:, 4]  # perfect separation
+    aucs = class_aurocs(y, s)
+    for c in range(6):
+        assert aucs[c] == pytest.approx(roc_auc_score(y[:, c], s[:, c]), abs=1e-12)
+        assert aucs[c] == _exact_auroc(y[:, c], s[:, c])  # the rank statistic is exact: one rounding
+    assert aucs[3] == 0.5 and aucs[4] == 1.0
+    # one class per column, whatever the others hold; 1-D input is one class
+    assert class_aurocs(y[:, 1], s[:, 1]) == pytest.approx(aucs[1:2])
+
+
+def test_class_aurocs_unscorable_and_non_finite_classes():
+    y = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1]])
+    s = np.array([[0.9, 0.1, 0.3], [0.2, 0.2, 0.1], [0.8, 0.3, 0.2], [0.1, 0.4, 0.4]])
+    aucs = class_aurocs(y, s)
+    assert aucs[0] == 1.0 and np.isnan(aucs[1]) and np.isnan(aucs[2])  # no positive / no negative
+    with_inf = s.copy()
+    with_inf[0, 0] = np.inf  # an infinite score still ranks
+    assert class_aurocs(y, with_inf)[0] == 1.0
+    with_inf[1, 0] = -np.inf
+    assert class_aurocs(y, with_inf)[0] == 1.0
+    with_nan = s.copy()
+    with_nan[1, 0] = np.nan
+    assert np.isnan(class_aurocs(y, with_nan)[0])
+    with pytest.raises(ValueError, match="binary"):
+        class_aurocs(y * 2, s)
+    with pytest.raises(ValueError, match="must both be"):
+        class_aurocs(y, s[:, :2])
+
+
+def test_class_aurocs_with_resample_counts_equal_sklearn_on_the_resample():
     rng = np.random.default_rng(3)
-    y = rng.random(200) < 0.4
-    s = np.round(rng.normal(size=200) + y, 1)  # many ties
-    for _ in range(5):
-        idx = rng.integers(0, 200, 200)
-        counts = np.bincount(idx, minlength=200).astype(np.float64)[None, :]
-        assert _bootstrap_class_aucs(y, s, counts)[0] == pytest.approx(roc_auc_score(y[idx], s[idx]))
+    y = rng.random((200, 3)) < [0.4, 0.1, 0.6]
+    s = np.round(rng.normal(size=(200, 3)) + y, 1)  # many ties
+    idx = rng.integers(0, 200, size=(5, 200))
+    counts = np.stack([np.bincount(row, minlength=200) for row in idx])
+    aucs = class_aurocs(y, s, counts)
+    assert aucs.shape == (5, 3)
+    for b in range(5):
+        for c in range(3):
+            expected = roc_auc_score(y[idx[b], c], s[idx[b], c])
+            assert aucs[b, c] == pytest.approx(expected, abs=1e-12)
+            assert aucs[b, c] == pytest.approx(roc_auc_score(y[:, c], s[:, c], sample_weight=counts[b]), abs=1e-12)
+    # a resample without a positive of a class leaves that class unscored
+    only_negatives = np.where(y[:, 1], 0, 1)[None, :]
+    assert np.isnan(class_aurocs(y, s, only_negatives)[0, 1])
+    with pytest.raises(ValueError, match="counts must be"):
+        class_aurocs(y, s, counts[:, :10])
+    with pytest.raises(ValueError, match="non-negative"):
+        class_aurocs(y, s, -counts)
+
+
+def test_macro_auroc_is_the_mean_over_scorable_classes():
+    rng = np.random.default_rng(1)
+    y = (rng.random((80, 5)) < 0.3).astype(np.float32)
+    y[:, 4] = 0.0
+    scores = np.round(rng.normal(size=(80, 5)), 1)  # many ties
+    macro, scored = macro_auroc(y, scores)
+    assert scored == 4
+    assert macro == pytest.approx(np.mean([roc_auc_score(y[:, c], scores[:, c]) for c in range(4)]), abs=1e-12)
+    assert macro == multilabel_auroc(y, scores)["macro_auroc"]
+    nothing = macro_auroc(np.zeros((5, 2)), np.zeros((5, 2)))
+    assert np.isnan(nothing[0]) and nothing[1] == 0
+    diverged = scores.copy()
+    diverged[0, 0] = np.nan  # a NaN score of a scored class: NaN, never "better"
+    assert np.isnan(macro_auroc(y, diverged)[0])
+    diverged = scores.copy()
+    diverged[0, 4] = np.nan  # ... of an unscored class: ignored
+    assert macro_auroc(y, diverged) == (macro, 4)
+
+
+# ------------------------------------------------------------------ bootstrap
 
 
 def test_bootstrap_ci_contains_estimate_and_narrows_with_more_data():
@@ -159,8 +243,6 @@ def test_recall_is_one_when_each_query_matches_itself():
 
 # ------------------------------------------------------------------ ROC plot
 def test_plot_roc_curves_writes_a_png(tmp_path):
-    from dbeta_hf.evaluation.plotting import plot_roc_curves
-
     y, scores = _toy(n=120, c=3)
     y[:, 2] = 0.0  # not scorable: left out of the plot
     path = plot_roc_curves(y, torch.from_numpy(scores), ["AFIB", "SR", "NONE"], tmp_path / "sub" / "roc.png", title="Test")
@@ -190,8 +272,6 @@ def test_zero_shot_style_table():
 
 
 def test_fraction_label_reads_numbers_as_proportions_of_the_training_labels():
-    from dbeta_hf.evaluation import linear_probe
-
     assert fraction_label(1.0) == fraction_label(1) == fraction_label("1.0") == "100%"  # all the data, not 1 %
     assert [fraction_label(f) for f in (0.01, 0.1, 0.5, 0.07, 0.005)] == ["1%", "10%", "50%", "7%", "0.5%"]
     assert fraction_label(np.float32(0.1)) == "10%"

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from transformers import T5Config, T5EncoderModel
 
 from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings, embed_reports
 
@@ -262,8 +263,6 @@ def test_invalid_tables_are_rejected():
 # ----------------------------------------------------------------------------------------------- encoder
 @pytest.fixture(scope="module")
 def tiny_encoder_dir(tmp_path_factory, tiny_tokenizer):
-    from transformers import T5Config, T5EncoderModel
-
     torch.manual_seed(0)
     config = T5Config(
         vocab_size=500, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, feed_forward_proj="gated-gelu"
@@ -288,8 +287,6 @@ ENCODER_REPORTS = [
 
 
 def test_build_through_tiny_t5_encoder(tiny_encoder_dir, tiny_tokenizer):
-    from transformers import T5EncoderModel
-
     index = build_n3s_index(
         ENCODER_REPORTS, tiny_encoder_dir, k=3, batch_size=64, device="cpu", keep_embeddings=True, progress=False
     )

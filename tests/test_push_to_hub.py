@@ -11,6 +11,9 @@ import pytest
 from helpers import load_example
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+from dbeta_hf.conversion.convert_original_checkpoint import main as convert_main
 
 PARITY = Path(__file__).parent / "fixtures" / "parity_tiny"
 CODE_FILES = {
@@ -73,10 +76,8 @@ def _assert_card(folder: Path, repo_id: str):
 
 
 def test_converter_push_sends_weights_config_processor_card_and_code(hub, tmp_path, tiny_tokenizer_path):
-    from dbeta_hf.conversion.convert_original_checkpoint import main
-
     out = tmp_path / "converted"
-    code = main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
+    code = convert_main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
                  "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(out),
                  "--tokenizer", str(tiny_tokenizer_path), "--push-to-hub", "ORG/dbeta-converted",
                  "--lead-order", "standard", "--input-normalization", "none"])
@@ -121,8 +122,6 @@ def test_finetune_push_sends_the_fine_tuned_model_with_processor_and_card(hub, t
     [result] = card.data.eval_results
     measured = results["methods"][example.PRETRAINED_METHOD]["synthetic"]["fractions"]["100%"]["runs"][0]["macro_auroc"]
     assert result.metric_value == pytest.approx(measured) and result.dataset_type == "synthetic"
-    from transformers import AutoModelForSequenceClassification, AutoProcessor
-
     assert type(AutoModelForSequenceClassification.from_pretrained(folder)).__name__ == "DBetaForECGClassification"
     assert type(AutoProcessor.from_pretrained(folder)).__name__ == "DBetaProcessor"
     with pytest.raises(SystemExit):

@@ -30,7 +30,10 @@ import numpy as np
 import torch
 
 from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..data.synthetic import generate_ecg
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS
+from ..modeling_dbeta import DBetaForPreTraining
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,6 @@ def convention_name(lead_order: str, input_normalization: str) -> str:
 
 def synthetic_diagnostic_ecgs(num_records: int = 32, seed: int = 0) -> np.ndarray:
     """(N, 12, 5000) synthetic ECGs in mV at 500 Hz, canonical lead order, cycling through rhythms and findings."""
-    from ..data.synthetic import generate_ecg
-
     if num_records < 1:
         raise ValueError(f"num_records must be at least 1, got {num_records}")
     conditions = ["SR", "SBRAD", "STACH", "AFIB", ["SR", "1AVB"], ["SR", "RBBB"], ["SR", "LBBB"]]
@@ -66,8 +67,6 @@ def synthetic_diagnostic_ecgs(num_records: int = 32, seed: int = 0) -> np.ndarra
 
 
 def _feature_extractor(model_config, lead_order: str, input_normalization: str):
-    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-
     ecg_config = model_config.ecg_config
     return DBetaECGFeatureExtractor(
         sampling_rate=ecg_config.sampling_rate, num_samples=ecg_config.num_samples,
@@ -237,8 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    from ..modeling_dbeta import DBetaForPreTraining
 
     model, info = DBetaForPreTraining.from_pretrained(args.model, output_loading_info=True)
     missing_heads = [k for k in info.get("missing_keys", []) if k.startswith("mem_head.")]

@@ -7,7 +7,9 @@ e.g. ``from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier``.
 from .metrics import (
     TASK_DISPLAY_NAMES,
     bootstrap_auroc_ci,
+    class_aurocs,
     format_results_table,
+    macro_auroc,
     markdown_table,
     multilabel_auroc,
     recall_at_k,
@@ -16,7 +18,9 @@ from .metrics import (
 __all__ = [
     "TASK_DISPLAY_NAMES",
     "bootstrap_auroc_ci",
+    "class_aurocs",
     "format_results_table",
+    "macro_auroc",
     "markdown_table",
     "multilabel_auroc",
     "recall_at_k",

@@ -4,10 +4,10 @@ Both tables ship as package data, copied as numbers from the challenge's evaluat
 (https://github.com/physionetchallenges/evaluation-2021, BSD 2-Clause):
 
 * ``resources/cinc2021_weights.csv``: the published ``weights.csv``, a 26 x 26 matrix whose rows are labels
-  and columns classifier outputs. Six SNOMED-CT codes are merged pairwise into three classes ("equivalent
+  and columns classifier outputs. Eight SNOMED-CT codes are merged pairwise into four classes ("equivalent
   classes", joined with ``|``): complete / plain RBBB (``713427006|59118001``), complete / plain LBBB
-  (``733534002|164909002``), PAC / SVPB (``284470004|63593006``) and PVC / VPB (``427172004|17338001``).
-  That is four merges: 30 codes in 26 classes.
+  (``733534002|164909002``), PAC / SVPB (``284470004|63593006``) and PVC / VPB (``427172004|17338001``):
+  30 codes in 26 classes.
 * ``resources/cinc2021_scored_classes.csv``: abbreviation and name of each of the 30 scored codes
   (the challenge's ``dx_mapping_scored.csv``).
 
@@ -22,6 +22,7 @@ import csv
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+
 import numpy as np
 
 __all__ = [

@@ -19,7 +19,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from datasets import DatasetDict, load_from_disk
 
+from ..data import (
+    load_chapman_shaoxing_ningbo,
+    load_code15_test,
+    load_cpsc2018,
+    load_physionet2021,
+    load_ptbxl,
+)
+from ..data.features import dataset_class_names, dataset_metadata
+from ..data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..processing_dbeta import DBetaProcessor
 from .metrics import TASK_DISPLAY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -123,10 +135,6 @@ def resolve_model_dir(path: str | os.PathLike | None, default: str = DEFAULT_SYN
 
 
 def _synthetic_splits(num_records: int, seed: int, fractions=(0.6, 0.2, 0.2)):
-    from datasets import DatasetDict
-
-    from ..data.synthetic import make_synthetic_corpus
-
     if num_records < 10:
         raise ValueError(f"the synthetic evaluation corpus needs at least 10 records, got {num_records}")
     corpus = make_synthetic_corpus(num_records, seed=seed)
@@ -161,8 +169,6 @@ def load_task_splits(
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     roots = roots or {}
     if task == "synthetic":
-        from ..data.synthetic import SYNTHETIC_CLASSES
-
         splits = _synthetic_splits(synthetic_records, synthetic_seed)
         class_names = list(SYNTHETIC_CLASSES)
     else:
@@ -172,26 +178,20 @@ def load_task_splits(
             raise ValueError(f"task {task!r} needs its data: pass --{option} (the folder of the raw dataset)")
         if not Path(root).exists():
             raise FileNotFoundError(f"--{option} {root!r} does not exist")
-        from .. import data as data_module
-
         if task.startswith("ptbxl_"):
-            splits = data_module.load_ptbxl(root, task=task.split("_", 1)[1], **loader_kwargs)
+            splits = load_ptbxl(root, task=task.split("_", 1)[1], **loader_kwargs)
         elif task == "cpsc2018":
-            splits = data_module.load_cpsc2018(root, **loader_kwargs)
+            splits = load_cpsc2018(root, **loader_kwargs)
         elif task == "csn":
-            splits = data_module.load_chapman_shaoxing_ningbo(root, **loader_kwargs)
+            splits = load_chapman_shaoxing_ningbo(root, **loader_kwargs)
         elif task == "physionet2021":
-            splits = data_module.load_physionet2021(root, **loader_kwargs)
+            splits = load_physionet2021(root, **loader_kwargs)
         else:
-            splits = data_module.load_code15_test(root, **loader_kwargs)
+            splits = load_code15_test(root, **loader_kwargs)
         if isinstance(splits, tuple):  # (dataset, summary) with return_summary=True
             splits = splits[0]
-        from ..data.features import dataset_class_names
-
         class_names = dataset_class_names(splits)
     if max_samples is not None:
-        from datasets import DatasetDict
-
         splits = DatasetDict({name: split.select(range(min(max_samples, len(split)))) for name, split in splits.items()})
     return splits, class_names
 
@@ -351,10 +351,6 @@ def dataset_paths_from_args(args) -> dict[str, str]:
 
 def load_built_task(task: str, path: str | os.PathLike, max_samples: int | None = None):
     """A task's DatasetDict built by `python -m dbeta_hf.data build` (memory-mapped): ``(DatasetDict, class_names)``."""
-    from datasets import DatasetDict, load_from_disk
-
-    from ..data.features import dataset_class_names
-
     splits = load_from_disk(os.fspath(path))
     if not isinstance(splits, DatasetDict):
         raise ValueError(f"{path} holds a single Dataset; task {task!r} needs the DatasetDict (train / validation / "
@@ -387,8 +383,6 @@ def cache_dir_from_args(args) -> str | None:
 
 def load_processor(model_dir: str):
     """`DBetaProcessor.from_pretrained(model_dir)` with a clear error when the folder has no processor files."""
-    from ..processing_dbeta import DBetaProcessor
-
     try:
         return DBetaProcessor.from_pretrained(model_dir)
     except (OSError, ValueError, TypeError) as error:
@@ -401,8 +395,6 @@ def load_processor(model_dir: str):
 def load_feature_extractor(model_dir: str):
     """The checkpoint's `DBetaECGFeatureExtractor` (from its processor files), or `None` (logged) when it has none:
     the ECGs are then fed as stored (500 Hz, mV, canonical lead order)."""
-    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-
     try:
         return DBetaECGFeatureExtractor.from_pretrained(model_dir)
     except (OSError, ValueError) as error:
@@ -413,8 +405,6 @@ def load_feature_extractor(model_dir: str):
 def dataset_sampling_rate(splits, default: float = 500.0) -> float:
     """The sampling rate stored in a `dbeta_hf.data` dataset's metadata (500 Hz for every built dataset)."""
     try:
-        from ..data.features import dataset_metadata
-
         return float(dataset_metadata(splits).get("sampling_rate", default))
     except (ValueError, TypeError):
         return float(default)

@@ -23,6 +23,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .metrics import bootstrap_auroc_ci, multilabel_auroc
+from .zero_shot import evaluation_ecg_features, zero_shot_scores
+
 __all__ = [
     "CROSS_DATASET_TASKS",
     "SHARED_CLASSES",
@@ -127,9 +130,6 @@ def evaluate_cross_dataset_zero_shot(
     Returns ``{"source", "target", "shared_classes": [{name, source_classes, target_classes}], "macro_auroc",
     "per_class", "skipped_classes", "ci_low", "ci_high", "num_samples", "prompt_set"}``.
     """
-    from .metrics import bootstrap_auroc_ci, multilabel_auroc
-    from .zero_shot import evaluation_ecg_features, zero_shot_scores
-
     shared = shared_classes(source, target)
     labels = cross_dataset_labels(target_labels, target_class_names, shared)
     source_members = list(dict.fromkeys(c for s in shared for c in s.source_classes))

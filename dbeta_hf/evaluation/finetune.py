@@ -22,6 +22,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig
+from ..ecg_signal import canonical_lead_name
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..modeling_dbeta import DBetaForECGClassification
+from .metrics import cinc2021_metrics, multilabel_auroc
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -91,9 +97,6 @@ class ECGClassificationCollator:
         sampling_rate: float = 500.0,
         stored_lead_names: Sequence[str] | None = None,
     ):
-        from ..configuration_dbeta import CANONICAL_LEAD_NAMES
-        from ..ecg_signal import canonical_lead_name
-
         self.label_dtype = label_dtype
         self.sampling_rate = float(sampling_rate)
         self.lead_names = None
@@ -108,8 +111,6 @@ class ECGClassificationCollator:
                 raise ValueError(f"lead_names {list(lead_names)} must be a non-empty subset of the stored leads {stored}")
             self.rows = [stored.index(n) for n in self.lead_names]
             if feature_extractor is None:
-                from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-
                 feature_extractor = DBetaECGFeatureExtractor()
         self.feature_extractor = feature_extractor
 
@@ -146,8 +147,6 @@ def make_compute_metrics(
     class names must then name CinC 2021 scored classes) it adds ``challenge_score`` and ``macro_f1`` of the
     outputs ``sigmoid(logits) >= threshold``.
     """
-    from .metrics import cinc2021_metrics, multilabel_auroc
-
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits = eval_pred.predictions if hasattr(eval_pred, "predictions") else eval_pred[0]
         labels = eval_pred.label_ids if hasattr(eval_pred, "label_ids") else eval_pred[1]
@@ -187,9 +186,6 @@ def build_classification_model(
     """`DBetaForECGClassification` for `class_names`, from any D-BETA checkpoint (its ECG tower is loaded, the
     classifier is new) or, with ``random_init=True``, randomly initialised from the checkpoint's configuration
     (or from `config`)."""
-    from ..configuration_dbeta import DBetaConfig
-    from ..modeling_dbeta import DBetaForECGClassification
-
     names = list(class_names)
     label_kwargs = dict(
         num_labels=len(names),

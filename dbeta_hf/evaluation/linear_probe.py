@@ -1,6 +1,6 @@
 """Linear probing on frozen D-BETA ECG features (reference spec F.2).
 
-The encoder runs once per split (`features.extract_ecg_features`, cached on disk); the probe is a multi-label
+The encoder runs once per split (`embeddings.extract_ecg_features`, cached on disk); the probe is a multi-label
 logistic regression ``sigmoid(x W + b)`` over all classes at once, trained in torch with Adam on the BCE loss
 (+ L2 weight decay) over the cached features. Features are standardised with the statistics of the probe's own
 training subset.
@@ -29,9 +29,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
+from datasets import Dataset
+from tqdm.auto import tqdm
 
-from .metrics import fraction_label
+from ..data.splits import label_fraction
+from .metrics import bootstrap_auroc_ci, fraction_label, macro_auroc, markdown_table, multilabel_auroc
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "LinearProbeConfig",
     "LinearProbe",
-    "fast_macro_auroc",
     "subset_indices",
     "seed_auroc_record",
     "train_linear_probe",
@@ -111,30 +112,6 @@ class LinearProbe:
         return torch.sigmoid(self.logits(features)).numpy()
 
 
-# ------------------------------------------------------------------------------------------------ metrics
-def fast_macro_auroc(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
-    """Macro AUROC over the classes with at least one positive and one negative, vectorised over classes.
-
-    Uses the Mann-Whitney form with average ranks for ties, which equals `sklearn.metrics.roc_auc_score` per
-    class. Returns ``(macro_auroc, num_classes_scored)``; NaN when no class can be scored. Used for the
-    per-step model selection (the reported metrics come from `dbeta_hf.evaluation.metrics`).
-    """
-    y = np.asarray(y_true) > 0.5
-    s = np.asarray(scores, dtype=np.float64)
-    if y.ndim == 1:
-        y, s = y[:, None], s.reshape(-1, 1)
-    pos = y.sum(axis=0)
-    neg = y.shape[0] - pos
-    valid = (pos > 0) & (neg > 0)
-    if not valid.any():
-        return float("nan"), 0
-    ranks = rankdata(s[:, valid], axis=0)
-    yv = y[:, valid]
-    p, n = pos[valid].astype(np.float64), neg[valid].astype(np.float64)
-    auc = ((ranks * yv).sum(axis=0) - p * (p + 1) / 2.0) / (p * n)
-    return float(auc.mean()), int(valid.sum())
-
-
 # ------------------------------------------------------------------------------------------------ subsets
 def seed_auroc_record(seed: int, num_train: int, metrics: Mapping[str, Any], ci_low: float, ci_high: float) -> dict[str, Any]:
     """The test-AUROC part of one seed's result (linear probe and fine-tuning share it): `metrics` is what
@@ -158,10 +135,6 @@ def subset_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     labels-only table here: the rows are those `label_fraction(train_split, fraction, seed)` would keep, and
     every method (pretrained, random init) probes the same records.
     """
-    from datasets import Dataset
-
-    from ..data.splits import label_fraction
-
     labels = np.asarray(labels, dtype=np.float32)
     if labels.ndim == 1:
         labels = labels[:, None]
@@ -213,12 +186,9 @@ def train_linear_probe(
     return _train_linear_probe(train_features, train_labels, val_features, val_labels, config, seed, device)
 
 
-def _train_linear_probe(train_features, train_labels, val_features, val_labels, config, seed, device) -> LinearProbe:
-    cfg = config or LinearProbeConfig()
-    x = _as_tensor(train_features)
-    y = _as_tensor(train_labels)
-    xv = _as_tensor(val_features)
-    yv = _as_tensor(val_labels)
+def _checked_probe_data(train_features, train_labels, val_features, val_labels):
+    """Float32 CPU tensors ``(x, y, xv, yv)`` with 2-D labels, or a clear error when the shapes disagree."""
+    x, y, xv, yv = (_as_tensor(a) for a in (train_features, train_labels, val_features, val_labels))
     if y.dim() == 1:
         y, yv = y[:, None], yv[:, None]
     if x.shape[0] != y.shape[0] or xv.shape[0] != yv.shape[0]:
@@ -227,50 +197,72 @@ def _train_linear_probe(train_features, train_labels, val_features, val_labels, 
         raise ValueError("train and validation features / labels must have the same widths")
     if x.shape[0] == 0:
         raise ValueError("the probe needs at least one training record")
-    num_features, num_classes = x.shape[1], y.shape[1]
+    return x, y, xv, yv
 
-    if cfg.standardize:
-        mean = x.mean(dim=0)
-        std = x.std(dim=0, unbiased=False) if x.shape[0] > 1 else torch.ones(num_features)
-        std = torch.where(std > 1e-6, std, torch.ones_like(std))
-    else:
-        mean, std = torch.zeros(num_features), torch.ones(num_features)
+
+def _standardization(x: torch.Tensor, standardize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` of the training features (std 1 for constant features); zeros and ones without
+    `standardize`."""
+    num_features = x.shape[1]
+    if not standardize:
+        return torch.zeros(num_features), torch.ones(num_features)
+    mean = x.mean(dim=0)
+    std = x.std(dim=0, unbiased=False) if x.shape[0] > 1 else torch.ones(num_features)
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
+def _initial_parameters(
+    num_features: int, y: torch.Tensor, generator: torch.Generator, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Small random weights and, as bias, the prior log-odds of every class: the probe then only has to learn
+    the signal."""
+    weight = torch.zeros(num_features, y.shape[1])
+    torch.nn.init.normal_(weight, std=0.01, generator=generator)
+    prior = y.float().mean(dim=0).clamp(1e-3, 1 - 1e-3).cpu()
+    bias = torch.log(prior / (1 - prior))
+    return weight.to(device).requires_grad_(True), bias.to(device).requires_grad_(True)
+
+
+def _minibatches(n: int, batch_size: int | None, generator: torch.Generator, device):
+    """Endless row indices of minibatches: a fresh permutation once the current one cannot fill a batch.
+    ``None`` (the whole training set) when the batch is the full set."""
+    batch = n if batch_size is None or batch_size >= n else int(batch_size)
+    order = torch.randperm(n, generator=generator).to(device)
+    cursor = 0
+    while True:
+        if batch == n:
+            yield None
+            continue
+        if cursor + batch > n:
+            order = torch.randperm(n, generator=generator).to(device)
+            cursor = 0
+        yield order[cursor : cursor + batch]
+        cursor += batch
+
+
+def _train_linear_probe(train_features, train_labels, val_features, val_labels, config, seed, device) -> LinearProbe:
+    cfg = config or LinearProbeConfig()
+    x, y, xv, yv = _checked_probe_data(train_features, train_labels, val_features, val_labels)
+    mean, std = _standardization(x, cfg.standardize)
     xs = ((x - mean) / std).to(device)
     xvs = ((xv - mean) / std).to(device)
     y, yv_np = y.to(device), yv.numpy()
 
-    use_auroc = fast_macro_auroc(yv_np, np.zeros_like(yv_np))[1] > 0
+    use_auroc = macro_auroc(yv_np, np.zeros_like(yv_np))[1] > 0
     if not use_auroc:
         logger.warning("no validation class has both positives and negatives: selecting the probe on validation loss")
 
     generator = torch.Generator().manual_seed(int(seed))
-    weight = torch.zeros(num_features, num_classes)
-    torch.nn.init.normal_(weight, std=0.01, generator=generator)
-    # start from the prior log-odds of every class: the probe then only has to learn the signal
-    prior = y.float().mean(dim=0).clamp(1e-3, 1 - 1e-3).cpu()
-    bias = torch.log(prior / (1 - prior))
-    weight = weight.to(device).requires_grad_(True)
-    bias = bias.to(device).requires_grad_(True)
+    weight, bias = _initial_parameters(x.shape[1], y, generator, device)
     optimizer = torch.optim.Adam([weight, bias], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-    n = xs.shape[0]
-    batch = n if cfg.batch_size is None or cfg.batch_size >= n else int(cfg.batch_size)
-    order = torch.randperm(n, generator=generator).to(device)
-    cursor = 0
+    batches = _minibatches(xs.shape[0], cfg.batch_size, generator, device)
     best = (-math.inf, None, None, 0)
     history: list[dict[str, float]] = []
     evals_without_improvement = 0
     step = 0
     for step in range(1, cfg.max_steps + 1):
-        if batch == n:
-            xb, yb = xs, y
-        else:
-            if cursor + batch > n:
-                order = torch.randperm(n, generator=generator).to(device)
-                cursor = 0
-            idx = order[cursor : cursor + batch]
-            cursor += batch
-            xb, yb = xs[idx], y[idx]
+        idx = next(batches)
+        xb, yb = (xs, y) if idx is None else (xs[idx], y[idx])
         loss = F.binary_cross_entropy_with_logits(xb @ weight + bias, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,7 +271,7 @@ def _train_linear_probe(train_features, train_labels, val_features, val_labels, 
             with torch.no_grad():
                 val_logits = xvs @ weight + bias
                 val_loss = float(F.binary_cross_entropy_with_logits(val_logits, yv.to(device)))
-                val_auroc = fast_macro_auroc(yv_np, val_logits.cpu().numpy())[0] if use_auroc else float("nan")
+                val_auroc = macro_auroc(yv_np, val_logits.cpu().numpy())[0] if use_auroc else float("nan")
             history.append({"step": step, "train_loss": float(loss.detach()), "val_loss": val_loss, "val_macro_auroc": val_auroc})
             criterion = val_auroc if use_auroc else -val_loss
             if criterion > best[0] + cfg.min_delta:
@@ -330,10 +322,6 @@ def run_linear_probe(
 
     ``macro_auroc_std`` is the sample standard deviation over seeds (0 for one seed).
     """
-    from tqdm.auto import tqdm
-
-    from .metrics import bootstrap_auroc_ci, multilabel_auroc
-
     cfg = config or LinearProbeConfig()
     train_y = np.asarray(train_labels, dtype=np.float32)
     test_y = np.asarray(test_labels, dtype=np.float32)
@@ -406,8 +394,6 @@ def format_linear_probe_table(
     `results[method][task]` is a `run_linear_probe` result (its ``"fractions"`` entry is read). With
     `paper_row`, the published D-BETA numbers of the same tasks are added as a reference row.
     """
-    from .metrics import markdown_table
-
     methods = list(results)
     tasks = list(dict.fromkeys(task for method in methods for task in results[method]))
     if fractions is None:
@@ -442,6 +428,3 @@ def format_linear_probe_table(
         note += " The average is over the tasks of the row."
     return f"{table}\n\n{note}\n"
 
-
-# MERL's protocol (the baselines of the paper's Table 2) lives in its own module; exported here as well.
-from .merl_linear_probe import MERLProbeConfig, run_merl_linear_probe  # noqa: E402

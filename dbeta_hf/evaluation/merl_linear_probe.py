@@ -29,10 +29,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from .metrics import fraction_label, macro_auroc
 
 __all__ = [
     "MERLProbeConfig",
+    "MERLInputEncoder",
     "MERL_RECORD_SAMPLES",
+    "SCHEDULER_STEPS",
     "merl_input_transform",
     "merl_train_subset",
     "train_merl_probe",
@@ -104,8 +109,6 @@ class MERLInputEncoder(torch.nn.Module):
 def merl_train_subset(num_train: int, fraction: float, random_state: int = 42) -> np.ndarray:
     """Row indices of MERL's labelled subset: ``train_test_split(rows, train_size=fraction,
     random_state=random_state)[0]`` (in that function's shuffled order); every row for fraction 1."""
-    from sklearn.model_selection import train_test_split
-
     if not 0.0 < float(fraction) <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     rows = np.arange(int(num_train))
@@ -124,8 +127,6 @@ def train_merl_probe(
     "learning_rate_per_epoch"}`` (epochs counted from 1; the learning rate is the one used during that epoch's
     last iteration).
     """
-    from .linear_probe import fast_macro_auroc
-
     cfg = config or MERLProbeConfig()
     x = torch.as_tensor(np.asarray(train_features, dtype=np.float32))
     y = torch.as_tensor(np.asarray(train_labels, dtype=np.float32))
@@ -152,7 +153,7 @@ def train_merl_probe(
             if cfg.scheduler_step == "iteration_and_epoch":
                 scheduler.step()
         with torch.no_grad():
-            aurocs.append(fast_macro_auroc(yt, head(xt).numpy())[0])
+            aurocs.append(macro_auroc(yt, head(xt).numpy())[0])
         rates.append(rate)
         scheduler.step()
     best = int(np.nanargmax(aurocs))
@@ -175,8 +176,6 @@ def run_merl_linear_probe(
          "fractions": {"1%": {"fraction", "num_train", "max_test_auroc", "max_test_auroc_label": "optimistic ...",
                               "max_test_epoch", "last_epoch_auroc", "test_auroc_per_epoch", ...}}}
     """
-    from .metrics import fraction_label
-
     cfg = config or MERLProbeConfig()
     train_features = np.asarray(train_features, dtype=np.float32)
     train_labels = np.asarray(train_labels, dtype=np.float32)

@@ -1,6 +1,7 @@
 """Plots: a 12-lead ECG on standard ECG paper, and ROC curves for multi-label evaluation.
 
-matplotlib is imported lazily, and figures are built with `matplotlib.figure.Figure` directly (no pyplot),
+matplotlib is an optional dependency (the ``plots`` extra), imported by the function that draws, so that the
+rest of the evaluation works without it. Figures are built with `matplotlib.figure.Figure` directly (no pyplot),
 so nothing here touches the global pyplot state or needs a display: it works under ``matplotlib.use("Agg")``,
 in headless CI and in notebooks (a returned `Figure` renders inline).
 """
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.metrics import roc_curve
+
+from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from .metrics import class_aurocs
 
 __all__ = ["plot_ecg", "plot_roc_curves", "STANDARD_12_LEAD_LAYOUT"]
 
@@ -77,8 +82,6 @@ def plot_ecg(
         title: figure title.
         path: if given, the figure is saved there (format from the extension, e.g. ``.png`` / ``.pdf``).
     """
-    from ..configuration_dbeta import CANONICAL_LEAD_NAMES
-
     x = _to_numpy(ecg).astype(np.float64)
     if x.ndim == 1:
         x = x[None]
@@ -151,8 +154,6 @@ def plot_roc_curves(
     A class is scorable when it has at least one positive and one negative; the legend shows each class's
     AUROC and the title the macro AUROC over scorable classes. Returns the written path.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     y = _to_numpy(y_true)
     s = _to_numpy(scores).astype(np.float64)
     if y.ndim == 1:
@@ -164,13 +165,14 @@ def plot_roc_curves(
         raise ValueError(f"{len(names)} class names for {y.shape[1]} classes")
     fig = _figure(7.5, 6.0, dpi)
     ax = fig.add_subplot(1, 1, 1)
+    class_auc = class_aurocs(y > 0.5, s)
     aucs = []
     for c, name in enumerate(names):
         yc = y[:, c] > 0.5
         if yc.all() or not yc.any():
             continue
         fpr, tpr, _ = roc_curve(yc, s[:, c])
-        auc = roc_auc_score(yc, s[:, c])
+        auc = float(class_auc[c])
         aucs.append(auc)
         ax.plot(fpr, tpr, linewidth=1.2, label=f"{name} (AUROC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+
 # `MODEL_CARD.md` at the top of the repository, linked into the package's resources so that wheels ship it too
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "resources" / "MODEL_CARD.md"
 MODEL_CARD_NAME = "README.md"
@@ -72,8 +74,6 @@ def results_from_summary(kind: str, results: Mapping[str, Any]) -> list[EvalResu
 
 def _input_contract(feature_extractor) -> dict[str, Any]:
     if feature_extractor is None:
-        from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-
         feature_extractor = DBetaECGFeatureExtractor()
     rate = feature_extractor.sampling_rate
     return {

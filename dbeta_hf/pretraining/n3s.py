@@ -2,20 +2,18 @@
 
 D-BETA's N3S ("nearest-neighbour negative sampling", reference spec D.1) gives about half of each
 pretraining batch a *wrong* report for its ECG, so that the ECG-text matching head (ETM) has negatives.
-The official code ran a Flan-T5-small encoder and a FAISS search for every negative row inside the batch
-collator. Here the expensive part is done once, offline:
+The expensive part is done once, offline, not per batch (how this differs from the official collator: README,
+*Differences from the official code*):
 
 1. the reports are normalized (:func:`dbeta_hf.text_normalization.normalize_report`) and de-duplicated
    (first occurrence order, so the ids are stable for a given corpus);
 2. each unique report is embedded with a T5 encoder (``google/flan-t5-small`` by default, as the official
-   index): mean of the last hidden state over the *real* tokens (attention mask), then L2-normalized.
-   The official code averaged over padding positions too, so its embedding of a report depended on the
-   other reports in its batch; the masked mean does not;
+   index): mean of the last hidden state over the *real* tokens (attention mask), then L2-normalized, so a
+   report's embedding does not depend on the other reports of its batch;
 3. an exact search stores, for every unique report, the ids of ``k`` candidate negatives:
 
-   * ``strategy="dissimilar"`` (default, the official behaviour): the ``k`` reports with the *lowest*
-     cosine similarity. The official code searched an L2 FAISS index with the negated query; for unit
-     vectors ``|x + q|^2 = 2 + 2 cos(x, q)``, so its "nearest neighbours of -q" are exactly these;
+   * ``strategy="dissimilar"`` (default, the official rule): the ``k`` reports with the *lowest* cosine
+     similarity;
    * ``strategy="hard"``: the ``k`` most similar reports whose cosine similarity is strictly below
      ``similarity_ceiling`` (for example 0.9), i.e. hard negatives without the near-duplicates that would be
      false negatives. A report with fewer than ``k`` reports under the ceiling keeps the ones it has (the
@@ -32,8 +30,8 @@ vectorised gather. No text model runs during training, and the sampling is repro
 
 Search backends: ``backend="torch"`` (default) is an exact, chunked search with matrix products (CUDA when
 available, else CPU); memory is bounded by the chunk, the full ``U x U`` matrix is never materialised.
-``backend="faiss"`` uses ``faiss.IndexFlatIP`` (exact inner product; ``pip install faiss-cpu`` or
-``faiss-gpu``), imported only when asked for.
+``backend="faiss"`` uses ``faiss.IndexFlatIP`` (exact inner product); faiss is an optional dependency (the
+``faiss`` extra, or ``faiss-gpu``), imported only when that backend is asked for.
 
 Memory is bounded: embeddings ``U*d*4`` bytes, the ``(U, k)`` int32 table, and one similarity chunk of at
 most ``max_chunk_mb`` (1 GiB on CPU, 4 GiB on CUDA by default). The search costs ``U^2 * d`` multiply-adds, so
@@ -62,6 +60,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from huggingface_hub import hf_hub_download
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, T5EncoderModel
 
 from ..file_modes import apply_default_file_mode
 from ..text_normalization import normalize_report
@@ -250,8 +253,6 @@ class N3SIndex:
     def save_pretrained(self, save_directory: str | os.PathLike, save_embeddings: bool = False) -> None:
         """Write ``n3s_index.safetensors`` (table, counts, optional embeddings), ``n3s_config.json`` and
         ``n3s_reports.json`` into ``save_directory``."""
-        from safetensors.torch import save_file
-
         path = Path(save_directory)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {"negatives": self._negatives, "num_candidates": self._num_candidates}
@@ -271,13 +272,9 @@ class N3SIndex:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, load_embeddings: bool = False, **hub_kwargs) -> "N3SIndex":
         """Load an index written by :meth:`save_pretrained` from a folder (or a Hub repo id)."""
-        from safetensors import safe_open
-
         folder = Path(path)
         if not folder.is_dir():
             try:
-                from huggingface_hub import hf_hub_download
-
                 files = {
                     name: hf_hub_download(str(path), name, **hub_kwargs)
                     for name in (N3S_TABLE_FILE, N3S_CONFIG_FILE, N3S_REPORTS_FILE)
@@ -339,8 +336,6 @@ def _unique_normalized(reports: Iterable[str]) -> tuple[list[str], np.ndarray, i
 
 
 def _tqdm(iterable, total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, unit="rows")
 
 
@@ -458,6 +453,46 @@ def _search_faiss(
 
 
 # ----------------------------------------------------------------------------------------------- build
+def _check_search_settings(strategy: str, backend: str, similarity_ceiling: float) -> None:
+    if strategy not in N3S_STRATEGIES:
+        raise ValueError(f"strategy must be one of {N3S_STRATEGIES}, got {strategy!r}")
+    if backend not in N3S_BACKENDS:
+        raise ValueError(f"backend must be one of {N3S_BACKENDS}, got {backend!r}")
+    if strategy == "hard" and not -1.0 < float(similarity_ceiling) <= 1.0:
+        raise ValueError(f"similarity_ceiling must be in (-1, 1], got {similarity_ceiling}")
+
+
+def _unique_embeddings(embeddings: torch.Tensor, first: np.ndarray, num_input: int, normalize: bool) -> torch.Tensor:
+    """Float32 embeddings of the unique reports (rows `first` of the input), L2-normalized with `normalize`."""
+    embeddings = embeddings.detach().to(torch.float32)
+    if len(first) != num_input:
+        embeddings = embeddings[torch.from_numpy(first)]
+    if normalize:
+        embeddings = embeddings / (embeddings.norm(dim=1, keepdim=True) + 1e-10)
+    if not bool(torch.isfinite(embeddings).all()):
+        raise ValueError("embeddings contain NaN or inf")
+    return embeddings
+
+
+def _check_candidate_counts(counts: torch.Tensor, k: int, similarity_ceiling: float) -> int:
+    """Refuse reports without any candidate negative; warn about (and return the number of) reports with
+    fewer than `k`."""
+    short = int((counts < k).sum())
+    empty = int((counts == 0).sum())
+    if empty:
+        raise ValueError(
+            f"{empty} report(s) have no other report with cosine similarity below similarity_ceiling="
+            f"{similarity_ceiling}; raise the ceiling or use strategy='dissimilar'"
+        )
+    if short:
+        warnings.warn(
+            f"{short} of {len(counts)} reports have fewer than k={k} candidate negatives under the "
+            f"similarity ceiling {similarity_ceiling}; they sample among the ones they have",
+            stacklevel=3,
+        )
+    return short
+
+
 def build_n3s_index_from_embeddings(
     reports: Sequence[str],
     embeddings: torch.Tensor | np.ndarray,
@@ -492,12 +527,7 @@ def build_n3s_index_from_embeddings(
         faiss_oversample: for ``backend="faiss", strategy="hard"``, extra neighbours searched to make up for the
             ones filtered out by the ceiling (default ``4 * k``).
     """
-    if strategy not in N3S_STRATEGIES:
-        raise ValueError(f"strategy must be one of {N3S_STRATEGIES}, got {strategy!r}")
-    if backend not in N3S_BACKENDS:
-        raise ValueError(f"backend must be one of {N3S_BACKENDS}, got {backend!r}")
-    if strategy == "hard" and not -1.0 < float(similarity_ceiling) <= 1.0:
-        raise ValueError(f"similarity_ceiling must be in (-1, 1], got {similarity_ceiling}")
+    _check_search_settings(strategy, backend, similarity_ceiling)
     reports = list(reports)
     embeddings = torch.as_tensor(np.asarray(embeddings) if not torch.is_tensor(embeddings) else embeddings)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(reports):
@@ -506,13 +536,7 @@ def build_n3s_index_from_embeddings(
         )
     unique, first, num_input = _unique_normalized(reports)
     k = _clamp_k(int(k), len(unique))
-    embeddings = embeddings.detach().to(torch.float32)
-    if len(unique) != num_input:
-        embeddings = embeddings[torch.from_numpy(first)]
-    if normalize_embeddings:
-        embeddings = embeddings / (embeddings.norm(dim=1, keepdim=True) + 1e-10)
-    if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings contain NaN or inf")
+    embeddings = _unique_embeddings(embeddings, first, num_input, normalize_embeddings)
     device = _resolve_device(device)
     chunk = int(chunk_size) if chunk_size else _auto_chunk_size(len(unique), max_chunk_mb, device)
     if chunk < 1:
@@ -526,19 +550,7 @@ def build_n3s_index_from_embeddings(
             embeddings, k, strategy, similarity_ceiling, device, chunk, progress, oversample
         )
     seconds = time.perf_counter() - started
-    short = int((counts < k).sum())
-    empty = int((counts == 0).sum())
-    if empty:
-        raise ValueError(
-            f"{empty} report(s) have no other report with cosine similarity below similarity_ceiling="
-            f"{similarity_ceiling}; raise the ceiling or use strategy='dissimilar'"
-        )
-    if short:
-        warnings.warn(
-            f"{short} of {len(unique)} reports have fewer than k={k} candidate negatives under the "
-            f"similarity ceiling {similarity_ceiling}; they sample among the ones they have",
-            stacklevel=2,
-        )
+    short = _check_candidate_counts(counts, k, similarity_ceiling)
     info = dict(settings or {})
     info.update(
         {
@@ -575,8 +587,6 @@ def embed_reports(
     are passed. The reports are processed in length-sorted batches (the masked mean makes the result
     independent of the batching); the returned ``(N, d)`` float32 CPU tensor follows the input order.
     """
-    from transformers import AutoTokenizer, T5EncoderModel
-
     device = _resolve_device(device)
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path)
@@ -625,9 +635,10 @@ def build_n3s_index(
 ) -> N3SIndex:
     """Normalize and de-duplicate ``reports``, embed them with a T5 encoder and store ``k`` negatives each.
 
-    ``encoder_name_or_path`` names a T5 checkpoint (encoder and tokenizer); the official index used
-    ``google/flan-t5-small`` with ``max_length=256``. See :func:`build_n3s_index_from_embeddings` for the
-    search arguments. Everything runs on ``device`` (default CUDA when available).
+    ``encoder_name_or_path`` names a T5 checkpoint (encoder and tokenizer); the defaults,
+    ``google/flan-t5-small`` with ``max_length=256``, are the official index's. See
+    :func:`build_n3s_index_from_embeddings` for the search arguments. Everything runs on ``device`` (default CUDA
+    when available).
     """
     unique, _, num_input = _unique_normalized(reports)
     k = _clamp_k(int(k), len(unique))  # fail (or warn) before the expensive part
