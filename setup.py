@@ -11,7 +11,11 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dbeta_hf", "dbeta_hf.*"]),
-    package_data={"dbeta_hf": ["resources/*.json", "resources/*.csv", "resources/*.md"]},
+    package_data={"dbeta_hf": [
+        "resources/*.json", "resources/*.csv", "resources/*.md",
+        # the `evaluate` metric modules: a folder per metric with its script, card, Space app and requirements
+        "evaluation/metric_modules/*/*.py", "evaluation/metric_modules/*/*.md", "evaluation/metric_modules/*/*.txt",
+    ]},
     python_requires=">=3.11",
     install_requires=[
         # torch is deliberately unpinned beyond a floor: install the wheel you want first

@@ -14,7 +14,7 @@ Offline out of the box (after `python examples/pretrain.py`)::
 
 With no task given, the synthetic demo task gets its own training settings (`SYNTHETIC_DEMO_SETTINGS`: lr 2e-3,
 cosine schedule with 10 % warm-up, 600 steps), which any option given on the command line overrides; the real
-datasets keep the general defaults below. The best checkpoint of the first seed (largest label fraction) is saved
+datasets keep the general defaults (`GENERAL_SETTINGS`: lr 5e-5, linear schedule, 3 epochs). `--help` shows both. The best checkpoint of the first seed (largest label fraction) is saved
 with the checkpoint's processor to ``<output_dir>/model_<task>`` and loads with
 ``AutoModelForSequenceClassification.from_pretrained``.
 
@@ -35,8 +35,9 @@ The checkpoint is selected on the validation challenge score; the test split rep
 AUROC and macro F1 (outputs: sigmoid >= `--threshold`), and ``physionet2021_table.md`` lays them out like the
 paper's Table 1 with the published numbers as a reference.
 
-`--push_to_hub --hub_model_id ORG/NAME` (one task) also writes a model card carrying the measured test AUROC into
-that folder and uploads it (no optimizer state) to the Hub.
+Every kept ``model_<task>`` folder gets a model card (README.md) carrying that run's test numbers, its training
+settings and a loading example for the folder. `--push_to_hub --hub_model_id ORG/NAME` (one task) names the Hub
+repository in the card and uploads the folder (no optimizer state) to it.
 
 Writes ``finetune_results.json``, ``finetune_results.md`` (tasks as columns, fractions as sub-columns) and
 ``roc_<task>.png`` into `--output_dir`; Trainer checkpoints go to ``<output_dir>/checkpoints``.
@@ -48,7 +49,6 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -77,29 +77,52 @@ from dbeta_hf.evaluation.finetune import (
     prepare_classification_dataset,
 )
 from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
-from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, cinc2021_metrics, fraction_label, multilabel_auroc
+from dbeta_hf.evaluation.metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc
+from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label
 from dbeta_hf.evaluation.plotting import plot_roc_curves
-from dbeta_hf.hub.model_card import eval_result, write_model_card
+from dbeta_hf.hub.model_card import results_from_finetune, write_model_card
 from dbeta_hf.hub.push import push_model_folder
 
 logger = logging.getLogger("finetune")
 
 PRETRAINED_METHOD = "D-BETA (fine-tuned)"
 RANDOM_METHOD = "Random init (trained from scratch)"
-# Training settings of the synthetic demo (used when the only task is `synthetic` and the option is not given).
+# Settings that depend on the task: the synthetic demo (the only task, the default) gets its own, the real datasets
+# the general ones. An option given on the command line wins; `--help` shows both values.
 SYNTHETIC_DEMO_SETTINGS = {
-    "--learning_rate": "2e-3",
-    "--lr_scheduler_type": "cosine",
-    "--warmup_steps": "0.1",
-    "--weight_decay": "0.01",
-    "--max_steps": "600",
+    "learning_rate": 2e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.1,
+    "weight_decay": 0.01,
+    "max_steps": 600,
 }
+GENERAL_SETTINGS = {
+    "learning_rate": 5e-5,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0.0,
+    "weight_decay": 0.0,
+    "max_steps": -1,
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` except for the task-dependent settings, whose help names both values."""
+
+    def _get_help_string(self, action):
+        if action.dest in SYNTHETIC_DEMO_SETTINGS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _task_dependent(dest: str, what: str) -> str:
+    return (f"{what} (default: {SYNTHETIC_DEMO_SETTINGS[dest]!s} for the synthetic demo, i.e. with no --tasks or "
+            f"--tasks synthetic; {GENERAL_SETTINGS[dest]!s} for the other tasks)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Fine-tune DBetaForECGClassification with transformers.Trainer (macro AUROC model selection).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/finetune")
     parser.add_argument("--fractions", nargs="+", type=float, default=[1.0], help="label fractions of the training split")
@@ -110,10 +133,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--freeze_encoder", action="store_true", help="train the classification head only")
     parser.add_argument("--num_train_epochs", type=float, default=3.0, help="training epochs")
-    parser.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (overrides epochs when > 0)")
-    parser.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help=_task_dependent("max_steps", "stop after this many steps (overrides epochs when > 0)"))
+    parser.add_argument("--learning_rate", type=float, default=None, help=_task_dependent("learning_rate", "AdamW learning rate"))
     parser.add_argument(
-        "--lr_scheduler_type", default="linear", help="transformers learning-rate schedule (linear, cosine, constant, ...)"
+        "--lr_scheduler_type", default=None,
+        help=_task_dependent("lr_scheduler_type", "transformers learning-rate schedule (linear, cosine, constant, ...)"),
     )
     parser.add_argument(
         "--eval_steps", type=int, default=None,
@@ -126,10 +151,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "<output_dir>/model_<task> and push it to --hub_model_id (one task only)",
     )
     parser.add_argument("--hub_model_id", "--hub-model-id", default=None, help="Hub repository of --push_to_hub (ORG/NAME)")
-    parser.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
+    parser.add_argument("--weight_decay", type=float, default=None, help=_task_dependent("weight_decay", "AdamW weight decay"))
     parser.add_argument(
-        "--warmup_steps", type=float, default=0.0,
-        help="linear warm-up: a number of steps, or a fraction of the training steps when < 1",
+        "--warmup_steps", type=float, default=None,
+        help=_task_dependent("warmup_steps", "linear warm-up: a number of steps, or a fraction of the training steps when < 1"),
     )
     parser.add_argument("--per_device_train_batch_size", type=int, default=16, help="training batch size")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64, help="evaluation batch size")
@@ -147,12 +172,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--threshold", type=float, default=0.5,
         help="physionet2021: a class is output when its sigmoid probability is >= this (challenge score, macro F1)",
     )
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if args.tasks == ["synthetic"]:
-        given = {a.split("=")[0] for a in argv if a.startswith("--")}
-        extra = [item for key, value in SYNTHETIC_DEMO_SETTINGS.items() if key not in given for item in (key, value)]
-        args = parser.parse_args(argv + extra)
+    defaults = SYNTHETIC_DEMO_SETTINGS if args.tasks == ["synthetic"] else GENERAL_SETTINGS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.push_to_hub and (len(args.tasks) != 1 or not args.hub_model_id):
         parser.error("--push_to_hub publishes one model: give exactly one --tasks and --hub_model_id ORG/NAME")
     for fraction in args.fractions:
@@ -161,34 +185,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str):
+def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, record: dict, args,
+                    repo_id: str | None = None):
     """Save the trainer's (best) model with the checkpoint's processor (or, for a checkpoint saved without its
-    tokenizer, its feature extractor) to ``<output_dir>/model_<task>``; returns ``(path, feature_extractor)``."""
+    tokenizer, its feature extractor) and a model card to ``<output_dir>/model_<task>``; returns its path.
+
+    The card (`dbeta_hf.hub.model_card.write_model_card`) carries the run's test numbers (`record`), its training
+    settings and, for a Hub checkpoint, the checkpoint as `base_model`; it names the folder by its path, or by
+    `repo_id` when the folder is pushed there."""
     path = os.path.join(output_dir, f"model_{task}")
     trainer.save_model(path)
     try:
-        processor = DBetaProcessor.from_pretrained(model_dir)
-        processor.save_pretrained(path)
-        feature_extractor = processor.feature_extractor
+        DBetaProcessor.from_pretrained(model_dir).save_pretrained(path)
     except (OSError, ValueError):  # a checkpoint saved without its tokenizer: the feature extractor alone
         feature_extractor = load_feature_extractor(model_dir)
         if feature_extractor is not None:
             feature_extractor.save_pretrained(path)
-    logger.info("saved the fine-tuned model to %s (AutoModelForSequenceClassification.from_pretrained)", path)
-    return path, feature_extractor
-
-
-def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, test_metrics: dict, args) -> str:
-    """Save the trainer's (best) model, the checkpoint's processor and a model card with the measured test AUROC to
-    ``<output_dir>/model_<task>``, and push that folder to ``--hub_model_id``."""
-    path, feature_extractor = save_fine_tuned(trainer, model_dir, output_dir, task)
     write_model_card(
-        path, args.hub_model_id, feature_extractor=feature_extractor,
-        base_model=None if os.path.isdir(model_dir) else model_dir,
-        results=[eval_result("fine-tune", task, test_metrics["macro_auroc"])],
-        training_settings={key: getattr(args, key) for key in (
-            "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "freeze_encoder")},
+        path, repo_id, replace=True, base_model=None if os.path.isdir(model_dir) else model_dir,
+        results=results_from_finetune(record, task),
+        training_settings={
+            "fine-tuned from": model_dir, "task": task, **{key.replace("_", " "): getattr(args, key) for key in (
+                "max_steps", "num_train_epochs", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay",
+                "per_device_train_batch_size", "freeze_encoder")},
+            "training records": record.get("num_train"), "seed": record.get("seed"),
+            "checkpoint selection": "best validation " + ("challenge score" if "challenge_score" in record
+                                                          else "macro AUROC"),
+        },
     )
+    logger.info("saved the fine-tuned model and its model card to %s (AutoModelForSequenceClassification."
+                "from_pretrained)", path)
+    return path
+
+
+def publish_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, record: dict, args) -> str:
+    """`save_fine_tuned` with the card naming ``--hub_model_id``, then push that folder to it."""
+    path = save_fine_tuned(trainer, model_dir, output_dir, task, record, args, repo_id=args.hub_model_id)
     push_model_folder(path, args.hub_model_id, commit_message=f"Upload D-BETA fine-tuned on {task}")
     logger.info("pushed %s to https://huggingface.co/%s", path, args.hub_model_id)
     return path
@@ -303,7 +335,7 @@ def cinc_test_scores(task: FineTuneTask, logits: np.ndarray, val_metrics: dict, 
     """PhysioNet 2021: the test challenge score and macro F1 of ``sigmoid(logits) >= threshold``, and the validation
     challenge score of the selected checkpoint."""
     probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    cinc = cinc2021_metrics(task.test_labels, probabilities, classes=task.class_names, threshold=threshold)
+    cinc = compute_cinc2021_metrics(task.test_labels, probabilities, classes=task.class_names, threshold=threshold)
     return {
         "challenge_score": float(cinc["challenge_score"]), "macro_f1": float(cinc["macro_f1"]),
         "val_challenge_score": float(val_metrics.get("eval_challenge_score", float("nan"))),
@@ -333,7 +365,7 @@ def train_and_test(ctx, task, setting, random_init: bool, fraction: float, seed:
     val_metrics = trainer.evaluate()
     prediction = trainer.predict(task.test_ds)
     logits = np.asarray(prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions)
-    metrics = multilabel_auroc(task.test_labels, logits, class_names=task.class_names)
+    metrics = compute_multilabel_auroc(task.test_labels, logits, class_names=task.class_names)
     low, high = bootstrap_auroc_ci(task.test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     cinc = cinc_test_scores(task, logits, val_metrics, args.threshold) if task.is_cinc else {}
@@ -349,19 +381,31 @@ def train_and_test(ctx, task, setting, random_init: bool, fraction: float, seed:
     return record, trainer, logits, metrics
 
 
-def keep_model(ctx, task, setting, trainer, logits, metrics, key: str, seed: int, task_result: dict) -> None:
-    """The run shown and kept for a task: its ROC curves, and its model saved (and pushed with --push_to_hub)."""
+def roc_title(task: FineTuneTask, setting: LeadSetting, fraction_key: str, seed: int) -> str:
+    """The ROC plot's title: the task, the lead set (when the run chose one), the labels used and the seed."""
+    if setting.num_leads is None:
+        leads = ""  # the stored ECGs, unchanged
+    elif setting.num_leads == 12:
+        leads = ", 12-lead"
+    else:
+        leads = f", {lead_setting_title(setting.num_leads)} ({', '.join(lead_subset(setting.num_leads))})"
+    return f"Fine-tuned, {TASK_TITLES.get(task.name, task.name)}{leads}, {fraction_key} labels, seed {seed}"
+
+
+def keep_model(ctx, task, setting, trainer, logits, record, key: str, seed: int, task_result: dict) -> None:
+    """The run shown and kept for a task: its ROC curves, and its model saved with a model card (and pushed with
+    --push_to_hub)."""
     args = ctx.args
     png = os.path.join(args.output_dir, f"roc_{setting.task_key}.png")
-    plot_roc_curves(task.test_labels, logits, task.class_names, png,
-                    title=f"Fine-tuned {TASK_TITLES.get(task.name, task.name)}, {key} labels, seed {seed}")
+    plot_roc_curves(task.test_labels, logits, task.class_names, png, title=roc_title(task, setting, key, seed))
     task_result["roc_png"] = png
     if args.push_to_hub:
         task_result["pushed_model"] = publish_fine_tuned(
-            trainer, ctx.model_dir, args.output_dir, setting.task_key, metrics, args)
+            trainer, ctx.model_dir, args.output_dir, setting.task_key, record, args)
         task_result["saved_model"] = task_result["pushed_model"]
     elif not args.no_save_model:
-        task_result["saved_model"] = save_fine_tuned(trainer, ctx.model_dir, args.output_dir, setting.task_key)[0]
+        task_result["saved_model"] = save_fine_tuned(trainer, ctx.model_dir, args.output_dir, setting.task_key,
+                                                     record, args)
 
 
 def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, method: str, random_init: bool) -> dict:
@@ -376,7 +420,7 @@ def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, m
             record, trainer, logits, metrics = train_and_test(ctx, task, setting, random_init, fraction, seed)
             runs.append(record)
             if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
-                keep_model(ctx, task, setting, trainer, logits, metrics, key, seed, task_result)
+                keep_model(ctx, task, setting, trainer, logits, record, key, seed, task_result)
             logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s", method, setting.task_key, key, seed,
                         metrics["macro_auroc"], f", CinC score {record['challenge_score']:.4f}" if task.is_cinc else "")
             del trainer
@@ -386,7 +430,8 @@ def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, m
         task_result["fractions"][key] = {
             "fraction": float(fraction),
             "macro_auroc_mean": float(np.nanmean(macro)),
-            "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
+            # a spread needs two seeds: one seed has none (null), not a spread of 0
+            "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else None,
             "runs": runs,
         }
     return task_result

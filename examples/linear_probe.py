@@ -29,7 +29,8 @@ Your own labels: build a `DatasetDict` (train / validation / test) with the data
 `dbeta_hf.evaluation.linear_probe.run_linear_probe` on `extract_ecg_features` of each split.
 
 Writes ``linear_probe_results.json``, ``linear_probe_results.md`` (Table 2 layout) and ``roc_<task>.png``
-(test ROC curves of the largest fraction, first seed) into `--output_dir`.
+(test ROC curves of the largest fraction, first seed) into `--output_dir`; `--update_model_card` also adds the
+pretrained encoder's probe AUROCs to the model-index of the model folder's card.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from dbeta_hf import DBetaConfig, DBetaECGModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_model_card_argument,
+    check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_feature_extractor,
@@ -52,6 +55,7 @@ from dbeta_hf.evaluation.cli import (
     resolve_device,
     resolve_model_dir,
     run_command,
+    update_model_card,
     write_results,
 )
 from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array
@@ -69,6 +73,7 @@ from dbeta_hf.evaluation.merl_linear_probe import (
 )
 from dbeta_hf.evaluation.metrics import fraction_label
 from dbeta_hf.evaluation.plotting import plot_roc_curves
+from dbeta_hf.hub.model_card import results_from_linear_probe
 
 logger = logging.getLogger("linear_probe")
 
@@ -83,6 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/linear_probe")
+    add_model_card_argument(parser)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), help="label fractions of the training split")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (subset draw and probe initialisation)")
     parser.add_argument(
@@ -228,8 +234,9 @@ def probe_task(
         )
         res["roc_png"] = png
     for key, entry in res["fractions"].items():
-        logger.info("%s / %s / %s: test macro AUROC %.4f ± %.4f", method, task, key,
-                    entry["macro_auroc_mean"], entry["macro_auroc_std"])
+        spread = "" if entry["macro_auroc_std"] is None else f" ± {entry['macro_auroc_std']:.4f}"
+        logger.info("%s / %s / %s: test macro AUROC %.4f%s (%d seed%s)", method, task, key, entry["macro_auroc_mean"],
+                    spread, len(entry["runs"]), "s" if len(entry["runs"]) > 1 else "")
     return res
 
 
@@ -237,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_dir = resolve_model_dir(args.model_name_or_path)
+    check_model_card_target(args, model_dir)
     device = resolve_device(args.device)
     feature_extractor = load_feature_extractor(model_dir)
     encoders = encoder_builders(args, model_dir)
@@ -261,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         json_path, md_path = write_results(results, _merl_markdown(results["methods"]), args.output_dir,
                                            "linear_probe_results")
         logger.info("wrote %s and %s", json_path, md_path)
+        if args.update_model_card:
+            update_model_card(model_dir, results_from_linear_probe(results, PRETRAINED_METHOD))
         return results
     for method, build in encoders.items():
         encoder = build().to(device).eval()
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     json_path, md_path = write_results(results, markdown, args.output_dir, "linear_probe_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
+    if args.update_model_card:
+        update_model_card(model_dir, results_from_linear_probe(results, PRETRAINED_METHOD))
     return results
 
 

@@ -37,17 +37,21 @@ from dbeta_hf.data.synthetic import make_synthetic_corpus
 from dbeta_hf.evaluation.cli import (
     DEFAULT_SYNTHETIC_MODEL_DIR,
     SYNTHETIC_EVAL_SEED,
+    add_model_card_argument,
+    check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_processor,
     resolve_device,
     resolve_model_dir,
     run_command,
+    update_model_card,
     write_results,
 )
 from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features
 from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
 from dbeta_hf.evaluation.zero_shot import zero_shot_scores
+from dbeta_hf.hub.model_card import results_from_retrieval
 
 logger = logging.getLogger("retrieval")
 
@@ -85,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available)")
     parser.add_argument("--num_proc", type=int, default=None, help="worker processes of the dataset builders")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    add_model_card_argument(parser)
     args = parser.parse_args(argv)
     if args.dataset is None:
         args.dataset = "disk" if args.dataset_path else "synthetic"
@@ -166,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_dir = resolve_model_dir(args.model_name_or_path)
+    check_model_card_target(args, model_dir)
     device = resolve_device(args.device)
     model = DBetaModel.from_pretrained(model_dir).to(device).eval()
     processor = load_processor(model_dir)
@@ -191,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     normalize = bool(getattr(processor, "normalize_text", True))
     results = retrieval_metrics(ecg_embeds, text_embeds, reports, ks=args.ks, similarity=args.similarity, normalize=normalize)
     results["recall_curves"] = recall_curves(ecg_embeds, text_embeds, reports, args.similarity, normalize)
-    results.update(model_name_or_path=model_dir, dataset=data_name, ks=list(args.ks))
+    split = data_name.rsplit("(", 1)[1].rstrip(")") if args.dataset != "synthetic" and data_name.endswith(")") else "heldout"
+    results.update(model_name_or_path=model_dir, dataset=data_name, dataset_key=args.dataset, split=split,
+                   ks=list(args.ks))
     png = os.path.join(args.output_dir, "recall_curves.png")
     _plot_recall_curves(results, png, f"Retrieval on {data_name}, {len(reports)} pairs")
     results["recall_png"] = png
@@ -208,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     json_path, md_path = write_results(results, markdown, args.output_dir, "retrieval_results")
     logger.info("wrote %s, %s and %s", json_path, md_path, png)
+    if args.update_model_card:
+        update_model_card(model_dir, results_from_retrieval(results))
     return results
 
 

@@ -28,7 +28,7 @@ the source (`dbeta_hf.evaluation.cross_dataset.SHARED_CLASSES`), pairs given in 
         --ptbxl_root data/ptb-xl --cpsc2018_root data/cpsc2018 --csn_root data/csn
 
 Writes ``zero_shot_results.json``, ``zero_shot_results.md`` (Table 3 layout) and ``roc_<task>.png`` into
-`--output_dir`.
+`--output_dir`; `--update_model_card` also adds the macro AUROCs to the model-index of the model folder's card.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from dbeta_hf import DBetaModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_model_card_argument,
+    check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_processor,
@@ -49,6 +51,7 @@ from dbeta_hf.evaluation.cli import (
     resolve_device,
     resolve_model_dir,
     run_command,
+    update_model_card,
     write_results,
 )
 from dbeta_hf.evaluation.cross_dataset import (
@@ -59,6 +62,7 @@ from dbeta_hf.evaluation.cross_dataset import (
 from dbeta_hf.evaluation.embeddings import labels_array
 from dbeta_hf.evaluation.plotting import plot_roc_curves
 from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
+from dbeta_hf.hub.model_card import results_from_zero_shot
 
 logger = logging.getLogger("zero_shot")
 
@@ -69,6 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/zero_shot")
+    add_model_card_argument(parser)
     parser.add_argument("--split", default="test", help="split to evaluate")
     parser.add_argument(
         "--similarity", choices=["dot", "cosine"], default="dot",
@@ -128,6 +133,8 @@ def _run_cross_dataset(args, classifier, results, cache_dir):
     markdown = format_cross_dataset_table({method: row}) + f"\nPrompts: {prompt_set['name']}\n"
     json_path, md_path = write_results(results, markdown, args.output_dir, "zero_shot_results")
     logger.info("wrote %s and %s", json_path, md_path)
+    if args.update_model_card:
+        update_model_card(results["model_name_or_path"], results_from_zero_shot(results))
     return results
 
 
@@ -190,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_dir = resolve_model_dir(args.model_name_or_path)
+    check_model_card_target(args, model_dir)
     if args.descriptions is not None and not os.path.isfile(args.descriptions):
         raise FileNotFoundError(f"--descriptions {args.descriptions!r} does not exist")
     device = resolve_device(args.device)
@@ -214,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results["tasks"][task] = evaluate_task(args, classifier, task, cache_dir)
     json_path, md_path = write_results(results, results_markdown(args, results), args.output_dir, "zero_shot_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)
+    if args.update_model_card:
+        update_model_card(model_dir, results_from_zero_shot(results))
     return results
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from dbeta_hf import DBetaForECGClassification, DBetaModel
 from dbeta_hf.evaluation.finetune import (
     ECGClassificationCollator,
     build_classification_model,
+    load_classification_model,
     make_compute_metrics,
     prepare_classification_dataset,
 )
@@ -73,6 +75,53 @@ def test_build_classification_model(saved_model_dir):
     assert trainable == {"classifier.weight", "classifier.bias"}
 
 
+@pytest.fixture
+def load_messages():
+    """Every record logged by transformers' model loading and by dbeta_hf's modeling module (transformers' own
+    loggers do not propagate to pytest's caplog, and their handler keeps the stream of the session's start)."""
+    records: list[logging.LogRecord] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Recorder(level=logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("transformers.modeling_utils", "dbeta_hf.modeling_dbeta",
+                                                     "dbeta_hf.evaluation.finetune")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield records
+    for logger, level in zip(loggers, levels):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_loading_a_pretrained_checkpoint_for_fine_tuning_logs_one_message(saved_model_dir, load_messages):
+    """transformers' LOAD REPORT table and dbeta_hf's own line about the new head become one actionable line."""
+    build_classification_model(str(saved_model_dir), ["A", "B", "C"])
+    messages = [r.getMessage() for r in load_messages]
+    assert not any("LOAD REPORT" in m or "new head weights" in m for m in messages), messages
+    about_the_head = [m for m in messages if "classifier" in m]
+    assert len(about_the_head) == 1, messages
+    assert "classification head (classifier.bias, classifier.weight, 3 classes) is new" in about_the_head[0]
+    assert "train it on your labels" in about_the_head[0]
+    # without the filter, loading logs both (what a user saw before)
+    load_messages.clear()
+    DBetaForECGClassification.from_pretrained(saved_model_dir, num_labels=3)
+    assert sum("LOAD REPORT" in r.getMessage() or "new head weights" in r.getMessage() for r in load_messages) == 2
+
+
+def test_an_unusual_load_still_shows_transformers_report(saved_model_dir, tmp_path, load_messages):
+    """A fine-tuned model loaded with another number of classes: the resized head is news, the report is shown."""
+    build_classification_model(str(saved_model_dir), ["A", "B"]).save_pretrained(tmp_path)
+    load_messages.clear()
+    load_classification_model(str(tmp_path), num_labels=3, ignore_mismatched_sizes=True)
+    reports = [r.getMessage() for r in load_messages if "LOAD REPORT" in r.getMessage()]
+    assert len(reports) == 1 and "MISMATCH" in reports[0]
+
+
 def test_finetune_few_steps_lowers_loss(tmp_path):
     torch.manual_seed(0)
     config = tiny_config(num_labels=2, problem_type="multi_label_classification")
@@ -124,3 +173,27 @@ def test_finetune_example_help():
     with pytest.raises(SystemExit) as info:
         example.main(["--help"])
     assert info.value.code == 0
+
+
+def test_compute_metrics_goes_through_the_evaluate_modules(monkeypatch):
+    """`make_compute_metrics` computes with the shipped `evaluate` modules (one implementation: same numbers)."""
+    from dbeta_hf.evaluation import metric_modules
+    from dbeta_hf.evaluation.metrics import cinc2021_metrics, multilabel_auroc
+
+    used = []
+    load = metric_modules.load_metric
+
+    def recording_load(name):
+        used.append(name)
+        return load(name)
+
+    monkeypatch.setattr(metric_modules, "load_metric", recording_load)
+    rng = np.random.default_rng(1)
+    names = ["164889003", "426783006", "270492004"]  # AF, sinus rhythm, 1st degree AV block
+    labels = (rng.random((40, 3)) < 0.4).astype(np.float32)
+    logits = rng.normal(size=(40, 3)).astype(np.float32)
+    metrics = make_compute_metrics(names, cinc2021=True)(EvalPrediction(predictions=logits, label_ids=labels))
+    assert used == ["multilabel_auroc", "cinc2021_challenge_score"]
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    assert metrics["macro_auroc"] == multilabel_auroc(labels, logits, class_names=names)["macro_auroc"]
+    assert metrics["challenge_score"] == cinc2021_metrics(labels, probabilities, classes=names)["challenge_score"]

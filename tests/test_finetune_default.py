@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
 from helpers import load_example
@@ -35,6 +36,24 @@ def test_demo_settings_apply_only_to_the_synthetic_task_and_yield_to_the_user(mo
     assert (args.learning_rate, args.max_steps, args.lr_scheduler_type) == (1e-4, 50, "cosine")
     args = example.parse_args(["--tasks", "ptbxl_super"])
     assert (args.learning_rate, args.lr_scheduler_type, args.max_steps) == (5e-5, "linear", -1)
+    assert (args.warmup_steps, args.weight_decay) == (0.0, 0.0)
+
+
+def test_help_shows_the_values_the_run_uses(capsys):
+    """`--help` names the demo value a run without arguments uses (2e-3), not only the general one (5e-5)."""
+    example = load_example("finetune")
+    with pytest.raises(SystemExit):
+        example.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "AdamW learning rate (default: 0.002 for the synthetic demo" in text and "5e-05 for the other tasks)" in text
+    assert "(default: 5e-05)" not in text
+    for option in example.SYNTHETIC_DEMO_SETTINGS:
+        described = text.split(f"--{option} {option.upper()} ", 1)[1].split(" --", 1)[0]
+        assert "synthetic demo" in described and "(default: None)" not in described, described
+    assert "(default: cosine for the synthetic demo" in text and "(default: 600 for the synthetic demo" in text
+    defaults = example.parse_args([])
+    for name, value in example.SYNTHETIC_DEMO_SETTINGS.items():
+        assert getattr(defaults, name) == value and f"(default: {value} for the synthetic demo" in text
 
 
 def test_finetune_example_saves_a_model_that_loads_through_the_auto_api(saved_model_dir, tmp_path):
@@ -52,3 +71,13 @@ def test_finetune_example_saves_a_model_that_loads_through_the_auto_api(saved_mo
     assert type(model) is DBetaForECGClassification
     assert list(model.config.id2label.values()) == task["class_names"]
     assert isinstance(DBetaECGFeatureExtractor.from_pretrained(saved), DBetaECGFeatureExtractor)
+    # the kept folder has its model card (no --push_to_hub needed): the run's test AUROC, how it was trained, and a
+    # loading example for this folder (its path as written, the classifier, the processor saved with it)
+    card = ModelCard.load(saved / "README.md")
+    [result] = card.data.eval_results
+    run = task["fractions"]["100%"]["runs"][0]
+    assert (result.task_type, result.dataset_type, result.metric_value) == ("other", "synthetic", run["macro_auroc"])
+    assert card.data.base_model is None  # a local checkpoint is no Hub id
+    assert f'AutoModelForSequenceClassification.from_pretrained("{saved}", trust_remote_code=True)' in card.text
+    assert f'AutoProcessor.from_pretrained("{saved}", trust_remote_code=True)' in card.text
+    assert "| learning rate | 0.002 |" in card.text and "| fine-tuned from | " + str(saved_model_dir) in card.text

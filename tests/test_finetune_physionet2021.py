@@ -9,6 +9,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from data_fixtures import default_physionet2021_records, write_physionet2021
 from helpers import load_example
@@ -70,6 +71,14 @@ def test_finetune_physionet2021_12_and_6_leads(saved_model_dir, physionet2021_ro
 
     monkeypatch.setattr(DBetaForECGClassification, "forward", recording_forward)
     example = load_example("finetune")
+    titles = []
+    plot = example.plot_roc_curves
+
+    def recording_plot(*args, title=None, **kwargs):
+        titles.append(title)
+        return plot(*args, title=title, **kwargs)
+
+    monkeypatch.setattr(example, "plot_roc_curves", recording_plot)
     out_dir = tmp_path / "ft"
     results = example.main([
         "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--task", "physionet2021",
@@ -85,8 +94,15 @@ def test_finetune_physionet2021_12_and_6_leads(saved_model_dir, physionet2021_ro
     table = (out_dir / "physionet2021_table.md").read_text()
     assert "| Method | Task | P-6-lead |" in table
     assert "| D-BETA / C-MELT (paper, Table 1) | Dx. | 81.1 |" in table
-    assert f"| D-BETA (fine-tuned) | Dx. | {100 * run['challenge_score']:.1f} ± 0.0 |" in table
+    # one seed: its value, no "± 0.0" spread
+    assert f"| D-BETA (fine-tuned) | Dx. | {100 * run['challenge_score']:.1f} |" in table and "±" not in table.split("\n")[4]
     assert "| D-BETA (fine-tuned) | P-6-lead | I, II, III, aVR, aVL, aVF | 0 |" in table
+    # the saved model's card carries the challenge score of the run it keeps
+    card = ModelCard.load(out_dir / "model_physionet2021_6lead" / "README.md")
+    measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert measured["challenge_score"] == pytest.approx(run["challenge_score"])
+    assert measured["roc_auc"] == pytest.approx(run["macro_auroc"])
+    assert {r.dataset_name for r in card.data.eval_results} == {"PhysioNet 2021 (6 leads)"}
 
     seen.clear()
     results = example.main([
@@ -99,6 +115,9 @@ def test_finetune_physionet2021_12_and_6_leads(saved_model_dir, physionet2021_ro
     assert "physionet2021" in saved["methods"]["D-BETA (fine-tuned)"]
     assert "| D-BETA / C-MELT (paper, Table 1) | Dx. | 85.7 |" in saved["physionet2021_table"]
     assert results["methods"]["D-BETA (fine-tuned)"]["physionet2021"]["leads"] == CANONICAL
+    # the ROC plots of the two runs say which lead set they show
+    assert titles == ["Fine-tuned, PhysioNet 2021, P-6-lead (I, II, III, aVR, aVL, aVF), 100% labels, seed 0",
+                      "Fine-tuned, PhysioNet 2021, 12-lead, 100% labels, seed 0"]
 
 
 def test_cinc_table_layout():
@@ -107,7 +126,8 @@ def test_cinc_table_layout():
                      1: [{"seed": 0, "challenge_score": 0.2, "macro_auroc": 0.6, "macro_f1": 0.1}]}}
     table = format_cinc2021_table(runs)
     # mean 60.0, sample std of (50, 70) = 14.1
-    assert "| Mine | Dx. | 60.0 ± 14.1 | 20.0 ± 0.0 |" in table
+    assert "| Mine | Dx. | 60.0 ± 14.1 | 20.0 |" in table  # one seed (1-lead): no spread
     assert "| D-BETA / C-MELT (paper, Table 1) | Dx. | 85.7 | 76.5 |" in table
-    assert "| Mine | P-1-lead | I | 0 | 20.0 ± 0.0 | 60.0 ± 0.0 | 10.0 ± 0.0 | 76.5 |" in table
+    assert "| Mine | P-1-lead | I | 0 | 20.0 | 60.0 | 10.0 | 76.5 |" in table
+    assert "| Mine | 12-lead | I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6 | 0, 1 | 60.0 ± 14.1 | 85.0 ± 7.1 |" in table
     assert torch.__version__  # keep the import used

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from helpers import load_example
@@ -15,7 +17,13 @@ from helpers import load_example
 from dbeta_hf import DBetaECGModel
 from dbeta_hf.data.splits import label_fraction
 from dbeta_hf.evaluation.embeddings import extract_ecg_features
-from dbeta_hf.evaluation.linear_probe import LinearProbeConfig, run_linear_probe, subset_indices, train_linear_probe
+from dbeta_hf.evaluation.linear_probe import (
+    LinearProbeConfig,
+    format_linear_probe_table,
+    run_linear_probe,
+    subset_indices,
+    train_linear_probe,
+)
 from dbeta_hf.pretraining.recipes import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -147,3 +155,39 @@ def test_linear_probe_example_errors(saved_model_dir, tmp_path):
         example.main(["--model_name_or_path", str(saved_model_dir), "--tasks", "ptbxl_super", "--output_dir", str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="config.json"):
         example.main(["--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path)])
+
+
+def test_one_seed_prints_no_spread_and_updates_the_model_card(saved_model_dir, tmp_path):
+    """One seed has no spread: the table shows the value alone (never "± 0.00"); --update_model_card puts the
+    probe's numbers into the evaluated folder's card."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(saved_model_dir, model_dir)
+    example = load_example("linear_probe")
+    out_dir = tmp_path / "lp"
+    results = example.main([
+        "--model_name_or_path", str(model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
+        "--fractions", "1.0", "--seeds", "0", "--max_steps", "20", "--eval_every", "10", "--num_bootstrap", "10",
+        "--no_progress", "--update_model_card",
+    ])
+    entry = results["methods"]["D-BETA"]["synthetic"]["fractions"]["100%"]
+    assert entry["macro_auroc_std"] is None
+    markdown = (out_dir / "linear_probe_results.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| D-BETA |"))
+    assert "±" not in row and f"{100 * entry['macro_auroc_mean']:.2f}" in row
+    assert "of one seed (no spread)" in markdown
+    card = ModelCard.load(model_dir / "README.md")
+    [result] = card.data.eval_results
+    assert (result.task_type, result.dataset_type, result.metric_value) == (
+        "feature-extraction", "synthetic", entry["macro_auroc_mean"])
+    assert result.metric_name == "macro AUROC, 100% of the training labels (mean of 1 seed)"
+    with pytest.raises(ValueError, match="local model folder"):
+        example.main(["--model_name_or_path", "ORG/not-local", "--update_model_card", "--output_dir", str(out_dir),
+                      "--synthetic_records", "40", "--no_progress"])
+
+
+def test_several_seeds_print_mean_and_spread():
+    runs = [{"macro_auroc": v} for v in (0.7, 0.8)]
+    results = {"M": {"synthetic": {"fractions": {"10%": {"macro_auroc_mean": 0.75, "macro_auroc_std": 0.0707,
+                                                            "runs": runs}}}}}
+    table = format_linear_probe_table(results, paper_row=False)
+    assert "| M | 75.00 ± 7.07 |" in table and "mean ± sample std over 2 seed(s)" in table

@@ -86,7 +86,9 @@ def test_converter_push_sends_weights_config_processor_card_and_code(hub, tmp_pa
     assert repo == "ORG/dbeta-converted" and hub.repos == ["ORG/dbeta-converted"]
     assert sent == MODEL_FILES | PROCESSOR_FILES | {"input_convention.json"}  # the converter's record of the choice
     card = _assert_card(out, "ORG/dbeta-converted")
-    assert card.data.license == "cc-by-nc-4.0" and card.data.base_model == "google/flan-t5-base"
+    # the tiny fixture's text tower is not Flan-T5-base, so the card does not claim it as base model
+    assert card.data.license == "cc-by-nc-4.0" and card.data.base_model is None
+    assert 'from_pretrained("ORG/dbeta-converted", trust_remote_code=True)' in card.text
 
 
 def test_pretrain_push_sends_the_model_not_the_optimizer_or_the_n3s_index(hub, tmp_path, one_cpu_thread):
@@ -126,3 +128,85 @@ def test_finetune_push_sends_the_fine_tuned_model_with_processor_and_card(hub, t
     assert type(AutoProcessor.from_pretrained(folder)).__name__ == "DBetaProcessor"
     with pytest.raises(SystemExit):
         example.main(["--push_to_hub", "--tasks", "synthetic"])  # no --hub_model_id
+
+
+def _saved_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("card")
+    return folder
+
+
+def test_push_without_network_says_the_hub_is_unreachable_and_where_the_model_is(tmp_path, monkeypatch):
+    from dbeta_hf.hub.push import HubUnreachableError, push_model_folder
+
+    folder = _saved_folder(tmp_path)
+
+    class ConnectError(Exception):  # what huggingface_hub's HTTP client raises when no connection opens
+        pass
+
+    def refuse(api, repo_id, *args, **kwargs):
+        raise ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", refuse)
+    with pytest.raises(HubUnreachableError) as info:
+        push_model_folder(folder, "ORG/dbeta", token="hf_test_token_not_used")
+    message = str(info.value)
+    assert "Hub is unreachable" in message and "Connection refused" in message and "HF_HUB_OFFLINE is not set" in message
+    assert f"saved locally in {folder}" in message and f"push_model_folder('{folder}', 'ORG/dbeta')" in message
+    assert isinstance(info.value.__cause__, ConnectError)
+
+
+def test_push_in_offline_mode_names_hf_hub_offline(tmp_path, monkeypatch):
+    """The real huggingface_hub call with HF_HUB_OFFLINE=1 (set for the whole test-suite): no network is touched."""
+    from dbeta_hf.hub.push import HubUnreachableError, push_model_folder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = _saved_folder(tmp_path)
+    with pytest.raises(HubUnreachableError, match=r"HF_HUB_OFFLINE is set in this environment \(unset it to push\)"):
+        push_model_folder(folder, "ORG/dbeta", token="hf_test_token_not_used")
+
+
+def test_finetune_push_offline_ends_in_one_line_and_keeps_the_saved_model(tmp_path, monkeypatch, saved_model_dir,
+                                                                          one_cpu_thread, capsys):
+    example = load_example("finetune")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("sys.argv", ["finetune.py", "--model_name_or_path", str(saved_model_dir), "--output_dir",
+                                     str(tmp_path / "ft"), "--synthetic_records", "40", "--max_steps", "2",
+                                     "--num_bootstrap", "10", "--no_progress", "--push_to_hub", "--hub_model_id",
+                                     "ORG/dbeta-ft"])
+    from dbeta_hf.evaluation.cli import run_command
+
+    with pytest.raises(SystemExit) as info:
+        run_command(example.main)
+    assert info.value.code == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: could not push the model") and "HF_HUB_OFFLINE is set" in error
+    assert (tmp_path / "ft" / "model_synthetic" / "model.safetensors").is_file()
+
+
+def test_metric_module_push_uploads_a_space(tmp_path, monkeypatch):
+    from dbeta_hf.hub.push import push_metric_module
+
+    calls = {}
+
+    def create_repo(api, repo_id, *args, **kwargs):
+        calls["create"] = (repo_id, kwargs.get("repo_type"), kwargs.get("space_sdk"))
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/spaces/{repo_id}")
+
+    def upload_folder(api, *, repo_id, folder_path, repo_type=None, ignore_patterns=None, **kwargs):
+        root = Path(folder_path)
+        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        calls["upload"] = (repo_id, repo_type, set(filter_repo_objects(files, ignore_patterns=ignore_patterns)))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    push_metric_module("cinc2021_challenge_score", "ORG/cinc2021_challenge_score", token="hf_test_token_not_used")
+    assert calls["create"] == ("ORG/cinc2021_challenge_score", "space", "gradio")
+    repo, repo_type, sent = calls["upload"]
+    assert (repo, repo_type) == ("ORG/cinc2021_challenge_score", "space")
+    assert sent == {"cinc2021_challenge_score.py", "README.md", "app.py", "requirements.txt"}
+    with pytest.raises(ValueError, match="multilabel_auroc"):
+        push_metric_module("auroc", "ORG/auroc")

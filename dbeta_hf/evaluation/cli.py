@@ -9,6 +9,7 @@ The evaluations themselves live in `features` (frozen ECG / text embeddings), `z
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from ..data import (
 from ..data.features import dataset_class_names, dataset_metadata
 from ..data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..hub.push import HubUnreachableError
 from ..processing_dbeta import DBetaProcessor
 from .metrics import TASK_DISPLAY_NAMES
 
@@ -57,6 +59,9 @@ __all__ = [
     "load_processor",
     "load_feature_extractor",
     "dataset_sampling_rate",
+    "add_model_card_argument",
+    "check_model_card_target",
+    "update_model_card",
 ]
 
 
@@ -237,10 +242,12 @@ def write_results(results: dict, markdown: str, output_dir: str | os.PathLike, s
 
 
 def run_command(main: Callable[[], Any]) -> None:
-    """Run an example's `main`, turning the clear errors it raises on bad input into one line and exit status 2."""
+    """Run an example's `main`, turning the clear errors it raises on bad input, and a push to an unreachable Hub
+    (`dbeta_hf.hub.push.HubUnreachableError`, whose message says where the model is saved), into one line and exit
+    status 2."""
     try:
         main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
+    except (FileNotFoundError, KeyError, ValueError, HubUnreachableError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
@@ -408,3 +415,30 @@ def dataset_sampling_rate(splits, default: float = 500.0) -> float:
         return float(dataset_metadata(splits).get("sampling_rate", default))
     except (ValueError, TypeError):
         return float(default)
+
+
+def add_model_card_argument(parser) -> None:
+    """``--update_model_card``: the evaluation commands add their numbers to the evaluated model's card."""
+    parser.add_argument(
+        "--update_model_card", action="store_true",
+        help="add this run's numbers to the model-index of the model card (README.md) of --model_name_or_path, a "
+        "local folder; the card's other results are kept (dbeta_hf.hub.model_card.write_model_card)",
+    )
+
+
+def check_model_card_target(args, model_dir: str) -> None:
+    """Before a run: ``--update_model_card`` needs a local model folder (checked first, not after the run)."""
+    if getattr(args, "update_model_card", False) and not Path(model_dir).is_dir():
+        raise ValueError(f"--update_model_card writes into a local model folder; {model_dir!r} is not one (a Hub "
+                         "model's card is updated by pushing a folder that holds the card)")
+
+
+def update_model_card(model_dir: str, results) -> Path:
+    """Write `results` (`dbeta_hf.hub.model_card.eval_result`s) into the card of the local model folder
+    `model_dir`, keeping what the card held; returns the card's path."""
+    check_model_card_target(argparse.Namespace(update_model_card=True), model_dir)
+    from ..hub.model_card import write_model_card
+
+    path = write_model_card(model_dir, results=list(results))
+    logger.info("added %d result(s) to the model card %s", len(results), path)
+    return path

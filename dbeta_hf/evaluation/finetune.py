@@ -8,16 +8,19 @@
   settings of the PhysioNet 2021 benchmark, `LEAD_SUBSETS`), for training and evaluation batches alike;
 * `make_compute_metrics`: ``macro_auroc`` (classes with both labels), ``num_classes_scored`` and one
   ``auroc_<class>`` per class, for `Trainer(compute_metrics=...)` and `metric_for_best_model="macro_auroc"`;
-  with ``cinc2021=True`` also the CinC 2021 ``challenge_score`` and ``macro_f1`` (sigmoid >= 0.5);
+  with ``cinc2021=True`` also the CinC 2021 ``challenge_score`` and ``macro_f1`` (sigmoid >= 0.5). Computed
+  through the package's `evaluate` modules (`dbeta_hf.evaluation.metric_modules`);
 * `build_classification_model`: a D-BETA checkpoint (or a random init) -> `DBetaForECGClassification` with the
-  class names in `id2label` and the multi-label problem type.
+  class names in `id2label` and the multi-label problem type. Loading it logs one line naming the new head
+  (`load_classification_model`), instead of transformers' load report table and the package's own line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ from ..configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig
 from ..ecg_signal import canonical_lead_name
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..modeling_dbeta import DBetaForECGClassification
-from .metrics import cinc2021_metrics, multilabel_auroc
+from .metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ __all__ = [
     "prepare_classification_dataset",
     "make_compute_metrics",
     "build_classification_model",
+    "load_classification_model",
 ]
 
 
@@ -155,7 +159,7 @@ def make_compute_metrics(
         logits = np.asarray(logits, dtype=np.float64)
         labels = np.asarray(labels)
         names = list(class_names) if class_names is not None else [str(i) for i in range(logits.shape[-1])]
-        result = multilabel_auroc(labels, logits, class_names=names)
+        result = compute_multilabel_auroc(labels, logits, class_names=names)
         metrics = {
             "macro_auroc": float(result["macro_auroc"]),
             "num_classes_scored": float(result["num_classes_scored"]),
@@ -164,7 +168,7 @@ def make_compute_metrics(
             metrics[f"auroc_{_metric_name(name)}"] = float(value)
         if cinc2021:
             probabilities = 1.0 / (1.0 + np.exp(-logits))
-            cinc = cinc2021_metrics(labels, probabilities, classes=names, threshold=threshold)
+            cinc = compute_cinc2021_metrics(labels, probabilities, classes=names, threshold=threshold)
             metrics["challenge_score"] = float(cinc["challenge_score"])
             metrics["macro_f1"] = float(cinc["macro_f1"])
         return metrics
@@ -207,9 +211,73 @@ def build_classification_model(
         if model_name_or_path is None:
             raise ValueError("pass `model_name_or_path` (a D-BETA checkpoint) or random_init=True")
         torch.manual_seed(seed)  # the new classifier's initialisation
-        model = DBetaForECGClassification.from_pretrained(model_name_or_path, **label_kwargs)
+        model = load_classification_model(model_name_or_path, **label_kwargs)
     if freeze_encoder:
         model.freeze_ecg_encoder()
+    return model
+
+
+# the two messages a pretrained checkpoint loaded into DBetaForECGClassification logs about its new head:
+# transformers' load report table (modeling_utils, a warning) and dbeta_hf's own line (modeling_dbeta, info)
+_LOAD_MESSAGE_LOGGERS = ("transformers.modeling_utils", "dbeta_hf.modeling_dbeta")
+_LOAD_MESSAGE_MARKERS = ("LOAD REPORT", "new head weights")
+
+
+class _HeldLoadMessages(logging.Filter):
+    """Holds back the load-report records while `from_pretrained` runs (to be dropped or passed on after)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(marker in record.getMessage() for marker in _LOAD_MESSAGE_MARKERS):
+            self.records.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _held_load_messages() -> Iterator[_HeldLoadMessages]:
+    from transformers.utils import logging as hf_logging
+
+    held = _HeldLoadMessages()
+    loggers = [logging.getLogger(name) for name in _LOAD_MESSAGE_LOGGERS]
+    for logger_ in loggers:
+        logger_.addFilter(held)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar of a few-MB encoder
+    try:
+        yield held
+    finally:
+        for logger_ in loggers:
+            logger_.removeFilter(held)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def load_classification_model(model_name_or_path: str, **kwargs) -> DBetaForECGClassification:
+    """`DBetaForECGClassification.from_pretrained` of a D-BETA checkpoint, with one message about what loading did.
+
+    A pretrained D-BETA has no classification head, so loading it logs transformers' LOAD REPORT table
+    (``classifier.weight | MISSING``) and dbeta_hf's line about new head weights. When the only new weights are
+    the head (what fine-tuning expects), both are replaced by one info line naming the head and saying it is
+    trained now. Anything else the report lists (unexpected or resized weights) is passed on unchanged.
+    """
+    with _held_load_messages() as held:
+        model, info = DBetaForECGClassification.from_pretrained(model_name_or_path, output_loading_info=True, **kwargs)
+    new = sorted(set(info.get("missing_keys", ())))
+    unusual = any(info.get(key) for key in ("unexpected_keys", "mismatched_keys", "error_msgs"))
+    if unusual or any(not key.startswith("classifier.") for key in new):
+        for record in held.records:
+            logging.getLogger(record.name).handle(record)
+        return model
+    if new:
+        logger.info(
+            "%s: loaded the ECG encoder of %s; the classification head (%s, %d classes) is new and randomly "
+            "initialised, as fine-tuning expects: train it on your labels (a model saved after fine-tuning loads "
+            "with its head)", type(model).__name__, model_name_or_path, ", ".join(new), model.config.num_labels,
+        )
     return model
 
 
@@ -222,11 +290,12 @@ def lead_setting_title(num_leads: int) -> str:
     return "12-lead" if num_leads == 12 else f"P-{num_leads}-lead"
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample std of the finite values; the std is None for one value (one seed has no spread)."""
     array = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if array.size == 0:
-        return float("nan"), float("nan")
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+        return float("nan"), None
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else None
 
 
 def _x100(mean: float, std: float | None = None) -> str:
@@ -239,7 +308,8 @@ def format_cinc2021_table(runs: dict[str, dict[int, list[dict]]], paper_row: boo
     """PhysioNet 2021 results in the layout of the paper's Table 1, then one line per lead setting.
 
     `runs` is ``{method: {num_leads: [run, ...]}}`` where each run has ``challenge_score``, ``macro_auroc``,
-    ``macro_f1`` (in [0, 1]) and ``seed``. Cells are CinC scores x 100, mean ± std over the seeds.
+    ``macro_f1`` (in [0, 1]) and ``seed``. Cells are CinC scores x 100, mean ± std over the seeds (one seed: its
+    value alone, without a spread).
     """
     settings = sorted({n for per_method in runs.values() for n in per_method}, reverse=True)
     header = ["Method", "Task"] + [lead_setting_title(n) for n in settings]

@@ -13,8 +13,9 @@ Protocol:
 * **model selection on the validation split**: the probe is evaluated every `eval_every` steps and the weights
   with the best validation macro AUROC are kept; training stops after `patience` evaluations without
   improvement. The test split is scored once, with the selected weights (never "the best test epoch");
-* **several seeds** (subset draw and initialisation), reported as mean +- sample std of the test macro AUROC,
-  with a bootstrap 95 % CI per seed;
+* **several seeds** (subset draw and initialisation), reported as mean +- sample std of the test macro AUROC
+  (one seed: its value, without a spread), with a bootstrap 95 % CI per seed. The test scores go through the
+  package's ``multilabel_auroc`` `evaluate` module (`dbeta_hf.evaluation.metric_modules`);
 * the same code probes a randomly initialised encoder (the ``--random-init`` baseline of
   `examples/linear_probe.py`), so the gain of pretraining is visible in the same table.
 """
@@ -33,7 +34,8 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..data.splits import label_fraction
-from .metrics import bootstrap_auroc_ci, fraction_label, macro_auroc, markdown_table, multilabel_auroc
+from .metric_modules import compute_multilabel_auroc
+from .metrics import bootstrap_auroc_ci, fraction_label, macro_auroc, markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +322,7 @@ def run_linear_probe(
                               "ci_high", "per_class", "skipped_classes", "best_step", "val_macro_auroc"}, ...]}},
          "test_scores": {"1%": (N, C) probabilities of the first seed, ...}}   # numpy; not JSON
 
-    ``macro_auroc_std`` is the sample standard deviation over seeds (0 for one seed).
+    ``macro_auroc_std`` is the sample standard deviation over seeds (None for one seed: no spread).
     """
     cfg = config or LinearProbeConfig()
     train_y = np.asarray(train_labels, dtype=np.float32)
@@ -347,7 +349,7 @@ def run_linear_probe(
                 _as_tensor(train_features)[idx], train_y[idx], val_features, val_labels, cfg, seed=seed, device=device
             )
             probs = probe.predict_proba(test_features)
-            metrics = multilabel_auroc(test_y, probs, class_names=names)
+            metrics = compute_multilabel_auroc(test_y, probs, class_names=names)
             low, high = bootstrap_auroc_ci(test_y, probs, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
             runs.append(
                 {
@@ -369,7 +371,7 @@ def run_linear_probe(
         results["fractions"][key] = {
             "fraction": float(fraction),
             "macro_auroc_mean": float(np.nanmean(macro)),
-            "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else 0.0,
+            "macro_auroc_std": float(np.nanstd(macro, ddof=1)) if np.isfinite(macro).sum() > 1 else None,
             "per_class_mean": per_class_mean,
             "confidence": confidence,
             "runs": runs,
@@ -377,6 +379,13 @@ def run_linear_probe(
     bar.close()
     results["test_scores"] = test_scores
     return results
+
+
+def _spread(entry: Mapping[str, Any]) -> float | None:
+    """The std of a fraction entry, or None when fewer than two seeds ran (a spread of one value is no spread)."""
+    if len(entry.get("runs", ())) < 2:
+        return None
+    return entry.get("macro_auroc_std")
 
 
 def format_linear_probe_table(
@@ -389,7 +398,8 @@ def format_linear_probe_table(
 ) -> str:
     """A markdown table in the layout of the paper's Table 2 (`dbeta_hf.evaluation.metrics.markdown_table`):
     one row per method, tasks as columns with the label fractions as sub-columns, cells ``mean ± std`` of the
-    test macro AUROC in %, and an ``Average`` column group when there are several tasks.
+    test macro AUROC in % (a cell of one seed shows its value alone: one seed has no spread), and an ``Average``
+    column group when there are several tasks.
 
     `results[method][task]` is a `run_linear_probe` result (its ``"fractions"`` entry is read). With
     `paper_row`, the published D-BETA numbers of the same tasks are added as a reference row.
@@ -407,7 +417,7 @@ def format_linear_probe_table(
             entries = results[method].get(task, {}).get("fractions", {})
             rows[method][task] = {
                 frac: (
-                    (entries[frac]["macro_auroc_mean"], entries[frac]["macro_auroc_std"]) if frac in entries else None
+                    (entries[frac]["macro_auroc_mean"], _spread(entries[frac])) if frac in entries else None
                 )
                 for frac in fractions
             }
@@ -423,7 +433,10 @@ def format_linear_probe_table(
     seeds = sorted(
         {len(r["fractions"][f]["runs"]) for m in methods for r in results[m].values() for f in r["fractions"]}
     )
-    note = f"Test macro AUROC (%), mean ± sample std over {'/'.join(map(str, seeds))} seed(s); {selection}."
+    if seeds == [1]:
+        note = f"Test macro AUROC (%) of one seed (no spread); {selection}."
+    else:
+        note = f"Test macro AUROC (%), mean ± sample std over {'/'.join(map(str, seeds))} seed(s); {selection}."
     if len(tasks) > 1:
         note += " The average is over the tasks of the row."
     return f"{table}\n\n{note}\n"

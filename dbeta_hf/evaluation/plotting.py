@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve
 from ..configuration_dbeta import CANONICAL_LEAD_NAMES
 from .metrics import class_aurocs
 
-__all__ = ["plot_ecg", "plot_roc_curves", "STANDARD_12_LEAD_LAYOUT"]
+__all__ = ["plot_ecg", "plot_roc_curves", "roc_figure", "ROC_AXIS_PAD", "STANDARD_12_LEAD_LAYOUT"]
 
 # Standard printed layout: four 2.5 s columns of three leads each, then a 10 s lead II rhythm strip.
 STANDARD_12_LEAD_LAYOUT = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]]
@@ -141,19 +141,20 @@ def plot_ecg(
     return fig
 
 
-def plot_roc_curves(
+# the ROC axes reach this far beyond [0, 1], so that a perfect class's curve (along the left and top edges) is not
+# hidden under the frame
+ROC_AXIS_PAD = 0.02
+
+
+def roc_figure(
     y_true: Any,
     scores: Any,
     class_names: Sequence[str] | None,
-    path: str | os.PathLike,
     title: str | None = None,
     dpi: int = 100,
-) -> Path:
-    """Write a PNG (or any format matplotlib knows, from the extension) with one ROC curve per scorable class.
-
-    A class is scorable when it has at least one positive and one negative; the legend shows each class's
-    AUROC and the title the macro AUROC over scorable classes. Returns the written path.
-    """
+):
+    """The `matplotlib.figure.Figure` of `plot_roc_curves`: one ROC curve per scorable class, the axes padded by
+    `ROC_AXIS_PAD` beyond [0, 1], and a title of two lines (`title`, then the macro AUROC)."""
     y = _to_numpy(y_true)
     s = _to_numpy(scores).astype(np.float64)
     if y.ndim == 1:
@@ -176,19 +177,38 @@ def plot_roc_curves(
         aucs.append(auc)
         ax.plot(fpr, tpr, linewidth=1.2, label=f"{name} (AUROC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
+    ax.set_xlim(-ROC_AXIS_PAD, 1 + ROC_AXIS_PAD)
+    ax.set_ylim(-ROC_AXIS_PAD, 1 + ROC_AXIS_PAD)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     heading = title or "ROC curves"
     if aucs:
-        heading += f" (macro AUROC {np.mean(aucs):.3f}, {len(aucs)} classes)"
+        heading += f"\nmacro AUROC {np.mean(aucs):.3f} over {len(aucs)} classes"
         ncol = 1 if len(aucs) <= 12 else 2
         ax.legend(loc="lower right", fontsize=7 if len(aucs) <= 12 else 5, ncol=ncol)
     else:
         ax.text(0.5, 0.5, "no class has both positives and negatives", ha="center")
     ax.set_title(heading, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_roc_curves(
+    y_true: Any,
+    scores: Any,
+    class_names: Sequence[str] | None,
+    path: str | os.PathLike,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Write a PNG (or any format matplotlib knows, from the extension) with one ROC curve per scorable class.
+
+    A class is scorable when it has at least one positive and one negative; the legend shows each class's
+    AUROC and the title the macro AUROC over scorable classes (`roc_figure`). Name what distinguishes the run in
+    `title` (task, lead set, labels, seed): plots of different runs must not share a title. Returns the written
+    path.
+    """
+    fig = roc_figure(y_true, scores, class_names, title=title, dpi=dpi)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
