@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 
 from dbeta_hf import DBetaECGFeatureExtractor, DBetaForECGClassification, DBetaProcessor
 from dbeta_hf.configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG
@@ -24,6 +25,7 @@ from dbeta_hf.hub.model_card import (
     checked_base_model,
     eval_result,
     inspect_folder,
+    refresh_model_card,
     results_from_file,
     results_from_finetune,
     results_from_linear_probe,
@@ -238,3 +240,22 @@ def test_card_update_keeps_settings_and_replaces_a_remeasured_number(tmp_path):
     assert values == {"synthetic": 0.65, "csn": 0.5} and meta["license"] == "mit" and "| steps | 10 |" in card_text
     write_model_card(tmp_path, replace=True)
     assert "model-index" not in (tmp_path / "README.md").read_text()
+
+
+def test_refresh_writes_a_card_only_for_a_folder_holding_a_model(tmp_path, tiny_tokenizer_path):
+    """What `save_pretrained` of the model and of the processor call: the processor saved first gets no card (no model
+    yet); the model's save writes one; a processor saved after it updates the card's loading example."""
+    folder = tmp_path / "run"
+    feature_extractor = DBetaECGFeatureExtractor()
+    feature_extractor.save_pretrained(folder)
+    assert refresh_model_card(folder) is None and not (folder / "README.md").exists()
+    torch.manual_seed(0)
+    from dbeta_hf import DBetaModel
+
+    DBetaModel(tiny_config()).save_pretrained(folder)
+    path = refresh_model_card(folder, results=[eval_result("zero-shot", "synthetic", 0.6)])
+    assert "AutoFeatureExtractor" in _loading_code(path) and "AutoProcessor" not in _loading_code(path)
+    DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path)).save_pretrained(folder)
+    refresh_model_card(folder)
+    assert "AutoProcessor.from_pretrained" in _loading_code(path)
+    assert [r.metric_value for r in ModelCard.load(path).data.eval_results] == [0.6]

@@ -556,6 +556,16 @@ def write_model_card(save_directory: str | os.PathLike, repo_id: str | None = No
     return path
 
 
+def refresh_model_card(save_directory: str | os.PathLike, **kwargs) -> Path | None:
+    """The call for `save_pretrained` of the model, processor and feature extractor: (re)write the card of a
+    folder that holds a saved model (its ``config.json``), keeping what an earlier card held (`write_model_card`);
+    nothing for a folder without a model yet (the model's own save writes the card then). Returns the card's path
+    or None."""
+    if not (Path(save_directory) / "config.json").is_file():
+        return None
+    return write_model_card(save_directory, **kwargs)
+
+
 def training_settings_from_args(args, **extra) -> dict[str, Any]:
     """The readable settings of a `TrainingArguments` run for the card."""
     world = getattr(args, "world_size", 1)
@@ -587,6 +597,7 @@ __all__ = [
     "loading_section",
     "merge_results",
     "read_model_card",
+    "refresh_model_card",
     "results_from_file",
     "results_from_finetune",
     "results_from_linear_probe",
