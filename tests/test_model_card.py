@@ -156,6 +156,7 @@ def test_classification_folder_card_loads_the_classifier_and_keeps_earlier_resul
     assert f'AutoModelForSequenceClassification.from_pretrained("{folder}", trust_remote_code=True)' in code
     assert "AutoFeatureExtractor" in code and "AutoProcessor" not in code and "sampling_rate=250" in code
     assert "**250 Hz**" in text and "No processor was saved" not in text
+    assert "classification head (multi-label, sigmoid outputs) over 2 classes: SR, AFIB." in text
     meta = yaml.safe_load(text.split("---\n", 2)[1])
     measured = {(r["task"]["name"], r["metrics"][0]["value"]) for r in meta["model-index"][0]["results"]}
     assert measured == {("Fine-tuned ECG classification", 0.81), ("Zero-shot ECG classification", 0.7)}

@@ -227,6 +227,7 @@ class SavedFolder:
     text_config: Mapping[str, Any] | None = None
     problem_type: str | None = None
     feature_extractor: DBetaECGFeatureExtractor | None = None
+    labels: list[str] | None = None  # a classifier's class names (config.id2label)
 
     @property
     def auto_class(self) -> str | None:
@@ -275,6 +276,8 @@ def inspect_folder(folder: str | os.PathLike) -> SavedFolder:
         architecture=architecture, remote_code=remote_code, processor=processor,
         processor_remote_code=bool(processor_remote and has_code), text_config=config.get("text_config"),
         problem_type=config.get("problem_type"), feature_extractor=feature_extractor,
+        labels=[str(v) for _, v in sorted((config.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))]
+        if architecture == "DBetaForECGClassification" else None,
     )
 
 
@@ -310,9 +313,9 @@ def checked_base_model(base_model: str | Sequence[str] | None, folder: SavedFold
 
 # ------------------------------------------------------------------------------------------------ loading example
 def _ecg_line(extractor: DBetaECGFeatureExtractor) -> str:
-    leads, rate, samples = len(extractor.lead_names), extractor.sampling_rate, extractor.num_samples
-    return (f"signal = np.zeros(({leads}, {samples}), dtype=np.float32)   # your ECG: (leads, samples) in millivolts, "
-            f"any rate")
+    leads, samples = len(extractor.lead_names), extractor.num_samples
+    return (f"signal = np.random.default_rng(0).normal(scale=0.1, size=({leads}, {samples})).astype(np.float32)  "
+            f"# stand-in for your ECG: (leads, samples) in millivolts")
 
 
 def loading_section(folder: SavedFolder, load_path: str) -> str:
@@ -455,6 +458,11 @@ def build_model_card(
         licence_text = (f"Licence: {license}." if license else "No licence was set for this checkpoint.") + (
             " Weights trained on MIMIC-IV-ECG are subject to the PhysioNet Credentialed Health Data License; "
             "the official D-BETA code and weights are CC BY-NC 4.0.")
+    if contents.architecture == "DBetaForECGClassification":
+        labels = contents.labels or []
+        outputs = "softmax" if contents.problem_type == "single_label_classification" else "multi-label, sigmoid"
+        origin += (f" It is a `DBetaForECGClassification`: D-BETA's ECG encoder with a classification head "
+                   f"({outputs} outputs) over {len(labels)} classes: {', '.join(labels)}.")
     return ModelCard.from_template(
         card_data,
         template_path=str(template),
