@@ -69,7 +69,7 @@ def test_module_folders_are_what_evaluate_and_the_hub_need():
         assert folder.name == name and (folder / f"{name}.py").is_file()  # evaluate: a script named like its folder
         card = (folder / "README.md").read_text()
         assert card.startswith("---\n") and "sdk: gradio" in card and "- evaluate\n- metric" in card
-        assert f'"{name}.py"' in (folder / "app.py").read_text()
+        assert f"app_file: {name}_app.py" in card and f'"{name}.py"' in (folder / f"{name}_app.py").read_text()
         assert "from dbeta_hf.evaluation.metrics import" in (folder / f"{name}.py").read_text()  # a wrapper only
     with pytest.raises(ValueError, match="cinc2021_challenge_score"):
         metric_module_path("roc_auc")

@@ -207,6 +207,6 @@ def test_metric_module_push_uploads_a_space(tmp_path, monkeypatch):
     assert calls["create"] == ("ORG/cinc2021_challenge_score", "space", "gradio")
     repo, repo_type, sent = calls["upload"]
     assert (repo, repo_type) == ("ORG/cinc2021_challenge_score", "space")
-    assert sent == {"cinc2021_challenge_score.py", "README.md", "app.py", "requirements.txt"}
+    assert sent == {"cinc2021_challenge_score.py", "README.md", "cinc2021_challenge_score_app.py", "requirements.txt"}
     with pytest.raises(ValueError, match="multilabel_auroc"):
         push_metric_module("auroc", "ORG/auroc")

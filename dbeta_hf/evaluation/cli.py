@@ -32,6 +32,7 @@ from ..data import (
 from ..data.features import dataset_class_names, dataset_metadata
 from ..data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..hub.model_card import write_model_card
 from ..hub.push import HubUnreachableError
 from ..processing_dbeta import DBetaProcessor
 from .metrics import TASK_DISPLAY_NAMES
@@ -437,7 +438,6 @@ def update_model_card(model_dir: str, results) -> Path:
     """Write `results` (`dbeta_hf.hub.model_card.eval_result`s) into the card of the local model folder
     `model_dir`, keeping what the card held; returns the card's path."""
     check_model_card_target(argparse.Namespace(update_model_card=True), model_dir)
-    from ..hub.model_card import write_model_card
 
     path = write_model_card(model_dir, results=list(results))
     logger.info("added %d result(s) to the model card %s", len(results), path)

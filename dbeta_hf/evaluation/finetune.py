@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from ..configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig
 from ..ecg_signal import canonical_lead_name
@@ -239,8 +240,6 @@ class _HeldLoadMessages(logging.Filter):
 
 @contextlib.contextmanager
 def _held_load_messages() -> Iterator[_HeldLoadMessages]:
-    from transformers.utils import logging as hf_logging
-
     held = _HeldLoadMessages()
     loggers = [logging.getLogger(name) for name in _LOAD_MESSAGE_LOGGERS]
     for logger_ in loggers:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
+from ..evaluation.metric_modules import metric_module_path
+
 IGNORE_PATTERNS = ("_*", "checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth")
 # what the HTTP client of huggingface_hub raises when it gets no answer (matched by name: the client library's
 # module name differs between huggingface_hub versions)
@@ -65,10 +67,9 @@ def push_model_folder(folder: str | os.PathLike, repo_id: str, *, commit_message
 
 def push_metric_module(name: str, repo_id: str, *, private: bool | None = None, token: str | None = None):
     """Upload the package's `evaluate` module `name` (`dbeta_hf.evaluation.metric_modules`) as a Gradio metric
-    Space `repo_id`: its script, README.md (the Space's metadata and the metric card), app.py and requirements.txt.
+    Space `repo_id`: its script, README.md (the Space's metadata and the metric card), the Space's app and
+    requirements.txt.
     Then ``evaluate.load(repo_id)`` loads it from the Hub. Returns the commit info."""
-    from ..evaluation.metric_modules import metric_module_path
-
     folder = Path(metric_module_path(name))
     api = HfApi(token=token)
     try:

@@ -1,8 +1,8 @@
 """The package's metrics as `evaluate` modules, the way the ecosystem shares metrics.
 
 Each module is a folder holding a script of the same name (what `evaluate.load` needs to load a local module), a
-README.md that is also the metadata of a Hub metric Space, an ``app.py`` (the Space's widget) and a
-``requirements.txt``. The scripts are thin wrappers: they call the functions of `dbeta_hf.evaluation.metrics`, the
+README.md that is also the metadata of a Hub metric Space, a ``<name>_app.py`` (the Space's widget, named in the
+README's ``app_file``) and a ``requirements.txt``. The scripts are thin wrappers: they call the functions of `dbeta_hf.evaluation.metrics`, the
 package's one implementation, so `evaluate.load(path).compute(...)` gives exactly their numbers.
 
 * ``multilabel_auroc``: `dbeta_hf.evaluation.metrics.multilabel_auroc` (per-class and macro AUROC of multi-label
@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+import evaluate
 import numpy as np
 
 from ..metrics import _to_numpy
@@ -51,8 +52,6 @@ def metric_module_path(name: str) -> str:
 @lru_cache(maxsize=None)
 def load_metric(name: str):
     """`evaluate.load` of the shipped module `name`, kept in memory (no cache files), loaded once per process."""
-    import evaluate
-
     return evaluate.load(metric_module_path(name), keep_in_memory=True)
 
 
