@@ -195,6 +195,27 @@ def test_two_processes_one_writer(tmp_path):
         assert lock.took_over is None  # the child released it
 
 
+def _try_lock(folder, results):
+    try:
+        OutputLock(folder).acquire()
+    except OutputLockedError as error:
+        results.put(str(error))
+    else:
+        results.put("acquired")
+
+
+def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
+    folder = tmp_path / "out"
+    context = multiprocessing.get_context("fork")
+    with OutputLock(folder):
+        results = context.Queue()
+        child = context.Process(target=_try_lock, args=(folder, results))
+        child.start()
+        outcome = results.get(timeout=30)
+        child.join(30)
+    assert f"PID {os.getpid()} on host" in outcome
+
+
 # ----------------------------------------------------------------------------------------------- ownership
 def test_foreign_entries_are_all_listed_and_never_deleted(tmp_path):
     folder = tmp_path / "out"

@@ -411,7 +411,7 @@ def _needs_build(previous: BuildSummary, plan, args, output: Path) -> bool:
             f"fingerprint {previous.fingerprint}); pass --force to replace it"
         )
     logger.warning(
-        "%s: input files changed since the last build (fingerprint %s -> %s): rebuilding",
+        "%s: the input files (or the build format) changed since the last build (fingerprint %s -> %s): rebuilding",
         output, previous.fingerprint, fingerprint,
     )
     return True

@@ -55,8 +55,13 @@ LOCK_NAME = ".dbeta_lock.json"
 _TAKEOVER_NAME = LOCK_NAME + ".takeover"
 RESERVED_NAMES = frozenset({MARKER_NAME, LOCK_NAME, _TAKEOVER_NAME})
 
-# Locks held by this process: lock file path -> nesting depth (the lock is re-entrant within a process).
+# Locks held: "pid:lock file path" -> nesting depth (re-entrant within a process; the PID keeps a forked child,
+# which inherits this table, from taking its parent's lock for its own).
 _HELD: dict[str, int] = {}
+
+
+def _held_key(lock_path: Path) -> str:
+    return f"{os.getpid()}:{os.fspath(lock_path.absolute())}"
 
 
 class ForeignEntriesError(FileExistsError):
@@ -177,7 +182,7 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         """Take the lock (see the class docstring); returns self."""
-        key = os.fspath(self.lock_path.absolute())
+        key = _held_key(self.lock_path)
         if _HELD.get(key):
             _HELD[key] += 1
             self._held = True
@@ -209,7 +214,10 @@ class OutputLock:
             return f"Remove {where} if no other process is writing there."
         if holder.get("host") != this_host():
             return f"That host cannot be checked from here: if that process is gone, delete {where}."
-        return "Wait for it to finish or stop it; a lock left by a killed process is taken over automatically."
+        return (
+            "Wait for it to finish or stop it (a lock left by a killed process is taken over automatically; if no "
+            f"such process is running and its PID was reused, delete {where})."
+        )
 
     def _take_over(self, stale: dict) -> None:
         """Replace a stale lock; a guard file makes sure only one process does it at a time."""
@@ -238,7 +246,7 @@ class OutputLock:
         if not self._held:
             return
         self._held = False
-        key = os.fspath(self.lock_path.absolute())
+        key = _held_key(self.lock_path)
         _HELD[key] = _HELD.get(key, 1) - 1
         if _HELD[key] > 0:
             return
