@@ -318,6 +318,9 @@ def _plan_records(
             planning.skip(ecg_id, DUPLICATE_RECORD)
             continue
         seen.add(ecg_id)
+        path = row[filename_column].strip()
+        if not path_inside_root(root_path, path, ecg_id, planning, filename_column):
+            continue
         split = split_of.get(ecg_id) if split_of is not None else _fold_split(ecg_id, row["strat_fold"])
         if split is None:
             planning.skip(ecg_id, NOT_IN_SPLIT_FILES)
@@ -328,11 +331,8 @@ def _plan_records(
         if drop_unlabeled and not any(v > 0.5 for v in labels):
             planning.skip(ecg_id, NO_LABEL, f"no {labeler.task} statement")
             continue
-        path = row[filename_column].strip()
         if not path:
             raise ValueError(f"{TITLE}: ecg_id {ecg_id} has an empty {filename_column}")
-        if not path_inside_root(root_path, path, ecg_id, planning, filename_column):
-            continue
         files = record_file_states(root_path, path, (".hea", ".dat"))
         splits[split].append({"id": ecg_id, "path": path, "labels": labels, "report": row["report"].strip(), "files": files})
     for tasks in splits.values():

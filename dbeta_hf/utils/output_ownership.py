@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from .atomic import atomic_write_json, parse_temp_name, remove_path, remove_stale_temps, temp_path
 from .process import pid_alive, this_host
