@@ -19,8 +19,11 @@ skipped per reason, flagged), which is logged and written as ``build_summary.jso
 Cache key: the resolved root, the options, size and mtime of the metadata files (``record_list.csv``,
 ``machine_measurements.csv``, ``ptbxl_database.csv``, ``scp_statements.csv``, ``ecg_tracings.hdf5``,
 ``gold_standard.csv``), the full record list (paths, labels, reports), the mtimes of the PTB-XL record
-folders and the size / mtime of every CPSC / CSN header. A signal file replaced in place without any of
-these changing is not noticed: pass ``force_rebuild=True``.
+folders, the size / mtime of every CPSC / CSN / PhysioNet 2021 header, and the size / mtime_ns of each
+record's header and signal file (``<record>.hea`` with ``.dat`` or ``.mat``): a file replaced in place gives
+a new build. Paths read from the data (``record_list.csv`` ``path``, PTB-XL ``filename_hr``, the signal files
+a WFDB header names) must stay inside the root; others are skipped as ``path_outside_root``. One process
+builds a given cache entry at a time; others wait for it and reuse its shards.
 
 Reading: ``with_format("torch")`` gives float32 tensors; ``with_format("numpy")`` upcasts to float32
 too, which is about 5x slower than ``with_format("numpy", dtype=np.float16)`` (see

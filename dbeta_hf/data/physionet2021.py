@@ -51,7 +51,7 @@ from typing import Any, Mapping, Sequence
 from datasets import Features, Value
 
 from ..evaluation.cinc2021_classes import cinc2021_scored_classes
-from ._common import check_root, finish
+from ._common import check_root, finish, record_file_states
 from .build import BuildPlan
 from .features import ecg_feature, labels_feature, make_info
 from .physionet_challenge import ChallengeSource, _discover, parse_dx_codes
@@ -240,6 +240,7 @@ def build_physionet2021_plan(
     drop_unlabeled: bool = False,
     signal_options: SignalOptions | None = None,
 ) -> BuildPlan:
+    """Find and scan the headers below `root` and plan the build (see the module docstring)."""
     root_path = check_root(root, "PhysioNet/CinC 2021", [], HINT)
     if sources is not None:
         sources = [str(s).lower() for s in sources]
@@ -250,67 +251,18 @@ def build_physionet2021_plan(
     headers = _discover(root_path)
     if not headers:
         raise FileNotFoundError(f"PhysioNet/CinC 2021: no WFDB headers (*.hea) found under {os.fspath(root_path)!r}. {HINT}")
-    code_to_index = {code: i for i, codes in enumerate(physionet2021_class_table().values()) for code in codes}
-
     planning = ShardTally()
-    records: dict[str, dict] = {}
-    listing = []
-    unscored = Counter()
-    records_with_unscored = 0
-    for header in headers:
-        record_id = header.stem
-        relative = header.relative_to(root_path)
-        stat = header.stat()
-        listing.append((os.fspath(relative), stat.st_size, stat.st_mtime_ns))
-        source = _source_of(relative)
-        if sources is not None and source not in sources:
-            planning.skip(record_id, EXCLUDED_SOURCE, source)
-            continue
-        if record_id in records:
-            planning.skip(record_id, DUPLICATE_RECORD, f"{header} (kept {records[record_id]['path']})")
-            continue
-        facts = _scan_header(header, code_to_index)
-        if facts["unscored"]:
-            records_with_unscored += 1
-            unscored.update(facts["unscored"])
-        records[record_id] = {"path": os.fspath(relative.with_suffix("")), "source": source, **facts}
-
+    records, listing, unscored = _scan_records(root_path, headers, sources, planning)
     if split_files is not None:
         sf = read_split_files(_split_file_mapping(split_files), SPLIT_ID_COLUMNS, record_stem, id_column=split_id_column)
-        split_of = sf.split_of
-        split_names = ordered_split_names(sf.ids)
+        split_of, split_names = sf.split_of, ordered_split_names(sf.ids)
     else:
         sf = None
         ids = sorted(records)
         strata = _rarest_class_strata({r: records[r]["classes"] for r in ids})
-        split_of = stratified_split(ids, strata, split_fractions, seed)
-        split_names = ["train", "validation", "test"]
-    splits: dict[str, list] = {name: [] for name in split_names}
-    for record_id in sorted(records):
-        split = split_of.get(record_id)
-        if split is None:
-            planning.skip(record_id, NOT_IN_SPLIT_FILES)
-            continue
-        facts = records[record_id]
-        splits[split].append(
-            {
-                "id": record_id,
-                "path": facts["path"],
-                "source": facts["source"],
-                "age": facts["age"],
-                "sex": facts["sex"],
-                "drop_unlabeled": drop_unlabeled,
-            }
-        )
-
+        split_of, split_names = stratified_split(ids, strata, split_fractions, seed), ["train", "validation", "test"]
+    splits = _physionet2021_tasks(root_path, records, split_of, split_names, drop_unlabeled, planning)
     not_found = len(set(split_of) - set(records)) if sf is not None else 0
-    warnings = [f"{not_found} record ids of the split files are not under the root"] if not_found else []
-    if unscored:
-        top = ", ".join(f"{code} x{count}" for code, count in unscored.most_common(10))
-        warnings.append(
-            f"{records_with_unscored} records carry {sum(unscored.values())} codes the challenge does not score "
-            f"({len(unscored)} distinct; ignored): {top}"
-        )
     user_options = {
         "classes": list(physionet2021_class_table()),
         "sources": sources,
@@ -328,8 +280,69 @@ def build_physionet2021_plan(
         fingerprint_inputs={"headers": listing},
         planning=planning,
         split_file_ids_not_found=not_found,
-        warnings=warnings,
+        warnings=_physionet2021_warnings(not_found, unscored),
     )
+
+
+def _scan_records(root_path: Path, headers: list[Path], sources, planning: ShardTally):
+    """``({record id: facts}, header listing, unscored code counts)``. Records of other sources and duplicated
+    record names are counted in `planning`; the listing (path, size, mtime_ns) covers every header."""
+    code_to_index = {code: i for i, codes in enumerate(physionet2021_class_table().values()) for code in codes}
+    records: dict[str, dict] = {}
+    listing = []
+    unscored = {"codes": Counter(), "records": 0}
+    for header in headers:
+        record_id = header.stem
+        relative = header.relative_to(root_path)
+        stat = header.stat()
+        listing.append((os.fspath(relative), stat.st_size, stat.st_mtime_ns))
+        source = _source_of(relative)
+        if sources is not None and source not in sources:
+            planning.skip(record_id, EXCLUDED_SOURCE, source)
+            continue
+        if record_id in records:
+            planning.skip(record_id, DUPLICATE_RECORD, f"{header} (kept {records[record_id]['path']})")
+            continue
+        facts = _scan_header(header, code_to_index)
+        if facts["unscored"]:
+            unscored["records"] += 1
+            unscored["codes"].update(facts["unscored"])
+        records[record_id] = {"path": os.fspath(relative.with_suffix("")), "source": source, **facts}
+    return records, listing, unscored
+
+
+def _physionet2021_tasks(root_path: Path, records, split_of, split_names, drop_unlabeled: bool, planning) -> dict:
+    splits: dict[str, list] = {name: [] for name in split_names}
+    for record_id in sorted(records):
+        split = split_of.get(record_id)
+        if split is None:
+            planning.skip(record_id, NOT_IN_SPLIT_FILES)
+            continue
+        facts = records[record_id]
+        splits[split].append(
+            {
+                "id": record_id,
+                "path": facts["path"],
+                "source": facts["source"],
+                "age": facts["age"],
+                "sex": facts["sex"],
+                "drop_unlabeled": drop_unlabeled,
+                "files": record_file_states(root_path, facts["path"], (".hea", ".mat")),
+            }
+        )
+    return splits
+
+
+def _physionet2021_warnings(not_found: int, unscored: Mapping[str, Any]) -> list[str]:
+    warnings = [f"{not_found} record ids of the split files are not under the root"] if not_found else []
+    codes = unscored["codes"]
+    if codes:
+        top = ", ".join(f"{code} x{count}" for code, count in codes.most_common(10))
+        warnings.append(
+            f"{unscored['records']} records carry {sum(codes.values())} codes the challenge does not score "
+            f"({len(codes)} distinct; ignored): {top}"
+        )
+    return warnings
 
 
 def _rarest_class_strata(classes: Mapping[str, list[int] | None]) -> dict[str, str]:

@@ -12,6 +12,9 @@ Skip reasons (`SKIP_REASONS`), in the order a record is checked:
 
 =========================  ===================================================================================
 ``duplicate_record``       a second record with an id that was already seen (the first one is kept)
+``path_outside_root``      a path read from the data (``record_list.csv`` ``path``, PTB-XL ``filename_hr`` /
+                           ``filename_lr``, a signal file named in a WFDB header) that leads outside the dataset
+                           root (``..`` or an absolute path elsewhere); such a file is never opened
 ``not_in_split_files``     ``split_files=`` was given and the record is listed in none of them
 ``excluded_source``        PhysioNet 2021: the record's source folder is not among the selected ``sources``
 ``empty_report``           MIMIC-IV-ECG: no non-empty ``report_*`` cell (or no row in machine_measurements.csv)
@@ -41,6 +44,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from ..utils.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -56,6 +61,7 @@ SUMMARY_FILENAME = "build_summary.json"
 NOT_IN_SPLIT_FILES = "not_in_split_files"
 EXCLUDED_SOURCE = "excluded_source"
 DUPLICATE_RECORD = "duplicate_record"
+PATH_OUTSIDE_ROOT = "path_outside_root"
 EMPTY_REPORT = "empty_report"
 NO_LABEL = "no_label"
 MISSING_FILE = "missing_file"
@@ -70,6 +76,7 @@ OUT_OF_RANGE = "amplitude_out_of_range"
 
 SKIP_REASONS = (
     DUPLICATE_RECORD,
+    PATH_OUTSIDE_ROOT,
     NOT_IN_SPLIT_FILES,
     EXCLUDED_SOURCE,
     EMPTY_REPORT,
@@ -240,10 +247,7 @@ class BuildSummary:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
         if path is not None:
-            tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod
