@@ -240,7 +240,7 @@ def _add_mimic_and_ptbxl(datasets_parsers) -> None:
                        help="accept a machine_measurements.csv without all of report_0..report_17 (recorded in the summary)")
     group.add_argument("--end-statements", action="store_true",
                        help="end every report cell with a period so that reports split into statements (needed by "
-                            "examples/pretrain.py --statement_dropout; default: the official joined text)")
+                            "examples/pretrain.py --statement_dropout; default: cells joined with single spaces)")
     _add_common(mimic, "skip")
 
     ptbxl = _dataset_parser(datasets_parsers, "ptbxl", "PTB-XL (super / sub / form / rhythm / all)")

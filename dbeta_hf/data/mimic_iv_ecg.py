@@ -58,7 +58,8 @@ def join_report(parts, end_statements: bool = False) -> str:
 
     `end_statements=True` ends every cell that has no final punctuation with a period ("Sinus rhythm" ->
     "Sinus rhythm."), so that the cells stay separable as statements (`pretraining_collator.split_statements`, used by
-    the collator's `statement_dropout`). Off by default: the official text joins the cells as they are.
+    the collator's `statement_dropout`). Off by default: the cells joined with single spaces (the preprocessing
+    that wrote the official pretraining texts is not released).
 
     >>> join_report(["Sinus rhythm", "", "Normal ECG"])
     'Sinus rhythm Normal ECG'
@@ -319,7 +320,7 @@ def load_mimic_iv_ecg(
         allow_missing_report_columns: accept a ``machine_measurements.csv`` that lacks some of ``report_0 ..
             report_17`` (an error otherwise); the missing columns are listed in the summary's options and warnings.
         end_statements: end every report cell with a period (`join_report`), so that the pretraining collator's
-            `statement_dropout` can split reports into statements (off: the official joined text).
+            `statement_dropout` can split reports into statements (off: cells joined with single spaces).
 
     Returns:
         ``DatasetDict`` or ``(DatasetDict, BuildSummary)``.
