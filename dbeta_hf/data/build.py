@@ -89,8 +89,10 @@ class RecordSource:
     def close(self) -> None:  # pragma: no cover - trivial default
         pass
 
-    def read(self, task: Mapping[str, Any]) -> tuple[dict, list[str], dict]:
-        """Return ``(row, flags, stats)`` for one task or raise `RecordSkipped`."""
+    def read(self, task: Mapping[str, Any]) -> tuple[dict | list[dict], list[str], dict]:
+        """Return ``(row, flags, stats)`` for one task or raise `RecordSkipped`. A source that cuts a record into
+        several rows (segments) returns the list of them (never an empty one) and may report samples that no row
+        holds in ``stats["dropped_samples"]`` (``{reason: samples}``)."""
         raise NotImplementedError
 
 
@@ -204,10 +206,12 @@ def _rows_to_columns(rows: list[dict], features) -> dict:
     return columns
 
 
-def _read_rows(source: RecordSource, split: str, tasks: list[dict], progress=None) -> tuple[list[dict], ShardTally]:
-    """Read every task of one shard; skipped records are counted, unexpected errors name the record."""
+def _read_rows(source: RecordSource, split: str, tasks: list[dict], progress=None) -> tuple[list[dict], ShardTally, list[dict]]:
+    """Read every task of one shard; skipped records are counted, unexpected errors name the record. Returns the
+    rows, the tally and the first row of each loaded record (for the per-record class counts)."""
     tally = ShardTally()
     rows: list[dict] = []
+    firsts: list[dict] = []
     source.open()
     try:
         for task in tasks:
@@ -221,17 +225,24 @@ def _read_rows(source: RecordSource, split: str, tasks: list[dict], progress=Non
                     f"({type(error).__name__}: {error})"
                 ) from error
             else:
-                tally.load(split, flags)
+                produced = row if isinstance(row, list) else [row]
+                if not produced:
+                    raise RuntimeError(
+                        f"{source.dataset}: record {task['id']!r} gave no row; a source skips a record by raising "
+                        "RecordSkipped with its reason"
+                    )
+                tally.load(split, flags, rows=len(produced), dropped_samples=stats.get("dropped_samples"))
                 if stats.get("lead_order"):
                     tally.lead_order[stats["lead_order"]] += 1
                 if stats.get("amplitude_bin") is not None:
                     tally.amplitude_histogram[int(stats["amplitude_bin"])] += 1
-                rows.append(row)
+                rows.extend(produced)
+                firsts.append(produced[0])
             if progress is not None:
                 progress(1)
     finally:
         source.close()
-    return rows, tally
+    return rows, tally, firsts
 
 
 def _count_positives(source: RecordSource, rows: list[dict]) -> Counter:
@@ -249,9 +260,10 @@ def build_shard(source: RecordSource, split: str, tasks: list[dict], shard_dir: 
     The shard is written into a temporary folder next to `shard_dir` and renamed into place with its
     ``dbeta_shard.json`` inside, so a shard folder with that file is always complete.
     """
-    rows, tally = _read_rows(source, split, tasks, progress)
+    rows, tally, firsts = _read_rows(source, split, tasks, progress)
     if source.class_names:
-        tally.positives[split] = _count_positives(source, rows)
+        tally.positives[split] = _count_positives(source, firsts)  # per record, whatever its number of rows
+    del firsts
     tmp_dir = temp_path(shard_dir)
     marker = {"split": split, "num_tasks": len(tasks), "num_rows": len(rows), "tally": tally.to_dict()}
     try:
@@ -470,6 +482,8 @@ def _make_summary(plan: BuildPlan, tally: ShardTally, fingerprint: str, from_cac
         records_found=tally.found,
         records_loaded=tally.loaded,
         loaded_per_split={split: int(tally.loaded_per_split.get(split, 0)) for split in plan.splits},
+        rows_per_split={split: int(tally.rows_per_split.get(split, 0)) for split in plan.splits},
+        dropped_samples={reason: {k: int(v) for k, v in c.items()} for reason, c in tally.dropped_samples.items()},
         skipped={reason: int(tally.skipped[reason]) for reason in SKIP_REASONS if tally.skipped.get(reason)},
         flagged={k: int(v) for k, v in sorted(tally.flagged.items()) if v},
         skipped_examples={k: v for k, v in tally.examples.items() if v},
