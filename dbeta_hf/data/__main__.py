@@ -24,7 +24,7 @@ from ..utils.output_ownership import (
 from .build import build_dir_for, compute_fingerprint, options_as_json, remove_build, run_build
 from .code15 import CODE_TEST_LEAD_NAMES, build_code15_test_plan
 from .mimic_iv_ecg import build_mimic_iv_ecg_plan
-from .physionet2021 import build_physionet2021_plan
+from .physionet2021 import build_physionet2021_plan, segment_num_samples
 from .physionet_challenge import build_physionet_challenge_plan
 from .processing import SignalOptions
 from .ptbxl import build_ptbxl_plan
@@ -43,7 +43,8 @@ MAIN_DESCRIPTION = """\
 Build Hugging Face datasets (Arrow, memory-mapped) from local copies of the D-BETA datasets.
 
 The saved dataset is a DatasetDict: load it with datasets.load_from_disk(DIR). Every ECG is stored as
-ecg = (12, 5000) float16 millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6, 500 Hz.
+ecg = (12, 5000) float16 millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6, 500 Hz ((12, 2500) for
+physionet2021 --segment-seconds 5).
 Records that cannot be used are skipped and counted by reason in DIR/build_summary.json."""
 
 MAIN_EPILOG = """\
@@ -56,6 +57,8 @@ examples:
   python -m dbeta_hf.data build csn /data/ecg-arrhythmia/1.0.0 --output /data/hf/csn
   python -m dbeta_hf.data build code15-test /data/code-test/data --output /data/hf/code15-test
   python -m dbeta_hf.data build physionet2021 /data/challenge-2021/1.0.3 --output /data/hf/physionet2021 --num-proc 16
+  python -m dbeta_hf.data build physionet2021 /data/challenge-2021/1.0.3 --segment-seconds 5 \
+      --output /data/hf/physionet2021-5s --num-proc 16
   python -m dbeta_hf.data summary /data/hf/ptbxl-rhythm
 
   python -m dbeta_hf.data build DATASET --help   shows the expected layout and the options of DATASET."""
@@ -106,7 +109,13 @@ georgia, chapman_shaoxing, ningbo. 257 / 1000 Hz records are resampled to 500 Hz
 shorter records zero-padded. Columns: record_id, source, age, sex, ecg, labels over the 26 scored classes
 (equivalent codes merged; unscored codes ignored and counted). Records without a scored class are kept
 (all-zero labels) unless --drop-unlabeled. Splits: seeded 80/10/10 split stratified by each record's rarest
-class, or --split-dir / --split-files with fairseq-signals manifests (train.tsv, valid.tsv, test.tsv).""",
+class, or --split-dir / --split-files with fairseq-signals manifests (train.tsv, valid.tsv, test.tsv).
+--segment-seconds 5: fairseq-signals' protocol (the baselines of the paper's Table 1) instead of the first 10 s:
+every full, non-overlapping 5 s segment of a record is a row (ecg = (12, 2500), plus segment_index; record_id
+names the record, and a record's segments share its split). Only fairseq-signals' default sources (cpsc_2018,
+cpsc_2018_extra, georgia, ptb-xl, chapman_shaoxing, ningbo) unless --sources; records not at 500 Hz are skipped
+(wrong_sampling_rate), records shorter than a segment too (shorter_than_segment); the samples after the last
+full segment are counted in build_summary.json (dropped_samples: segment_remainder).""",
 }
 
 
@@ -280,6 +289,9 @@ def _add_challenge_datasets(datasets_parsers) -> None:
     group.add_argument("--drop-unlabeled", action="store_true", help="drop records without a scored class")
     group.add_argument("--min-num-samples", type=int, metavar="N",
                        help="skip records shorter than N samples at 500 Hz (default: zero-pad them)")
+    group.add_argument("--segment-seconds", type=float, metavar="S",
+                       help="one row per full, non-overlapping S-second segment of each record (fairseq-signals' "
+                       "protocol: 5); default: the first 10 s of each record")
     _add_common(cinc, "keep")
 
     code = _dataset_parser(datasets_parsers, "code15-test", "CODE-15 test set (827 ECGs, 6 classes)")
@@ -332,10 +344,17 @@ def _make_plan(args):
         )
     if args.dataset == "physionet2021":
         sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+        if args.segment_seconds is not None:
+            if args.min_num_samples is not None:
+                raise CLIError("--min-num-samples does not apply with --segment-seconds (shorter records are skipped)")
+            options = SignalOptions(
+                num_samples=segment_num_samples(args.segment_seconds), min_num_samples=None, resample=False, **signal
+            )
+        else:
+            options = SignalOptions(min_num_samples=args.min_num_samples, **signal)
         return build_physionet2021_plan(
             args.root, sources=sources, split_fractions=args.split_fractions, seed=args.seed,
-            drop_unlabeled=args.drop_unlabeled,
-            signal_options=SignalOptions(min_num_samples=args.min_num_samples, **signal), **common,
+            drop_unlabeled=args.drop_unlabeled, signal_options=options, segment_seconds=args.segment_seconds, **common,
         )
     if args.dataset == "code15-test":
         lead_names = [n.strip() for n in args.lead_names.split(",")] if args.lead_names else CODE_TEST_LEAD_NAMES
@@ -453,7 +472,10 @@ def _publish(out: OwnedOutput, dataset_dict, summary: BuildSummary, num_proc: in
     rows = sum(len(d) for d in dataset_dict.values())
     workers = num_proc if num_proc and num_proc > 1 and rows >= 20000 else None
     staging = out.path(temp_path(output / STAGING_NAME).name)
-    dataset_dict.save_to_disk(os.fspath(staging), num_proc=workers)
+    # `datasets` writes an empty split without any Arrow file unless it is told to write one shard, and
+    # load_from_disk then fails on it (IndexError): a small build can leave a split empty
+    num_shards = {split: 1 for split, d in dataset_dict.items() if len(d) == 0}
+    dataset_dict.save_to_disk(os.fspath(staging), num_proc=workers, num_shards=num_shards)
     for split in dataset_dict:
         publish_dir(staging / split, out.path(split), replace=True)
     stale = [s for s in previous_splits if s not in dataset_dict and s in out.owned]
