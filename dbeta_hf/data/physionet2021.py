@@ -111,8 +111,9 @@ PHYSIONET2021_SOURCES: dict[str, str] = {
     "chapman_shaoxing": "JS",
     "ningbo": "JS",
 }
-# fairseq-signals' default `--subset` of preprocess_physionet2021.py (WFDB_CPSC2018, WFDB_CPSC2018_2, WFDB_Ga,
-# WFDB_PTBXL, WFDB_ChapmanShaoxing, WFDB_Ningbo) in the folder names of PhysioNet's challenge-2021 release.
+# fairseq-signals' default `--subset` of preprocess_physionet2021.py, in the folder names of PhysioNet's
+# challenge-2021 release (which later versions of the script use; earlier ones: WFDB_CPSC2018, WFDB_CPSC2018_2,
+# WFDB_Ga, WFDB_PTBXL, WFDB_ChapmanShaoxing, WFDB_Ningbo).
 FAIRSEQ_SIGNALS_SOURCES = ("cpsc_2018", "cpsc_2018_extra", "georgia", "ptb-xl", "chapman_shaoxing", "ningbo")
 # Chapman-Shaoxing records are JS00001-JS10646, Ningbo ones JS10647 onwards.
 _LAST_CHAPMAN_SHAOXING = 10646
