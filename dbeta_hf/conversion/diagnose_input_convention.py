@@ -22,7 +22,7 @@ runner-up loss, ``(second - best) / best``, and the loss increase of each single
 with ``extractor_mode="default"`` (the official setting: an unpadded first conv, then a GroupNorm per channel over
 time) removes the offset exactly and the scale up to the GroupNorm's eps, and the per-lead normalized MEM target
 ignores both, so the measurement cannot tell these two apart: on tiny models pretrained in either convention their
-losses differed by 0.06-0.08 %, min-max always the lower one, against 2-7 % for per-lead z-scoring and 22-29 % for
+losses differed by 0.06-0.08 %, min-max always the lower one, against 2-10 % for per-lead z-scoring and 22-29 % for
 the lead order (`tests/test_diagnose_minmax.py`). For such a model (`affine_invariant`) the two are ranked as one,
 reported as ``none`` with the other listed under ``equivalent``; the choice between them barely changes its outputs.
 
