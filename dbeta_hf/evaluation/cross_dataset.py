@@ -128,7 +128,7 @@ def evaluate_cross_dataset_zero_shot(
     "per_class", "skipped_classes", "ci_low", "ci_high", "num_samples", "prompt_set"}``.
     """
     from .metrics import bootstrap_auroc_ci, multilabel_auroc
-    from .zero_shot import evaluation_ecg_features, zero_shot_scores
+    from .zero_shot import evaluation_ecg_features
 
     shared = shared_classes(source, target)
     labels = cross_dataset_labels(target_labels, target_class_names, shared)
@@ -136,7 +136,7 @@ def evaluate_cross_dataset_zero_shot(
     text_embeds, texts = classifier.class_embeddings(source_members, task=source)
     ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
                                            cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
-    member_scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
+    member_scores = classifier.score_embeddings(ecg_features, text_embeds).numpy()
     scores = cross_dataset_scores(member_scores, source_members, shared)
     names = [s.name for s in shared]
     metrics = multilabel_auroc(labels, scores, class_names=names)
