@@ -742,16 +742,26 @@ def test_training_forward_compiles_without_graph_breaks():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("switches", [{}, {"ets_unmasked_inputs": True, "mlm_mem_on_matched_only": True}],
-                         ids=["official", "demo-switches"])
-def test_training_step_reads_no_tensor_value(monkeypatch, switches):
+@pytest.mark.parametrize(
+    "arguments",
+    [{}, {"return_mlm_logits": False, "with_positions": True},
+     {"return_mlm_logits": False, "with_positions": True, "ets_unmasked_inputs": True, "mlm_mem_on_matched_only": True}],
+    ids=["defaults", "trainer-path", "trainer-path-demo-switches"],
+)
+def test_training_step_reads_no_tensor_value(monkeypatch, arguments):
     """A forward and backward of the pretraining model never reads a tensor value on the host (no `bool(tensor)`,
-    `.item()`, `.tolist()`, `.nonzero()`): nothing waits for the device."""
+    `.item()`, `.tolist()`, `.nonzero()`, `int(tensor)`, `float(tensor)`): nothing waits for the device. The trainer
+    path gets `mlm_positions` from the collator, as `DBetaPreTrainingCollator` returns them."""
+    from dbeta_hf.losses import mlm_positions
+
     config = tiny_config(num_samples=256, ets_learnable_scale=True, ets_learnable_bias=True, ets_logit_bias_init=-1.0)
     model = DBetaForPreTraining(config).train()
     batch = _tiny_training_batch(config)
+    arguments = dict(arguments)
+    if arguments.pop("with_positions", False):
+        batch["mlm_positions"] = mlm_positions(batch["mlm_labels"])
     calls = []
-    for name in ("__bool__", "item", "tolist", "nonzero"):
+    for name in ("__bool__", "item", "tolist", "nonzero", "__int__", "__float__"):
         original = getattr(torch.Tensor, name)
 
         def counting(self, *args, _name=name, _original=original, **kwargs):
@@ -759,7 +769,7 @@ def test_training_step_reads_no_tensor_value(monkeypatch, switches):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counting)
-    out = model(**batch, return_mlm_logits=False, **switches)
+    out = model(**batch, **arguments)
     out.loss.backward()
     monkeypatch.undo()
     assert calls == []
