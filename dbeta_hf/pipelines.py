@@ -6,11 +6,12 @@
     >>> classifier(ecg, sampling_rate=500, candidate_labels=["SR", "AFIB", "BBB"], description_task="synthetic")
     [{'label': 'AFIB', 'score': 3.1}, {'label': 'SR', 'score': -0.4}, {'label': 'BBB', 'score': -2.0}]
 
-The pipeline is **multi-label**: each candidate label gets an independent score, the official D-BETA raw dot
-product of the uni-modal ECG embedding with the embedding of the label's description (`similarity="cosine"` for
-the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently). Scores are
-never normalized across labels, so several labels can be present at once and a label's score does not depend
-on which other labels are asked for.
+The pipeline is **multi-label**: each candidate label gets an independent score, the model's ECG-text logit
+(`DBetaModel.ecg_text_logits`, the similarity its ETS loss trained; the raw dot product for the official model) of
+the uni-modal ECG embedding and the embedding of the label's description (`similarity="dot"` / `"cosine"` for the
+raw dot product / the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently,
+the ETS loss's pair probability). Scores are never normalized across labels, so several labels can be present at
+once and a label's score does not depend on which other labels are asked for.
 
 Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.evaluation.prompts`); pass
 `descriptions={label: text}` (or a JSON path, e.g. the official prompt file) to use your own prompt set instead
@@ -34,6 +35,9 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import Pipeline
 
+from .evaluation.prompts import describe_classes, load_prompt_set
+from .evaluation.zero_shot import SIMILARITIES, DBetaZeroShotClassifier
+
 __all__ = ["ZeroShotECGClassificationPipeline", "register_pipelines", "ZERO_SHOT_ECG_TASK"]
 
 ZERO_SHOT_ECG_TASK = "zero-shot-ecg-classification"
@@ -55,7 +59,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
             ``hypothesis_template.format(label)`` instead.
         hypothesis_template (`str`, defaults to `"{}"`): applied to every text (description or label).
-        similarity (`str`, defaults to `"dot"`): `"dot"` (official raw dot product) or `"cosine"`.
+        similarity (`str`, defaults to `"model"`): `"model"` (the model's ECG-text logits), `"dot"` (raw dot
+            product) or `"cosine"`.
         function_to_apply (`str`, defaults to `"none"`): `"none"` (raw scores) or `"sigmoid"` (per label).
         top_k (`int`, *optional*): keep the k best labels.
 
@@ -81,9 +86,6 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.feature_extractor is None:
             self.feature_extractor = getattr(self.processor, "feature_extractor", None)
-        # imported here so that `import dbeta_hf` (which registers this pipeline) stays light
-        from .evaluation.zero_shot import DBetaZeroShotClassifier
-
         # the zero-shot scorer (it checks that the model has both towers and switches it to eval mode); without
         # autocast, the pipeline runs the model in its own dtype
         self.zero_shot = DBetaZeroShotClassifier(self.model, self.processor, autocast=False)
@@ -125,10 +127,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         if candidate_labels is not None:  # postprocess names the scores; preprocess checks the labels
             post["candidate_labels"] = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
         if similarity is not None:
-            from .evaluation.zero_shot import SIMILARITIES
-
             if similarity not in SIMILARITIES:
-                raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+                raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
             fwd["similarity"] = similarity
         if function_to_apply is not None:
             if function_to_apply not in _FUNCTIONS:
@@ -147,8 +147,6 @@ class ZeroShotECGClassificationPipeline(Pipeline):
     # ------------------------------------------------------------------ steps
     def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
         if use_descriptions:  # a prompt set (`descriptions`) must cover every label: no built-in fallback
-            from .evaluation.prompts import describe_classes, load_prompt_set
-
             prompt_set = None if descriptions is None else load_prompt_set(descriptions)
             texts = describe_classes(labels, task=description_task, prompt_set=prompt_set)
         else:
@@ -193,7 +191,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         )
         return {"ecg_values": ecg_inputs["ecg_values"], "texts": texts}
 
-    def _forward(self, model_inputs, similarity: str = "dot"):
+    def _forward(self, model_inputs, similarity: str | None = None):
         ecg_embeds = self.zero_shot.encode_ecgs(model_inputs["ecg_values"])
         texts = model_inputs["texts"]
         # one ECG gives its list of texts; with batch_size > 1 the collator stacks the ECGs and lists the lists

@@ -3,8 +3,9 @@
 Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.evaluation.prompts`,
 overridable with a JSON file). The description is encoded once by the text tower (T5 encoder -> projection ->
 tanh pooler) and cached; every ECG by the ECG tower (`get_ecg_features`). The score of class ``c`` for ECG ``i``
-is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalization,
-no temperature, no softmax). ``similarity="cosine"`` L2-normalizes both sides first (MERL's choice).
+is the model's ECG-text logit ``model.ecg_text_logits(ecg_embeds, text_embeds)[i, c]``, the similarity its ETS loss
+trained (with the official config the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]``: no normalization, no
+temperature, no softmax). ``similarity="dot"`` / ``"cosine"`` score with the raw dot product / the cosine instead.
 
 Scores are **independent per class** (multi-label): they are never normalized across classes, so adding or
 removing a class does not change the other classes' scores, and each class gets its own ROC curve.
@@ -22,10 +23,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .prompts import describe_classes, load_prompt_set, prompt_set_record
+from ..losses import ecg_text_logits
+from ..modeling_dbeta import DBetaModel
+from ..processing_dbeta import DBetaProcessor
 from .embeddings import extract_ecg_features, extract_text_features
+from .metrics import bootstrap_auroc_ci, markdown_table, multilabel_auroc
+from .prompts import describe_classes, load_prompt_set, prompt_set_record
 
 logger = logging.getLogger(__name__)
 
@@ -38,30 +42,34 @@ __all__ = [
     "PAPER_ZERO_SHOT_AUROC",
 ]
 
-SIMILARITIES = ("dot", "cosine")
+# "model": the model's ECG-text logits (`DBetaModel.ecg_text_logits`); "dot" / "cosine": the raw dot product / the
+# cosine of the embeddings, whatever the model was trained with
+SIMILARITIES = ("model", "dot", "cosine")
 
 
 def _check_similarity(similarity: str) -> str:
     if similarity not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {similarity!r}; choose 'dot' (the official raw dot product) or 'cosine'")
+        raise ValueError(
+            f"unknown similarity {similarity!r}; choose 'model' (the model's ECG-text logits, its ETS similarity), "
+            "'dot' (raw dot product) or 'cosine'"
+        )
     return similarity
 
 
-def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot") -> torch.Tensor:
-    """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) scores.
+def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot",
+                     model: torch.nn.Module | None = None) -> torch.Tensor:
+    """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) float32 scores.
 
-    ``"dot"``: ``ecg_embeds @ text_embeds.T`` (official D-BETA); ``"cosine"``: the same on L2-normalized vectors.
+    ``"model"``: ``model.ecg_text_logits`` (the model's scale, bias and normalization; needs `model`);
+    ``"dot"``: ``ecg_embeds @ text_embeds.T``; ``"cosine"``: the same on L2-normalized vectors.
     """
     _check_similarity(similarity)
-    if ecg_embeds.dim() != 2 or text_embeds.dim() != 2 or ecg_embeds.shape[1] != text_embeds.shape[1]:
-        raise ValueError(
-            f"expected (B, H) ECG and (C, H) text embeddings, got {tuple(ecg_embeds.shape)} and {tuple(text_embeds.shape)}"
-        )
-    ecg = ecg_embeds.float()
-    text = text_embeds.float().to(ecg.device)
-    if similarity == "cosine":
-        ecg, text = F.normalize(ecg, dim=-1), F.normalize(text, dim=-1)
-    return ecg @ text.T
+    if similarity == "model":
+        if model is None:
+            raise ValueError("similarity='model' scores with the model's ECG-text logits: pass model=")
+        with torch.no_grad():
+            return model.ecg_text_logits(ecg_embeds, text_embeds)
+    return ecg_text_logits(ecg_embeds, text_embeds, normalize=similarity == "cosine")
 
 
 class DBetaZeroShotClassifier:
@@ -70,7 +78,8 @@ class DBetaZeroShotClassifier:
     Args:
         model: a `DBetaModel` (or `DBetaForPreTraining`); it is switched to eval mode.
         processor: the `DBetaProcessor` of the checkpoint (tokenizer + ECG feature extractor).
-        similarity: ``"dot"`` (default, official) or ``"cosine"``.
+        similarity: ``"model"`` (default: the model's ECG-text logits, `model.ecg_text_logits`; the raw dot product
+            for the official model), ``"dot"`` or ``"cosine"`` (see `zero_shot_scores`).
         task: default task of the class descriptions (``"ptbxl_super"``, ``"cpsc2018"``, ``"code15"``, ...); it
             selects task-specific descriptions where `dbeta_hf.evaluation.prompts` has them.
         descriptions: a complete prompt set replacing the built-in descriptions: a ``{label: description}``
@@ -85,14 +94,14 @@ class DBetaZeroShotClassifier:
         self,
         model: torch.nn.Module,
         processor,
-        similarity: str = "dot",
+        similarity: str = "model",
         task: str | None = None,
         descriptions: Mapping[str, str] | str | os.PathLike | None = None,
         batch_size: int = 64,
         device: str | torch.device | None = None,
         autocast: bool | None = None,
     ):
-        if not hasattr(model, "get_text_features") or not hasattr(model, "get_ecg_features"):
+        if not all(hasattr(model, name) for name in ("get_text_features", "get_ecg_features", "ecg_text_logits")):
             raise TypeError(
                 f"{type(model).__name__} lacks a text or ECG tower; zero-shot needs the full model "
                 "(DBetaModel.from_pretrained(path))"
@@ -112,9 +121,6 @@ class DBetaZeroShotClassifier:
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | os.PathLike, processor=None, **kwargs) -> "DBetaZeroShotClassifier":
         """Load `DBetaModel` and `DBetaProcessor` from one folder (or Hub id), e.g. `outputs/dbeta-tiny-synthetic`."""
-        from ..modeling_dbeta import DBetaModel
-        from ..processing_dbeta import DBetaProcessor
-
         model = DBetaModel.from_pretrained(model_name_or_path)
         if processor is None:
             processor = DBetaProcessor.from_pretrained(model_name_or_path)
@@ -201,12 +207,12 @@ class DBetaZeroShotClassifier:
             class_names: class names whose descriptions are looked up (error if one has none), or
             descriptions: free-text class descriptions, used as given.
             task: description task for this call (default: the classifier's).
-            similarity: ``"dot"`` / ``"cosine"`` for this call (default: the classifier's).
+            similarity: ``"model"`` / ``"dot"`` / ``"cosine"`` for this call (default: the classifier's).
             sampling_rate: sampling rate of raw recordings, which the processor then converts (see `encode_ecgs`).
         """
         text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
         ecg_embeds = self.encode_ecgs(ecg_values, sampling_rate=sampling_rate)
-        return zero_shot_scores(ecg_embeds, text_embeds, similarity or self.similarity)
+        return self.score_embeddings(ecg_embeds, text_embeds, similarity)
 
     __call__ = scores
 
@@ -220,7 +226,13 @@ class DBetaZeroShotClassifier:
     ) -> torch.Tensor:
         """Like `scores`, on precomputed (B, H) ECG embeddings (e.g. from the feature cache)."""
         text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
-        return zero_shot_scores(ecg_features, text_embeds, similarity or self.similarity)
+        return self.score_embeddings(ecg_features, text_embeds, similarity)
+
+    def score_embeddings(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                         similarity: str | None = None) -> torch.Tensor:
+        """(B, H) ECG x (C, H) description embeddings -> (B, C) scores with this classifier's similarity (or
+        `similarity`)."""
+        return zero_shot_scores(ecg_embeds, text_embeds, similarity or self.similarity, model=self.model)
 
 
 def evaluation_ecg_features(classifier, data: Any, num_rows: int, ecg_features: torch.Tensor | None = None, *,
@@ -263,15 +275,13 @@ def evaluate_zero_shot(
     the ``descriptions`` used and the ``prompt_set`` they came from; `scores` is the (N, C) score matrix. With `sampling_rate` (the rate of the
     stored ECGs) the processor's feature extractor prepares every batch; without it the ECGs are fed as stored.
     """
-    from .metrics import bootstrap_auroc_ci, multilabel_auroc
-
     labels = np.asarray(labels, dtype=np.float32)
     if labels.ndim != 2 or labels.shape[1] != len(class_names):
         raise ValueError(f"labels must be (N, {len(class_names)}), got {labels.shape}")
     text_embeds, texts = classifier.class_embeddings(list(class_names), task=task)
     ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
                                            cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
-    scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
+    scores = classifier.score_embeddings(ecg_features, text_embeds).numpy()
     metrics = multilabel_auroc(labels, scores, class_names=list(class_names))
     low, high = bootstrap_auroc_ci(labels, scores, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
     results = dict(metrics)
@@ -311,8 +321,6 @@ def format_zero_shot_table(
     rows, tasks as columns, AUROC in %, and an ``Average`` column when there are several tasks.
     ``rows[method][task]`` is a macro AUROC in [0, 1]. With `paper_row`, the published D-BETA numbers of the same
     tasks are added as a reference row."""
-    from .metrics import markdown_table
-
     tasks = list(tasks)
     table_rows = {method: {t: values.get(t) for t in tasks} for method, values in rows.items()}
     if paper_row and any(t in PAPER_ZERO_SHOT_AUROC for t in tasks):
