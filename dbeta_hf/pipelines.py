@@ -35,7 +35,7 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import Pipeline
 
-from .evaluation.prompts import describe_classes, load_prompt_set
+from .evaluation.prompts import PROMPT_ENSEMBLES, class_prompts, load_prompt_set
 from .evaluation.zero_shot import SIMILARITIES, DBetaZeroShotClassifier
 
 __all__ = ["ZeroShotECGClassificationPipeline", "register_pipelines", "ZERO_SHOT_ECG_TASK"]
@@ -59,6 +59,9 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
             ``hypothesis_template.format(label)`` instead.
         hypothesis_template (`str`, defaults to `"{}"`): applied to every text (description or label).
+        prompt_ensemble (`str`, defaults to `"description"`): with descriptions, the texts that stand for a label
+            (`dbeta_hf.evaluation.prompts.ensemble_texts`): `"description"` (the official scoring), `"name+description"`
+            or `"sentences"`; their embeddings are averaged.
         similarity (`str`, defaults to `"model"`): `"model"` (the model's ECG-text logits), `"dot"` (raw dot
             product) or `"cosine"`.
         function_to_apply (`str`, defaults to `"none"`): `"none"` (raw scores) or `"sigmoid"` (per label).
@@ -101,6 +104,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         descriptions: Mapping[str, str] | str | os.PathLike | None = None,
         use_descriptions: bool | None = None,
         hypothesis_template: str | None = None,
+        prompt_ensemble: str | None = None,
         similarity: str | None = None,
         function_to_apply: str | None = None,
         top_k: int | None = None,
@@ -121,9 +125,12 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             ("descriptions", descriptions),
             ("use_descriptions", use_descriptions),
             ("hypothesis_template", hypothesis_template),
+            ("prompt_ensemble", prompt_ensemble),
         ):
             if value is not None:
                 pre[name] = value
+        if prompt_ensemble is not None and prompt_ensemble not in PROMPT_ENSEMBLES:
+            raise ValueError(f"prompt_ensemble must be one of {PROMPT_ENSEMBLES}, got {prompt_ensemble!r}")
         if candidate_labels is not None:  # postprocess names the scores; preprocess checks the labels
             post["candidate_labels"] = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
         if similarity is not None:
@@ -145,13 +152,15 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         return super().__call__(ecgs, **kwargs)
 
     # ------------------------------------------------------------------ steps
-    def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
+    def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template,
+               prompt_ensemble="description") -> list[list[str]]:
+        """The texts of every label (one list per label: several with a prompt ensemble)."""
         if use_descriptions:  # a prompt set (`descriptions`) must cover every label: no built-in fallback
             prompt_set = None if descriptions is None else load_prompt_set(descriptions)
-            texts = describe_classes(labels, task=description_task, prompt_set=prompt_set)
+            prompts = class_prompts(labels, task=description_task, prompt_set=prompt_set, ensemble=prompt_ensemble)
         else:
-            texts = list(labels)
-        return [hypothesis_template.format(t) for t in texts]
+            prompts = [[label] for label in labels]
+        return [[hypothesis_template.format(t) for t in texts] for texts in prompts]
 
     def preprocess(
         self,
@@ -164,6 +173,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         descriptions=None,
         use_descriptions: bool = True,
         hypothesis_template: str = "{}",
+        prompt_ensemble: str = "description",
     ):
         if isinstance(inputs, Mapping):
             if "ecg" not in inputs:
@@ -185,7 +195,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         ecg = np.asarray(inputs)  # the feature extractor checks the dtype (integers need `units`)
         if ecg.ndim != 2:
             raise ValueError(f"one ECG must be (leads, samples), got shape {ecg.shape}")
-        texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template)
+        texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template,
+                            prompt_ensemble)
         ecg_inputs = self.feature_extractor(
             ecg, sampling_rate=sampling_rate, lead_names=lead_names, units=units, return_tensors="pt"
         )
@@ -194,8 +205,8 @@ class ZeroShotECGClassificationPipeline(Pipeline):
     def _forward(self, model_inputs, similarity: str | None = None):
         ecg_embeds = self.zero_shot.encode_ecgs(model_inputs["ecg_values"])
         texts = model_inputs["texts"]
-        # one ECG gives its list of texts; with batch_size > 1 the collator stacks the ECGs and lists the lists
-        texts_per_ecg = [texts] if texts and isinstance(texts[0], str) else texts
+        # one ECG gives its texts per label; with batch_size > 1 the collator stacks the ECGs and lists the lists
+        texts_per_ecg = [texts] if texts and isinstance(texts[0][0], str) else texts
         scores = torch.cat([
             self.zero_shot.scores_from_features(ecg_embeds[i : i + 1], descriptions=item_texts, similarity=similarity)
             for i, item_texts in enumerate(texts_per_ecg)

@@ -23,13 +23,21 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..losses import ecg_text_logits
 from ..modeling_dbeta import DBetaModel
 from ..processing_dbeta import DBetaProcessor
 from .embeddings import extract_ecg_features, extract_text_features
 from .metrics import bootstrap_auroc_ci, markdown_table, multilabel_auroc
-from .prompts import describe_classes, load_prompt_set, prompt_set_record
+from .prompts import (
+    PROMPT_ENSEMBLES,
+    class_prompts,
+    describe_classes,
+    ensemble_texts,
+    load_prompt_set,
+    prompt_set_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +96,11 @@ class DBetaZeroShotClassifier:
             scoring stops with an error listing the uncovered classes; the built-in texts are never mixed in.
         batch_size: ECGs / texts per forward pass.
         device: where to run the model (default: where it is).
+        prompt_ensemble: how many texts stand for a class (`dbeta_hf.evaluation.prompts.ensemble_texts`):
+            ``"description"`` (default, the official scoring: the description alone), ``"name+description"`` or
+            ``"sentences"``; a class given a list of texts in a prompt file always uses that list. The embeddings of a
+            class's texts are averaged (each L2-normalized first when the similarity normalizes), as CLIP's prompt
+            ensembles; a class with a single text is scored exactly as without ensembling.
     """
 
     def __init__(
@@ -100,6 +113,7 @@ class DBetaZeroShotClassifier:
         batch_size: int = 64,
         device: str | torch.device | None = None,
         autocast: bool | None = None,
+        prompt_ensemble: str = "description",
     ):
         if not all(hasattr(model, name) for name in ("get_text_features", "get_ecg_features", "ecg_text_logits")):
             raise TypeError(
@@ -114,6 +128,9 @@ class DBetaZeroShotClassifier:
         self.task = task
         # a prompt file is read and validated here: a missing or malformed one fails now, not at the first score
         self.prompt_set = None if descriptions is None else load_prompt_set(descriptions)
+        if prompt_ensemble not in PROMPT_ENSEMBLES:
+            raise ValueError(f"unknown prompt_ensemble {prompt_ensemble!r}; choose one of {', '.join(PROMPT_ENSEMBLES)}")
+        self.prompt_ensemble = prompt_ensemble
         self.batch_size = int(batch_size)
         self.autocast = autocast
         self._text_cache: dict[str, torch.Tensor] = {}
@@ -158,19 +175,38 @@ class DBetaZeroShotClassifier:
 
     def class_embeddings(
         self, class_names: Sequence[str] | None = None, descriptions: Sequence[str] | None = None, task: str | None = None
-    ) -> tuple[torch.Tensor, list[str]]:
-        """(C, H) embeddings and the texts used, for class names (looked up) or descriptions (used verbatim)."""
+    ) -> tuple[torch.Tensor, list[str | list[str]]]:
+        """(C, H) class embeddings and the texts behind each: for class names (looked up) or descriptions (used
+        verbatim; an item may be a list of texts). A class with several texts (`prompt_ensemble`, or a list) gets
+        the mean of their embeddings; its entry in the returned texts is then the list."""
         if (class_names is None) == (descriptions is None):
             raise ValueError("pass exactly one of `class_names` (looked up in the description files) or `descriptions`")
         if class_names is not None:
-            if isinstance(class_names, str):
-                class_names = [class_names]
-            texts = self.describe(class_names, task)
+            names = [class_names] if isinstance(class_names, str) else list(class_names)
+            prompts = class_prompts(names, task=task if task is not None else self.task, prompt_set=self.prompt_set,
+                                    ensemble=self.prompt_ensemble)
         else:
-            texts = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if not texts:
+            given = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+            prompts = [ensemble_texts(d, self.prompt_ensemble, f"#{i}") for i, d in enumerate(given)]
+        if not prompts:
             raise ValueError("no class to score")
-        return self.encode_texts(texts), texts
+        embeds = torch.stack([self._ensemble_embedding(texts) for texts in prompts])
+        return embeds, [texts[0] if len(texts) == 1 else texts for texts in prompts]
+
+    def _ensemble_embedding(self, texts: Sequence[str]) -> torch.Tensor:
+        """One class embedding: the text's own for one text; else the mean of the texts' embeddings, each
+        L2-normalized first when the scoring normalizes (cosine, or a model trained on normalized embeddings)."""
+        embeds = self.encode_texts(texts)
+        if len(texts) == 1:
+            return embeds[0]
+        if self._normalizes():
+            embeds = F.normalize(embeds.float(), dim=-1)
+        return embeds.mean(dim=0)
+
+    def _normalizes(self) -> bool:
+        if self.similarity == "cosine":
+            return True
+        return self.similarity == "model" and bool(getattr(self.model.config, "ets_normalize_embeddings", False))
 
     # ------------------------------------------------------------------ ECG side
     def encode_ecgs(self, ecg_values: Any, sampling_rate: float | None = None, progress: bool = False) -> torch.Tensor:
@@ -291,6 +327,7 @@ def evaluate_zero_shot(
         confidence=confidence,
         num_samples=int(labels.shape[0]),
         similarity=classifier.similarity,
+        prompt_ensemble=classifier.prompt_ensemble,
         descriptions=dict(zip(class_names, texts)),
         prompt_set=classifier.prompt_set_info,
     )
