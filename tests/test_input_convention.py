@@ -124,8 +124,7 @@ def _pretrain_mem_only(lead_order: str, input_normalization: str, ecgs: np.ndarr
     from dbeta_hf.pretraining.recipes import tiny_config
 
     torch.manual_seed(0)
-    # validate_inputs=False: the text is </s> alone, which the input checks reject for real use
-    model = DBetaForPreTraining(tiny_config(num_samples=1000, mem_prob=0.5, validate_inputs=False))
+    model = DBetaForPreTraining(tiny_config(num_samples=1000, mem_mask_ratio=0.5))
     # the feature extractor's conventions, or per_record_minmax of its millivolt output (the diagnostic's own inputs)
     values = prepare_for_convention(model.config, lead_order, input_normalization, ecgs=ecgs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -193,7 +192,6 @@ def test_diagnostic_cli_reports_the_six_losses(tmp_path, capsys):
 
     model = DBetaForPreTraining(tiny_config(num_samples=1000))
     diagnose_input_convention(model, num_synthetic=2)
-    assert model.config.validate_inputs  # switched off for the empty text of the measurement only
 
     DBetaModel(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "base")
     assert main(["--model", str(tmp_path / "base"), "--num-synthetic", "2"]) == 1

@@ -124,7 +124,7 @@ def test_uncovered_classes_are_listed_and_nothing_falls_back(tmp_path):
     assert "built-in" in message
     with pytest.raises(FileNotFoundError, match="prompt file not found"):
         load_prompt_set(tmp_path / "missing.json")
-    with pytest.raises(ValueError, match="must be strings"):
+    with pytest.raises(ValueError, match="must be a string or a list of strings"):
         load_prompt_set({"SR": 3})
     with pytest.raises(ValueError, match="no description"):
         load_prompt_set({})

@@ -138,21 +138,15 @@ def measure_mem_losses(model, ecg_values: torch.Tensor, noise: torch.Tensor, bat
     eos = getattr(model.config.text_config, "eos_token_id", None)
     eos = 1 if eos is None else int(eos)
     total, count = 0.0, 0
-    # The text is deliberately empty (</s> alone), which the model's input checks reject for real use: they are
-    # switched off for this measurement only (the ECG inputs come from the feature extractor, already checked).
-    validate_inputs = model.config.validate_inputs
-    model.config.validate_inputs = False
-    try:
-        for start in range(0, ecg_values.shape[0], batch_size):
-            batch = ecg_values[start:start + batch_size].to(device)
-            ids = torch.full((batch.shape[0], 1), eos, dtype=torch.long, device=device)
-            out = model(ecg_values=batch, input_ids=ids, attention_mask=torch.ones_like(ids),
-                        noise=noise[start:start + batch_size].to(device), apply_ecg_mask=True, return_mlm_logits=False,
-                        return_loss=True)
-            total += float(out.mem_loss) * batch.shape[0]
-            count += batch.shape[0]
-    finally:
-        model.config.validate_inputs = validate_inputs
+    # The text is deliberately empty (</s> alone), which the processor's input checks reject for real use.
+    for start in range(0, ecg_values.shape[0], batch_size):
+        batch = ecg_values[start:start + batch_size].to(device)
+        ids = torch.full((batch.shape[0], 1), eos, dtype=torch.long, device=device)
+        out = model(ecg_values=batch, input_ids=ids, attention_mask=torch.ones_like(ids),
+                    noise=noise[start:start + batch_size].to(device), apply_ecg_mask=True, return_mlm_logits=False,
+                    return_loss=True)
+        total += float(out.mem_loss) * batch.shape[0]
+        count += batch.shape[0]
     return total / count
 
 

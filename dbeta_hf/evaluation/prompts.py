@@ -40,6 +40,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -60,6 +61,10 @@ __all__ = [
     "prompt_set_descriptions",
     "prompt_set_record",
     "describe_classes",
+    "PROMPT_ENSEMBLES",
+    "description_sentences",
+    "ensemble_texts",
+    "class_prompts",
 ]
 
 DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).resolve().parent.parent / "resources" / "class_descriptions.json"
@@ -140,18 +145,35 @@ def _normalize_structure(data: Any, source: str) -> dict[str, Any]:
     else:  # flat {code: text}, e.g. a user's file or the official context_llm.json
         descriptions = {k: v for k, v in data.items() if k not in _META_KEYS}
         task_overrides, tasks = {}, {}
-    bad = [k for k, v in descriptions.items() if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"{source}: descriptions must be strings; not for {bad[:10]}")
     if not isinstance(task_overrides, Mapping) or not all(isinstance(v, Mapping) for v in task_overrides.values()):
         raise ValueError(f"{source}: 'task_overrides' must map a task to a {{code: text}} object")
     if not isinstance(tasks, Mapping) or not all(isinstance(v, (list, tuple)) for v in tasks.values()):
         raise ValueError(f"{source}: 'tasks' must map a task to a list of class codes")
     return {
-        "descriptions": {str(k): str(v) for k, v in descriptions.items()},
-        "task_overrides": {str(t): {str(k): str(v) for k, v in o.items()} for t, o in task_overrides.items()},
+        "descriptions": _checked_texts(descriptions, source),
+        "task_overrides": {str(t): _checked_texts(o, f"{source} (task {t!r})") for t, o in task_overrides.items()},
         "tasks": {str(t): [str(c) for c in codes] for t, codes in tasks.items()},
     }
+
+
+def _checked_texts(table: Mapping[str, Any], source: str) -> dict[str, str | list[str]]:
+    """``{code: text}`` where a text is a string or, for a prompt ensemble, a non-empty list of strings."""
+    checked: dict[str, str | list[str]] = {}
+    for key, value in table.items():
+        if isinstance(value, str):
+            checked[str(key)] = value
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
+            checked[str(key)] = [str(v) for v in value]
+        elif isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"{source}: the prompt list of {key!r} is empty or holds an empty or non-string text; give at least "
+                "one non-empty text per class"
+            )
+        else:
+            raise ValueError(
+                f"{source}: the description of {key!r} must be a string or a list of strings, got {type(value).__name__}"
+            )
+    return checked
 
 
 @lru_cache(maxsize=8)
@@ -226,6 +248,13 @@ def _find_key(table: Mapping[str, str], codes: Sequence[str], source: str, task:
     return matches[0] if matches else None
 
 
+def _clean_text(text: str | Sequence[str], lowercase: bool) -> str | list[str]:
+    if isinstance(text, str):
+        text = text.strip()
+        return text.lower() if lowercase else text
+    return [_clean_text(t, lowercase) for t in text]
+
+
 def _as_overrides(overrides: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, Any] | None:
     if overrides is None:
         return None
@@ -285,8 +314,7 @@ def class_descriptions(
         if text is None:
             missing.append(str(name))
             continue
-        text = text.strip()
-        texts.append(text.lower() if lowercase else text)
+        texts.append(_clean_text(text, lowercase))
     if missing:
         ambiguous = sorted(
             {m for m in missing for t, o in shipped["task_overrides"].items() if _lookup(o, m) is not None}
@@ -385,8 +413,7 @@ def prompt_set_descriptions(
         if text is None:
             missing[str(name)] = keys
             continue
-        text = text.strip()
-        texts.append(text.lower() if lowercase else text)
+        texts.append(_clean_text(text, lowercase))
     if missing:
         listed = ", ".join(f"{name} (looked for {' / '.join(keys)})" for name, keys in missing.items())
         raise MissingClassDescriptionError(
@@ -425,3 +452,57 @@ def describe_classes(
     if prompt_set is not None:
         return prompt_set_descriptions(list(class_names), prompt_set, task=task)
     return class_descriptions(list(class_names), task=task, overrides_argument="descriptions")
+
+
+# ---------------------------------------------------------------------------------------------------- ensembles
+PROMPT_ENSEMBLES = ("description", "name+description", "sentences")
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
+
+
+def description_sentences(description: str) -> list[str]:
+    """The sentences of a description (split after a period followed by white space, so ``0.5 mv`` stays whole),
+    e.g. ``"sinus rhythm. a regular rhythm."`` -> ``["sinus rhythm.", "a regular rhythm."]``."""
+    return [part.strip() for part in _SENTENCE_END.split(description.strip()) if part.strip()]
+
+
+def ensemble_texts(description: str | Sequence[str], ensemble: str = "description", class_name: str = "") -> list[str]:
+    """The texts whose embeddings are averaged into one class embedding.
+
+    A list (a class given several texts in a prompt file) is the class's ensemble whatever `ensemble` says. For a
+    single description, `ensemble` is one of `PROMPT_ENSEMBLES`:
+
+    * ``"description"``: the description alone (the official zero-shot scoring: one text per class);
+    * ``"name+description"``: the class name (the description's first sentence, by the ``"<name>. <definition>."``
+      convention of the shipped and official prompt files) and the whole description;
+    * ``"sentences"``: each sentence of the description on its own (the first one being the class name).
+
+    Duplicates are dropped (a one-sentence description gives one text under every ensemble).
+    """
+    if ensemble not in PROMPT_ENSEMBLES:
+        raise ValueError(f"unknown prompt ensemble {ensemble!r}; choose one of {', '.join(PROMPT_ENSEMBLES)}")
+    if isinstance(description, str):
+        sentences = description_sentences(description)
+        if ensemble == "description" or not sentences:
+            texts = [description]
+        elif ensemble == "name+description":
+            texts = [sentences[0], description]
+        else:
+            texts = sentences
+    else:
+        texts = [str(t) for t in description]
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not texts:
+        raise ValueError(f"class {class_name!r} has no prompt text: give at least one non-empty text")
+    return texts
+
+
+def class_prompts(
+    class_names: Sequence[str],
+    task: str | None = None,
+    prompt_set: Mapping[str, Any] | None = None,
+    ensemble: str = "description",
+) -> list[list[str]]:
+    """The prompt texts of every class, in order (`describe_classes`, then `ensemble_texts`)."""
+    names = [class_names] if isinstance(class_names, str) else list(class_names)
+    descriptions = describe_classes(names, task=task, prompt_set=prompt_set)
+    return [ensemble_texts(d, ensemble, name) for name, d in zip(names, descriptions)]
