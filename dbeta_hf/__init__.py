@@ -3,10 +3,13 @@
 Importing the package registers the D-BETA classes with the transformers Auto classes.
 """
 
+import importlib
+
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 from transformers import AutoFeatureExtractor, AutoProcessor
 
-from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
+from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+from .ecg_signal import CANONICAL_LEAD_NAMES
 from .modeling_dbeta import (
     DBetaECGModel,
     DBetaForECGClassification,
@@ -79,8 +82,6 @@ __all__ += list(_LAZY_IMPORTS)
 
 def __getattr__(name: str):
     if name in _LAZY_IMPORTS:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY_IMPORTS[name], __name__), name)
         globals()[name] = value
         return value

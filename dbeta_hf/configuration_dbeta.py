@@ -1,34 +1,30 @@
 """Configuration classes for D-BETA.
 
-`DBetaConfig` is a composite config in the style of CLAP / SigLIP: an ECG sub-config
-(`DBetaECGConfig`), a text sub-config (a plain `T5Config`, Flan-T5-base by default) and the
-fusion, head, loss and pretraining-data settings at the top level.
+`DBetaConfig` is a composite config in the style of CLAP / SigLIP: an ECG sub-config (`DBetaECGConfig`), a text
+sub-config (a plain `T5Config`, Flan-T5-base by default) and, at the top level, the fusion, head and loss settings.
+A config holds the architecture and the loss hyper-parameters (as ViTMAE's holds `mask_ratio` and `norm_pix_loss`).
+How a training run uses the model is not part of it: the ETS batch scope, the ETS input views and MLM/MEM on matched
+rows only are keyword arguments of `DBetaForPreTraining.forward`, the input value checks run in the processor and
+the pretraining collator, and the masking and sampling settings of the data belong to `DBetaPreTrainingCollator`.
 
-The ECG sub-config keeps the official field names (`encoder_layers`, `encoder_embed_dim`,
-`conv_feature_layers`, ...) so that the official `configs/config.json` maps one-to-one; the usual
-transformers names (`hidden_size`, `num_hidden_layers`, `num_attention_heads`) are aliases
-(`attribute_map`). Two official names were renamed for clarity: `in_d` -> `num_leads` and
-`num_top_layer` -> `num_fusion_layers`; config.json files that still carry the old keys load as before.
-`DBetaConfig.from_original_config` builds the whole config from the official dict form.
-
-The pretraining collator's settings (MLM probability and mask token, lead-mask probability, negative
-fraction, text length, same-report ETS positives) are not model hyper-parameters: they live on
-`DBetaPreTrainingCollator`. Old config.json files that still carry them load with a warning that they are
-ignored.
+The ECG sub-config uses the fairseq-signals field names (`encoder_layers`, `encoder_embed_dim`,
+`conv_feature_layers`, ...); the usual transformers names (`hidden_size`, `num_hidden_layers`,
+`num_attention_heads`) are aliases (`attribute_map`). The official `configs/config.json` is read by
+`dbeta_hf.conversion.convert_original_checkpoint.from_original_config`.
 """
 
 from __future__ import annotations
 
 import ast
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 from transformers import PretrainedConfig, T5Config
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# The official `configs/config.json` ("model" section), the source of every default below.
+# google/flan-t5-base's encoder, the text tower of the official model
 FLAN_T5_BASE_TEXT_CONFIG = dict(
     vocab_size=32128,
     d_model=768,
@@ -50,13 +46,43 @@ FLAN_T5_BASE_TEXT_CONFIG = dict(
     use_cache=False,
 )
 
-# Settings that older versions kept in DBetaConfig and that now belong to `DBetaPreTrainingCollator`
-COLLATOR_SETTINGS = (
-    "mlm_mask_token", "mlm_probability", "lead_mask_prob", "negative_fraction", "max_text_length",
-    "ets_same_report_positives",
-)
-DEFAULT_CONV_FEATURE_LAYERS = [(256, 2, 2)] * 4
+# Settings that are not model hyper-parameters, and where they are set. A config.json that still carries one loads;
+# the value is ignored, with one warning naming it and its place.
+_TRAINING_ARGUMENT = "a keyword argument of DBetaForPreTraining.forward and a field of DBetaTrainingArguments"
+_COLLATOR_SETTING = "a setting of DBetaPreTrainingCollator"
+SETTINGS_OUTSIDE_THE_CONFIG = {
+    "ets_global_batch": _TRAINING_ARGUMENT,
+    "ets_unmasked_inputs": _TRAINING_ARGUMENT,
+    "mlm_mem_on_matched_only": _TRAINING_ARGUMENT,
+    "validate_inputs": "done by DBetaProcessor / DBetaECGFeatureExtractor and DBetaPreTrainingCollator (CPU side)",
+    "mlm_mask_token": _COLLATOR_SETTING,
+    "mlm_probability": _COLLATOR_SETTING,
+    "lead_mask_prob": _COLLATOR_SETTING,
+    "negative_fraction": _COLLATOR_SETTING,
+    "max_text_length": _COLLATOR_SETTING,
+    "ets_same_report_positives": _COLLATOR_SETTING,
+}
+# Names of the official config.json, which only the converter reads; passed to a config they are an error, not an
+# unknown attribute that would silently keep the default.
+OFFICIAL_FIELD_NAMES = {"in_d": "num_leads", "num_top_layer": "num_fusion_layers", "mem_prob": "mem_mask_ratio"}
 CANONICAL_LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def _refuse_official_field_names(kwargs: dict) -> None:
+    used = {name: OFFICIAL_FIELD_NAMES[name] for name in kwargs if name in OFFICIAL_FIELD_NAMES}
+    if used:
+        renames = ", ".join(f"{old} -> {new}" for old, new in used.items())
+        raise ValueError(
+            f"{sorted(used)} are field names of the official D-BETA config.json; this config calls them {renames}. "
+            "Convert an official config with dbeta_hf.conversion.convert_original_checkpoint.from_original_config"
+        )
+
+
+def _drop_settings_outside_the_config(kwargs: dict) -> None:
+    ignored = {name: kwargs.pop(name) for name in list(kwargs) if name in SETTINGS_OUTSIDE_THE_CONFIG}
+    if ignored:
+        places = "; ".join(f"{name}: {SETTINGS_OUTSIDE_THE_CONFIG[name]}" for name in sorted(ignored))
+        logger.warning_once(f"DBetaConfig ignores {sorted(ignored)}: they are not model hyper-parameters ({places})")
 
 
 def _evaluate_layer_expression(node: ast.AST) -> list:
@@ -99,20 +125,20 @@ class DBetaECGConfig(PretrainedConfig):
     r"""Configuration of the D-BETA ECG encoder (fairseq-signals `ECGTransformerModel`).
 
     Args:
-        num_leads: number of input leads (12; official name `in_d`).
+        num_leads: number of input leads (12).
         num_samples: samples per recording the model is built for (5000 = 10 s at 500 Hz); sets the MEM
             patch size and the documented input length.
         sampling_rate: sampling rate in Hz the model expects (500).
-        conv_feature_layers: list of `(dim, kernel, stride)` conv layers, or the official string form.
+        conv_feature_layers: list of `(dim, kernel, stride)` conv layers, or the string form of the official config
+            (`"[(256, 2, 2)] * 4"`).
         extractor_mode: `"default"` (GroupNorm after the first conv only) or `"layer_norm"` (LayerNorm after
             every conv).
         conv_bias: whether the feature-extractor convs have a bias.
         encoder_embed_dim / encoder_layers / encoder_attention_heads / encoder_ffn_embed_dim: transformer sizes.
         layer_norm_first: pre-LN layers (`True`) or post-LN layers (`False`, the official default).
         conv_pos / conv_pos_groups: kernel size and groups of the convolutional positional encoding.
-        conv_pos_impl: `"conv"` (direct grouped convolution, as the official model) or `"fft"` (the same
-            convolution through real FFTs in float32: about 40x fewer FLOPs for kernel 128; equal to float32
-            rounding, same parameters).
+        conv_pos_impl: `"conv"` (direct grouped convolution) or `"fft"` (the same convolution through real FFTs in
+            float32: about 40x fewer FLOPs for kernel 128; equal to float32 rounding, same parameters).
         dropout, attention_dropout, activation_dropout, dropout_input: dropout probabilities.
         encoder_layerdrop: probability of skipping a whole layer in training.
         feature_grad_mult: gradient scale on the conv features (1.0 = normal, 0.0 = frozen extractor).
@@ -126,7 +152,6 @@ class DBetaECGConfig(PretrainedConfig):
         "num_hidden_layers": "encoder_layers",
         "num_attention_heads": "encoder_attention_heads",
         "intermediate_size": "encoder_ffn_embed_dim",
-        "in_d": "num_leads",  # the official name, still readable
     }
 
     def __init__(
@@ -154,8 +179,7 @@ class DBetaECGConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         **kwargs,
     ):
-        if "in_d" in kwargs:  # config.json files saved before the rename
-            num_leads = kwargs.pop("in_d")
+        _refuse_official_field_names(kwargs)
         self.num_leads = num_leads
         self.num_samples = num_samples
         self.sampling_rate = sampling_rate
@@ -214,83 +238,47 @@ class DBetaECGConfig(PretrainedConfig):
         return int(self.conv_feature_layers[-1][0])
 
 
-# Official `configs/config.json` field -> DBetaECGConfig field (the converter's table for the ECG encoder)
-ORIGINAL_ECG_CONFIG_KEYS = {
-    "in_d": "num_leads", "conv_feature_layers": "conv_feature_layers", "extractor_mode": "extractor_mode",
-    "conv_bias": "conv_bias", "encoder_embed_dim": "encoder_embed_dim", "encoder_layers": "encoder_layers",
-    "encoder_attention_heads": "encoder_attention_heads", "encoder_ffn_embed_dim": "encoder_ffn_embed_dim",
-    "layer_norm_first": "layer_norm_first", "conv_pos": "conv_pos", "conv_pos_groups": "conv_pos_groups",
-    "dropout": "dropout", "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
-    "dropout_input": "dropout_input", "encoder_layerdrop": "encoder_layerdrop", "feature_grad_mult": "feature_grad_mult",
-}
-# Official field -> DBetaConfig field
-ORIGINAL_CONFIG_KEYS = {
-    "hidden_dim": "hidden_dim", "num_heads": "num_heads", "num_top_layer": "num_fusion_layers", "drop_rate": "drop_rate",
-    "vocab_size": "vocab_size", "mem_layer": "mem_layer", "mem_prob": "mem_prob",
-    "mem_decoder_hidden_dim": "mem_decoder_hidden_dim", "mem_decoder_num_layers": "mem_decoder_num_layers",
-    "mem_decoder_num_heads": "mem_decoder_num_heads",
-}
-# `mim_*` spellings of older official configs, accepted as the `mem_*` fields
-ORIGINAL_OLD_SPELLINGS = {
-    "mim_layer": "mem_layer", "mim_prob": "mem_prob", "mim_decoder_hidden_dim": "mem_decoder_hidden_dim",
-    "mim_decoder_num_layers": "mem_decoder_num_layers", "mim_decoder_num_heads": "mem_decoder_num_heads",
-}
-
-
 class DBetaConfig(PretrainedConfig):
     r"""Configuration of a D-BETA model (ECG encoder, Flan-T5 text encoder, cross-attention fusion, heads).
 
-    The defaults reproduce the official `configs/config.json` with Flan-T5-base as text encoder.
+    The defaults are the official D-BETA model with Flan-T5-base as text encoder.
 
     Args:
         ecg_config: `DBetaECGConfig` or dict.
         text_config: `T5Config` or dict (Flan-T5-base by default).
         hidden_dim: width of the projections, poolers and fusion layers.
         num_heads: attention heads of the fusion layers.
-        num_fusion_layers: number of cross-attention fusion layers on each stream (official name `num_top_layer`).
-        fusion_intermediate_size: FFN width of the fusion layers (default 4 * hidden_dim, as the official model).
+        num_fusion_layers: number of cross-attention fusion layers on each stream.
+        fusion_intermediate_size: FFN width of the fusion layers (default 4 * hidden_dim).
         drop_rate: dropout in the fusion layers (hidden and attention probabilities).
         fusion_layer_norm_eps: LayerNorm epsilon in the fusion layers and the MLM head (BERT's 1e-12).
         vocab_size: MLM output vocabulary (the T5 embedding size, 32128).
         mem_layer: index of the fusion layer whose *input* ECG stream feeds the MEM decoder; -1 = the output
             of the last fusion layer.
-        mem_prob: fraction of ECG tokens removed by MEM masking (0.75).
+        mem_mask_ratio: fraction of ECG tokens removed by MEM masking (0.75).
         mem_decoder_hidden_dim / mem_decoder_num_layers / mem_decoder_num_heads: the MAE-style MEM decoder.
         mem_norm_target: z-normalize each lead of the MEM target over time (eps 1e-6 on the unbiased variance).
-        mem_patch_size: samples per ECG token per lead that MEM reconstructs; `None` infers
-            floor(num_samples / num_tokens) (16 for the official model).
+        mem_patch_size: samples per ECG token per lead that MEM reconstructs; `None` sets
+            floor(num_samples / number of ECG tokens) (16 for the official model).
         mlm_loss_weight / mem_loss_weight / etm_loss_weight / ets_loss_weight: weights of the four losses.
-        ets_logit_scale_init / ets_learnable_scale: scale of the ETS logits (1, fixed, as the official code).
-        ets_logit_bias_init / ets_learnable_bias: optional ETS bias (`None` = no bias, the official choice).
-        ets_global_batch: under several processes (`accelerate launch`, `torchrun`), score every process's ECGs
-            against the texts of the whole global batch (`True`, as CLIP / SigLIP) or only against its own batch
-            (`False`: the official loss, built with world_size=1, i.e. per GPU). No effect in one process.
-        mlm_mem_on_matched_only: compute MLM and MEM only on the rows whose report belongs to the ECG
-            (`match_labels == 1`), as ALBEF / BLIP do; `False` also scores the rows that received an N3S negative
-            report. The official collator overwrote the negative text with the true report, so the official model
-            only ever saw matched pairs for these two losses.
-        ets_normalize_embeddings: L2-normalize the uni-modal ECG and text embeddings inside the ETS loss, so that its
-            logits are `scale * cosine + bias` (SigLIP; then use a learnable scale and bias, e.g. 10 and -10, and
-            score zero-shot / retrieval with `similarity="cosine"`). `False` (official): the raw dot product.
-        ets_unmasked_inputs: compute the ETS embeddings from unmasked inputs, as ALBEF / BLIP compute their contrastive
-            loss on clean inputs: a second pass of the ECG tower without MEM masking, and the report with its MLM
-            tokens restored (from `mlm_labels`). `False` (official): the ECG embedding of the MEM-masked pass (25% of
-            the tokens visible) and the text the MLM collator masked. Costs one more ECG and text pass per step;
-            `benchmarks/README_learning.md` has the measured effect.
+        ets_logit_scale_init / ets_learnable_scale: the scale of the ECG-text logits (`DBetaModel.logit_scale` holds
+            its log): initial value and whether it is trained (1, fixed, in the official model).
+        ets_logit_bias_init / ets_learnable_bias: the bias of the ECG-text logits (`None` = no bias, the official
+            model); a learnable bias needs an initial value (SigLIP: -10).
+        ets_normalize_embeddings: L2-normalize the uni-modal ECG and text embeddings before the ECG-text logits, so
+            that they are `scale * cosine + bias` (SigLIP; then use a learnable scale and bias, e.g. 10 and -10).
+            `False` (official): the raw dot product.
         text_pooling: what the uni-modal text embedding (ETS, zero-shot, retrieval) pools: `"first"` (the first token,
             official) or `"mean"` (the mean over the real tokens, as sentence encoders do).
         initializer_range: std of the normal initialisation of linear and embedding weights.
-        validate_inputs: check the values of the inputs on every forward: ECGs for NaN/inf, texts for token ids
-            outside the vocabulary, all-zero attention_mask rows and empty reports (one host-device synchronisation
-            per tower; turn off for benchmarks once the data pipeline is trusted). Shape and dtype checks always run.
+
+    The ECG-text logits `DBetaModel.ecg_text_logits` (scale, bias, normalization above) are what the ETS loss, zero-shot
+    classification, retrieval and the zero-shot pipeline score with.
     """
 
     model_type = "dbeta"
     sub_configs = {"ecg_config": DBetaECGConfig, "text_config": T5Config}
-    attribute_map = {
-        "hidden_size": "hidden_dim",
-        "num_top_layer": "num_fusion_layers",  # the official name, still readable
-    }
+    attribute_map = {"hidden_size": "hidden_dim"}
 
     def __init__(
         self,
@@ -304,7 +292,7 @@ class DBetaConfig(PretrainedConfig):
         fusion_layer_norm_eps: float = 1e-12,
         vocab_size: int | None = None,
         mem_layer: int = 3,
-        mem_prob: float = 0.75,
+        mem_mask_ratio: float = 0.75,
         mem_decoder_hidden_dim: int = 384,
         mem_decoder_num_layers: int = 4,
         mem_decoder_num_heads: int = 6,
@@ -318,15 +306,13 @@ class DBetaConfig(PretrainedConfig):
         ets_learnable_scale: bool = False,
         ets_logit_bias_init: float | None = None,
         ets_learnable_bias: bool = False,
-        ets_global_batch: bool = True,
-        mlm_mem_on_matched_only: bool = False,
         ets_normalize_embeddings: bool = False,
         text_pooling: str = "first",
-        ets_unmasked_inputs: bool = False,
         initializer_range: float = 0.02,
-        validate_inputs: bool = True,
         **kwargs,
     ):
+        _refuse_official_field_names(kwargs)
+        _drop_settings_outside_the_config(kwargs)
         if ecg_config is None:
             ecg_config = DBetaECGConfig()
         elif isinstance(ecg_config, dict):
@@ -337,15 +323,6 @@ class DBetaConfig(PretrainedConfig):
             text_config = T5Config(**text_config)
         self.ecg_config = ecg_config
         self.text_config = text_config
-        if "num_top_layer" in kwargs:  # config.json files saved before the rename
-            num_fusion_layers = kwargs.pop("num_top_layer")
-        ignored = {key: kwargs.pop(key) for key in COLLATOR_SETTINGS if key in kwargs}
-        if ignored:
-            logger.warning_once(
-                f"DBetaConfig ignores {sorted(ignored)}: they are settings of the pretraining collator, not of the "
-                "model (older versions stored them in config.json); pass them to DBetaPreTrainingCollator"
-            )
-
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.num_fusion_layers = num_fusion_layers
@@ -354,12 +331,11 @@ class DBetaConfig(PretrainedConfig):
         self.fusion_layer_norm_eps = fusion_layer_norm_eps
         self.vocab_size = text_config.vocab_size if vocab_size is None else vocab_size
         self.mem_layer = mem_layer
-        self.mem_prob = mem_prob
+        self.mem_mask_ratio = mem_mask_ratio
         self.mem_decoder_hidden_dim = mem_decoder_hidden_dim
         self.mem_decoder_num_layers = mem_decoder_num_layers
         self.mem_decoder_num_heads = mem_decoder_num_heads
         self.mem_norm_target = mem_norm_target
-        self.mem_patch_size = mem_patch_size
         self.mlm_loss_weight = mlm_loss_weight
         self.mem_loss_weight = mem_loss_weight
         self.etm_loss_weight = etm_loss_weight
@@ -368,14 +344,12 @@ class DBetaConfig(PretrainedConfig):
         self.ets_learnable_scale = ets_learnable_scale
         self.ets_logit_bias_init = ets_logit_bias_init
         self.ets_learnable_bias = ets_learnable_bias
-        self.ets_global_batch = ets_global_batch
-        self.mlm_mem_on_matched_only = mlm_mem_on_matched_only
         self.ets_normalize_embeddings = ets_normalize_embeddings
         self.text_pooling = text_pooling
-        self.ets_unmasked_inputs = ets_unmasked_inputs
         self.initializer_range = initializer_range
-        self.validate_inputs = validate_inputs
         self._validate()
+        self.mem_patch_size = int(mem_patch_size) if mem_patch_size is not None else (
+            ecg_config.num_samples // self.num_ecg_tokens)
         super().__init__(**kwargs)
 
     def _validate(self):
@@ -391,56 +365,21 @@ class DBetaConfig(PretrainedConfig):
                 f"mem_layer must be -1 (last fusion output) or an index in [0, {self.num_fusion_layers}), got "
                 f"{self.mem_layer}"
             )
-        if not 0.0 <= self.mem_prob < 1.0:
-            raise ValueError(f"mem_prob must be in [0, 1), got {self.mem_prob}")
+        if not 0.0 <= self.mem_mask_ratio < 1.0:
+            raise ValueError(f"mem_mask_ratio must be in [0, 1), got {self.mem_mask_ratio}")
         if self.text_pooling not in ("first", "mean"):
             raise ValueError(f"text_pooling must be 'first' (official) or 'mean', got {self.text_pooling!r}")
         if self.ets_learnable_bias and self.ets_logit_bias_init is None:
             raise ValueError("ets_learnable_bias=True needs ets_logit_bias_init (SigLIP uses -10)")
+        if self.ets_logit_scale_init <= 0:
+            raise ValueError(f"ets_logit_scale_init must be positive (the model holds its log), got {self.ets_logit_scale_init}")
         if self.num_ecg_tokens < 1:
             raise ValueError(
                 f"the conv stack turns num_samples={self.ecg_config.num_samples} into no ECG token; "
                 f"at least {self.ecg_config.min_num_samples()} samples are needed"
             )
 
-    # ------------------------------------------------------------------ derived sizes
     @property
     def num_ecg_tokens(self) -> int:
+        """ECG tokens of a `num_samples` recording (312 for the official model)."""
         return self.ecg_config.num_tokens()
-
-    @property
-    def mem_patch(self) -> int:
-        if self.mem_patch_size is not None:
-            return int(self.mem_patch_size)
-        return self.ecg_config.num_samples // self.num_ecg_tokens
-
-    # ------------------------------------------------------------------ official format
-    @classmethod
-    def from_original_config(
-        cls, original: dict[str, Any], text_config: dict | T5Config | None = None, **kwargs
-    ) -> "DBetaConfig":
-        """Build a config from the official D-BETA `config.json` (`{"model": {...}}` or its inner dict).
-
-        `ORIGINAL_ECG_CONFIG_KEYS` and `ORIGINAL_CONFIG_KEYS` map the official field names to ours; the official
-        fields not in them are ignored: dead ones (`all_gather`, `normalize`, `filter`, `apply_mask`, `mask_*`, ...)
-        and the collator's (`max_text_size`, `lead_masking`, whose official values 256 and 0.5 are the defaults of
-        `DBetaPreTrainingCollator`: `max_length=254`, `lead_mask_prob=0.5`). `text_config` defaults to
-        Flan-T5-base. The training switches that the official config has no field for get the official behaviour
-        (`ets_global_batch=False`, `mlm_mem_on_matched_only=False`) unless `kwargs` set them.
-        """
-        cfg = dict(original.get("model", original))
-        ecg = {new: cfg[old] for old, new in ORIGINAL_ECG_CONFIG_KEYS.items() if old in cfg}
-        top = {}
-        for old, new in ORIGINAL_CONFIG_KEYS.items():
-            spellings = [old] + [alias for alias, name in ORIGINAL_OLD_SPELLINGS.items() if name == old]
-            present = [key for key in spellings if key in cfg]
-            if present:
-                top[new] = cfg[present[0]]
-        if text_config is None:
-            text_config = T5Config(**FLAN_T5_BASE_TEXT_CONFIG)
-        elif isinstance(text_config, dict):
-            text_config = T5Config(**{k: v for k, v in text_config.items() if k not in ("model_type", "transformers_version")})
-        # the official training recipe: ETS per GPU (built with world_size=1); MLM and MEM scored on every row
-        top.update(ets_global_batch=False, mlm_mem_on_matched_only=False)
-        top.update(kwargs)
-        return cls(ecg_config=DBetaECGConfig(**ecg), text_config=text_config, **top)

@@ -1,39 +1,35 @@
-"""The four D-BETA pretraining losses (reference spec section C). Plain functions: no loss holds a parameter (the
-ETS `logit_scale` / `logit_bias` live on `DBetaForPreTraining`, as CLIP's and SigLIP's do on the model).
+"""The four D-BETA pretraining losses (reference spec section C) and the ECG-text logits they and the evaluation
+share. Plain functions: no loss holds a parameter (the ECG-text `logit_scale` / `logit_bias` live on `DBetaModel`, as
+CLIP's and SigLIP's do on the model).
 
-* MLM (`masked_mlm_loss`, what training runs; `mlm_loss` on full logits): cross-entropy over the vocabulary at the
-  selected text positions (labels -100 elsewhere).
+* MLM (`mlm_loss`): cross-entropy over the vocabulary at the labelled text positions (labels -100 elsewhere), on the
+  full logits or on those gathered at the target positions (`gather_mlm_targets`, what training runs).
 * MEM (`mem_loss`, target from `mem_target`): mean squared error between the predicted and the true ECG patch of
-  every *masked* ECG token; the target is the ECG cut to `num_tokens * patch` samples, optionally z-normalized per
-  lead over time.
+  every *masked* ECG token; the target is the ECG cut to `num_tokens * patch_size` samples, optionally z-normalized
+  per lead over time.
 * ETM (`etm_loss`): two-way cross-entropy of the ECG-text matching head (1 = the text belongs to the ECG).
-* ETS (`ets_loss`, across processes `distributed_ets_loss`): a SigLIP-style sigmoid loss on the uni-modal embeddings
-  whose diagonal label is `2 * match - 1`, so the rows that received an N3S negative report are negatives on the
-  diagonal as well.
+* ETS (`ets_loss`, across processes `distributed_ets_loss`): a SigLIP-style sigmoid loss on the ECG-text logits of
+  the uni-modal embeddings (`ecg_text_logits`, the model passes its `DBetaModel.ecg_text_logits`), whose diagonal
+  label is `2 * match - 1`, so the rows that received an N3S negative report are negatives on the diagonal as well.
 
-The ETS loss supports several processes (`torch.distributed`, as started by `accelerate launch` or
-`torchrun`): every process scores its ECGs against the text embeddings of the whole global batch. Remote
-blocks are all negatives (the official multi-GPU code wrongly labelled their diagonals positive). Gradients
-flow back to the process that owns each text embedding.
+`distributed_ets_loss` scores every process's ECGs against the text embeddings of the whole global batch
+(`torch.distributed`, as started by `accelerate launch` or `torchrun`). Pairs with other processes' texts are all
+negatives. Gradients flow back to the process that owns each text embedding.
 
 Normalization of the distributed ETS loss: with a global batch of `N` pairs (`n_r` on process `r`), the
-single-process loss is `sum(-logsigmoid(labels * logits)) / N**2` over the `N x N` matrix (the official
-`.mean()`). Process `r` returns `world_size * partial_sum_r / N**2`, so that the mean of the per-process
-losses (what DDP's gradient averaging optimises) equals the single-process loss over the global batch, in
-value and in gradient.
+single-process loss is `sum(-logsigmoid(labels * logits)) / N**2` over the `N x N` matrix. Process `r` returns
+`world_size * partial_sum_r / N**2`, so that the mean of the per-process losses (what DDP's gradient averaging
+optimises) equals the single-process loss over the global batch, in value and in gradient.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
-
-
-def mlm_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the vocabulary, ignoring positions labelled -100 (mean over scored positions)."""
-    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]).float(), mlm_labels.reshape(-1), ignore_index=-100)
 
 
 def mlm_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
@@ -63,9 +59,10 @@ def gather_mlm_targets(fused_text: torch.Tensor, mlm_labels: torch.Tensor, posit
     return hidden, targets
 
 
-def masked_mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The MLM loss training runs, on the logits at the gathered target positions (`gather_mlm_targets`): the mean
-    cross-entropy over the real targets (-100 = padding)."""
+def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the vocabulary at the scored positions: (..., V) logits and (...) targets, -100 = not
+    scored (0 when no position is scored). Takes the full (B, L, V) logits with the (B, L) labels, or the logits
+    gathered at the target positions (`gather_mlm_targets`)."""
     count = (targets != -100).sum().clamp_min(1)
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
                           reduction="sum")
@@ -122,25 +119,49 @@ def ets_labels(match_labels: torch.Tensor | None, num_ecgs: int, num_texts: int,
     return labels
 
 
-def ets_logits(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor | float = 1.0,
-               logit_bias: torch.Tensor | float | None = None) -> torch.Tensor:
-    """ETS logits `scale * e @ t.T + bias` in float32, (num ECGs, num texts)."""
-    logits = logit_scale * ecg_embeds.float() @ text_embeds.float().T
-    return logits if logit_bias is None else logits + logit_bias
+def ecg_text_logits(
+    ecg_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    scale: torch.Tensor | float | None = None,
+    bias: torch.Tensor | float | None = None,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """(N, H) ECG and (M, H) text embeddings -> (N, M) logits `scale * e @ t.T + bias`, in float32 on the ECGs' device.
+
+    `scale` is the scale itself (`DBetaModel` passes `logit_scale.exp()`); `None` = 1, `bias` `None` = no bias. With
+    `normalize` both sides are L2-normalized first (cosine logits). The one definition of the ECG-text logits:
+    `DBetaModel.ecg_text_logits` calls it with the model's scale, bias and normalization.
+    """
+    if ecg_embeds.dim() != 2 or text_embeds.dim() != 2 or ecg_embeds.shape[1] != text_embeds.shape[1]:
+        raise ValueError(
+            f"expected (N, H) ECG and (M, H) text embeddings, got {tuple(ecg_embeds.shape)} and {tuple(text_embeds.shape)}"
+        )
+    ecg = ecg_embeds.float()
+    text = text_embeds.float().to(ecg.device)
+    if normalize:
+        ecg, text = F.normalize(ecg, dim=-1), F.normalize(text, dim=-1)
+    if scale is not None:
+        ecg = _as_float32(scale, ecg.device) * ecg
+    logits = ecg @ text.T
+    return logits if bias is None else logits + _as_float32(bias, ecg.device)
+
+
+def _as_float32(value: torch.Tensor | float, device: torch.device) -> torch.Tensor | float:
+    return value.to(device=device, dtype=torch.float32) if isinstance(value, torch.Tensor) else value
 
 
 def ets_loss(
     ecg_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
     match_labels: torch.Tensor | None = None,
-    logit_scale: torch.Tensor | float = 1.0,
-    logit_bias: torch.Tensor | float | None = None,
     labels: torch.Tensor | None = None,
+    logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ecg_text_logits,
 ) -> torch.Tensor:
-    """Single-process ETS loss: `-logsigmoid(labels * (scale * e @ t.T + bias))`, averaged over all B x B pairs.
+    """Single-process ETS loss: `-logsigmoid(labels * logits_fn(e, t))`, averaged over all B x B pairs.
 
-    `labels` (B, B) of +-1 replaces the official diagonal rule (e.g. the collator's same-report positives)."""
-    logits = ets_logits(ecg_embeds, text_embeds, logit_scale, logit_bias)
+    `logits_fn` computes the ECG-text logits (the model passes `DBetaModel.ecg_text_logits`; the default is the raw
+    dot product). `labels` (B, B) of +-1 replaces the diagonal rule (e.g. the collator's same-report positives)."""
+    logits = logits_fn(ecg_embeds, text_embeds)
     if labels is None:
         labels = ets_labels(match_labels, ecg_embeds.shape[0], text_embeds.shape[0], device=logits.device)
     return -F.logsigmoid(labels.to(logits) * logits).mean()
@@ -191,17 +212,16 @@ def distributed_ets_loss(
     ecg_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
     match_labels: torch.Tensor | None = None,
-    logit_scale: torch.Tensor | float = 1.0,
-    logit_bias: torch.Tensor | float | None = None,
     labels: torch.Tensor | None = None,
+    logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ecg_text_logits,
 ) -> torch.Tensor:
     """ETS loss of this process's ECGs against the texts of every process (the global batch); pairs with other
-    processes' texts are negatives. Normalized as the module docstring says. Falls back to `ets_loss` in one process."""
+    processes' texts are negatives. Normalized as the module docstring says. `ets_loss` in one process."""
     world_size, rank = _distributed_world()
     if world_size == 1:
-        return ets_loss(ecg_embeds, text_embeds, match_labels, logit_scale, logit_bias, labels)
+        return ets_loss(ecg_embeds, text_embeds, match_labels, labels, logits_fn)
     all_texts, sizes = gather_with_grad(text_embeds)
-    logits = ets_logits(ecg_embeds, all_texts, logit_scale, logit_bias)
+    logits = logits_fn(ecg_embeds, all_texts)
     offset = sum(sizes[:rank])
     local_labels = labels
     labels = ets_labels(match_labels, ecg_embeds.shape[0], all_texts.shape[0], offset, device=logits.device)

@@ -4,11 +4,13 @@ Where things are:
 
 * the ECG encoder: `DBetaECGEncoder` (conv features, positional convolution, MEM token masking, CLS token, post-LN
   transformer); `DBetaECGModel` is it alone with the projection and pooler, as a model;
-* the text encoder: a plain `T5EncoderModel` (`DBetaModel.language_encoder`);
+* the text encoder: a plain `T5EncoderModel` (`DBetaModel.text_encoder`);
 * the fusion: `DBetaModel.fuse`, two stacks of `DBetaFusionLayer` (self-attention, cross-attention to the other
   modality, feed-forward);
+* the ECG-text similarity: `DBetaModel.ecg_text_logits` (`logit_scale`, `logit_bias`), which the ETS loss, zero-shot
+  classification, retrieval and the zero-shot pipeline all score with;
 * the heads: `DBetaMLMHead`, `DBetaMEMHead` (an MAE-style decoder), `DBetaETMHead`; the four losses are in
-  `losses.py`; `DBetaForPreTraining.forward` reads: encode and fuse (`self.model`), heads, losses.
+  `losses.py`; `DBetaForPreTraining.forward` reads: encode and fuse (`self.model`), heads, `forward_loss`.
 
 Masking, which is where and why. *MEM token masking* (`random_masking`, run by `DBetaECGEncoder.forward`) is in the
 model, because it drops ECG tokens after the conv features and the positional convolution; it is driven by `noise`
@@ -16,27 +18,20 @@ model, because it drops ECG tokens after the conv features and the positional co
 generator (`mem_noise_tokens`), which makes evaluation losses repeat run to run. *MLM masking* (`mlm_mask_tokens`)
 and *lead masking* (`mask_leads`, the official random-leads augmentation) are in `pretraining/collator.py`, because
 they edit the data (token ids with the tokenizer's special tokens; the ECG, which is also the MEM target) and their
-labels travel with the batch. The `lead_mask` argument of the forwards marks leads *absent* from a recording (the
-feature extractor zero-fills them); the ECG encoder zeroes those leads.
+labels travel with the batch. The `lead_mask` argument of the forwards marks the leads present in a recording (the
+feature extractor zero-fills the others); the ECG encoder zeroes the absent leads.
 
-Parameter names follow the official D-BETA model (reference spec sections A and B) except for a few fairseq
-leftovers renamed here: `mim_head` -> `mem_head`, `itm_head` -> `etm_head`, the index-named conv `Sequential`s
-(`conv_layers.N.0` -> `conv_layers.N.conv`, `conv_layers.N.2` -> `conv_layers.N.layer_norm`,
-`conv_pos.pos_conv.0` -> `conv_pos.conv`), the CLS token moved into the ECG encoder
-(`class_embedding` -> `ecg_encoder.class_embedding`) and the ETS scale and bias moved from the loss onto the model
-(`ets_loss_fn.logit_*` -> `logit_*`). `LEGACY_KEY_MAPPING` maps the old names: `from_pretrained` loads folders saved
-with them, and `convert_original_checkpoint.py` converts the official checkpoint with it (plus the `model.` prefix
-and the weight-norm parametrization `weight_g`/`weight_v` -> `parametrizations.weight.original0/1`).
+Inputs. The forwards check shapes and dtypes (Python integers, no host-device synchronisation) and never read tensor
+values: the value checks (NaN/inf ECGs, token ids outside the vocabulary, empty texts) run on the CPU side, in
+`DBetaProcessor` / `DBetaECGFeatureExtractor` and the pretraining collator. A training step therefore compiles into
+one graph (`torch.compile`) and never waits for the device.
 
-Deviation from the official code, on purpose: the T5 encoder receives the text `attention_mask` (the official
-`forward` omits it, so padded batches attend to pad tokens there). For unpadded inputs the two are identical; for
-padded batches ours equals running each text alone.
+The names of the official checkpoint's parameters map to these in `conversion/convert_original_checkpoint.py`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,6 +43,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrize import ParametrizationList
 from transformers import PreTrainedModel, T5EncoderModel
 from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -56,7 +52,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from . import losses
-from .losses import ets_loss  # noqa: F401  (this `from .losses import` form is what transformers' remote-code
+from .losses import ecg_text_logits  # noqa: F401  (this `from .losses import` form is what transformers' remote-code
 # saver follows to copy losses.py next to modeling_dbeta.py; it does not see `from . import losses`)
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .fast_conv import conv1d_forward
@@ -73,14 +69,14 @@ class DBetaECGEncoderOutput(ModelOutput):
     Args:
         last_hidden_state: (B, 1 + K, C) transformer output, CLS first; K = T unmasked, the kept tokens with MEM masking.
         mem_mask: (B, T) 1 = the ECG token was masked (None without masking).
-        ids_restore: (B, T) permutation that restores the token order after masking (None without masking).
+        mem_ids_restore: (B, T) permutation that restores the token order after masking (None without masking).
         unmasked_hidden_state: (B, 1 + T, C) transformer output of the same tokens without MEM masking
-            (`return_unmasked=True` with masking only; the conv features are computed once for both passes).
+            (`return_unmasked_ecg=True` with masking only; the conv features are computed once for both passes).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     mem_mask: torch.FloatTensor | None = None
-    ids_restore: torch.LongTensor | None = None
+    mem_ids_restore: torch.LongTensor | None = None
     unmasked_hidden_state: torch.FloatTensor | None = None
 
 
@@ -89,33 +85,38 @@ class DBetaModelOutput(ModelOutput):
     """Output of `DBetaModel`.
 
     Args:
+        logits_per_ecg: (B, B) ECG-text logits `DBetaModel.ecg_text_logits(ecg_embeds, text_embeds)`: row i scores
+            ECG i against every text of the batch.
+        logits_per_text: (B, B) its transpose: row j scores text j against every ECG.
         ecg_embeds: (B, H) uni-modal ECG embedding (tanh-pooled CLS), the same as `get_ecg_features`.
         text_embeds: (B, H) uni-modal text embedding (tanh-pooled first token), the same as `get_text_features`.
-        multimodal_embeds: (B, 2H) fused embedding: text fusion pooler, then ECG fusion pooler.
-        multimodal_text_hidden_states: (B, L, H) text stream after the last fusion layer.
-        multimodal_ecg_hidden_states: (B, 1 + K, H) ECG stream after the last fusion layer (CLS first).
-        ecg_hidden_states: (B, 1 + K, H) projected ECG encoder output.
-        text_hidden_states: (B, L, H) projected T5 encoder output.
-        fusion_ecg_hidden_states: the ECG stream entering each fusion layer, then leaving the last one
+        fusion_embeds: (B, 2H) fused embedding: text fusion pooler, then ECG fusion pooler.
+        fusion_text_hidden_states: (B, L, H) text stream after the last fusion layer.
+        fusion_ecg_hidden_states: (B, 1 + K, H) ECG stream after the last fusion layer (CLS first).
+        all_fusion_ecg_hidden_states: the ECG stream entering each fusion layer, then leaving the last one
             (`num_fusion_layers + 1` tensors, as transformers' `hidden_states`); the MEM decoder reads entry
             `config.mem_layer`.
+        ecg_hidden_states: (B, 1 + K, H) projected ECG encoder output.
+        text_hidden_states: (B, L, H) projected T5 encoder output.
         mem_mask / mem_ids_restore: (B, T) MEM token masking (`apply_ecg_mask=True` only), see `DBetaECGEncoderOutput`.
         unmasked_ecg_embeds: (B, H) uni-modal ECG embedding of the unmasked tokens (`return_unmasked_ecg=True` with
-            `apply_ecg_mask=True` only), the ETS view of `config.ets_unmasked_inputs`.
+            `apply_ecg_mask=True` only), the ETS view of `DBetaForPreTraining.forward(ets_unmasked_inputs=True)`.
         hidden_states: with `output_hidden_states=True`, the ECG transformer's input and layer outputs.
         attentions: with `output_attentions=True`, the ECG transformer's attention probabilities (eager attention).
         cross_attentions: with `output_attentions=True`, the fusion layers' cross-attention probabilities, text
             stream then ECG stream per layer (eager attention).
     """
 
+    logits_per_ecg: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
     ecg_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
-    multimodal_embeds: torch.FloatTensor | None = None
-    multimodal_text_hidden_states: torch.FloatTensor | None = None
-    multimodal_ecg_hidden_states: torch.FloatTensor | None = None
+    fusion_embeds: torch.FloatTensor | None = None
+    fusion_text_hidden_states: torch.FloatTensor | None = None
+    fusion_ecg_hidden_states: torch.FloatTensor | None = None
+    all_fusion_ecg_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     ecg_hidden_states: torch.FloatTensor | None = None
     text_hidden_states: torch.FloatTensor | None = None
-    fusion_ecg_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     mem_mask: torch.FloatTensor | None = None
     mem_ids_restore: torch.LongTensor | None = None
     unmasked_ecg_embeds: torch.FloatTensor | None = None
@@ -406,14 +407,15 @@ class _GradMultiply(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_masking(num_tokens: int, mem_mask_ratio: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MEM token masking: MAE random masking driven by `noise` (B, T); the tokens with the smallest noise are kept.
 
-    Returns `ids_keep` (B, K) with K = int(T * (1 - mask_ratio)), `mask` (B, T; 1 = removed) and `ids_restore` (B, T).
+    Returns `ids_keep` (B, K) with K = int(T * (1 - mem_mask_ratio)), `mask` (B, T; 1 = removed) and `ids_restore`
+    (B, T).
     """
     if noise.dim() != 2 or noise.shape[1] != num_tokens:
         raise ValueError(f"noise must have shape (batch, {num_tokens}) (one value per ECG token), got {tuple(noise.shape)}")
-    len_keep = int(num_tokens * (1 - mask_ratio))
+    len_keep = int(num_tokens * (1 - mem_mask_ratio))
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :len_keep]
@@ -423,8 +425,8 @@ def random_masking(num_tokens: int, mask_ratio: float, noise: torch.Tensor) -> t
     return ids_keep, mask, ids_restore
 
 
-def check_ecg_values(ecg_values: torch.Tensor, ecg_config: DBetaECGConfig, check_values: bool = True) -> None:
-    """Shape and dtype checks of the ECG input; with `check_values`, also NaN/inf (one host-device synchronisation)."""
+def check_ecg_shape(ecg_values: torch.Tensor, ecg_config: DBetaECGConfig) -> None:
+    """Type, shape and dtype of the ECG input (Python integers only: no host-device synchronisation)."""
     if not isinstance(ecg_values, torch.Tensor):
         raise TypeError(
             f"ecg_values must be a torch.Tensor of shape (batch, {ecg_config.num_leads}, samples), got "
@@ -453,13 +455,6 @@ def check_ecg_values(ecg_values: torch.Tensor, ecg_config: DBetaECGConfig, check
         )
     if not ecg_values.is_floating_point():
         raise TypeError(f"ecg_values must be a float tensor (millivolts), got {ecg_values.dtype}")
-    if check_values and not torch.compiler.is_compiling():
-        if not bool(torch.isfinite(ecg_values).all()):
-            bad = (~torch.isfinite(ecg_values)).any(dim=-1).nonzero().tolist()
-            raise ValueError(
-                f"ecg_values contains NaN or infinite values at (batch item, lead) {bad[:10]}; clean them with "
-                f"DBetaECGFeatureExtractor(non_finite='zero' or 'interpolate')"
-            )
 
 
 class DBetaECGEncoder(nn.Module):
@@ -496,31 +491,19 @@ class DBetaECGEncoder(nn.Module):
             ecg_values = ecg_values.to(dtype)
         return ecg_values
 
-    def forward(
-        self,
-        ecg_values: torch.Tensor,
-        lead_mask: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        apply_mask: bool = False,
-        return_unmasked: bool = False,
-    ) -> DBetaECGEncoderOutput:
-        """ECGs (B, leads, samples) in millivolts -> transformer output (B, 1 + K, C), CLS first.
+    def _apply_lead_mask(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
+        """Zero the absent leads (`lead_mask` (B, leads), True = present)."""
+        if lead_mask is None:
+            return ecg_values
+        if tuple(lead_mask.shape) != tuple(ecg_values.shape[:2]):
+            raise ValueError(
+                f"lead_mask has shape {tuple(lead_mask.shape)} but ecg_values {tuple(ecg_values.shape)}; it must be "
+                "(batch, leads), True for the leads present (as DBetaECGFeatureExtractor returns it)"
+            )
+        return ecg_values.masked_fill(~lead_mask.to(device=ecg_values.device, dtype=torch.bool)[..., None], 0.0)
 
-        `lead_mask` (B, leads), True = the lead is present: absent leads are zeroed (the feature extractor already
-        zero-fills them). With `apply_mask`, MEM token masking keeps `int(T * (1 - mem_prob))` tokens, chosen by
-        `noise` (B, T) (drawn here when omitted). `return_unmasked` (with `apply_mask`) also runs the transformer on
-        all tokens (`unmasked_hidden_state`), reusing the conv features of the masked pass.
-        """
-        check_ecg_values(ecg_values, self.config.ecg_config, self.config.validate_inputs)
-        ecg_values = self._cast_to_model_dtype(ecg_values)
-        if lead_mask is not None:
-            if tuple(lead_mask.shape) != tuple(ecg_values.shape[:2]):
-                raise ValueError(
-                    f"lead_mask has shape {tuple(lead_mask.shape)} but ecg_values {tuple(ecg_values.shape)}; it must be "
-                    "(batch, leads), True for the leads present (as DBetaECGFeatureExtractor returns it)"
-                )
-            ecg_values = ecg_values.masked_fill(~lead_mask.to(device=ecg_values.device, dtype=torch.bool)[..., None], 0.0)
-
+    def embed(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """ECGs (B, leads, samples) -> token embeddings (B, T, C) with the positional term, before masking."""
         features = self.feature_extractor(ecg_values)
         if self.config.ecg_config.feature_grad_mult != 1.0 and self.training:
             features = _GradMultiply.apply(features, self.config.ecg_config.feature_grad_mult)
@@ -528,26 +511,45 @@ class DBetaECGEncoder(nn.Module):
         if self.post_extract_proj is not None:
             x = self.post_extract_proj(x)
         x = self.dropout_input(x)
-        x = x + self.conv_pos(x)
+        return x + self.conv_pos(x)
 
+    def forward(
+        self,
+        ecg_values: torch.Tensor,
+        lead_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        apply_ecg_mask: bool = False,
+        return_unmasked_ecg: bool = False,
+    ) -> DBetaECGEncoderOutput:
+        """ECGs (B, leads, samples) in millivolts -> transformer output (B, 1 + K, C), CLS first.
+
+        `lead_mask` (B, leads), True = the lead is present: absent leads are zeroed (the feature extractor already
+        zero-fills them). With `apply_ecg_mask`, MEM token masking keeps `int(T * (1 - mem_mask_ratio))` tokens,
+        chosen by `noise` (B, T) (drawn here when omitted). `return_unmasked_ecg` (with `apply_ecg_mask`) also runs
+        the transformer on all tokens (`unmasked_hidden_state`), reusing the conv features of the masked pass.
+        """
+        check_ecg_shape(ecg_values, self.config.ecg_config)
+        ecg_values = self._apply_lead_mask(self._cast_to_model_dtype(ecg_values), lead_mask)
+        x = self.embed(ecg_values)
         batch, num_tokens, width = x.shape
         cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
         mem_mask = ids_restore = unmasked = None
-        if apply_mask:
-            if return_unmasked:
+        if apply_ecg_mask:
+            if return_unmasked_ecg:
                 unmasked = self.encoder(torch.cat([cls, x], dim=1))
             if noise is None:
                 noise = torch.rand(batch, num_tokens, device=x.device)
-            ids_keep, mem_mask, ids_restore = random_masking(num_tokens, self.config.mem_prob, noise.to(x.device))
+            ids_keep, mem_mask, ids_restore = random_masking(num_tokens, self.config.mem_mask_ratio, noise.to(x.device))
             x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, width))
         x = self.encoder(torch.cat([cls, x], dim=1))
-        return DBetaECGEncoderOutput(last_hidden_state=x, mem_mask=mem_mask, ids_restore=ids_restore,
+        return DBetaECGEncoderOutput(last_hidden_state=x, mem_mask=mem_mask, mem_ids_restore=ids_restore,
                                      unmasked_hidden_state=unmasked)
 
 
 # --------------------------------------------------------------------------------------------- fusion
-class DBetaFusionSelfAttention(nn.Module):
-    """BERT-style attention projections (`query`, `key`, `value`); keys and values may come from the other stream."""
+class DBetaFusionMultiHeadAttention(nn.Module):
+    """BERT-style attention projections (`query`, `key`, `value`) of a fusion layer, through the configured attention
+    backend; `DBetaFusionSelfAttention` and `DBetaFusionCrossAttention` choose where keys and values come from."""
 
     def __init__(self, config: DBetaConfig):
         super().__init__()
@@ -560,7 +562,8 @@ class DBetaFusionSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_dim, config.hidden_dim)
         self.value = nn.Linear(config.hidden_dim, config.hidden_dim)
 
-    def forward(self, hidden_states, key_value_states, attention_mask):
+    def attend(self, hidden_states, key_value_states, attention_mask):
+        """-> (output (B, L, H), attention probabilities (B, heads, L, L') or None, depending on the backend)."""
         q = _split_heads(self.query(hidden_states), self.num_heads)
         k = _split_heads(self.key(key_value_states), self.num_heads)
         v = _split_heads(self.value(key_value_states), self.num_heads)
@@ -568,7 +571,24 @@ class DBetaFusionSelfAttention(nn.Module):
         return out.reshape(hidden_states.shape[0], hidden_states.shape[1], -1), weights
 
 
-class DBetaFusionSelfOutput(nn.Module):
+class DBetaFusionSelfAttention(DBetaFusionMultiHeadAttention):
+    """Attention of a fusion stream over itself."""
+
+    def forward(self, hidden_states, attention_mask=None):
+        return self.attend(hidden_states, hidden_states, attention_mask)
+
+
+class DBetaFusionCrossAttention(DBetaFusionMultiHeadAttention):
+    """Attention of a fusion stream over the other stream (`key_value_states`): text over ECG tokens or ECG over text
+    tokens."""
+
+    def forward(self, hidden_states, key_value_states, attention_mask=None):
+        return self.attend(hidden_states, key_value_states, attention_mask)
+
+
+class DBetaFusionOutput(nn.Module):
+    """Dense, dropout, residual, LayerNorm: the output block of a fusion attention and of the fusion feed-forward."""
+
     def __init__(self, config: DBetaConfig, input_dim: int | None = None):
         super().__init__()
         self.dense = nn.Linear(input_dim or config.hidden_dim, config.hidden_dim)
@@ -580,13 +600,19 @@ class DBetaFusionSelfOutput(nn.Module):
 
 
 class DBetaFusionAttention(nn.Module):
-    def __init__(self, config: DBetaConfig):
-        super().__init__()
-        self.self = DBetaFusionSelfAttention(config)
-        self.output = DBetaFusionSelfOutput(config)
+    """Self-attention (or, with `is_cross_attention`, cross-attention to the other stream) and its output block."""
 
-    def forward(self, hidden_states, key_value_states, attention_mask):
-        return self.output(self.self(hidden_states, key_value_states, attention_mask)[0], hidden_states)
+    def __init__(self, config: DBetaConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.self = DBetaFusionCrossAttention(config) if is_cross_attention else DBetaFusionSelfAttention(config)
+        self.output = DBetaFusionOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None, key_value_states=None):
+        if key_value_states is None:
+            attended = self.self(hidden_states, attention_mask)[0]
+        else:
+            attended = self.self(hidden_states, key_value_states, attention_mask)[0]
+        return self.output(attended, hidden_states)
 
 
 class DBetaFusionIntermediate(nn.Module):
@@ -605,13 +631,13 @@ class DBetaFusionLayer(GradientCheckpointingLayer):
     def __init__(self, config: DBetaConfig):
         super().__init__()
         self.attention = DBetaFusionAttention(config)
-        self.crossattention = DBetaFusionAttention(config)
+        self.crossattention = DBetaFusionAttention(config, is_cross_attention=True)
         self.intermediate = DBetaFusionIntermediate(config)
-        self.output = DBetaFusionSelfOutput(config, input_dim=config.fusion_intermediate_size)
+        self.output = DBetaFusionOutput(config, input_dim=config.fusion_intermediate_size)
 
     def forward(self, hidden_states, other_states, self_attention_mask=None, cross_attention_mask=None):
-        x = self.attention(hidden_states, hidden_states, self_attention_mask)
-        x = self.crossattention(x, other_states, cross_attention_mask)
+        x = self.attention(hidden_states, self_attention_mask)
+        x = self.crossattention(x, cross_attention_mask, key_value_states=other_states)
         return self.output(self.intermediate(x), x)
 
 
@@ -731,13 +757,13 @@ class DBetaMEMHead(nn.Module):
         super().__init__()
         width = config.mem_decoder_hidden_dim
         self.num_leads = config.ecg_config.num_leads
-        self.patch = config.mem_patch
+        self.patch_size = config.mem_patch_size
         self.decoder_embed = nn.Linear(config.hidden_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.decoder_pos_embed = DBetaMEMPositionalEncoding(width, max(512, config.num_ecg_tokens + 1))
         self.decoder = DBetaMEMDecoderStack(width, config.mem_decoder_num_layers, config.mem_decoder_num_heads, config)
         self.decoder_norm = nn.LayerNorm(width)
-        self.decoder_pred = nn.Linear(width, self.patch * self.num_leads)
+        self.decoder_pred = nn.Linear(width, self.patch_size * self.num_leads)
 
     def forward(self, hidden_states: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """hidden_states: (B, 1 + K, H) kept tokens with CLS first; ids_restore: (B, T) -> (B, T, leads, patch)."""
@@ -752,12 +778,11 @@ class DBetaMEMHead(nn.Module):
         x = x + self.decoder_pos_embed.pe[:, : num_tokens + 1].to(x.dtype)
         x = self.decoder_norm(self.decoder(x))
         x = self.decoder_pred(x)[:, 1:]
-        return x.reshape(batch, num_tokens, self.num_leads, self.patch)
+        return x.reshape(batch, num_tokens, self.num_leads, self.patch_size)
 
 
 class DBetaETMHead(nn.Module):
-    """ECG-text matching head: Linear(2H, 2) on the fused embedding. A module around one Linear only so that the
-    official key names (`etm_head.fc.*`, officially `itm_head.fc.*`) fit."""
+    """ECG-text matching head: Linear(2H, 2) on the fused embedding (`fc`, the layout of the official checkpoint)."""
 
     def __init__(self, config: DBetaConfig):
         super().__init__()
@@ -768,27 +793,6 @@ class DBetaETMHead(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- loading
-# Parameter names of the official checkpoint and of folders saved by earlier versions of this package -> current
-# names (regular expressions, applied in order; `from_pretrained` passes them as transformers' `key_mapping`).
-LEGACY_KEY_MAPPING = {
-    r"^mim_head\.": "mem_head.",
-    r"^itm_head\.": "etm_head.",
-    r"^ets_loss_fn\.logit_": "logit_",
-    r"(?<!ecg_encoder\.)class_embedding": "ecg_encoder.class_embedding",
-    r"feature_extractor\.conv_layers\.(\d+)\.0\.": r"feature_extractor.conv_layers.\1.conv.",
-    r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.": r"feature_extractor.conv_layers.\1.layer_norm.",  # layer_norm mode
-    r"feature_extractor\.conv_layers\.(\d+)\.2\.": r"feature_extractor.conv_layers.\1.layer_norm.",
-    r"conv_pos\.pos_conv\.0\.": "conv_pos.conv.",
-}
-
-
-def rename_legacy_key(key: str) -> str:
-    """One parameter name through `LEGACY_KEY_MAPPING` (the converter's renaming; `from_pretrained` has its own)."""
-    for pattern, replacement in LEGACY_KEY_MAPPING.items():
-        key = re.sub(pattern, replacement, key, count=1)
-    return key
-
-
 def _check_loaded_weights(model: nn.Module, loading_info: dict, source) -> None:
     """Raise when `from_pretrained` left backbone weights random or loaded non-finite values (see `from_pretrained`)."""
     prefix = model.base_model_prefix
@@ -832,28 +836,6 @@ def _warn_unused_kwargs(model_name: str, kwargs: dict) -> None:
         logger.warning_once(f"{model_name}.forward ignores the arguments {unused}")
 
 
-def _from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", config: DBetaConfig | None = None,
-                          ecg_config: dict | DBetaECGConfig | None = None, **kwargs):
-    """A fresh D-BETA whose text tower is loaded from pretrained T5 weights (how pretraining starts).
-
-    `DBetaForPreTraining.from_text_pretrained("google/flan-t5-base")` (the default) or any local T5 folder.
-    `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_fusion_layers`) except `cache_dir`, `revision`, `token` and
-    `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The MLM vocabulary follows the T5 vocabulary.
-    """
-    load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
-    text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
-    if config is None:
-        kwargs.setdefault("vocab_size", text_model.config.vocab_size)
-        config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
-    model = cls(config)
-    base = model if isinstance(model, DBetaModel) else model.model
-    missing, unexpected = base.language_encoder.load_state_dict(text_model.state_dict(), strict=False)
-    missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
-    if missing or unexpected:
-        raise RuntimeError(f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}")
-    return model
-
-
 # --------------------------------------------------------------------------------------------- base class
 class DBetaPreTrainedModel(PreTrainedModel):
     config_class = DBetaConfig
@@ -871,7 +853,7 @@ class DBetaPreTrainedModel(PreTrainedModel):
     _can_record_outputs = {
         "hidden_states": DBetaECGEncoderLayer,
         "attentions": OutputRecorder(DBetaECGSelfAttention, index=1),
-        "cross_attentions": OutputRecorder(DBetaFusionSelfAttention, index=1, layer_name="crossattention"),
+        "cross_attentions": OutputRecorder(DBetaFusionCrossAttention, index=1),
     }
     # every D-BETA head loads from any D-BETA folder, so a saved folder names them all in its `auto_map`
     _auto_map_of_saved_folder = {
@@ -920,17 +902,17 @@ class DBetaPreTrainedModel(PreTrainedModel):
             init.copy_(module.pe, sinusoidal_positions(module.pe.shape[1], module.pe.shape[2]))
         elif isinstance(module, DBetaMLMHead):
             init.zeros_(module.bias)
-        elif isinstance(module, DBetaForPreTraining):
-            init.constant_(module.logit_scale, math.log(self.config.ets_logit_scale_init))
-            if module.logit_bias is not None:
-                init.constant_(module.logit_bias, float(self.config.ets_logit_bias_init))
         elif isinstance(module, (DBetaModel, DBetaECGModel)):
             init.uniform_(module.ecg_encoder.class_embedding, 0.0, 1.0)
+            if isinstance(module, DBetaModel):
+                init.constant_(module.logit_scale, math.log(self.config.ets_logit_scale_init))
+                if module.logit_bias is not None:
+                    init.constant_(module.logit_bias, float(self.config.ets_logit_bias_init))
 
     def _initialize_weights(self, module, is_custom_code: bool = False):
-        # The CLS token (a parameter of the ECG encoder) is drawn when its model module is reached, after the rest of
-        # the model's subtree, where the official code draws it: a seed then gives the same fresh model as before the
-        # token moved into the encoder. transformers skips custom-code modules without parameters of their own.
+        # The CLS token (a parameter of the ECG encoder) is drawn when its model module is reached, after every other
+        # weight of the model's subtree, the order of the official initialisation, so that a seed gives the same fresh
+        # model. transformers would skip a custom-code module without parameters of its own.
         if isinstance(module, (DBetaModel, DBetaECGModel)) and not getattr(module, "_is_hf_initialized", False):
             self._init_weights(module)
             module._is_hf_initialized = True
@@ -939,8 +921,7 @@ class DBetaPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, reading the legacy parameter names (`LEGACY_KEY_MAPPING`), with two
-        checks on what was loaded.
+        """`PreTrainedModel.from_pretrained` with two checks on what was loaded.
 
         A backbone weight (anything under `model.`, or any weight of `DBetaModel` / `DBetaECGModel`) that the
         checkpoint lacks or holds in another shape is an error naming it: it would otherwise stay randomly
@@ -949,16 +930,37 @@ class DBetaPreTrainedModel(PreTrainedModel):
         A NaN or infinite value in a loaded weight is an error naming the tensor.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
-        key_mapping = {**LEGACY_KEY_MAPPING, **(kwargs.pop("key_mapping", None) or {})}
-        model, loading_info = super().from_pretrained(*args, key_mapping=key_mapping, output_loading_info=True, **kwargs)
-        # transformers re-saves a model in the layout it was loaded from; a legacy folder is re-saved with current names
-        model._weight_conversions = [
-            conversion for conversion in model._weight_conversions
-            if not set(conversion._original_source_patterns) & set(LEGACY_KEY_MAPPING)
-        ]
+        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         _check_loaded_weights(model, loading_info, source)
         return (model, loading_info) if output_loading_info else model
+
+    @classmethod
+    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base",
+                             config: DBetaConfig | None = None, ecg_config: dict | DBetaECGConfig | None = None,
+                             **kwargs):
+        """A fresh model of this class whose text tower holds pretrained T5 weights (how pretraining starts).
+
+        `DBetaForPreTraining.from_text_pretrained("google/flan-t5-base")` (the default) or any local T5 folder.
+        `kwargs` go to `DBetaConfig` (e.g. `hidden_dim`, `num_fusion_layers`) except `cache_dir`, `revision`, `token`
+        and `local_files_only`, which go to `T5EncoderModel.from_pretrained`. The MLM vocabulary follows the T5
+        vocabulary. Only the classes with a text tower (`DBetaModel`, `DBetaForPreTraining`) have one to load.
+        """
+        if not issubclass(cls, (DBetaModel, DBetaForPreTraining)):
+            raise TypeError(f"{cls.__name__} has no text tower; use DBetaModel or DBetaForPreTraining.from_text_pretrained")
+        load_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+        text_model = T5EncoderModel.from_pretrained(text_model_name_or_path, **load_kwargs)
+        if config is None:
+            kwargs.setdefault("vocab_size", text_model.config.vocab_size)
+            config = DBetaConfig(ecg_config=ecg_config, text_config=text_model.config.to_dict(), **kwargs)
+        model = cls(config)
+        missing, unexpected = model.base_model.text_encoder.load_state_dict(text_model.state_dict(), strict=False)
+        missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
+        if missing or unexpected:
+            raise RuntimeError(
+                f"text weights from {text_model_name_or_path} do not fit: missing {missing}, unexpected {unexpected}"
+            )
+        return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
@@ -981,8 +983,8 @@ class DBetaECGModel(DBetaPreTrainedModel):
 
     # the text tower, fusion and heads of a full checkpoint are not part of the ECG tower
     _keys_to_ignore_on_load_unexpected = [
-        r"language_encoder\.", r"multi_modal_language", r"multi_modal_ecg_layers", r"multi_modal_ecg_pooler",
-        r"unimodal_language_pooler", r"modality_type_embeddings", r"(mlm|mem|etm)_head\.", r"logit_(scale|bias)$",
+        r"text_encoder\.", r"text_projection\.", r"(ecg|text)_fusion_", r"text_pooler\.", r"modality_type_embeddings",
+        r"(mlm|mem|etm)_head\.", r"logit_(scale|bias)$",
     ]
     _can_record_outputs = {
         "hidden_states": DBetaECGEncoderLayer,
@@ -992,8 +994,8 @@ class DBetaECGModel(DBetaPreTrainedModel):
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
         self.ecg_encoder = DBetaECGEncoder(config)
-        self.multi_modal_ecg_proj = nn.Linear(config.ecg_config.encoder_embed_dim, config.hidden_dim)
-        self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
+        self.ecg_projection = nn.Linear(config.ecg_config.encoder_embed_dim, config.hidden_dim)
+        self.ecg_pooler = DBetaPooler(config.hidden_dim)
         self.post_init()
 
     @capture_outputs(tie_last_hidden_states=False)
@@ -1003,23 +1005,19 @@ class DBetaECGModel(DBetaPreTrainedModel):
         `lead_mask`, `noise` and `apply_ecg_mask`: see `DBetaECGEncoder.forward`."""
         _warn_unused_kwargs(type(self).__name__, kwargs)
         encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask)
-        hidden = self.multi_modal_ecg_proj(encoded.last_hidden_state)
-        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=self.unimodal_ecg_pooler(hidden))
+        hidden = self.ecg_projection(encoded.last_hidden_state)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=self.ecg_pooler(hidden))
 
     def get_ecg_features(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward(ecg_values, lead_mask).pooler_output
 
 
-def _check_text_input_shape(input_ids: torch.Tensor) -> None:
+def check_text_shape(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    """Type, shape and dtype of the text input (Python integers only: no host-device synchronisation)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise ValueError(
             "input_ids must be a (batch, length) tensor of token ids; tokenise reports with DBetaProcessor(text=...)"
         )
-
-
-def _check_text_inputs(config: DBetaConfig, vocab_size: int, input_ids: torch.Tensor,
-                       attention_mask: torch.Tensor | None) -> None:
-    """Shape checks always; value checks (one host-device synchronisation) when `config.validate_inputs`."""
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}); pass at least one tokenised text")
     if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
@@ -1029,125 +1027,113 @@ def _check_text_inputs(config: DBetaConfig, vocab_size: int, input_ids: torch.Te
             f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
             "pass the attention_mask the tokenizer returned with these input_ids"
         )
-    if not config.validate_inputs or torch.compiler.is_compiling():
-        return
-    out_of_range = (input_ids < 0) | (input_ids >= vocab_size)
-    attended = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-    content = attended
-    for special in (config.text_config.pad_token_id, config.text_config.eos_token_id):
-        if special is not None:
-            content = content & (input_ids != special)
-    problems = torch.stack([out_of_range.any(), ~attended.any(-1).all(), ~content.any(-1).all()])
-    if not bool(problems.any()):  # the one synchronisation on valid input
-        return
-    if out_of_range.any():
-        rows = out_of_range.any(-1).nonzero().flatten().tolist()
-        raise ValueError(
-            f"input_ids of text(s) {rows[:10]} hold ids outside [0, {vocab_size}) (min {int(input_ids.min())}, max "
-            f"{int(input_ids.max())}): they come from another tokenizer than the model's text encoder; tokenise "
-            "with the checkpoint's DBetaProcessor"
-        )
-    if not attended.any(-1).all():
-        rows = (~attended.any(-1)).nonzero().flatten().tolist()
-        raise ValueError(
-            f"attention_mask rows {rows[:10]} are all zero: those texts have no token to attend to. Every text "
-            "needs at least one token (the tokenizer's attention_mask has a 1 for each real token)"
-        )
-    rows = (~content.any(-1)).nonzero().flatten().tolist()
-    raise ValueError(
-        f"text(s) {rows[:10]} are empty: only padding and the end-of-text token </s> (an empty report, or one "
-        "of decoration only such as '***', which text normalization removes). Drop such records or give them "
-        "a report"
-    )
 
 
 class DBetaModel(DBetaPreTrainedModel):
     """D-BETA: ECG encoder + T5 text encoder + two streams of cross-attention fusion layers.
 
     `get_ecg_features` / `get_text_features` give the uni-modal embeddings used for zero-shot scoring and linear
-    probing (the official `get_ecg_feats`); `forward` also runs the fusion layers. Call `model.eval()` for
-    deterministic features (dropout is active in training mode).
+    probing, `ecg_text_logits` scores them against each other; `forward` also runs the fusion layers. Call
+    `model.eval()` for deterministic features (dropout is active in training mode).
+
+    `logit_scale` and `logit_bias` (shape (1,)) are parameters when `config.ets_learnable_scale` /
+    `config.ets_learnable_bias` are set, and persistent buffers otherwise, so that a checkpoint always carries the
+    values it was trained with; `logit_bias` is None without a bias (`config.ets_logit_bias_init=None`).
     """
 
     # loading from a DBetaForPreTraining checkpoint: its pretraining heads are not part of the base model
-    _keys_to_ignore_on_load_unexpected = [r"(mlm|mem|etm)_head\.", r"logit_(scale|bias)$"]
+    _keys_to_ignore_on_load_unexpected = [r"(mlm|mem|etm)_head\."]
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
         ecg_config = config.ecg_config
         self.ecg_encoder = DBetaECGEncoder(config)
-        self.language_encoder = T5EncoderModel(config.text_config)
-        self.multi_modal_language_proj = nn.Linear(config.text_config.d_model, config.hidden_dim)
-        self.multi_modal_ecg_proj = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
+        self.text_encoder = T5EncoderModel(config.text_config)
+        self.text_projection = nn.Linear(config.text_config.d_model, config.hidden_dim)
+        self.ecg_projection = nn.Linear(ecg_config.encoder_embed_dim, config.hidden_dim)
         self.modality_type_embeddings = nn.Embedding(2, config.hidden_dim)
-        self.multi_modal_ecg_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)])
-        self.multi_modal_language_layers = nn.ModuleList(
-            [DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)]
-        )
-        self.multi_modal_ecg_pooler = DBetaPooler(config.hidden_dim)
-        self.multi_modal_language_pooler = DBetaPooler(config.hidden_dim)
-        self.unimodal_ecg_pooler = DBetaPooler(config.hidden_dim)
-        self.unimodal_language_pooler = DBetaPooler(config.hidden_dim)
+        self.ecg_fusion_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)])
+        self.text_fusion_layers = nn.ModuleList([DBetaFusionLayer(config) for _ in range(config.num_fusion_layers)])
+        self.ecg_fusion_pooler = DBetaPooler(config.hidden_dim)
+        self.text_fusion_pooler = DBetaPooler(config.hidden_dim)
+        self.ecg_pooler = DBetaPooler(config.hidden_dim)
+        self.text_pooler = DBetaPooler(config.hidden_dim)
+        self._add_logit_scale_and_bias(config)
         self.post_init()
 
+    def _add_logit_scale_and_bias(self, config: DBetaConfig) -> None:
+        log_scale = torch.full((1,), math.log(config.ets_logit_scale_init))
+        if config.ets_learnable_scale:
+            self.logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("logit_scale", log_scale)
+        if config.ets_logit_bias_init is None:
+            self.logit_bias = None
+        elif config.ets_learnable_bias:
+            self.logit_bias = nn.Parameter(torch.full((1,), float(config.ets_logit_bias_init)))
+        else:
+            self.register_buffer("logit_bias", torch.full((1,), float(config.ets_logit_bias_init)))
+
     def get_input_embeddings(self):
-        return self.language_encoder.get_input_embeddings()
+        return self.text_encoder.get_input_embeddings()
 
     def set_input_embeddings(self, value):
-        self.language_encoder.set_input_embeddings(value)
+        self.text_encoder.set_input_embeddings(value)
 
     # ------------------------------------------------------------------ towers
     def encode_ecg(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
                    noise: torch.Tensor | None = None, apply_ecg_mask: bool = False,
-                   return_unmasked: bool = False) -> DBetaECGEncoderOutput:
+                   return_unmasked_ecg: bool = False) -> DBetaECGEncoderOutput:
         """The ECG tower and its projection: `last_hidden_state` (B, 1 + K, H) plus the MEM masking outputs (and the
-        projected `unmasked_hidden_state` with `return_unmasked`)."""
-        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask, return_unmasked)
-        encoded.last_hidden_state = self.multi_modal_ecg_proj(encoded.last_hidden_state)
+        projected `unmasked_hidden_state` with `return_unmasked_ecg`)."""
+        encoded = self.ecg_encoder(ecg_values, lead_mask, noise, apply_ecg_mask, return_unmasked_ecg)
+        encoded.last_hidden_state = self.ecg_projection(encoded.last_hidden_state)
         if encoded.unmasked_hidden_state is not None:
-            encoded.unmasked_hidden_state = self.multi_modal_ecg_proj(encoded.unmasked_hidden_state)
+            encoded.unmasked_hidden_state = self.ecg_projection(encoded.unmasked_hidden_state)
         return encoded
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                    check_inputs: bool = True) -> torch.Tensor:
-        """The T5 encoder and its projection: (B, L) token ids -> (B, L, H). `check_inputs=False` when the inputs were
-        already checked."""
-        if check_inputs:
-            _check_text_input_shape(input_ids)
-            _check_text_inputs(self.config, self.get_input_embeddings().num_embeddings, input_ids, attention_mask)
-        hidden = self.language_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.multi_modal_language_proj(hidden)
-
-    def _check_paired_inputs(self, ecg_values: torch.Tensor, input_ids: torch.Tensor, attention_mask) -> None:
-        """Text checks and matching batch sizes, run before either tower: a check that synchronises the host with
-        the device then waits for the input copies only, not for the ECG tower."""
-        _check_text_input_shape(input_ids)
-        if isinstance(ecg_values, torch.Tensor) and ecg_values.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]:
-            raise ValueError(
-                f"ecg_values holds {ecg_values.shape[0]} ECGs but input_ids {input_ids.shape[0]} texts; pass one text "
-                "per ECG (for other pairings use get_ecg_features and get_text_features)"
-            )
-        _check_text_inputs(self.config, self.get_input_embeddings().num_embeddings, input_ids, attention_mask)
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The T5 encoder and its projection: (B, L) token ids -> (B, L, H)."""
+        inputs_embeds = self.text_encoder.get_input_embeddings()(input_ids)
+        if attention_mask is not None:
+            # the 4-D mask of the text tower's attention backend, built here: given the 2-D mask, transformers would
+            # test it on the host (`attention_mask.all()`, a device synchronisation) to drop an all-ones mask
+            attention_mask = create_bidirectional_mask(config=self.text_encoder.config, inputs_embeds=inputs_embeds,
+                                                       attention_mask=attention_mask, allow_is_bidirectional_skip=False)
+        hidden = self.text_encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        return self.text_projection(hidden)
 
     def get_ecg_features(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, leads, samples) ECGs in millivolts -> (B, hidden_dim) uni-modal ECG embeddings (no masking)."""
-        return self.unimodal_ecg_pooler(self.encode_ecg(ecg_values, lead_mask).last_hidden_state)
+        return self.ecg_pooler(self.encode_ecg(ecg_values, lead_mask).last_hidden_state)
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) token ids -> (B, hidden_dim) uni-modal text embeddings (T5 encoder, projection, pooler)."""
+        check_text_shape(input_ids, attention_mask)
         return self.pool_text(self.encode_text(input_ids, attention_mask), attention_mask)
 
     def pool_text(self, text_hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, H) projected text tokens -> (B, H) uni-modal text embedding: the pooler (Linear, tanh) on the first
         token (`config.text_pooling="first"`, official) or on the mean of the real tokens (`"mean"`)."""
         if self.config.text_pooling == "first":
-            return self.unimodal_language_pooler(text_hidden)
+            return self.text_pooler(text_hidden)
         if attention_mask is None:
             mean = text_hidden.mean(dim=1)
         else:
             weights = attention_mask.to(text_hidden.dtype)[..., None]
             mean = (text_hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-        return self.unimodal_language_pooler(mean[:, None])
+        return self.text_pooler(mean[:, None])
+
+    def ecg_text_logits(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """(N, H) ECG and (M, H) text embeddings -> (N, M) float32 logits `logit_scale.exp() * e @ t.T + logit_bias`,
+        on L2-normalized embeddings with `config.ets_normalize_embeddings`.
+
+        The one ECG-text similarity of the model: the ETS loss trains it, zero-shot classification, retrieval and the
+        zero-shot pipeline score with it. With the official config (scale 1, no bias, no normalization) it is the raw
+        dot product.
+        """
+        return losses.ecg_text_logits(ecg_embeds, text_embeds, self.logit_scale.exp(), self.logit_bias,
+                                      self.config.ets_normalize_embeddings)
 
     # ------------------------------------------------------------------ fusion
     def fuse(self, text_hidden: torch.Tensor, ecg_hidden: torch.Tensor, attention_mask: torch.Tensor | None):
@@ -1157,14 +1143,25 @@ class DBetaModel(DBetaPreTrainedModel):
         text_types = torch.zeros(1, 1, dtype=torch.long, device=text_hidden.device)
         x = text_hidden + self.modality_type_embeddings(text_types)
         y = ecg_hidden + self.modality_type_embeddings(torch.ones_like(text_types))
-        text_mask = additive_attention_mask(attention_mask) if attention_mask is not None else None
-        if text_mask is not None and not self.training and not torch.compiler.is_compiling() and bool(attention_mask.all()):
-            text_mask = None  # inference without padding: identical result, and SDPA can use its fastest kernels
+        text_mask = additive_attention_mask(attention_mask)
         ecg_states = [y]
-        for language_layer, ecg_layer in zip(self.multi_modal_language_layers, self.multi_modal_ecg_layers):
-            x, y = language_layer(x, y, text_mask, None), ecg_layer(y, x, None, text_mask)
+        for text_layer, ecg_layer in zip(self.text_fusion_layers, self.ecg_fusion_layers):
+            x, y = text_layer(x, y, text_mask, None), ecg_layer(y, x, None, text_mask)
             ecg_states.append(y)
         return x, y, tuple(ecg_states)
+
+    def _check_paired_inputs(self, ecg_values, input_ids: torch.Tensor, attention_mask) -> None:
+        if ecg_values is None or input_ids is None:
+            raise ValueError(
+                "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
+                "get_text_features"
+            )
+        check_text_shape(input_ids, attention_mask)
+        if isinstance(ecg_values, torch.Tensor) and ecg_values.dim() >= 1 and ecg_values.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"ecg_values holds {ecg_values.shape[0]} ECGs but input_ids {input_ids.shape[0]} texts; pass one text "
+                "per ECG (for other pairings use get_ecg_features, get_text_features and ecg_text_logits)"
+            )
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -1178,7 +1175,7 @@ class DBetaModel(DBetaPreTrainedModel):
         return_unmasked_ecg: bool = False,
         **kwargs,
     ) -> DBetaModelOutput:
-        """ECGs (B, leads, samples) and tokenised reports (B, L) -> embeddings and fused hidden states.
+        """ECGs (B, leads, samples) and tokenised reports (B, L) -> ECG-text logits, embeddings and fused hidden states.
 
         `lead_mask`, `noise` and `apply_ecg_mask` (MEM token masking, off by default): see `DBetaECGEncoder.forward`.
         `return_unmasked_ecg` (with `apply_ecg_mask`) adds `unmasked_ecg_embeds`, the embedding of an unmasked pass
@@ -1186,40 +1183,38 @@ class DBetaModel(DBetaPreTrainedModel):
         both passes are recorded, the unmasked pass first).
         """
         _warn_unused_kwargs(type(self).__name__, kwargs)
-        if ecg_values is None or input_ids is None:
-            raise ValueError(
-                "DBetaModel.forward needs both ecg_values and input_ids; for one modality use get_ecg_features or "
-                "get_text_features"
-            )
         self._check_paired_inputs(ecg_values, input_ids, attention_mask)
         encoded = self.encode_ecg(ecg_values, lead_mask, noise, apply_ecg_mask, return_unmasked_ecg)
         ecg_hidden = encoded.last_hidden_state
-        text_hidden = self.encode_text(input_ids, attention_mask, check_inputs=False)
-        x, y, fusion_ecg_states = self.fuse(text_hidden, ecg_hidden, attention_mask)
+        text_hidden = self.encode_text(input_ids, attention_mask)
+        text_fused, ecg_fused, all_ecg_fused = self.fuse(text_hidden, ecg_hidden, attention_mask)
+        ecg_embeds = self.ecg_pooler(ecg_hidden)
+        text_embeds = self.pool_text(text_hidden, attention_mask)
+        logits_per_ecg = self.ecg_text_logits(ecg_embeds, text_embeds)
         return DBetaModelOutput(
-            ecg_embeds=self.unimodal_ecg_pooler(ecg_hidden),
-            text_embeds=self.pool_text(text_hidden, attention_mask),
-            multimodal_embeds=torch.cat([self.multi_modal_language_pooler(x), self.multi_modal_ecg_pooler(y)], dim=-1),
-            multimodal_text_hidden_states=x,
-            multimodal_ecg_hidden_states=y,
+            logits_per_ecg=logits_per_ecg,
+            logits_per_text=logits_per_ecg.T,
+            ecg_embeds=ecg_embeds,
+            text_embeds=text_embeds,
+            fusion_embeds=torch.cat([self.text_fusion_pooler(text_fused), self.ecg_fusion_pooler(ecg_fused)], dim=-1),
+            fusion_text_hidden_states=text_fused,
+            fusion_ecg_hidden_states=ecg_fused,
+            all_fusion_ecg_hidden_states=all_ecg_fused,
             ecg_hidden_states=ecg_hidden,
             text_hidden_states=text_hidden,
-            fusion_ecg_hidden_states=fusion_ecg_states,
             mem_mask=encoded.mem_mask,
-            mem_ids_restore=encoded.ids_restore,
+            mem_ids_restore=encoded.mem_ids_restore,
             unmasked_ecg_embeds=(None if encoded.unmasked_hidden_state is None
-                                 else self.unimodal_ecg_pooler(encoded.unmasked_hidden_state)),
+                                 else self.ecg_pooler(encoded.unmasked_hidden_state)),
         )
-
-    @classmethod
-    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", **kwargs):
-        """A fresh model whose text tower holds pretrained T5 weights (default: google/flan-t5-base); see
-        `_from_text_pretrained` for the keyword arguments."""
-        return _from_text_pretrained(cls, text_model_name_or_path, **kwargs)
 
 
 class DBetaForPreTraining(DBetaPreTrainedModel):
-    """D-BETA with its pretraining heads (MLM, MEM, ETM) and the four losses (MLM, MEM, ETM, ETS; `losses.py`)."""
+    """D-BETA with its pretraining heads (MLM, MEM, ETM) and the four losses (MLM, MEM, ETM, ETS; `losses.py`).
+
+    The ETS loss scores with the base model's ECG-text logits (`DBetaModel.ecg_text_logits`, its `logit_scale` and
+    `logit_bias`).
+    """
 
     def __init__(self, config: DBetaConfig):
         super().__init__(config)
@@ -1227,25 +1222,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         self.mlm_head = DBetaMLMHead(config)
         self.mem_head = DBetaMEMHead(config)
         self.etm_head = DBetaETMHead(config)
-        # the ETS logits are `logit_scale.exp() * e @ t.T + logit_bias` (SigLIP); fixed ones are non-persistent buffers
-        log_scale = torch.tensor(float(config.ets_logit_scale_init)).log()
-        if config.ets_learnable_scale:
-            self.logit_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("logit_scale", log_scale, persistent=False)
-        if config.ets_logit_bias_init is None:
-            self.logit_bias = None
-        elif config.ets_learnable_bias:
-            self.logit_bias = nn.Parameter(torch.tensor(float(config.ets_logit_bias_init)))
-        else:
-            self.register_buffer("logit_bias", torch.tensor(float(config.ets_logit_bias_init)), persistent=False)
         self.post_init()
-
-    @classmethod
-    def from_text_pretrained(cls, text_model_name_or_path: str = "google/flan-t5-base", **kwargs):
-        """A fresh model whose text tower holds pretrained T5 weights (default: google/flan-t5-base); see
-        `_from_text_pretrained` for the keyword arguments."""
-        return _from_text_pretrained(cls, text_model_name_or_path, **kwargs)
 
     def get_ecg_features(self, ecg_values, lead_mask=None):
         return self.model.get_ecg_features(ecg_values, lead_mask)
@@ -1253,18 +1230,31 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
     def get_text_features(self, input_ids, attention_mask=None):
         return self.model.get_text_features(input_ids, attention_mask)
 
-    def _unmasked_ets_embeddings(self, outputs, input_ids, attention_mask, mlm_labels):
-        """`config.ets_unmasked_inputs`: the ETS embeddings of an unmasked ECG pass (sharing the masked pass's conv
-        features) and of the report with its MLM tokens restored, instead of those of the masked passes the other
-        losses use (official)."""
+    def ecg_text_logits(self, ecg_embeds, text_embeds):
+        return self.model.ecg_text_logits(ecg_embeds, text_embeds)
+
+    def _ets_embeddings(self, outputs: DBetaModelOutput, input_ids, attention_mask, mlm_labels, ets_input_ids,
+                        ets_attention_mask, ets_unmasked_inputs: bool):
+        """The (ECG, text) embeddings the ETS loss scores: those of the forward pass; with `ets_unmasked_inputs`, the
+        embedding of the unmasked ECG pass and of the report with its MLM tokens restored (from `mlm_labels`); a
+        given ETS text view (`ets_input_ids`) replaces the text side."""
         ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
-        if outputs.unmasked_ecg_embeds is not None:
+        if ets_unmasked_inputs and outputs.unmasked_ecg_embeds is not None:
             ecg_embeds = outputs.unmasked_ecg_embeds
-        if mlm_labels is not None:
-            clean_ids = torch.where(mlm_labels >= 0, mlm_labels, input_ids)
-            text_embeds = self.model.pool_text(self.model.encode_text(clean_ids, attention_mask, check_inputs=False),
-                                               attention_mask)
+        if ets_input_ids is not None:
+            text_embeds = self.model.get_text_features(ets_input_ids, ets_attention_mask)
+        elif ets_unmasked_inputs and mlm_labels is not None:
+            restored_ids = torch.where(mlm_labels >= 0, mlm_labels, input_ids)
+            text_embeds = self.model.pool_text(self.model.encode_text(restored_ids, attention_mask), attention_mask)
         return ecg_embeds, text_embeds
+
+    def _mlm_head(self, fused_text: torch.Tensor, mlm_labels, mlm_positions, return_mlm_logits: bool):
+        """MLM head on every position, `(logits (B, L, V), mlm_labels)`, or, with `return_mlm_logits=False` and
+        labels, only on the labelled positions, `(logits (B, K, V), their labels (B, K; -100 on padding))`."""
+        if return_mlm_logits or mlm_labels is None:
+            return self.mlm_head(fused_text), mlm_labels
+        hidden, targets = losses.gather_mlm_targets(fused_text, mlm_labels, mlm_positions)
+        return self.mlm_head(hidden), targets
 
     @can_return_tuple
     def forward(
@@ -1283,6 +1273,9 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         ets_attention_mask: torch.Tensor | None = None,
         return_mlm_logits: bool = True,
         return_loss: bool | None = None,
+        ets_unmasked_inputs: bool = False,
+        mlm_mem_on_matched_only: bool = False,
+        ets_global_batch: bool = False,
         **kwargs,
     ) -> DBetaForPreTrainingOutput:
         r"""
@@ -1292,13 +1285,13 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             mlm_labels: (B, L) original ids at MLM positions, -100 elsewhere (defines the MLM loss).
             match_labels: (B,) 1 = the report belongs to the ECG, 0 = N3S negative (defines the ETM loss, and the
                 ETS diagonal labels `2 * match - 1`; without them the diagonal is all positive).
-            ets_labels: optional (B, B) +-1 ETS labels replacing the official diagonal rule (the pretraining
-                collator's `same_report_positives=True` makes them).
+            ets_labels: optional (B, B) +-1 ETS labels replacing the diagonal rule (the pretraining collator's
+                `same_report_positives=True` makes them).
             mlm_positions: optional (B, K) positions of the MLM targets, -1 padded (the pretraining collator makes
                 them). With `return_mlm_logits=False` the MLM head then runs on exactly these positions without a
                 host-device synchronisation; without them the model derives them from `mlm_labels` (one sync).
             noise: (B, T) uniform noise that drives MEM token masking (argsort ascending; the first
-                `int(T * (1 - mem_prob))` tokens are kept), as ViTMAE; drawn when omitted.
+                `int(T * (1 - mem_mask_ratio))` tokens are kept), as ViTMAE; drawn when omitted.
             apply_ecg_mask: mask ECG tokens and reconstruct them (MEM); `False` runs the unmasked evaluation pass.
             lead_mask: optional (B, leads), True for the leads present; absent leads are zeroed.
             ets_input_ids / ets_attention_mask: optional (B, L') text view that the ETS loss embeds instead of the
@@ -1310,86 +1303,98 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
             return_loss: compute the losses (as CLIP's `return_loss`). Default: when labels (`mlm_labels`,
                 `match_labels` or `ets_labels`) are given. Then MLM needs `mlm_labels`, ETM `match_labels`, MEM
                 `apply_ecg_mask`; ETS is always computed.
+            ets_unmasked_inputs: compute the ETS embeddings from unmasked inputs, as ALBEF / BLIP compute their
+                contrastive loss on clean inputs: a second pass of the ECG transformer without MEM masking (sharing
+                the conv features), and the report with its MLM tokens restored (from `mlm_labels`). `False`
+                (official): the ECG embedding of the MEM-masked pass and the MLM-masked text.
+            mlm_mem_on_matched_only: compute MLM and MEM only on the rows whose report belongs to the ECG
+                (`match_labels == 1`), as ALBEF / BLIP do; `False` (official) also scores the rows that received an
+                N3S negative report.
+            ets_global_batch: under several processes (`accelerate launch`, `torchrun`), score every process's ECGs
+                against the texts of the whole global batch (as CLIP / SigLIP); `False` (official): each process's own
+                batch. No effect in one process.
         """
         if return_loss is None:
             return_loss = mlm_labels is not None or match_labels is not None or ets_labels is not None
-        if mlm_labels is not None and self.config.mlm_mem_on_matched_only and match_labels is not None:
+        if mlm_mem_on_matched_only and mlm_labels is not None and match_labels is not None:
             # rows fed a negative report carry no MLM target
             mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
 
-        # encode and fuse
-        unmasked = self.config.ets_unmasked_inputs
         outputs = self.model(ecg_values, input_ids, attention_mask, lead_mask=lead_mask, noise=noise,
-                             apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=unmasked and apply_ecg_mask, **kwargs)
-        ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
-        if unmasked:  # without mlm_labels no restored-report pass: a given ETS text view replaces it below
-            ecg_embeds, text_embeds = self._unmasked_ets_embeddings(
-                outputs, input_ids, attention_mask, None if ets_input_ids is not None else mlm_labels)
-        if ets_input_ids is not None:
-            text_embeds = self.model.get_text_features(ets_input_ids, ets_attention_mask)
+                             apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=ets_unmasked_inputs and apply_ecg_mask,
+                             **kwargs)
+        ecg_embeds, text_embeds = self._ets_embeddings(outputs, input_ids, attention_mask, mlm_labels, ets_input_ids,
+                                                       ets_attention_mask, ets_unmasked_inputs)
 
-        # heads
-        fused_text = outputs.multimodal_text_hidden_states
-        etm_logits = self.etm_head(outputs.multimodal_embeds)
-        mlm_logits = mlm_target_logits = mlm_targets = None
-        if return_mlm_logits or mlm_labels is None:
-            mlm_logits = self.mlm_head(fused_text)
-        else:
-            hidden, mlm_targets = losses.gather_mlm_targets(fused_text, mlm_labels, mlm_positions)
-            mlm_target_logits = self.mlm_head(hidden)
+        etm_logits = self.etm_head(outputs.fusion_embeds)
+        mlm_logits, mlm_targets = self._mlm_head(outputs.fusion_text_hidden_states, mlm_labels, mlm_positions,
+                                                 return_mlm_logits)
         mem_logits = None
         if apply_ecg_mask:
-            mem_logits = self.mem_head(outputs.fusion_ecg_hidden_states[self.config.mem_layer], outputs.mem_ids_restore)
+            mem_logits = self.mem_head(outputs.all_fusion_ecg_hidden_states[self.config.mem_layer],
+                                       outputs.mem_ids_restore)
 
-        # losses
-        loss_terms = {}
-        mlm_accuracy = etm_accuracy = None
-        if return_loss and mlm_labels is not None:
-            if mlm_logits is not None:
-                loss_terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_labels)
-                mlm_accuracy = losses.mlm_accuracy(mlm_logits, mlm_labels)
-            else:
-                loss_terms["mlm"] = losses.masked_mlm_loss(mlm_target_logits, mlm_targets)
-                mlm_accuracy = losses.mlm_accuracy(mlm_target_logits, mlm_targets)
-        if return_loss and apply_ecg_mask:
-            target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch, self.config.mem_norm_target)
-            scored = outputs.mem_mask
-            if self.config.mlm_mem_on_matched_only and match_labels is not None:
-                scored = scored * match_labels.to(scored)[:, None]
-            loss_terms["mem"] = losses.mem_loss(mem_logits, target, scored)
-        if return_loss and match_labels is not None:
-            loss_terms["etm"] = losses.etm_loss(etm_logits, match_labels)
-            etm_accuracy = (etm_logits.argmax(-1) == match_labels.long()).float().mean()
+        loss_outputs = {}
         if return_loss:
-            if self.config.ets_normalize_embeddings:
-                ets_inputs = (F.normalize(ecg_embeds, dim=-1), F.normalize(text_embeds, dim=-1))
-            else:
-                ets_inputs = (ecg_embeds, text_embeds)
-            ets = losses.distributed_ets_loss if self.config.ets_global_batch else losses.ets_loss
-            loss_terms["ets"] = ets(*ets_inputs, match_labels, self.logit_scale.exp(), self.logit_bias, ets_labels)
-        weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
-                   "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}
-        loss = sum(weights[name] * value for name, value in loss_terms.items()) if loss_terms else None
-
+            loss_outputs = self.forward_loss(
+                ecg_values, mlm_logits, mlm_targets, mem_logits, outputs.mem_mask, etm_logits, ecg_embeds, text_embeds,
+                match_labels, ets_labels, mlm_mem_on_matched_only=mlm_mem_on_matched_only,
+                ets_global_batch=ets_global_batch,
+            )
         return DBetaForPreTrainingOutput(
-            loss=loss,
-            mlm_loss=loss_terms.get("mlm"),
-            mem_loss=loss_terms.get("mem"),
-            etm_loss=loss_terms.get("etm"),
-            ets_loss=loss_terms.get("ets"),
-            mlm_logits=mlm_logits,
+            mlm_logits=mlm_logits if return_mlm_logits or mlm_labels is None else None,
             mem_logits=mem_logits,
             mem_mask=outputs.mem_mask,
             mem_ids_restore=outputs.mem_ids_restore,
             etm_logits=etm_logits,
             ecg_embeds=ecg_embeds,
             text_embeds=text_embeds,
-            mlm_accuracy=None if mlm_accuracy is None else mlm_accuracy.detach(),
-            etm_accuracy=None if etm_accuracy is None else etm_accuracy.detach(),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             cross_attentions=outputs.cross_attentions,
+            **loss_outputs,
         )
+
+    def forward_loss(
+        self,
+        ecg_values: torch.Tensor,
+        mlm_logits: torch.Tensor,
+        mlm_targets: torch.Tensor | None,
+        mem_logits: torch.Tensor | None,
+        mem_mask: torch.Tensor | None,
+        etm_logits: torch.Tensor,
+        ecg_embeds: torch.Tensor,
+        text_embeds: torch.Tensor,
+        match_labels: torch.Tensor | None = None,
+        ets_labels: torch.Tensor | None = None,
+        mlm_mem_on_matched_only: bool = False,
+        ets_global_batch: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """The four losses, their weighted sum and the accuracies, as `DBetaForPreTrainingOutput` fields.
+
+        MLM on the logits and their targets (-100 = not scored) when there are targets; MEM when the ECG tokens were
+        masked; ETM when `match_labels` are given; ETS always, with the base model's ECG-text logits.
+        """
+        terms, metrics = {}, {}
+        if mlm_targets is not None:
+            terms["mlm"] = losses.mlm_loss(mlm_logits, mlm_targets)
+            metrics["mlm_accuracy"] = losses.mlm_accuracy(mlm_logits, mlm_targets).detach()
+        if mem_logits is not None:
+            target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch_size,
+                                       self.config.mem_norm_target)
+            scored = mem_mask
+            if mlm_mem_on_matched_only and match_labels is not None:
+                scored = scored * match_labels.to(scored)[:, None]
+            terms["mem"] = losses.mem_loss(mem_logits, target, scored)
+        if match_labels is not None:
+            terms["etm"] = losses.etm_loss(etm_logits, match_labels)
+            metrics["etm_accuracy"] = (etm_logits.argmax(-1) == match_labels.long()).float().mean().detach()
+        ets = losses.distributed_ets_loss if ets_global_batch else losses.ets_loss
+        terms["ets"] = ets(ecg_embeds, text_embeds, match_labels, ets_labels, logits_fn=self.model.ecg_text_logits)
+        weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
+                   "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}
+        loss = sum(weights[name] * value for name, value in terms.items())
+        return {"loss": loss, **{f"{name}_loss": value for name, value in terms.items()}, **metrics}
 
 
 class DBetaForECGClassification(DBetaPreTrainedModel):

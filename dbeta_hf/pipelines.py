@@ -6,11 +6,12 @@
     >>> classifier(ecg, sampling_rate=500, candidate_labels=["SR", "AFIB", "BBB"], description_task="synthetic")
     [{'label': 'AFIB', 'score': 3.1}, {'label': 'SR', 'score': -0.4}, {'label': 'BBB', 'score': -2.0}]
 
-The pipeline is **multi-label**: each candidate label gets an independent score, the official D-BETA raw dot
-product of the uni-modal ECG embedding with the embedding of the label's description (`similarity="cosine"` for
-the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently). Scores are
-never normalized across labels, so several labels can be present at once and a label's score does not depend
-on which other labels are asked for.
+The pipeline is **multi-label**: each candidate label gets an independent score, the model's ECG-text logit
+(`DBetaModel.ecg_text_logits`, the similarity its ETS loss trained; the raw dot product for the official model) of
+the uni-modal ECG embedding and the embedding of the label's description (`similarity="dot"` / `"cosine"` for the
+raw dot product / the cosine; `function_to_apply="sigmoid"` maps each score through a sigmoid, still independently,
+the ETS loss's pair probability). Scores are never normalized across labels, so several labels can be present at
+once and a label's score does not depend on which other labels are asked for.
 
 Candidate labels are class names looked up in D-BETA's class descriptions (`dbeta_hf.evaluation.prompts`); pass
 `descriptions={label: text}` (or a JSON path, e.g. the official prompt file) to use your own prompt set instead
@@ -34,6 +35,9 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import Pipeline
 
+from .evaluation.prompts import PROMPT_ENSEMBLES, class_prompts, load_prompt_set
+from .evaluation.zero_shot import SIMILARITIES, DBetaZeroShotClassifier
+
 __all__ = ["ZeroShotECGClassificationPipeline", "register_pipelines", "ZERO_SHOT_ECG_TASK"]
 
 ZERO_SHOT_ECG_TASK = "zero-shot-ecg-classification"
@@ -55,7 +59,11 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         use_descriptions (`bool`, defaults to `True`): look labels up in the description files; `False` encodes
             ``hypothesis_template.format(label)`` instead.
         hypothesis_template (`str`, defaults to `"{}"`): applied to every text (description or label).
-        similarity (`str`, defaults to `"dot"`): `"dot"` (official raw dot product) or `"cosine"`.
+        prompt_ensemble (`str`, defaults to `"description"`): with descriptions, the texts that stand for a label
+            (`dbeta_hf.evaluation.prompts.ensemble_texts`): `"description"` (the official scoring), `"name+description"`
+            or `"sentences"`; their embeddings are averaged.
+        similarity (`str`, defaults to `"model"`): `"model"` (the model's ECG-text logits), `"dot"` (raw dot
+            product) or `"cosine"`.
         function_to_apply (`str`, defaults to `"none"`): `"none"` (raw scores) or `"sigmoid"` (per label).
         top_k (`int`, *optional*): keep the k best labels.
 
@@ -81,9 +89,6 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.feature_extractor is None:
             self.feature_extractor = getattr(self.processor, "feature_extractor", None)
-        # imported here so that `import dbeta_hf` (which registers this pipeline) stays light
-        from .evaluation.zero_shot import DBetaZeroShotClassifier
-
         # the zero-shot scorer (it checks that the model has both towers and switches it to eval mode); without
         # autocast, the pipeline runs the model in its own dtype
         self.zero_shot = DBetaZeroShotClassifier(self.model, self.processor, autocast=False)
@@ -99,6 +104,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         descriptions: Mapping[str, str] | str | os.PathLike | None = None,
         use_descriptions: bool | None = None,
         hypothesis_template: str | None = None,
+        prompt_ensemble: str | None = None,
         similarity: str | None = None,
         function_to_apply: str | None = None,
         top_k: int | None = None,
@@ -119,16 +125,17 @@ class ZeroShotECGClassificationPipeline(Pipeline):
             ("descriptions", descriptions),
             ("use_descriptions", use_descriptions),
             ("hypothesis_template", hypothesis_template),
+            ("prompt_ensemble", prompt_ensemble),
         ):
             if value is not None:
                 pre[name] = value
+        if prompt_ensemble is not None and prompt_ensemble not in PROMPT_ENSEMBLES:
+            raise ValueError(f"prompt_ensemble must be one of {PROMPT_ENSEMBLES}, got {prompt_ensemble!r}")
         if candidate_labels is not None:  # postprocess names the scores; preprocess checks the labels
             post["candidate_labels"] = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
         if similarity is not None:
-            from .evaluation.zero_shot import SIMILARITIES
-
             if similarity not in SIMILARITIES:
-                raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+                raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
             fwd["similarity"] = similarity
         if function_to_apply is not None:
             if function_to_apply not in _FUNCTIONS:
@@ -145,15 +152,15 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         return super().__call__(ecgs, **kwargs)
 
     # ------------------------------------------------------------------ steps
-    def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template) -> list[str]:
+    def _texts(self, labels, description_task, descriptions, use_descriptions, hypothesis_template,
+               prompt_ensemble="description") -> list[list[str]]:
+        """The texts of every label (one list per label: several with a prompt ensemble)."""
         if use_descriptions:  # a prompt set (`descriptions`) must cover every label: no built-in fallback
-            from .evaluation.prompts import describe_classes, load_prompt_set
-
             prompt_set = None if descriptions is None else load_prompt_set(descriptions)
-            texts = describe_classes(labels, task=description_task, prompt_set=prompt_set)
+            prompts = class_prompts(labels, task=description_task, prompt_set=prompt_set, ensemble=prompt_ensemble)
         else:
-            texts = list(labels)
-        return [hypothesis_template.format(t) for t in texts]
+            prompts = [[label] for label in labels]
+        return [[hypothesis_template.format(t) for t in texts] for texts in prompts]
 
     def preprocess(
         self,
@@ -166,6 +173,7 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         descriptions=None,
         use_descriptions: bool = True,
         hypothesis_template: str = "{}",
+        prompt_ensemble: str = "description",
     ):
         if isinstance(inputs, Mapping):
             if "ecg" not in inputs:
@@ -187,17 +195,18 @@ class ZeroShotECGClassificationPipeline(Pipeline):
         ecg = np.asarray(inputs)  # the feature extractor checks the dtype (integers need `units`)
         if ecg.ndim != 2:
             raise ValueError(f"one ECG must be (leads, samples), got shape {ecg.shape}")
-        texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template)
+        texts = self._texts(candidate_labels, description_task, descriptions, use_descriptions, hypothesis_template,
+                            prompt_ensemble)
         ecg_inputs = self.feature_extractor(
             ecg, sampling_rate=sampling_rate, lead_names=lead_names, units=units, return_tensors="pt"
         )
         return {"ecg_values": ecg_inputs["ecg_values"], "texts": texts}
 
-    def _forward(self, model_inputs, similarity: str = "dot"):
+    def _forward(self, model_inputs, similarity: str | None = None):
         ecg_embeds = self.zero_shot.encode_ecgs(model_inputs["ecg_values"])
         texts = model_inputs["texts"]
-        # one ECG gives its list of texts; with batch_size > 1 the collator stacks the ECGs and lists the lists
-        texts_per_ecg = [texts] if texts and isinstance(texts[0], str) else texts
+        # one ECG gives its texts per label; with batch_size > 1 the collator stacks the ECGs and lists the lists
+        texts_per_ecg = [texts] if texts and isinstance(texts[0][0], str) else texts
         scores = torch.cat([
             self.zero_shot.scores_from_features(ecg_embeds[i : i + 1], descriptions=item_texts, similarity=similarity)
             for i, item_texts in enumerate(texts_per_ecg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ from safetensors.torch import load_file
 
 from dbeta_hf import DBetaConfig, DBetaForPreTraining, DBetaModel
 from dbeta_hf.conversion.convert_original_checkpoint import (
+    ORIGINAL_KEY_MAPPING,
     CheckpointConversionError,
     convert_original_checkpoint,
+    from_original_config,
+    rename_original_key,
     rename_original_state_dict,
 )
 
@@ -64,9 +68,12 @@ def test_eval_features_match_official(converted_dir, expected):
         out = model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
     _close(out.ecg_embeds, expected["eval.uni_modal_ecg_feats"])
     _close(out.text_embeds, expected["eval.uni_modal_text_feats"])
-    _close(out.multimodal_text_hidden_states, expected["eval.multi_modal_text_feats"])
-    _close(out.multimodal_ecg_hidden_states, expected["eval.multi_modal_ecg_feats"])
-    _close(out.multimodal_embeds, expected["eval.multi_modal_cls_feats"])
+    _close(out.fusion_text_hidden_states, expected["eval.multi_modal_text_feats"])
+    _close(out.fusion_ecg_hidden_states, expected["eval.multi_modal_ecg_feats"])
+    _close(out.fusion_embeds, expected["eval.multi_modal_cls_feats"])
+    # the official ETS logits: scale 1, no bias, raw dot product of the uni-modal features
+    _close(out.logits_per_ecg, expected["eval.uni_modal_ecg_feats"] @ expected["eval.uni_modal_text_feats"].T, 1e-4)
+    assert torch.equal(out.logits_per_text, out.logits_per_ecg.T)
 
 
 def test_eval_matching_logits_match_official(pretraining_model, expected):
@@ -154,25 +161,111 @@ def test_full_size_official_state_dict_converts_key_for_key(tmp_path):
     model = convert_original_checkpoint(tmp_path / "full.pt", tmp_path / "config.json")
     assert sum(p.numel() for p in model.parameters()) == 321_387_330
     converted = model.state_dict()
-    assert len(converted) == 645
+    assert len(converted) == 646  # the official keys and the fixed ECG-text scale, which the config sets
     renamed = rename_original_state_dict(state_dict)
-    assert set(renamed) == set(converted)  # every key used, nothing missing
+    assert set(renamed) | {"model.logit_scale"} == set(converted)  # every key used, nothing missing
     for key, value in renamed.items():  # and every tensor landed where it belongs
         assert converted[key].flatten()[0].item() == value.flatten()[0].item(), key
+    assert converted["model.logit_scale"].tolist() == [0.0] and "model.logit_bias" not in converted  # scale 1, no bias
 
 
 def test_official_config_round_trip():
     import json
 
     original = json.loads((PARITY / "config.json").read_text())
-    config = DBetaConfig.from_original_config(original)
+    original["model"]["mem_prob"] = 0.6
+    config = from_original_config(original)
+    assert isinstance(config, DBetaConfig)
     assert config.ecg_config.encoder_layers == 2 and config.ecg_config.conv_feature_layers == [[64, 2, 2]] * 4
+    assert config.ecg_config.num_leads == 12  # official in_d
     assert config.text_config.d_model == 768  # Flan-T5-base when no text config is given
-    assert config.num_fusion_layers == 2 and config.mem_layer == 1 and config.vocab_size == 1000
+    assert config.num_fusion_layers == 2 and config.mem_layer == 1 and config.vocab_size == 1000  # num_top_layer
+    assert config.mem_mask_ratio == 0.6  # official mem_prob
     assert not hasattr(config, "max_text_length")  # max_text_size is the collator's (its default max_length=254)
-    # training switches without an official field get the official behaviour (per-GPU ETS, MLM/MEM on every row)
-    assert config.ets_global_batch is False and config.mlm_mem_on_matched_only is False
-    assert DBetaConfig.from_original_config(original, ets_global_batch=True).ets_global_batch is True
+    # the official ETS logits: fixed scale 1, no bias, raw dot product
+    assert (config.ets_logit_scale_init, config.ets_learnable_scale, config.ets_logit_bias_init) == (1.0, False, None)
+    assert config.ets_normalize_embeddings is False
+    assert from_original_config(original, text_pooling="mean").text_pooling == "mean"
+    # the official field names are the converter's: a config refuses them instead of silently keeping its default
+    for name, value in (("mem_prob", 0.6), ("num_top_layer", 2)):
+        with pytest.raises(ValueError, match=rf"{name} -> "):
+            DBetaConfig(**{name: value})
+    with pytest.raises(ValueError, match="in_d -> num_leads"):
+        DBetaConfig(ecg_config={"in_d": 8})
+
+
+def test_official_key_map_covers_every_official_key_with_a_new_name():
+    """Every official key has a rule in the converter's map, the rules use the package's names (text tower `text`,
+    no `multi_modal` / `unimodal` / `language` / fairseq index names), and distinct keys stay distinct."""
+    official = list(_official_shapes())
+    renamed = {key: rename_original_key(key) for key in official}
+    assert len(set(renamed.values())) == len(official)  # (that they are the model's keys: the full-size test above)
+    for new in renamed.values():
+        assert not any(word in new for word in ("language", "multi_modal", "unimodal", "mim_", "itm_", "pos_conv")), new
+        assert new.startswith(("model.", "mlm_head.", "mem_head.", "etm_head.")), new
+    expected = {
+        "language_encoder.encoder.block.0.layer.0.SelfAttention.q.weight": "model.text_encoder.encoder.block.0.layer.0.SelfAttention.q.weight",
+        "multi_modal_language_proj.weight": "model.text_projection.weight",
+        "multi_modal_ecg_proj.bias": "model.ecg_projection.bias",
+        "multi_modal_language_layers.5.crossattention.self.key.weight": "model.text_fusion_layers.5.crossattention.self.key.weight",
+        "multi_modal_ecg_layers.0.output.LayerNorm.bias": "model.ecg_fusion_layers.0.output.LayerNorm.bias",
+        "multi_modal_language_pooler.dense.weight": "model.text_fusion_pooler.dense.weight",
+        "multi_modal_ecg_pooler.dense.bias": "model.ecg_fusion_pooler.dense.bias",
+        "unimodal_language_pooler.dense.weight": "model.text_pooler.dense.weight",
+        "unimodal_ecg_pooler.dense.weight": "model.ecg_pooler.dense.weight",
+        "class_embedding": "model.ecg_encoder.class_embedding",
+        "ecg_encoder.feature_extractor.conv_layers.0.0.weight": "model.ecg_encoder.feature_extractor.conv_layers.0.conv.weight",
+        "ecg_encoder.feature_extractor.conv_layers.0.2.weight": "model.ecg_encoder.feature_extractor.conv_layers.0.layer_norm.weight",
+        "ecg_encoder.conv_pos.pos_conv.0.weight_g": "model.ecg_encoder.conv_pos.conv.parametrizations.weight.original0",
+        "ecg_encoder.conv_pos.pos_conv.0.weight_v": "model.ecg_encoder.conv_pos.conv.parametrizations.weight.original1",
+        "ecg_encoder.conv_pos.pos_conv.0.bias": "model.ecg_encoder.conv_pos.conv.bias",
+        "modality_type_embeddings.weight": "model.modality_type_embeddings.weight",
+        "mim_head.decoder.resblocks.0.attn.in_proj_weight": "mem_head.decoder.resblocks.0.attn.in_proj_weight",
+        "itm_head.fc.weight": "etm_head.fc.weight",
+        "mlm_head.transform.LayerNorm.weight": "mlm_head.transform.LayerNorm.weight",
+    }
+    for old, new in expected.items():
+        assert rename_original_key(old) == new, old
+    # the layer_norm extractor mode nests its LayerNorm one level deeper
+    assert rename_original_key("ecg_encoder.feature_extractor.conv_layers.3.2.1.bias") == (
+        "model.ecg_encoder.feature_extractor.conv_layers.3.layer_norm.bias")
+    assert rename_original_key("something.else") == "something.else"  # unknown keys stay as they are: unexpected
+    # every rule is used by some official key (none is dead)
+    used = {next(p for p in ORIGINAL_KEY_MAPPING if re.match(p, key)) for key in official}
+    assert used | {r"^ecg_encoder\.feature_extractor\.conv_layers\.(\d+)\.2\.1\."} == set(ORIGINAL_KEY_MAPPING)
+
+
+def test_layer_norm_extractor_checkpoint_converts(tmp_path):
+    """An official checkpoint in `extractor_mode="layer_norm"` (LayerNorm after every conv, nested in a Sequential)."""
+    import json
+
+    state = torch.load(PARITY / "checkpoint.pt", weights_only=True)["model"]
+    config = json.loads((PARITY / "config.json").read_text())
+    config["model"]["extractor_mode"] = "layer_norm"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    state = {k: v for k, v in state.items() if not k.startswith("ecg_encoder.feature_extractor.conv_layers.0.2.")}
+    for i in range(4):
+        state[f"ecg_encoder.feature_extractor.conv_layers.{i}.2.1.weight"] = torch.full((64,), float(i + 1))
+        state[f"ecg_encoder.feature_extractor.conv_layers.{i}.2.1.bias"] = torch.full((64,), -float(i))
+    torch.save({"model": state}, tmp_path / "ln.pt")
+    model = convert_original_checkpoint(tmp_path / "ln.pt", tmp_path / "config.json", PARITY / "text_config.json")
+    layers = model.model.ecg_encoder.feature_extractor.conv_layers
+    assert [layer.layer_norm.weight[0].item() for layer in layers] == [1.0, 2.0, 3.0, 4.0]
+    assert [layer.layer_norm.bias[0].item() for layer in layers] == [0.0, -1.0, -2.0, -3.0]
+
+
+def test_zero_dim_logit_scale_becomes_shape_one():
+    import json
+
+    from dbeta_hf.conversion.convert_original_checkpoint import add_weights_not_in_original
+
+    original = json.loads((PARITY / "config.json").read_text())
+    text_config = json.loads((PARITY / "text_config.json").read_text())
+    model = DBetaForPreTraining(from_original_config(original, text_config, ets_learnable_scale=True,
+                                                     ets_logit_bias_init=-1.0, ets_learnable_bias=True))
+    completed = add_weights_not_in_original({"model.logit_scale": torch.tensor(0.5)}, model)
+    assert completed["model.logit_scale"].shape == (1,) and completed["model.logit_scale"].item() == 0.5
+    assert completed["model.logit_bias"].tolist() == [-1.0]  # taken from the config
 
 
 def test_missing_and_mismatched_keys_are_listed(tmp_path):
@@ -185,7 +278,7 @@ def test_missing_and_mismatched_keys_are_listed(tmp_path):
         convert_original_checkpoint(tmp_path / "bad.pt", PARITY / "config.json", PARITY / "text_config.json")
     message = str(err.value)
     assert "missing (1)" in message and "etm_head.fc.bias" in message  # official itm_head, renamed
-    assert "unexpected (1)" in message and "model.something.else" in message
+    assert "unexpected (1)" in message and "something.else" in message
     assert "mlm_head.bias: checkpoint (7,) vs model (1000,)" in message
 
 

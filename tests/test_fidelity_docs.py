@@ -29,6 +29,9 @@ OTHER_PROJECT_FILES = {
     "finetune/finetune_dataset.py",  # MERL
     "fairseq_signals/criterions/m3ae_criterion.py",  # fairseq-signals
     "fairseq_signals/data/ecg/preprocess/preprocess.py",  # fairseq-signals
+    "fairseq_signals/data/ecg/preprocess/preprocess_physionet2021.py",  # fairseq-signals
+    "fairseq_signals/data/ecg/preprocess/manifest.py",  # fairseq-signals
+    "fairseq_signals/criterions/binary_cross_entropy_with_logits.py",  # fairseq-signals
 }
 CITATION = re.compile(
     r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|ipynb)):([\w.]+)`"  # path:function

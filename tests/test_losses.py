@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 
@@ -25,10 +26,23 @@ def test_ets_loss_by_hand():
             label = (2 * match[i].item() - 1) if i == j else -1
             total += -F.logsigmoid(torch.tensor(label * (e[i] @ t[j]).item())).item()
     assert losses.ets_loss(e, t, match).item() == pytest.approx(total / 16, rel=1e-6)
-    # scale and bias enter the logits
-    scaled = losses.ets_loss(e, t, match, logit_scale=2.0, logit_bias=-1.0)
+    # the logits come from `logits_fn`: scale and bias enter them
+    scaled = losses.ets_loss(e, t, match, logits_fn=functools.partial(losses.ecg_text_logits, scale=2.0, bias=-1.0))
     labels = losses.ets_labels(match, 4, 4)
     assert scaled.item() == pytest.approx((-F.logsigmoid(labels * (2.0 * e @ t.T - 1.0))).mean().item(), rel=1e-6)
+
+
+def test_ecg_text_logits_by_hand():
+    g = torch.Generator().manual_seed(0)
+    e, t = torch.randn(3, 5, generator=g), torch.randn(4, 5, generator=g)
+    torch.testing.assert_close(losses.ecg_text_logits(e, t), e @ t.T)
+    torch.testing.assert_close(losses.ecg_text_logits(e, t, torch.tensor([2.0]), torch.tensor([-1.0])), 2.0 * e @ t.T - 1.0)
+    cosine = F.normalize(e, dim=-1) @ F.normalize(t, dim=-1).T
+    torch.testing.assert_close(losses.ecg_text_logits(e, t, 3.0, 0.5, normalize=True), 3.0 * cosine + 0.5)
+    half = losses.ecg_text_logits(e.half(), t.bfloat16())
+    assert half.dtype == torch.float32 and half.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"expected \(N, H\) ECG and \(M, H\) text embeddings"):
+        losses.ecg_text_logits(e, t[:, :4])
 
 
 def test_mem_target_and_loss_by_hand():
@@ -57,6 +71,10 @@ def test_mlm_and_etm_losses():
     manual = torch.stack([F.cross_entropy(logits[0, 0:1], labels[0, 0:1]), F.cross_entropy(logits[0, 2:3], labels[0, 2:3]),
                           F.cross_entropy(logits[1, 2:3], labels[1, 2:3])]).mean()
     assert losses.mlm_loss(logits, labels).item() == pytest.approx(manual.item(), rel=1e-6)
+    # the same loss on the logits gathered at the target positions (what training runs), and 0 without a target
+    hidden, targets = losses.gather_mlm_targets(logits, labels, losses.mlm_positions(labels))
+    assert losses.mlm_loss(hidden, targets).item() == pytest.approx(manual.item(), rel=1e-6)
+    assert losses.mlm_loss(logits, torch.full_like(labels, -100)).item() == 0.0
     etm = torch.randn(4, 2)
     match = torch.tensor([1, 0, 0, 1])
     assert losses.etm_loss(etm, match).item() == pytest.approx(F.cross_entropy(etm, match).item(), rel=1e-6)
@@ -107,27 +125,33 @@ def test_per_process_ets_equals_single_process_loss_on_the_local_batch():
     assert torch.stack([r["loss"] for r in results]).mean().item() != pytest.approx(losses.ets_loss(ecg, text, match).item(), rel=1e-3)
 
 
-def test_ets_global_batch_config_reaches_the_loss(monkeypatch):
+def test_ets_global_batch_argument_reaches_the_loss(monkeypatch):
     from dbeta_hf import DBetaForPreTraining
     from dbeta_hf.pretraining.recipes import tiny_config
 
     called = []
-    monkeypatch.setattr(losses, "distributed_ets_loss", lambda *args: called.append("global") or losses.ets_loss(*args))
+
+    def global_loss(*args, **kwargs):
+        called.append(kwargs["logits_fn"])
+        return losses.ets_loss(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "distributed_ets_loss", global_loss)
     ecg, ids = torch.randn(2, 12, 256), torch.tensor([[5, 6, 1], [7, 8, 1]])
+    model = DBetaForPreTraining(tiny_config(num_samples=256)).eval()
     for global_batch in (True, False):
-        model = DBetaForPreTraining(tiny_config(num_samples=256, ets_global_batch=global_batch)).eval()
-        model(ecg, ids, return_loss=True)
-    assert called == ["global"]
+        model(ecg, ids, return_loss=True, ets_global_batch=global_batch)
+    model(ecg, ids, return_loss=True)  # default: per process (official)
+    assert called == [model.model.ecg_text_logits]  # once, with the base model's ECG-text logits
 
 
 def test_losses_hold_no_parameters():
-    """The ETS scale and bias are parameters of the model (as CLIP's logit_scale), not of a loss module."""
+    """The ETS scale and bias are parameters of the base model (as CLIP's logit_scale), not of a loss module."""
     from dbeta_hf import DBetaForPreTraining
     from dbeta_hf.pretraining.recipes import tiny_config
 
     model = DBetaForPreTraining(tiny_config(num_samples=256, ets_learnable_scale=True, ets_learnable_bias=True,
                                             ets_logit_bias_init=-1.0))
-    assert {"logit_scale", "logit_bias"} <= {name for name, _ in model.named_parameters()}
+    assert {"model.logit_scale", "model.logit_bias"} <= {name for name, _ in model.named_parameters()}
     assert not any(isinstance(value, torch.nn.Module) for value in vars(losses).values())
 
 

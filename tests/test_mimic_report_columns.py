@@ -54,7 +54,7 @@ def test_cli_flag(trimmed_root, tmp_path, capsys):
 
 def test_end_statements_keeps_the_report_cells_separable(tmp_path):
     """`end_statements` (`--end-statements`): a period ends every cell that has no final punctuation, so that the
-    collator's `statement_dropout` splits MIMIC reports into their cells; off, the official joined text."""
+    collator's `statement_dropout` splits MIMIC reports into their cells; off, the cells joined with single spaces."""
     from dbeta_hf.data.mimic_iv_ecg import join_report
     from dbeta_hf.pretraining.collator import split_statements
     from dbeta_hf.text_normalization import normalize_report

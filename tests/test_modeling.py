@@ -53,9 +53,9 @@ def test_output_shapes(model):
     total = out.mlm_loss + out.mem_loss + out.etm_loss + out.ets_loss
     assert torch.allclose(out.loss, total)
     base = model.model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
-    assert base.multimodal_text_hidden_states.shape == (3, 9, 32)
-    assert base.multimodal_ecg_hidden_states.shape == (3, 313, 32)
-    assert base.multimodal_embeds.shape == (3, 64)
+    assert base.fusion_text_hidden_states.shape == (3, 9, 32)
+    assert base.fusion_ecg_hidden_states.shape == (3, 313, 32)
+    assert base.fusion_embeds.shape == (3, 64)
 
 
 def test_losses_without_labels_are_omitted(model):
@@ -105,7 +105,7 @@ def test_unmasked_pass_equals_base_model(model):
     out = model(ecg, ids, mask, apply_ecg_mask=False)
     base = model.model(ecg_values=ecg, input_ids=ids, attention_mask=mask)
     assert out.mem_logits is None and out.mem_loss is None
-    assert torch.allclose(out.etm_logits, model.etm_head(base.multimodal_embeds), atol=1e-6)
+    assert torch.allclose(out.etm_logits, model.etm_head(base.fusion_embeds), atol=1e-6)
     assert torch.allclose(out.ecg_embeds, model.get_ecg_features(ecg), atol=1e-6)
 
 
@@ -123,15 +123,15 @@ def test_padded_batch_equals_each_text_alone(model):
         assert torch.allclose(batch_text[1], alone[0], atol=1e-5)
         out = model.model(ecg_values=ecg, input_ids=padded, attention_mask=mask)
         single = model.model(ecg_values=ecg[1:], input_ids=short[None], attention_mask=torch.ones(1, 5, dtype=torch.long))
-    assert torch.allclose(out.multimodal_text_hidden_states[1, :5], single.multimodal_text_hidden_states[0], atol=1e-5)
-    assert torch.allclose(out.multimodal_ecg_hidden_states[1], single.multimodal_ecg_hidden_states[0], atol=1e-5)
-    assert torch.allclose(out.multimodal_embeds[1], single.multimodal_embeds[0], atol=1e-5)
+    assert torch.allclose(out.fusion_text_hidden_states[1, :5], single.fusion_text_hidden_states[0], atol=1e-5)
+    assert torch.allclose(out.fusion_ecg_hidden_states[1], single.fusion_ecg_hidden_states[0], atol=1e-5)
+    assert torch.allclose(out.fusion_embeds[1], single.fusion_embeds[0], atol=1e-5)
 
 
 def test_save_load_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = DBetaForPreTraining.from_pretrained(tmp_path).eval()
-    text = reloaded.model.language_encoder
+    text = reloaded.model.text_encoder
     assert text.shared.weight.data_ptr() == text.encoder.embed_tokens.weight.data_ptr()  # tie kept
     ecg, ids, mask = make_inputs()
     noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
@@ -170,7 +170,7 @@ def test_gradient_checkpointing_same_gradients():
     plain = DBetaForPreTraining(config).train()
     ckpt = copy.deepcopy(plain)
     ckpt.activation_checkpointing_enable()
-    assert ckpt.model.multi_modal_ecg_layers[0].gradient_checkpointing
+    assert ckpt.model.ecg_fusion_layers[0].gradient_checkpointing
     ecg, ids, mask = make_inputs()
     labels = ids.clone()
     noise = torch.rand(3, 312, generator=torch.Generator().manual_seed(0))
@@ -295,7 +295,7 @@ def test_architectural_options(ecg_kwargs, top_kwargs):
     ecg_in, ids, mask = make_inputs()
     out = m(ecg_in, ids, mask, mlm_labels=ids, match_labels=torch.ones(3, dtype=torch.long))
     tokens = cfg.num_ecg_tokens
-    assert out.mem_logits.shape == (3, tokens, 12, cfg.mem_patch)
+    assert out.mem_logits.shape == (3, tokens, 12, cfg.mem_patch_size)
     assert out.ecg_embeds.shape == (3, cfg.hidden_dim)
     assert torch.isfinite(out.loss)
     has_proj = cfg.ecg_config.conv_dim != cfg.ecg_config.encoder_embed_dim
@@ -308,13 +308,35 @@ def test_architectural_options(ecg_kwargs, top_kwargs):
 def test_learnable_ets_scale_and_bias():
     cfg = tiny_config(ets_learnable_scale=True, ets_logit_scale_init=10.0, ets_learnable_bias=True, ets_logit_bias_init=-10.0)
     m = DBetaForPreTraining(cfg)
-    assert m.logit_scale.requires_grad and m.logit_bias.requires_grad
-    assert m.logit_scale.exp().item() == pytest.approx(10.0)
-    assert "logit_bias" in m.state_dict()
+    base = m.model
+    assert isinstance(base.logit_scale, torch.nn.Parameter) and isinstance(base.logit_bias, torch.nn.Parameter)
+    assert base.logit_scale.shape == base.logit_bias.shape == (1,)  # not 0-dim: DeepSpeed / FSDP broadcast them
+    assert base.logit_scale.exp().item() == pytest.approx(10.0) and base.logit_bias.item() == -10.0
+    assert {"model.logit_scale", "model.logit_bias"} <= {name for name, _ in m.named_parameters()}
+    assert not any(name.startswith("logit_") for name, _ in m.named_parameters())  # one pair, on the base model
     ecg, ids, mask = make_inputs()
     m(ecg, ids, mask, return_loss=True).loss.backward()
-    assert m.logit_bias.grad is not None
-    assert "logit_scale" not in DBetaForPreTraining(tiny_config()).state_dict()  # official: fixed, no key
+    assert base.logit_scale.grad.shape == (1,) and base.logit_bias.grad is not None
+    # official: a fixed scale of 1 and no bias; the scale is a persistent buffer, saved with the weights
+    official = DBetaModel(tiny_config())
+    assert official.logit_bias is None and "logit_scale" not in dict(official.named_parameters())
+    assert official.state_dict()["logit_scale"].tolist() == [0.0]
+
+
+def test_logit_scale_and_bias_are_saved_and_loaded_with_their_values(tmp_path):
+    """A trained scale and bias load with their values, also into a model whose config fixes them (then buffers)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(ets_learnable_scale=True, ets_learnable_bias=True, ets_logit_bias_init=-1.0)
+    m = DBetaForPreTraining(cfg)
+    with torch.no_grad():
+        m.model.logit_scale.fill_(0.7)
+        m.model.logit_bias.fill_(-3.5)
+    m.save_pretrained(tmp_path)
+    for fixed in (False, True):
+        overrides = dict(ets_learnable_scale=False, ets_learnable_bias=False) if fixed else {}
+        loaded = DBetaModel.from_pretrained(tmp_path, **overrides)
+        assert loaded.logit_scale.tolist() == pytest.approx([0.7]) and loaded.logit_bias.tolist() == [-3.5]
+        assert isinstance(loaded.logit_scale, torch.nn.Parameter) != fixed
 
 
 def test_bad_ecg_inputs_raise_clear_errors(model):
@@ -326,10 +348,6 @@ def test_bad_ecg_inputs_raise_clear_errors(model):
         base.get_ecg_features(torch.zeros(12, NUM_SAMPLES))
     with pytest.raises(ValueError, match=r"transpose the last two dims"):
         base.get_ecg_features(torch.zeros(2, NUM_SAMPLES, 12))
-    bad = torch.zeros(2, 12, NUM_SAMPLES)
-    bad[1, 4, 100] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN or infinite values at \(batch item, lead\) \[\[1, 4\]\]"):
-        base.get_ecg_features(bad)
     with pytest.raises(ValueError, match="too few for the conv stack"):
         base.get_ecg_features(torch.zeros(2, 12, 10))
     with pytest.raises(ValueError, match="input_ids must be a"):
@@ -373,7 +391,7 @@ def test_from_text_pretrained_loads_t5_weights(tmp_path):
                                                  num_fusion_layers=1, mem_layer=0, mem_decoder_hidden_dim=16,
                                                  mem_decoder_num_layers=1, mem_decoder_num_heads=2)
     assert isinstance(m, DBetaForPreTraining) and m.config.vocab_size == 500
-    loaded = m.model.language_encoder.state_dict()
+    loaded = m.model.text_encoder.state_dict()
     for key, value in t5.state_dict().items():
         assert torch.equal(loaded[key], value), key
     assert m.mlm_head.decoder.weight.shape == (500, 32)
@@ -447,7 +465,6 @@ def test_compiled_model_same_loss_and_gradients():
     """torch.compile (graph capture through AOTAutograd; the inductor backend needs a GPU-class toolchain to be fast)."""
     torch.manual_seed(0)
     config = no_dropout(tiny_config())
-    config.validate_inputs = False  # the NaN check is a data-dependent branch; benchmarks turn it off the same way
     eager = DBetaForPreTraining(config).train()
     compiled_model = copy.deepcopy(eager)
     compiled = torch.compile(compiled_model, backend="aot_eager")
@@ -479,22 +496,21 @@ def test_mlm_mem_on_matched_only_equals_the_matched_rows_alone(return_mlm_logits
     """`mlm_mem_on_matched_only=True`: MLM and MEM of a batch with negatives equal those of its matched rows alone;
     the default (False) also scores the negative rows."""
     torch.manual_seed(0)
-    model = DBetaForPreTraining(no_dropout(tiny_config(mlm_mem_on_matched_only=True))).eval()
+    model = DBetaForPreTraining(no_dropout(tiny_config())).eval()
     ecg, ids, mask = make_inputs(batch=4)
     labels = torch.full_like(ids, -100)
     labels[:, ::3] = ids[:, ::3]
     noise = torch.rand(4, 312, generator=torch.Generator().manual_seed(0))
     match = torch.tensor([1, 0, 1, 0])
     kwargs = dict(noise=noise, return_mlm_logits=return_mlm_logits)
-    mixed = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, **kwargs)
+    mixed = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, mlm_mem_on_matched_only=True, **kwargs)
     keep = match.bool()
     alone = model(ecg[keep], ids[keep], mask[keep], mlm_labels=labels[keep], match_labels=match[keep], noise=noise[keep],
-                  return_mlm_logits=return_mlm_logits)
+                  return_mlm_logits=return_mlm_logits, mlm_mem_on_matched_only=True)
     assert mixed.mlm_loss.item() == pytest.approx(alone.mlm_loss.item(), rel=1e-5)
     assert mixed.mem_loss.item() == pytest.approx(alone.mem_loss.item(), rel=1e-5)
     assert mixed.mlm_accuracy.item() == pytest.approx(alone.mlm_accuracy.item())
-    model.config.mlm_mem_on_matched_only = False
-    every_row = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, **kwargs)
+    every_row = model(ecg, ids, mask, mlm_labels=labels, match_labels=match, **kwargs)  # the default: official
     assert every_row.mlm_loss.item() != pytest.approx(mixed.mlm_loss.item(), rel=1e-4)
     assert every_row.mem_loss.item() != pytest.approx(mixed.mem_loss.item(), rel=1e-4)
     # ETM and ETS are unchanged by the switch
@@ -515,9 +531,9 @@ def test_mean_text_pooling_by_hand_and_padding_invariant():
     with torch.no_grad():
         feats = base.get_text_features(padded, mask)
         tokens = base.encode_text(padded, mask)
-        by_hand = torch.tanh(base.unimodal_language_pooler.dense(tokens[1, :5].mean(dim=0)))
+        by_hand = torch.tanh(base.text_pooler.dense(tokens[1, :5].mean(dim=0)))
         alone = base.get_text_features(short[None], torch.ones(1, 5, dtype=torch.long))
-        first = base.unimodal_language_pooler(tokens)  # the official first-token pooling differs
+        first = base.text_pooler(tokens)  # the official first-token pooling differs
     assert torch.allclose(feats[1], by_hand, atol=1e-6)
     assert torch.allclose(feats[1], alone[0], atol=1e-5)
     assert not torch.allclose(feats, first, atol=1e-3)
@@ -550,10 +566,10 @@ def test_ets_unmasked_inputs_scores_the_unmasked_ecg_and_the_restored_report():
     masked_ids = ids.clone()
     masked_ids[:, 1] = 499  # an id the inputs never use stands in for the <extra_id_0> sentinel
     match = torch.tensor([1, 0, 1])
+    model = DBetaForPreTraining(tiny_config(initializer_range=0.1)).eval()
     for unmasked in (False, True):
-        model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=unmasked, initializer_range=0.1)).eval()
         with torch.no_grad():
-            out = model(ecg, masked_ids, mask, mlm_labels=mlm_labels, match_labels=match)
+            out = model(ecg, masked_ids, mask, mlm_labels=mlm_labels, match_labels=match, ets_unmasked_inputs=unmasked)
             clean_ecg = model.model.get_ecg_features(ecg)
             clean_text = model.model.get_text_features(ids, mask)
             seen_text = model.model.get_text_features(masked_ids, mask)
@@ -582,19 +598,21 @@ def test_ets_text_view_replaces_the_fed_report_for_ets_only():
     ets_labels = torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, 1.0]])
     mlm_labels = torch.full_like(ids, -100)
     mlm_labels[:, 1] = ids[:, 1]
+    model = DBetaForPreTraining(tiny_config(initializer_range=0.1, ets_learnable_bias=True, ets_logit_bias_init=-0.5))
+    model.eval()
     for unmasked in (False, True):
-        model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=unmasked, initializer_range=0.1)).eval()
         noise = torch.rand(3, model.config.num_ecg_tokens)
         with torch.no_grad():
-            plain = model(ecg, ids, mask, mlm_labels=mlm_labels, match_labels=match, noise=noise)
+            plain = model(ecg, ids, mask, mlm_labels=mlm_labels, match_labels=match, noise=noise,
+                          ets_unmasked_inputs=unmasked)
             out = model(ecg, ids, mask, mlm_labels=mlm_labels, match_labels=match, noise=noise, ets_labels=ets_labels,
-                        ets_input_ids=view_ids, ets_attention_mask=view_mask)
+                        ets_input_ids=view_ids, ets_attention_mask=view_mask, ets_unmasked_inputs=unmasked)
             view = model.model.get_text_features(view_ids, view_mask)
         torch.testing.assert_close(out.text_embeds, view)
         torch.testing.assert_close(out.ecg_embeds, plain.ecg_embeds)
         for name in ("mlm_loss", "mem_loss", "etm_loss"):
             assert getattr(out, name).item() == pytest.approx(getattr(plain, name).item(), rel=1e-6), name
-        expected = losses.ets_loss(out.ecg_embeds, view, match, model.logit_scale.exp(), model.logit_bias, ets_labels)
+        expected = losses.ets_loss(out.ecg_embeds, view, match, ets_labels, logits_fn=model.ecg_text_logits)
         assert out.ets_loss.item() == pytest.approx(expected.item(), rel=1e-5)
         assert out.ets_loss.item() != pytest.approx(plain.ets_loss.item(), rel=1e-3)
 
@@ -604,7 +622,7 @@ def test_unmasked_ets_pass_shares_the_conv_features():
     gives the same embedding as a separate unmasked forward."""
     torch.manual_seed(0)
     ecg, ids, mask = make_inputs(batch=3)
-    model = DBetaForPreTraining(tiny_config(ets_unmasked_inputs=True, initializer_range=0.1)).eval()
+    model = DBetaForPreTraining(tiny_config(initializer_range=0.1)).eval()
     calls = []
     handle = model.model.ecg_encoder.feature_extractor.register_forward_hook(lambda *args: calls.append(1))
     with torch.no_grad():
@@ -663,3 +681,145 @@ def test_lead_mask_zeroes_the_absent_leads():
     with torch.no_grad():
         assert torch.equal(m.get_ecg_features(ecg, lead_mask), m.get_ecg_features(zeroed))
         assert torch.equal(m.get_ecg_features(zeroed, lead_mask), m.get_ecg_features(zeroed))
+
+
+def test_one_ecg_text_similarity_for_the_loss_the_forward_and_zero_shot():
+    """`DBetaModel.ecg_text_logits` (scale * e @ t.T + bias, on normalized embeddings when the config says so) is what
+    the forward returns as logits_per_ecg / logits_per_text, what the ETS loss scores (with the base model's scale and
+    bias) and what zero-shot scoring uses by default."""
+    from dbeta_hf import losses
+    from dbeta_hf.evaluation.zero_shot import zero_shot_scores
+
+    torch.manual_seed(0)
+    ecg, ids, mask = make_inputs()
+    match = torch.tensor([1, 0, 1])
+    for normalize in (False, True):
+        cfg = tiny_config(ets_learnable_scale=True, ets_logit_scale_init=3.0, ets_learnable_bias=True,
+                          ets_logit_bias_init=-2.0, ets_normalize_embeddings=normalize)
+        m = DBetaForPreTraining(no_dropout(cfg)).eval()
+        with torch.no_grad():
+            base = m.model(ecg, ids, mask)
+            e, t = base.ecg_embeds, base.text_embeds
+            if normalize:
+                e, t = torch.nn.functional.normalize(e, dim=-1), torch.nn.functional.normalize(t, dim=-1)
+            by_hand = 3.0 * e @ t.T - 2.0
+            torch.testing.assert_close(base.logits_per_ecg, by_hand)
+            torch.testing.assert_close(base.logits_per_text, by_hand.T)
+            torch.testing.assert_close(m.ecg_text_logits(base.ecg_embeds, base.text_embeds), by_hand)
+            # the ETS loss of the unmasked pass is the sigmoid loss of these logits
+            out = m(ecg, ids, mask, match_labels=match, apply_ecg_mask=False)
+            labels = losses.ets_labels(match, 3, 3)
+            assert out.ets_loss.item() == pytest.approx((-torch.nn.functional.logsigmoid(labels * by_hand)).mean().item(),
+                                                        rel=1e-5)
+            # zero-shot scores with the same function by default; "dot" / "cosine" stay available
+            torch.testing.assert_close(zero_shot_scores(base.ecg_embeds, base.text_embeds, "model", model=m), by_hand)
+            torch.testing.assert_close(zero_shot_scores(base.ecg_embeds, base.text_embeds, "dot"),
+                                       base.ecg_embeds @ base.text_embeds.T)
+        # the loss trains the base model's scale and bias
+        m.train()
+        m(ecg, ids, mask, match_labels=match, apply_ecg_mask=False).ets_loss.backward()
+        assert m.model.logit_scale.grad.abs().item() > 0 and m.model.logit_bias.grad.abs().item() > 0
+
+
+def _tiny_training_batch(config):
+    g = torch.Generator().manual_seed(0)
+    ecg = torch.randn(2, 12, config.ecg_config.num_samples, generator=g)
+    ids = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[:, 0] = ids[:, 0]
+    return dict(ecg_values=ecg, input_ids=ids, attention_mask=(ids != 0).long(), mlm_labels=mlm_labels,
+                match_labels=torch.tensor([1, 0]))
+
+
+def test_training_forward_compiles_without_graph_breaks():
+    """The pretraining forward holds no data-dependent Python branch: torch.compile captures it in one graph."""
+    torch._dynamo.reset()
+    config = tiny_config(num_samples=256)
+    model = DBetaForPreTraining(config).train()
+    explanation = torch._dynamo.explain(model)(**_tiny_training_batch(config))
+    assert explanation.graph_break_count == 0, [str(reason.reason)[:200] for reason in explanation.break_reasons]
+    assert explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{}, {"return_mlm_logits": False, "with_positions": True},
+     {"return_mlm_logits": False, "with_positions": True, "ets_unmasked_inputs": True, "mlm_mem_on_matched_only": True}],
+    ids=["defaults", "trainer-path", "trainer-path-demo-switches"],
+)
+def test_training_step_reads_no_tensor_value(monkeypatch, arguments):
+    """A forward and backward of the pretraining model never reads a tensor value on the host (no `bool(tensor)`,
+    `.item()`, `.tolist()`, `.nonzero()`, `int(tensor)`, `float(tensor)`): nothing waits for the device. The trainer
+    path gets `mlm_positions` from the collator, as `DBetaPreTrainingCollator` returns them."""
+    from dbeta_hf.losses import mlm_positions
+
+    config = tiny_config(num_samples=256, ets_learnable_scale=True, ets_learnable_bias=True, ets_logit_bias_init=-1.0)
+    model = DBetaForPreTraining(config).train()
+    batch = _tiny_training_batch(config)
+    arguments = dict(arguments)
+    if arguments.pop("with_positions", False):
+        batch["mlm_positions"] = mlm_positions(batch["mlm_labels"])
+    calls = []
+    for name in ("__bool__", "item", "tolist", "nonzero", "__int__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    out = model(**batch, **arguments)
+    out.loss.backward()
+    monkeypatch.undo()
+    assert calls == []
+    assert torch.isfinite(out.loss)  # (read only now, after the step)
+
+
+def test_forward_does_not_check_tensor_values(model):
+    """Value checks (NaN ECGs, token ids outside the vocabulary) are the processor's and the collator's: the model
+    only checks shapes and dtypes."""
+    ecg, ids, mask = make_inputs()
+    ecg[1, 4, 100] = float("nan")
+    with torch.no_grad():
+        features = model.get_ecg_features(ecg)
+    assert torch.isnan(features[1]).all() and torch.isfinite(features[0]).all()
+
+
+def test_policy_fields_are_not_config_fields(caplog):
+    """ETS batch scope, ETS input views and MLM/MEM on matched rows are forward arguments; an old config.json that
+    still names them loads with one warning saying where they live."""
+    import logging
+
+    config = DBetaConfig()
+    for name in ("validate_inputs", "ets_global_batch", "ets_unmasked_inputs", "mlm_mem_on_matched_only", "mem_prob",
+                 "mem_patch"):
+        assert not hasattr(config, name), name
+    assert config.mem_mask_ratio == 0.75 and config.mem_patch_size == 16
+    with caplog.at_level(logging.WARNING):
+        old = DBetaConfig(ets_global_batch=True, validate_inputs=False, mlm_mem_on_matched_only=True)
+    assert not hasattr(old, "ets_global_batch")
+    messages = [r.getMessage() for r in caplog.records if "DBetaConfig ignores" in r.getMessage()]
+    assert len(messages) == 1 and "DBetaForPreTraining.forward" in messages[0] and "DBetaProcessor" in messages[0]
+    import inspect
+
+    params = inspect.signature(DBetaForPreTraining.forward).parameters
+    assert {name: params[name].default for name in ("ets_unmasked_inputs", "mlm_mem_on_matched_only",
+                                                    "ets_global_batch")} == dict.fromkeys(
+        ("ets_unmasked_inputs", "mlm_mem_on_matched_only", "ets_global_batch"), False)
+
+
+def test_from_text_pretrained_builds_the_base_model_too(tmp_path):
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = T5EncoderModel(T5Config(vocab_size=500, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                                 feed_forward_proj="gated-gelu"))
+    t5.save_pretrained(tmp_path / "t5")
+    kwargs = dict(ecg_config=tiny_config().ecg_config, hidden_dim=32, num_heads=4, num_fusion_layers=1, mem_layer=0,
+                  mem_decoder_hidden_dim=16, mem_decoder_num_layers=1, mem_decoder_num_heads=2)
+    base = DBetaModel.from_text_pretrained(str(tmp_path / "t5"), **kwargs)
+    assert type(base) is DBetaModel
+    for key, value in t5.state_dict().items():
+        assert torch.equal(base.text_encoder.state_dict()[key], value), key
+    with pytest.raises(TypeError, match="no text tower"):
+        DBetaECGModel.from_text_pretrained(str(tmp_path / "t5"), **kwargs)

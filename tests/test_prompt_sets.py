@@ -28,7 +28,6 @@ OFFICIAL_STYLE = {
     "LBBB": "Left bundle branch block. A wide QRS with broad R in V6.",
     "SBRAD": "Sinus bradycardia. Sinus rhythm below 60 per minute.",
     "AFIB": "Atrial fibrillation. An irregular rhythm without P waves.",
-    "AF": "Atrial flutter. Saw-tooth flutter waves.",
     "STACH": "Sinus tachycardia. Sinus rhythm above 100 per minute.",
 }
 SYNTHETIC_PROMPTS = {
@@ -44,7 +43,7 @@ def test_code15_classes_are_found_under_the_official_names(tmp_path):
     assert prompts["name"] == str(path)
     assert prompts["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     texts = prompt_set_descriptions(task_class_names("code15"), prompts, task="code15")
-    # 1dAVb->1AVB, SB->SBRAD, AF->AFIB (not the flutter text under "AF"), ST->STACH; lower-cased as officially
+    # 1dAVb->1AVB, SB->SBRAD, AF->AFIB, ST->STACH; lower-cased as officially
     assert texts == [OFFICIAL_STYLE[k].lower() for k in ("1AVB", "RBBB", "LBBB", "SBRAD", "AFIB", "STACH")]
     # the other direction: the official label names looked up in a file keyed by CODE-15's columns
     ours = {"1dAVb": "a.", "SB": "b.", "AF": "c.", "ST": "d."}
@@ -62,6 +61,46 @@ def test_aliases_depend_on_the_task():
     cross = load_prompt_set({"PVC": "v.", "RBBB": "r.", "CLBBB": "l.", "APB": "a."})
     assert prompt_set_descriptions(["VPC", "CRBBB", "PAC"], cross, task="cpsc2018") == ["v.", "r.", "a."]
     assert prompt_set_descriptions(["VPB", "LBBB", "APB"], cross, task="csn") == ["v.", "l.", "a."]
+
+
+def test_exact_key_beats_an_alias_for_every_class(tmp_path):
+    both = load_prompt_set({**OFFICIAL_STYLE, "AF": "Atrial flutter. Saw-tooth waves.", "1dAVb": "Long PR."})
+    texts = prompt_set_descriptions(["1dAVb", "AF", "SB"], both, task="code15")
+    assert texts == ["long pr.", "atrial flutter. saw-tooth waves.", OFFICIAL_STYLE["SBRAD"].lower()]
+    assert prompt_set_descriptions(["AFIB", "1AVB"], both, task="code15") == [
+        OFFICIAL_STYLE["AFIB"].lower(), OFFICIAL_STYLE["1AVB"].lower()
+    ]
+
+
+def test_two_other_keys_for_one_class_are_an_error_naming_both(tmp_path):
+    from dbeta_hf.evaluation.prompts import AmbiguousClassDescriptionError, class_descriptions
+
+    prompts = load_prompt_set({"PVC": "premature ventricular complex.", "VPB": "ventricular premature beat."})
+    with pytest.raises(AmbiguousClassDescriptionError, match=r"'PVC', 'VPB'.*'VPC'.*cpsc2018") as info:
+        prompt_set_descriptions(["VPC"], prompts, task="cpsc2018")
+    assert info.value.keys == ["PVC", "VPB"] and info.value.class_name == "VPC"
+    assert prompt_set_descriptions(["VPC"], load_prompt_set({"VPB": "v.", "VPC": "own."}), task="cpsc2018") == ["own."]
+    spellings = load_prompt_set({"isc_": "ischemic st. a.", "Isc": "ischemic st. b."})
+    with pytest.raises(AmbiguousClassDescriptionError, match="'isc_', 'Isc'"):
+        prompt_set_descriptions(["ISC"], spellings)
+    assert prompt_set_descriptions(["Isc"], spellings) == ["ischemic st. b."]
+    with pytest.raises(AmbiguousClassDescriptionError, match="'sr', 'SR_'"):
+        class_descriptions(["Sr"], overrides={"sr": "a.", "SR_": "b."})
+
+
+def test_duplicate_json_keys_are_an_error_naming_key_and_file(tmp_path):
+    from dbeta_hf.evaluation.prompts import class_descriptions
+
+    flat = tmp_path / "flat.json"
+    flat.write_text('{"SR": "sinus rhythm.", "AFIB": "af.", "SR": "another text."}')
+    with pytest.raises(ValueError, match=rf"{flat}: the key 'SR' appears twice"):
+        load_prompt_set(flat)
+    with pytest.raises(ValueError, match="'SR' appears twice"):
+        class_descriptions(["AFIB"], overrides=flat)
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"descriptions": {"X": "x."}, "task_overrides": {"csn": {"AF": "a.", "AF": "b."}}}')
+    with pytest.raises(ValueError, match=rf"{nested}: the key 'AF' appears twice"):
+        load_prompt_set(nested)
 
 
 def test_alias_table_is_symmetric_and_names_real_classes():
@@ -85,7 +124,7 @@ def test_uncovered_classes_are_listed_and_nothing_falls_back(tmp_path):
     assert "built-in" in message
     with pytest.raises(FileNotFoundError, match="prompt file not found"):
         load_prompt_set(tmp_path / "missing.json")
-    with pytest.raises(ValueError, match="must be strings"):
+    with pytest.raises(ValueError, match="must be a string or a list of strings"):
         load_prompt_set({"SR": 3})
     with pytest.raises(ValueError, match="no description"):
         load_prompt_set({})

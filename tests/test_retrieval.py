@@ -105,3 +105,23 @@ def test_retrieval_example_end_to_end(tmp_path, tiny_tokenizer_path):
         example.main(["--model_name_or_path", str(model_dir), "--dataset", "mimic_iv_ecg", "--output_dir", str(out_dir)])
     with pytest.raises(FileNotFoundError, match="dataset_path"):
         example.main(["--model_name_or_path", str(model_dir), "--dataset_path", str(tmp_path / "none"), "--output_dir", str(out_dir)])
+
+
+def test_model_similarity_ranks_with_the_models_ecg_text_logits():
+    """`similarity="model"` ranks with `model.ecg_text_logits`: for a model trained on normalized embeddings that is
+    the cosine ranking, not the raw dot product's."""
+    from dbeta_hf.evaluation.retrieval import retrieval_metrics
+
+    model = DBetaModel(tiny_config(ets_normalize_embeddings=True, ets_logit_scale_init=10.0, ets_logit_bias_init=-5.0))
+    rng = np.random.default_rng(1)
+    n = 40
+    ecg = torch.tensor(rng.normal(size=(n, 32)) * rng.uniform(0.1, 3.0, size=(n, 1)), dtype=torch.float32)
+    text = ecg + torch.tensor(rng.normal(scale=2.0, size=(n, 32)), dtype=torch.float32)
+    reports = [f"report {i}." for i in range(n)]
+    by_model = retrieval_metrics(ecg, text, reports, ks=(1, 5), similarity="model", model=model)
+    cosine = retrieval_metrics(ecg, text, reports, ks=(1, 5), similarity="cosine")
+    dot = retrieval_metrics(ecg, text, reports, ks=(1, 5), similarity="dot")
+    assert by_model["ecg_to_report"] == cosine["ecg_to_report"] and by_model["report_to_ecg"] == cosine["report_to_ecg"]
+    assert by_model["report_to_ecg"] != dot["report_to_ecg"]
+    with pytest.raises(ValueError, match="pass model="):
+        retrieval_metrics(ecg, text, reports, similarity="model")

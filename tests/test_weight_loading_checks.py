@@ -43,7 +43,7 @@ def test_missing_backbone_weight_is_an_error(pretraining_dir, tmp_path):
 
 def test_ecg_only_checkpoint_into_a_model_with_a_text_tower_is_an_error(tmp_path):
     DBetaECGModel(tiny_config()).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"language_encoder"):
+    with pytest.raises(ValueError, match=r"backbone weight\(s\): ecg_fusion_layers\.0\..* and \d+ more"):
         DBetaModel.from_pretrained(tmp_path)
 
 
@@ -60,7 +60,7 @@ def test_new_heads_stay_allowed_and_are_named(pretraining_dir, caplog):
 
 
 def test_non_finite_weight_is_an_error_naming_it(pretraining_dir, tmp_path):
-    key = "model.multi_modal_ecg_proj.weight"
+    key = "model.ecg_projection.weight"
 
     def poison(weights):
         weights[key] = weights[key].clone()

@@ -248,3 +248,32 @@ def test_pipeline_batch_size_gives_the_single_ecg_scores(saved_model_dir):
     with pytest.raises(MissingClassDescriptionError, match=r"descriptions=\{") as info:
         classifier_pipe(ecgs[0], candidate_labels=["NOT_A_CLASS"], sampling_rate=500)
     assert "overrides=" not in str(info.value)
+
+
+def test_default_scores_are_the_models_ecg_text_logits(processor, ecgs, tmp_path):
+    """The classifier and the pipeline score with `model.ecg_text_logits` (the similarity the ETS loss trained: here
+    scale 2 and bias -1); "dot" and "cosine" remain as overrides."""
+    from transformers import pipeline
+
+    from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier
+
+    torch.manual_seed(0)
+    model = DBetaModel(tiny_config(ets_logit_scale_init=2.0, ets_logit_bias_init=-1.0)).eval()
+    texts = [DESCRIPTIONS[n] for n in ("AFIB", "SR")]
+    dot = _hand_scores(model, processor, ecgs, texts)
+    classifier = DBetaZeroShotClassifier(model, processor, descriptions=DESCRIPTIONS)
+    torch.testing.assert_close(classifier.scores(ecgs, descriptions=texts), 2.0 * dot - 1.0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(classifier.scores(ecgs, descriptions=texts, similarity="dot"), dot, atol=1e-5, rtol=1e-5)
+
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    pipe = pipeline("zero-shot-ecg-classification", model=str(tmp_path), device="cpu")
+    ecg = ecgs[0, :, :1000].numpy()
+    out = pipe(ecg, candidate_labels=["AFIB", "SR"], sampling_rate=100, descriptions=DESCRIPTIONS)
+    expected = classifier.scores(ecg, ["AFIB", "SR"], sampling_rate=100)[0]
+    got = {d["label"]: d["score"] for d in out}
+    np.testing.assert_allclose([got["AFIB"], got["SR"]], expected.numpy(), atol=1e-4, rtol=1e-4)
+    raw = pipe(ecg, candidate_labels=["AFIB", "SR"], sampling_rate=100, descriptions=DESCRIPTIONS, similarity="dot")
+    assert {d["label"]: d["score"] for d in raw}["AFIB"] == pytest.approx((got["AFIB"] + 1.0) / 2.0, rel=1e-4)
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        pipe(ecg, candidate_labels=["AFIB"], sampling_rate=100, descriptions=DESCRIPTIONS, similarity="softmax")

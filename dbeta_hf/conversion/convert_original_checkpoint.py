@@ -3,14 +3,14 @@
     python -m dbeta_hf.conversion.convert_original_checkpoint --checkpoint sample.pt --original-config configs/config.json \
         --output-dir dbeta-base [--text-config t5_config.json] [--tokenizer google/flan-t5-base] [--push-to-hub ORG/NAME]
 
-The conversion is a pure renaming, checked key by key: the base model's keys get the `model.` prefix (the heads
-`mlm_head`, `mim_head`, `itm_head` stay at the top), the fairseq names this package renamed go through
-`modeling_dbeta.LEGACY_KEY_MAPPING` (`mim_head` -> `mem_head`, `itm_head` -> `etm_head`, `class_embedding` ->
-`ecg_encoder.class_embedding`, the index-named conv `Sequential`s `conv_layers.N.0/2` -> `conv_layers.N.conv/layer_norm`
-and `conv_pos.pos_conv.0` -> `conv_pos.conv`), the positional convolution's legacy weight-norm tensors (`weight_g`,
-`weight_v`) become `parametrizations.weight.original0/1`, and `ecg_encoder.mask_emb` (an unused training-time
-parameter) is dropped. Any missing, unexpected or mis-shaped key is an error that lists the keys:
-the result is never partly random.
+This module holds the official formats: `ORIGINAL_KEY_MAPPING` maps the official parameter names to this package's
+(the base model's keys get the `model.` prefix; the heads `mlm_head`, `mim_head` -> `mem_head`, `itm_head` ->
+`etm_head` stay at the top), and `from_original_config` maps the official `configs/config.json` to a `DBetaConfig`.
+The conversion is a pure renaming, checked key by key: the positional convolution's weight-norm tensors (`weight_g`,
+`weight_v`) become `parametrizations.weight.original0/1`, `ecg_encoder.mask_emb` (an unused training-time parameter)
+is dropped, and the ECG-text `logit_scale` (the official logits have a fixed scale of 1 and no bias) is written
+from the config. Any missing, unexpected or mis-shaped key is an error that lists the keys: the result is never
+partly random.
 
 The converter always writes the ECG feature extractor (`preprocessor_config.json`; the whole `DBetaProcessor`
 with `--tokenizer`) with the input convention the checkpoint expects: `--lead-order standard|mimic` and
@@ -27,32 +27,90 @@ import argparse
 import json
 import logging
 import pickle
+import re
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import T5Config
 
-from ..configuration_dbeta import ORIGINAL_OLD_SPELLINGS, DBetaConfig
-from ..modeling_dbeta import DBetaForPreTraining, rename_legacy_key
+from ..configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaECGConfig
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..hub.model_card import write_model_card
+from ..hub.push import push_model_folder
+from ..input_convention import check_input_normalization, lead_names_for_order
+from ..modeling_dbeta import DBetaForPreTraining
+from ..processing_dbeta import DBetaProcessor
+from .diagnose_input_convention import (
+    CANDIDATE_CONVENTIONS,
+    DEFAULT_MIN_MARGIN,
+    diagnose_input_convention,
+    format_report,
+    report_as_json,
+)
 
 logger = logging.getLogger(__name__)
 
-HEAD_PREFIXES = ("mlm_head.", "mim_head.", "itm_head.")
+# Official parameter name -> `DBetaForPreTraining` parameter name (regular expressions; the first that matches a key
+# renames it). A key that none matches is reported as unexpected.
+_CONV_LAYERS = r"^ecg_encoder\.feature_extractor\.conv_layers\.(\d+)\."
+ORIGINAL_KEY_MAPPING = {
+    r"^mlm_head\.": "mlm_head.",
+    r"^mim_head\.": "mem_head.",
+    r"^itm_head\.": "etm_head.",
+    r"^class_embedding$": "model.ecg_encoder.class_embedding",
+    _CONV_LAYERS + r"0\.": r"model.ecg_encoder.feature_extractor.conv_layers.\1.conv.",
+    _CONV_LAYERS + r"2\.1\.": r"model.ecg_encoder.feature_extractor.conv_layers.\1.layer_norm.",  # layer_norm mode
+    _CONV_LAYERS + r"2\.": r"model.ecg_encoder.feature_extractor.conv_layers.\1.layer_norm.",
+    r"^ecg_encoder\.conv_pos\.pos_conv\.0\.weight_g$": "model.ecg_encoder.conv_pos.conv.parametrizations.weight.original0",
+    r"^ecg_encoder\.conv_pos\.pos_conv\.0\.weight_v$": "model.ecg_encoder.conv_pos.conv.parametrizations.weight.original1",
+    r"^ecg_encoder\.conv_pos\.pos_conv\.0\.": "model.ecg_encoder.conv_pos.conv.",
+    r"^ecg_encoder\.": "model.ecg_encoder.",
+    r"^language_encoder\.": "model.text_encoder.",
+    r"^multi_modal_language_proj\.": "model.text_projection.",
+    r"^multi_modal_ecg_proj\.": "model.ecg_projection.",
+    r"^modality_type_embeddings\.": "model.modality_type_embeddings.",
+    r"^multi_modal_language_layers\.": "model.text_fusion_layers.",
+    r"^multi_modal_ecg_layers\.": "model.ecg_fusion_layers.",
+    r"^multi_modal_language_pooler\.": "model.text_fusion_pooler.",
+    r"^multi_modal_ecg_pooler\.": "model.ecg_fusion_pooler.",
+    r"^unimodal_language_pooler\.": "model.text_pooler.",
+    r"^unimodal_ecg_pooler\.": "model.ecg_pooler.",
+}
 DROPPED_KEYS = ("ecg_encoder.mask_emb",)
-WEIGHT_NORM_RENAMES = {
-    "ecg_encoder.conv_pos.pos_conv.0.weight_g": "ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original0",
-    "ecg_encoder.conv_pos.pos_conv.0.weight_v": "ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original1",
-}  # then LEGACY_KEY_MAPPING: conv_pos.pos_conv.0 -> conv_pos.conv
 TIED_TEXT_EMBEDDING = ("language_encoder.encoder.embed_tokens.weight", "language_encoder.shared.weight")
+# Weights of the model that the official checkpoint does not carry: the ECG-text logit scale and bias (the official
+# ETS loss has a fixed scale of 1 and no bias); they get the values of the config.
+NOT_IN_ORIGINAL_CHECKPOINT = ("model.logit_scale", "model.logit_bias")
 
-
-# The fields of the official configs/config.json that the model reads (official names; `DBetaConfig.from_original_config`
-# maps them to ours), with their official values (`max_text_size` only sets the collator default). Every one must
-# be present (a missing field would silently take this package's default); fields whose value differs are logged,
-# because fields that do not change a weight's shape (layer_norm_first, extractor_mode, mem_layer...) cannot be
-# checked against the checkpoint.
+# Official `configs/config.json` field -> DBetaECGConfig field
+ORIGINAL_ECG_CONFIG_KEYS = {
+    "in_d": "num_leads", "conv_feature_layers": "conv_feature_layers", "extractor_mode": "extractor_mode",
+    "conv_bias": "conv_bias", "encoder_embed_dim": "encoder_embed_dim", "encoder_layers": "encoder_layers",
+    "encoder_attention_heads": "encoder_attention_heads", "encoder_ffn_embed_dim": "encoder_ffn_embed_dim",
+    "layer_norm_first": "layer_norm_first", "conv_pos": "conv_pos", "conv_pos_groups": "conv_pos_groups",
+    "dropout": "dropout", "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
+    "dropout_input": "dropout_input", "encoder_layerdrop": "encoder_layerdrop", "feature_grad_mult": "feature_grad_mult",
+}
+# Official field -> DBetaConfig field
+ORIGINAL_CONFIG_KEYS = {
+    "hidden_dim": "hidden_dim", "num_heads": "num_heads", "num_top_layer": "num_fusion_layers", "drop_rate": "drop_rate",
+    "vocab_size": "vocab_size", "mem_layer": "mem_layer", "mem_prob": "mem_mask_ratio",
+    "mem_decoder_hidden_dim": "mem_decoder_hidden_dim", "mem_decoder_num_layers": "mem_decoder_num_layers",
+    "mem_decoder_num_heads": "mem_decoder_num_heads",
+}
+# `mim_*` spellings of older official configs, read as the `mem_*` fields
+ORIGINAL_OLD_SPELLINGS = {
+    "mim_layer": "mem_layer", "mim_prob": "mem_prob", "mim_decoder_hidden_dim": "mem_decoder_hidden_dim",
+    "mim_decoder_num_layers": "mem_decoder_num_layers", "mim_decoder_num_heads": "mem_decoder_num_heads",
+}
+# The fields of the official configs/config.json that the model reads (official names; `from_original_config` maps
+# them), with their official values (`max_text_size` only sets the collator default). Every one must be present (a
+# missing field would silently take this package's default); fields whose value differs are logged, because fields
+# that do not change a weight's shape (layer_norm_first, extractor_mode, mem_layer...) cannot be checked against the
+# checkpoint.
 ORIGINAL_CONFIG_DEFAULTS: dict[str, Any] = {
     "in_d": 12, "conv_feature_layers": "[(256, 2, 2)] * 4", "extractor_mode": "default", "conv_bias": False,
     "encoder_embed_dim": 768, "encoder_layers": 8, "encoder_attention_heads": 12, "encoder_ffn_embed_dim": 3072,
@@ -67,6 +125,30 @@ _OLD_SPELLINGS = {new: old for old, new in ORIGINAL_OLD_SPELLINGS.items()}  # of
 
 class CheckpointConversionError(ValueError):
     """The checkpoint does not match the model built from the config."""
+
+
+def from_original_config(original: dict[str, Any], text_config: dict | T5Config | None = None, **kwargs) -> DBetaConfig:
+    """Build a `DBetaConfig` from the official D-BETA `config.json` (`{"model": {...}}` or its inner dict).
+
+    `ORIGINAL_ECG_CONFIG_KEYS` and `ORIGINAL_CONFIG_KEYS` map the official field names to this package's; the official
+    fields not in them are ignored: unused ones (`all_gather`, `normalize`, `filter`, `apply_mask`, `mask_*`, ...) and
+    the collator's (`max_text_size`, `lead_masking`, whose official values 256 and 0.5 are the defaults of
+    `DBetaPreTrainingCollator`: `max_length=254`, `lead_mask_prob=0.5`). `text_config` defaults to Flan-T5-base;
+    `kwargs` set further `DBetaConfig` fields.
+    """
+    cfg = dict(original.get("model", original))
+    ecg = {new: cfg[old] for old, new in ORIGINAL_ECG_CONFIG_KEYS.items() if old in cfg}
+    top = {}
+    for old, new in ORIGINAL_CONFIG_KEYS.items():
+        spellings = [old] + [alias for alias, name in ORIGINAL_OLD_SPELLINGS.items() if name == old]
+        present = [key for key in spellings if key in cfg]
+        if present:
+            top[new] = cfg[present[0]]
+    if text_config is None:
+        text_config = T5Config(**FLAN_T5_BASE_TEXT_CONFIG)
+    elif isinstance(text_config, dict):
+        text_config = T5Config(**{k: v for k, v in text_config.items() if k not in ("model_type", "transformers_version")})
+    return DBetaConfig(ecg_config=DBetaECGConfig(**ecg), text_config=text_config, **{**top, **kwargs})
 
 
 def read_json_file(path: str | Path, what: str) -> dict:
@@ -150,6 +232,15 @@ def load_original_state_dict(checkpoint_path: str | Path, allow_unsafe_pickle: b
     return {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
 
 
+def rename_original_key(key: str) -> str:
+    """One official parameter name through `ORIGINAL_KEY_MAPPING`; a name it does not know is returned unchanged."""
+    for pattern, replacement in ORIGINAL_KEY_MAPPING.items():
+        renamed, count = re.subn(pattern, replacement, key, count=1)
+        if count:
+            return renamed
+    return key
+
+
 def rename_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map official key names to `DBetaForPreTraining` key names (no tensor is changed)."""
     embed_key, shared_key = TIED_TEXT_EMBEDDING
@@ -159,13 +250,22 @@ def rename_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str,
         )
     if shared_key in state_dict and embed_key not in state_dict:
         state_dict = {**state_dict, embed_key: state_dict[shared_key]}
-    converted = {}
-    for key, value in state_dict.items():
-        if key in DROPPED_KEYS:
+    return {rename_original_key(key): value for key, value in state_dict.items() if key not in DROPPED_KEYS}
+
+
+def add_weights_not_in_original(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Complete a renamed official state dict with the model's own values of `NOT_IN_ORIGINAL_CHECKPOINT` (the
+    ECG-text logit scale and bias, which the config sets). A 0-dim value given for one of them becomes shape (1,)."""
+    completed = dict(state_dict)
+    expected = model.state_dict()
+    for key in NOT_IN_ORIGINAL_CHECKPOINT:
+        if key not in expected:
             continue
-        key = WEIGHT_NORM_RENAMES.get(key, key)
-        converted[rename_legacy_key(key if key.startswith(HEAD_PREFIXES) else f"model.{key}")] = value
-    return converted
+        if key not in completed:
+            completed[key] = expected[key].detach().clone()
+        elif completed[key].dim() == 0:
+            completed[key] = completed[key].reshape(1)
+    return completed
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -198,9 +298,10 @@ def convert_original_checkpoint(
     original = read_json_file(original_config_path, "official config")
     check_original_config(original)
     text_config = read_json_file(text_config_path, "text config") if text_config_path else None
-    config = DBetaConfig.from_original_config(original, text_config=text_config)
-    state_dict = rename_original_state_dict(load_original_state_dict(checkpoint_path, allow_unsafe_pickle))
+    config = from_original_config(original, text_config=text_config)
     model = DBetaForPreTraining(config)
+    state_dict = rename_original_state_dict(load_original_state_dict(checkpoint_path, allow_unsafe_pickle))
+    state_dict = add_weights_not_in_original(state_dict, model)
     check_state_dict(model, state_dict)
     model.load_state_dict(state_dict, strict=True)
     model.eval()
@@ -220,9 +321,6 @@ def choose_input_convention(
 
     Returns ``{"lead_order", "input_normalization", "decided_by": {setting: how}, "diagnostic": report or None}``.
     """
-    from .diagnose_input_convention import CANDIDATE_CONVENTIONS, DEFAULT_MIN_MARGIN, diagnose_input_convention
-    from ..input_convention import check_input_normalization, lead_names_for_order
-
     min_margin = DEFAULT_MIN_MARGIN if min_margin is None else min_margin
     if lead_order is not None:
         lead_names_for_order(lead_order)  # validates
@@ -254,24 +352,18 @@ def choose_input_convention(
 def save_input_processor(output_dir: str | Path, model: DBetaForPreTraining, convention: dict, tokenizer: str | None = None):
     """Write the feature extractor (or, with `tokenizer`, the whole `DBetaProcessor`) with `convention`, and
     `input_convention.json`; return what was saved."""
-    from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-
     ecg_config = model.config.ecg_config
     settings = dict(
         sampling_rate=ecg_config.sampling_rate, num_samples=ecg_config.num_samples,
         lead_order=convention["lead_order"], input_normalization=convention["input_normalization"],
     )
     if tokenizer:
-        from ..processing_dbeta import DBetaProcessor
-
         saved = DBetaProcessor.from_tokenizer(tokenizer, **settings)
     else:
         saved = DBetaECGFeatureExtractor(**settings)
     saved.save_pretrained(output_dir)
     record = {k: convention[k] for k in ("lead_order", "input_normalization", "decided_by")}
     if convention.get("diagnostic") is not None:
-        from .diagnose_input_convention import format_report, report_as_json
-
         record["diagnostic"] = report_as_json(convention["diagnostic"])
         logger.info("%s", format_report(convention["diagnostic"]))
     (Path(output_dir) / "input_convention.json").write_text(json.dumps(record, indent=1))
@@ -321,8 +413,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     processor = save_input_processor(output_dir, model, convention, args.tokenizer)
     logger.info("saved a %s%s", type(processor).__name__, f" with tokenizer {args.tokenizer}" if args.tokenizer else "")
-    from ..hub.model_card import write_model_card
-
     card = write_model_card(
         output_dir, args.push_to_hub, converted_from_official=True, base_model="google/flan-t5-base",
         datasets=["physionet/mimic-iv-ecg"],
@@ -331,8 +421,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.info("wrote the model card %s", card)
     if args.push_to_hub:
-        from ..hub.push import push_model_folder
-
         push_model_folder(output_dir, args.push_to_hub, commit_message="Upload D-BETA converted from the official checkpoint")
         logger.info("pushed to https://huggingface.co/%s", args.push_to_hub)
     return 0

@@ -9,7 +9,9 @@ Every loader builds the dataset once, in shards of Arrow files under ``cache_dir
 (memory-mapped, no record is read again). Stored format, identical for all datasets:
 
 * ``ecg``: ``Array2D((12, 5000), "float16")``, millivolts, leads ``I, II, III, aVR, aVL, aVF, V1..V6``,
-  500 Hz (other rates are resampled; longer records keep their first 10 s);
+  500 Hz (other rates are resampled; longer records keep their first 10 s). PhysioNet 2021 with
+  ``segment_seconds=5`` stores every full 5 s segment as a row of ``(12, 2500)`` instead
+  (`dataset_num_samples`, `check_num_samples`);
 * ``labels`` (evaluation sets): multi-hot float32, class names from `dataset_class_names`;
 * ``report`` (MIMIC-IV-ECG, PTB-XL): the report text; ids: ``study_id``/``subject_id``, ``ecg_id``, ``record_id``.
 
@@ -19,8 +21,11 @@ skipped per reason, flagged), which is logged and written as ``build_summary.jso
 Cache key: the resolved root, the options, size and mtime of the metadata files (``record_list.csv``,
 ``machine_measurements.csv``, ``ptbxl_database.csv``, ``scp_statements.csv``, ``ecg_tracings.hdf5``,
 ``gold_standard.csv``), the full record list (paths, labels, reports), the mtimes of the PTB-XL record
-folders and the size / mtime of every CPSC / CSN header. A signal file replaced in place without any of
-these changing is not noticed: pass ``force_rebuild=True``.
+folders, the size / mtime of every CPSC / CSN / PhysioNet 2021 header, and the size / mtime_ns of each
+record's header and signal file (``<record>.hea`` with ``.dat`` or ``.mat``): a file replaced in place gives
+a new build. Paths read from the data (``record_list.csv`` ``path``, PTB-XL ``filename_hr``, the signal files
+a WFDB header names) must stay inside the root; others are skipped as ``path_outside_root``. One process
+builds a given cache entry at a time; others wait for it and reuse its shards.
 
 Reading: ``with_format("torch")`` gives float32 tensors; ``with_format("numpy")`` upcasts to float32
 too, which is about 5x slower than ``with_format("numpy", dtype=np.float16)`` (see
@@ -41,7 +46,7 @@ Example::
 
 from .build import DEFAULT_SHARD_SIZE, default_cache_dir
 from .code15 import CODE_CLASS_NAMES, CODE_TEST_LEAD_NAMES, load_code15_test
-from .features import dataset_class_names, dataset_metadata
+from .features import check_num_samples, dataset_class_names, dataset_metadata, dataset_num_samples
 from .mimic_iv_ecg import MIMIC_LEAD_NAMES, load_mimic_iv_ecg
 from .physionet_challenge import (
     load_chapman_shaoxing_ningbo,
@@ -50,7 +55,7 @@ from .physionet_challenge import (
     parse_dx_codes,
     snomed_class_table,
 )
-from .physionet2021 import PHYSIONET2021_SOURCES, load_physionet2021, read_fairseq_manifest
+from .physionet2021 import FAIRSEQ_SIGNALS_SOURCES, PHYSIONET2021_SOURCES, load_physionet2021, read_fairseq_manifest
 from .processing import SignalOptions
 from .ptbxl import PTBXL_TASKS, load_ptbxl
 from .splits import SplitFiles, label_fraction, read_split_files
@@ -66,9 +71,12 @@ __all__ = [
     "load_physionet2021",
     "read_fairseq_manifest",
     "PHYSIONET2021_SOURCES",
+    "FAIRSEQ_SIGNALS_SOURCES",
     "label_fraction",
     "dataset_class_names",
     "dataset_metadata",
+    "dataset_num_samples",
+    "check_num_samples",
     "read_split_files",
     "SplitFiles",
     "snomed_class_table",

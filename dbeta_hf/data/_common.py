@@ -1,4 +1,5 @@
-"""Helpers shared by the dataset modules: root checks, CSV reading with clear errors, finishing a build."""
+"""Helpers shared by the dataset modules: root checks, CSV reading with clear errors, paths read from the data
+(kept inside the root, with the state of their files for the fingerprint), finishing a build."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import pandas as pd
+
+from ..utils.paths import PathOutsideRootError, join_inside
 from .build import DEFAULT_SHARD_SIZE, BuildPlan, run_build
+from .summary import PATH_OUTSIDE_ROOT, ShardTally
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +62,6 @@ def _find_below(root: Path, relative: str, depth: int = 3) -> Path | None:
 
 def read_csv_checked(path: Path, required: Iterable[str], what: str, **kwargs):
     """`pandas.read_csv` that names the file and the expected columns when some are missing."""
-    import pandas as pd
-
     try:
         frame = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:
@@ -73,6 +76,34 @@ def read_csv_checked(path: Path, required: Iterable[str], what: str, **kwargs):
             f"found {list(frame.columns)[:40]}. Is this the right file / dataset version?"
         )
     return frame
+
+
+def path_inside_root(root: Path, relative: str, record_id: Any, planning: ShardTally, column: str) -> bool:
+    """True when `relative` (a path read from the data) stays inside `root`; otherwise the record is counted as
+    ``path_outside_root`` in `planning` (the file is never opened)."""
+    try:
+        join_inside(root, relative)
+    except PathOutsideRootError:
+        planning.skip(record_id, PATH_OUTSIDE_ROOT, f"{column} {relative!r} leads outside the dataset root")
+        return False
+    return True
+
+
+def file_state(path: str | os.PathLike) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file, None when it does not exist (part of the build fingerprint)."""
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def record_file_states(root: Path, record: str, extensions: Sequence[str]) -> list:
+    """``[[extension, [size, mtime_ns] or None], ...]`` of the files ``root/record + extension``:
+    a task carries them so that the fingerprint changes when a header or signal file is replaced, even in place
+    with the same size."""
+    base = os.path.join(root, record)
+    return [[extension, file_state(base + extension)] for extension in extensions]
 
 
 def finish(

@@ -2,7 +2,10 @@
 
 Storage format (a project decision; the pretraining collator relies on it): the ``ecg`` column is a
 ``datasets.Array2D(shape=(12, 5000), dtype="float16")`` in **millivolts**, leads in the canonical order
-``I, II, III, aVR, aVL, aVF, V1..V6``, sampled at 500 Hz. float16 keeps about 3 significant digits
+``I, II, III, aVR, aVL, aVF, V1..V6``, sampled at 500 Hz. A build that cuts records into segments stores its own
+length instead (PhysioNet 2021 with ``segment_seconds=5``: ``(12, 2500)``); the length is in the schema and in the
+metadata (``num_samples``), `dataset_num_samples` reads it and `check_num_samples` refuses a consumer built for
+another length (a 5000-sample feature extractor would otherwise zero-pad every 5 s segment to 10 s). float16 keeps about 3 significant digits
 (rounding error at most 0.5 uV up to 1 mV, 4 uV up to 10 mV), below the 5 uV ADC step of MIMIC-IV-ECG,
 and halves the size of the store (120 KB per ECG).
 
@@ -32,6 +35,8 @@ __all__ = [
     "make_info",
     "dataset_metadata",
     "dataset_class_names",
+    "dataset_num_samples",
+    "check_num_samples",
 ]
 
 NUM_LEADS = 12
@@ -62,8 +67,10 @@ def make_info(
     license: str = "",
 ) -> DatasetInfo:
     """A `DatasetInfo` whose description carries `metadata` (JSON) for `dataset_metadata`."""
+    ecg = features.get("ecg") if features is not None else None
     meta = {
         "dataset": dataset,
+        **({"num_samples": int(ecg.shape[1])} if isinstance(ecg, Array2D) else {}),
         "ecg_units": "mV",
         "ecg_dtype": ECG_DTYPE,
         "sampling_rate": SAMPLING_RATE,
@@ -137,3 +144,38 @@ def check_class_names(names: Sequence[str]) -> list[str]:
     if not names:
         raise ValueError("a labelled dataset needs at least one class")
     return names
+
+
+def dataset_num_samples(dataset: Dataset | DatasetDict, column: str = "ecg") -> int:
+    """The number of samples per lead of the stored ECGs (5000, or 2500 for 5 s segments), read from the schema
+    (so it also works for builds made before the metadata recorded it)."""
+    features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
+    feature = features.get(column)
+    if not isinstance(feature, Array2D):
+        raise ValueError(
+            f"the dataset has no fixed-shape {column!r} column (an Array2D of (leads, samples)); columns: "
+            f"{list(features)}"
+        )
+    return int(feature.shape[1])
+
+
+def check_num_samples(dataset: Dataset | DatasetDict, num_samples: int, consumer: str = "the feature extractor") -> int:
+    """Raise `ValueError` unless the stored ECGs have `num_samples` samples, naming the fix; return the length.
+
+    Call it where a dataset meets a model or feature extractor built for a fixed length: a 5000-sample feature
+    extractor would zero-pad 2500-sample (5 s) segments to 10 s instead of failing.
+    """
+    stored = dataset_num_samples(dataset)
+    if stored != int(num_samples):
+        try:
+            segment = dataset_metadata(dataset).get("segment_seconds")
+        except ValueError:
+            segment = None
+        what = f"{segment:g} s segments" if segment else f"{stored / SAMPLING_RATE:g} s records"
+        raise ValueError(
+            f"the dataset stores {stored}-sample ECGs ({what} at {SAMPLING_RATE} Hz) but {consumer} makes "
+            f"{int(num_samples)} samples, which would pad or crop every ECG; use num_samples={stored} (e.g. "
+            f"DBetaECGFeatureExtractor.from_pretrained(path, num_samples={stored})) or build the dataset with the "
+            f"length you want"
+        )
+    return stored

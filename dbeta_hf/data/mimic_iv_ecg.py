@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from datasets import Features, Value
 
-from ._common import check_root, finish, read_csv_checked
+from ._common import check_root, finish, path_inside_root, read_csv_checked, record_file_states
 from .build import BuildPlan, RecordSource, file_signature
 from .features import ecg_feature, make_info
 from .processing import SignalOptions, prepare_ecg, read_wfdb_record
@@ -58,7 +58,8 @@ def join_report(parts, end_statements: bool = False) -> str:
 
     `end_statements=True` ends every cell that has no final punctuation with a period ("Sinus rhythm" ->
     "Sinus rhythm."), so that the cells stay separable as statements (`pretraining_collator.split_statements`, used by
-    the collator's `statement_dropout`). Off by default: the official text joins the cells as they are.
+    the collator's `statement_dropout`). Off by default: the cells joined with single spaces (the preprocessing
+    that wrote the official pretraining texts is not released).
 
     >>> join_report(["Sinus rhythm", "", "Normal ECG"])
     'Sinus rhythm Normal ECG'
@@ -105,7 +106,7 @@ class MimicSource(RecordSource):
         )
 
     def read(self, task: Mapping[str, Any]):
-        signal, fs, lead_names, units = read_wfdb_record(os.path.join(self.root, task["path"]))
+        signal, fs, lead_names, units = read_wfdb_record(os.path.join(self.root, task["path"]), self.root)
         ecg, flags, stats = prepare_ecg(signal, fs, lead_names, units, self.options)
         row = {"study_id": task["id"], "subject_id": task["subject_id"], "ecg": ecg, "report": task["report"]}
         return row, flags, stats
@@ -127,7 +128,8 @@ def build_mimic_iv_ecg_plan(
     `end_statements`: see `join_report` (a period ends each report cell, so statements stay separable).
 
     A `machine_measurements.csv` without all of ``report_0 .. report_17`` is an error (every report would be
-    silently shortened) unless `allow_missing_report_columns=True`, which the build summary records.
+    silently shortened) unless `allow_missing_report_columns=True`, which the build summary records. A
+    ``record_list.csv`` path leading outside the root is counted as ``path_outside_root``.
     """
     root_path = check_root(root, TITLE, ["record_list.csv", "machine_measurements.csv"], LAYOUT_HINT)
     options = signal_options or SignalOptions(flat_lead_policy="skip")
@@ -136,79 +138,19 @@ def build_mimic_iv_ecg_plan(
     records = read_csv_checked(
         record_csv, ["subject_id", "study_id", "path"], f"{TITLE} record list", dtype=str, keep_default_na=False
     )
-    header = read_csv_checked(measurements_csv, ["study_id", "report_0"], f"{TITLE} machine measurements", nrows=0)
-    report_columns = sorted(
-        (c for c in header.columns if REPORT_COLUMN.match(c)), key=lambda c: int(REPORT_COLUMN.match(c).group(1))
-    )
-    missing_report_columns = _check_report_columns(report_columns, measurements_csv, allow_missing_report_columns)
-    measurements = read_csv_checked(
-        measurements_csv,
-        ["study_id", *report_columns],
-        f"{TITLE} machine measurements",
-        usecols=["study_id", *report_columns],
-        dtype=str,
-        keep_default_na=False,
-    )
-    reports: dict[int, str] = {}
-    for study_id, *parts in zip(measurements["study_id"].tolist(), *(measurements[c].tolist() for c in report_columns)):
-        try:
-            reports.setdefault(integer_id(study_id), join_report(parts, end_statements))
-        except ValueError:
-            continue
-
+    report_columns, missing_report_columns = _report_columns(measurements_csv, allow_missing_report_columns)
+    reports = _read_reports(measurements_csv, report_columns, end_statements)
     sf = None
     if split_files is not None:
         sf = read_split_files(split_files, SPLIT_ID_COLUMNS, integer_id, id_column=split_id_column)
-
     planning = ShardTally()
-    seen: set[int] = set()
-    entries = []
-    for subject_id, study_id, path in zip(records["subject_id"], records["study_id"], records["path"]):
-        try:
-            study = integer_id(study_id)
-            subject = integer_id(subject_id)
-        except ValueError:
-            raise ValueError(
-                f"{TITLE}: {os.fspath(record_csv)!r} has a non-numeric subject_id/study_id ({subject_id!r}, "
-                f"{study_id!r})"
-            ) from None
-        if study in seen:
-            planning.skip(study, DUPLICATE_RECORD, f"study_id listed twice in record_list.csv ({path})")
-            continue
-        seen.add(study)
-        entries.append((study, subject, path.strip()))
-
+    entries, seen = _record_entries(root_path, records, record_csv, planning)
     if sf is not None:
-        split_of = sf.split_of
-        not_found = len(set(split_of) - seen)
+        split_of, split_names, not_found = sf.split_of, ordered_split_names(sf.ids), len(set(sf.split_of) - seen)
     else:
         split_of = group_split({study: subject for study, subject, _ in entries}, validation_fraction, seed)
-        not_found = 0
-
-    split_names = ordered_split_names(sf.ids) if sf is not None else ["train", "validation"]
-    splits: dict[str, list] = {name: [] for name in split_names}
-    for study, subject, path in entries:
-        split = split_of.get(study)
-        if split is None:
-            planning.skip(study, NOT_IN_SPLIT_FILES)
-            continue
-        report = reports.get(study, "")
-        if not report:
-            detail = "all report_* cells empty" if study in reports else "no row in machine_measurements.csv"
-            planning.skip(study, EMPTY_REPORT, detail)
-            continue
-        splits[split].append({"id": study, "subject_id": subject, "path": path, "report": report})
-    for tasks in splits.values():
-        tasks.sort(key=lambda t: t["id"])
-
-    warnings = []
-    if not_found:
-        warnings.append(f"{not_found} study ids of the split files are not in record_list.csv")
-    if missing_report_columns:
-        warnings.append(
-            f"machine_measurements.csv lacks {', '.join(missing_report_columns)}: reports are joined from the "
-            f"{len(report_columns)} columns present (allow_missing_report_columns=True)"
-        )
+        split_names, not_found = ["train", "validation"], 0
+    splits = _plan_splits(root_path, entries, reports, split_of, split_names, planning)
     user_options = {
         "validation_fraction": validation_fraction if sf is None else None,
         "seed": seed if sf is None else None,
@@ -229,8 +171,92 @@ def build_mimic_iv_ecg_plan(
         },
         planning=planning,
         split_file_ids_not_found=not_found,
-        warnings=warnings,
+        warnings=_plan_warnings(not_found, missing_report_columns, report_columns),
     )
+
+
+def _report_columns(measurements_csv, allow_missing: bool) -> tuple[list[str], list[str]]:
+    """The ``report_k`` columns present (in k order) and the missing ones of report_0 .. report_17."""
+    header = read_csv_checked(measurements_csv, ["study_id", "report_0"], f"{TITLE} machine measurements", nrows=0)
+    present = sorted(
+        (c for c in header.columns if REPORT_COLUMN.match(c)), key=lambda c: int(REPORT_COLUMN.match(c).group(1))
+    )
+    return present, _check_report_columns(present, measurements_csv, allow_missing)
+
+
+def _read_reports(measurements_csv, report_columns: list[str], end_statements: bool) -> dict[int, str]:
+    """``{study_id: joined report}`` (the first row of a study wins; rows with a non-numeric id are ignored)."""
+    measurements = read_csv_checked(
+        measurements_csv,
+        ["study_id", *report_columns],
+        f"{TITLE} machine measurements",
+        usecols=["study_id", *report_columns],
+        dtype=str,
+        keep_default_na=False,
+    )
+    reports: dict[int, str] = {}
+    for study_id, *parts in zip(measurements["study_id"].tolist(), *(measurements[c].tolist() for c in report_columns)):
+        try:
+            reports.setdefault(integer_id(study_id), join_report(parts, end_statements))
+        except ValueError:
+            continue
+    return reports
+
+
+def _record_entries(root_path, records, record_csv, planning: ShardTally) -> tuple[list[tuple[int, int, str]], set[int]]:
+    """``(study, subject, path)`` of every usable row of record_list.csv (`records`), and every study id listed;
+    duplicates and paths leading outside the root are counted in `planning`."""
+    seen: set[int] = set()
+    entries = []
+    for subject_id, study_id, path in zip(records["subject_id"], records["study_id"], records["path"]):
+        try:
+            study = integer_id(study_id)
+            subject = integer_id(subject_id)
+        except ValueError:
+            raise ValueError(
+                f"{TITLE}: {os.fspath(record_csv)!r} has a non-numeric subject_id/study_id ({subject_id!r}, "
+                f"{study_id!r})"
+            ) from None
+        if study in seen:
+            planning.skip(study, DUPLICATE_RECORD, f"study_id listed twice in record_list.csv ({path})")
+            continue
+        seen.add(study)
+        path = path.strip()
+        if path_inside_root(root_path, path, study, planning, "record_list.csv path"):
+            entries.append((study, subject, path))
+    return entries, seen
+
+
+def _plan_splits(root_path, entries, reports, split_of, split_names, planning: ShardTally) -> dict[str, list]:
+    """The tasks of each split, sorted by study id; records outside the splits or without a report are counted."""
+    splits: dict[str, list] = {name: [] for name in split_names}
+    for study, subject, path in entries:
+        split = split_of.get(study)
+        if split is None:
+            planning.skip(study, NOT_IN_SPLIT_FILES)
+            continue
+        report = reports.get(study, "")
+        if not report:
+            detail = "all report_* cells empty" if study in reports else "no row in machine_measurements.csv"
+            planning.skip(study, EMPTY_REPORT, detail)
+            continue
+        files = record_file_states(root_path, path, (".hea", ".dat"))
+        splits[split].append({"id": study, "subject_id": subject, "path": path, "report": report, "files": files})
+    for tasks in splits.values():
+        tasks.sort(key=lambda t: t["id"])
+    return splits
+
+
+def _plan_warnings(not_found: int, missing_report_columns: list[str], report_columns: list[str]) -> list[str]:
+    warnings = []
+    if not_found:
+        warnings.append(f"{not_found} study ids of the split files are not in record_list.csv")
+    if missing_report_columns:
+        warnings.append(
+            f"machine_measurements.csv lacks {', '.join(missing_report_columns)}: reports are joined from the "
+            f"{len(report_columns)} columns present (allow_missing_report_columns=True)"
+        )
+    return warnings
 
 
 def _check_report_columns(report_columns: list[str], measurements_csv, allowed: bool) -> list[str]:
@@ -294,7 +320,7 @@ def load_mimic_iv_ecg(
         allow_missing_report_columns: accept a ``machine_measurements.csv`` that lacks some of ``report_0 ..
             report_17`` (an error otherwise); the missing columns are listed in the summary's options and warnings.
         end_statements: end every report cell with a period (`join_report`), so that the pretraining collator's
-            `statement_dropout` can split reports into statements (off: the official joined text).
+            `statement_dropout` can split reports into statements (off: cells joined with single spaces).
 
     Returns:
         ``DatasetDict`` or ``(DatasetDict, BuildSummary)``.

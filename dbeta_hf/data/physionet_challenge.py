@@ -38,9 +38,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import wfdb
 from datasets import Features, Value
 
-from ._common import check_root, finish
+from ._common import check_root, finish, record_file_states
 from .build import BuildPlan, RecordSource
 from .features import check_class_names, ecg_feature, labels_feature, make_info
 from .processing import SignalOptions, prepare_ecg, read_wfdb_record
@@ -202,15 +203,13 @@ class ChallengeSource(RecordSource):
         if task.get("drop_unlabeled", True) and not any(v > 0.5 for v in labels):
             _raise_if_unreadable(path)
             raise RecordSkipped(NO_LABEL, "no code of the selected classes")
-        signal, fs, lead_names, units = read_wfdb_record(path)
+        signal, fs, lead_names, units = read_wfdb_record(path, self.root)
         ecg, more_flags, stats = prepare_ecg(signal, fs, lead_names, units, self.options)
         return {"record_id": task["id"], "ecg": ecg, "labels": labels}, flags + more_flags, stats
 
 
 def _raise_if_unreadable(path: str) -> None:
     """A record about to be dropped for its labels is reported as unreadable if its header is broken."""
-    import wfdb
-
     try:
         header = wfdb.rdheader(path)
     except Exception as error:  # wfdb raises assorted types for malformed headers
@@ -242,6 +241,7 @@ def build_physionet_challenge_plan(
     drop_unlabeled: bool = True,
     signal_options: SignalOptions | None = None,
 ) -> BuildPlan:
+    """Find the WFDB headers below `root` and plan the build (headers and signals are read by the source)."""
     meta = DATASETS.get(dataset, {"title": dataset, "hint": "Pass the folder holding the WFDB records (*.hea)."})
     root_path = check_root(root, meta["title"], [], meta["hint"])
     if class_table is not None:
@@ -253,50 +253,16 @@ def build_physionet_challenge_plan(
     headers = _discover(root_path)
     if not headers:
         raise FileNotFoundError(f"{meta['title']}: no WFDB headers (*.hea) found under {os.fspath(root_path)!r}. {meta['hint']}")
-
-    sf = None
-    if split_files is not None:
-        sf = read_split_files(split_files, SPLIT_ID_COLUMNS, record_stem, id_column=split_id_column)
-        if use_split_file_labels:
-            sf.check_label_columns(list(table))
-    elif use_split_file_labels:
-        raise ValueError("use_split_file_labels=True needs split_files")
-
+    sf = _challenge_split_files(split_files, split_id_column, use_split_file_labels, list(table))
     planning = ShardTally()
-    records: dict[str, Path] = {}
-    listing = []
-    for header in headers:
-        record_id = header.stem
-        stat = header.stat()
-        listing.append((os.path.relpath(header, root_path), stat.st_size, stat.st_mtime_ns))
-        if record_id in records:
-            planning.skip(record_id, DUPLICATE_RECORD, f"{header} (kept {records[record_id]})")
-            continue
-        records[record_id] = header
-
+    records, listing = _unique_records(root_path, headers, planning)
     if sf is not None:
-        split_of = sf.split_of
-        split_names = ordered_split_names(sf.ids)
+        split_of, split_names = sf.split_of, ordered_split_names(sf.ids)
     else:
-        split_of = random_split(sorted(records), split_fractions, seed)
-        split_names = ["train", "validation", "test"]
-    splits: dict[str, list] = {name: [] for name in split_names}
-    for record_id in sorted(records):
-        split = split_of.get(record_id)
-        if split is None:
-            planning.skip(record_id, NOT_IN_SPLIT_FILES)
-            continue
-        task: dict[str, Any] = {
-            "id": record_id,
-            "path": os.path.relpath(records[record_id].with_suffix(""), root_path),
-            "drop_unlabeled": drop_unlabeled,
-        }
-        if sf is not None and use_split_file_labels:
-            task["labels"] = sf.label_vector(record_id, list(table))
-        splits[split].append(task)
-
+        split_of, split_names = random_split(sorted(records), split_fractions, seed), ["train", "validation", "test"]
+    label_files = sf if use_split_file_labels else None
+    splits = _challenge_tasks(root_path, records, split_of, split_names, drop_unlabeled, label_files, list(table), planning)
     not_found = len(set(split_of) - set(records)) if sf is not None else 0
-    warnings = [f"{not_found} record ids of the split files are not under the root"] if not_found else []
     user_options = {
         "classes": list(table),
         "split_files": sf.sources if sf is not None else None,
@@ -314,8 +280,58 @@ def build_physionet_challenge_plan(
         fingerprint_inputs={"class_table": table, "headers": listing},
         planning=planning,
         split_file_ids_not_found=not_found,
-        warnings=warnings,
+        warnings=[f"{not_found} record ids of the split files are not under the root"] if not_found else [],
     )
+
+
+def _challenge_split_files(split_files, split_id_column, use_split_file_labels: bool, class_names: list[str]):
+    if split_files is None:
+        if use_split_file_labels:
+            raise ValueError("use_split_file_labels=True needs split_files")
+        return None
+    sf = read_split_files(split_files, SPLIT_ID_COLUMNS, record_stem, id_column=split_id_column)
+    if use_split_file_labels:
+        sf.check_label_columns(class_names)
+    return sf
+
+
+def _unique_records(root_path: Path, headers: list[Path], planning: ShardTally) -> tuple[dict[str, Path], list]:
+    """``{record name: header}`` (the first header of a name wins, later ones count as duplicates) and the
+    ``(relative path, size, mtime_ns)`` listing of every header for the fingerprint."""
+    records: dict[str, Path] = {}
+    listing = []
+    for header in headers:
+        record_id = header.stem
+        stat = header.stat()
+        listing.append((os.path.relpath(header, root_path), stat.st_size, stat.st_mtime_ns))
+        if record_id in records:
+            planning.skip(record_id, DUPLICATE_RECORD, f"{header} (kept {records[record_id]})")
+            continue
+        records[record_id] = header
+    return records, listing
+
+
+def _challenge_tasks(
+    root_path: Path, records, split_of, split_names, drop_unlabeled: bool, label_files, class_names, planning
+) -> dict[str, list]:
+    """The tasks of each split in record-name order; records outside the split files are counted."""
+    splits: dict[str, list] = {name: [] for name in split_names}
+    for record_id in sorted(records):
+        split = split_of.get(record_id)
+        if split is None:
+            planning.skip(record_id, NOT_IN_SPLIT_FILES)
+            continue
+        path = os.path.relpath(records[record_id].with_suffix(""), root_path)
+        task: dict[str, Any] = {
+            "id": record_id,
+            "path": path,
+            "drop_unlabeled": drop_unlabeled,
+            "files": record_file_states(root_path, path, (".hea", ".mat")),
+        }
+        if label_files is not None:
+            task["labels"] = label_files.label_vector(record_id, class_names)
+        splits[split].append(task)
+    return splits
 
 
 def load_physionet_challenge(

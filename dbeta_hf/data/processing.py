@@ -20,14 +20,17 @@ equations (aVR = -(I+II)/2, aVL = I - II/2, aVF = II - I/2; lead order).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from itertools import permutations
 from typing import Sequence
 
 import numpy as np
+import wfdb
 
 from .. import ecg_signal
 from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..utils.paths import PathOutsideRootError, join_inside
 from .features import NUM_SAMPLES, SAMPLING_RATE
 from .summary import (
     FLAT_LEAD,
@@ -35,6 +38,7 @@ from .summary import (
     MISSING_LEADS,
     NAN,
     OUT_OF_RANGE,
+    PATH_OUTSIDE_ROOT,
     UNREADABLE_HEADER,
     UNREADABLE_SIGNAL,
     WRONG_LENGTH,
@@ -239,13 +243,16 @@ def amplitude_quantiles(histogram: dict, quantiles=(0.05, 0.5, 0.95)) -> dict:
 
 
 # --------------------------------------------------------------------------------------- WFDB reading
-def read_wfdb_record(record_path: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+def read_wfdb_record(record_path: str, root: str | None = None) -> tuple[np.ndarray, float, list[str], list[str]]:
     """`ecg_signal.read_wfdb` with its errors turned into skip reasons.
 
     ``missing_file`` for an absent header or signal file, ``unreadable_header`` for a header that cannot
     be parsed or that lists fewer signal lines than it declares, ``unreadable_signal`` for a signal file
-    that cannot be decoded (e.g. truncated).
+    that cannot be decoded (e.g. truncated). With `root`, a header that names a signal file outside `root`
+    (``../x.dat``, an absolute path elsewhere) is ``path_outside_root`` and nothing is read.
     """
+    if root is not None:
+        _check_signal_files_inside(record_path, root)
     try:
         return ecg_signal.read_wfdb(record_path)
     except FileNotFoundError as error:
@@ -256,6 +263,27 @@ def read_wfdb_record(record_path: str) -> tuple[np.ndarray, float, list[str], li
         raise RecordSkipped(UNREADABLE_SIGNAL, _short(error)) from None
 
 
+def _header_file_names(header_file: str) -> list[str]:
+    """The first field of each signal (or segment) line of a WFDB header: the file names it reads. [] when the
+    header cannot be read or parsed (`ecg_signal.read_wfdb` then reports the problem)."""
+    try:
+        with open(header_file, encoding="latin-1") as handle:
+            lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+        count = int(lines[0].split()[1])
+    except (OSError, IndexError, ValueError):
+        return []
+    return [line.split()[0] for line in lines[1 : 1 + count]]
+
+
+def _check_signal_files_inside(record_path: str, root: str) -> None:
+    directory = os.path.dirname(record_path)
+    for name in _header_file_names(record_path + ".hea"):
+        try:
+            join_inside(root, os.path.join(directory, name))
+        except PathOutsideRootError:
+            raise RecordSkipped(PATH_OUTSIDE_ROOT, f"{record_path}.hea names the signal file {name!r}") from None
+
+
 def _short(error: BaseException, limit: int = 200) -> str:
     text = str(error)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -263,8 +291,6 @@ def _short(error: BaseException, limit: int = 200) -> str:
 
 def _header_is_broken(record_path: str) -> bool:
     """True when the header parses but is inconsistent (e.g. declares 12 signals and lists 5)."""
-    import wfdb
-
     try:
         header = wfdb.rdheader(record_path)
     except Exception:

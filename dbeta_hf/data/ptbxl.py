@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 from datasets import Features, Value
 
-from ._common import check_root, finish, read_csv_checked
+from ._common import check_root, finish, path_inside_root, read_csv_checked, record_file_states
 from .build import BuildPlan, RecordSource, file_signature
 from .features import check_class_names, ecg_feature, labels_feature, make_info
 from .processing import SignalOptions, prepare_ecg, read_wfdb_record
@@ -173,7 +173,7 @@ class PtbxlSource(RecordSource):
         )
 
     def read(self, task: Mapping[str, Any]):
-        signal, fs, lead_names, units = read_wfdb_record(os.path.join(self.root, task["path"]))
+        signal, fs, lead_names, units = read_wfdb_record(os.path.join(self.root, task["path"]), self.root)
         ecg, flags, stats = prepare_ecg(signal, fs, lead_names, units, self.options)
         return {"ecg_id": task["id"], "ecg": ecg, "labels": task["labels"], "report": task["report"]}, flags, stats
 
@@ -190,6 +190,8 @@ def build_ptbxl_plan(
     drop_unlabeled: bool = True,
     signal_options: SignalOptions | None = None,
 ) -> BuildPlan:
+    """Read the two CSVs of a PTB-XL root and plan the build of `task` (no signal is read here). A record file
+    name leading outside the root is counted as ``path_outside_root``."""
     if task not in PTBXL_TASKS:
         raise ValueError(f"task must be one of {PTBXL_TASKS}, got {task!r}")
     if sampling_rate not in (100, 500):
@@ -197,87 +199,29 @@ def build_ptbxl_plan(
     records_dir = "records500" if sampling_rate == 500 else "records100"
     root_path = check_root(root, TITLE, ["ptbxl_database.csv", "scp_statements.csv", records_dir], LAYOUT_HINT)
     options = signal_options or SignalOptions(flat_lead_policy="keep")
-    database_csv = root_path / "ptbxl_database.csv"
-    statements_csv = root_path / "scp_statements.csv"
+    database_csv, statements_csv = root_path / "ptbxl_database.csv", root_path / "scp_statements.csv"
     filename_column = "filename_hr" if sampling_rate == 500 else "filename_lr"
-    database = read_csv_checked(
-        database_csv,
-        ["ecg_id", "scp_codes", "strat_fold", filename_column, "report"],
-        f"{TITLE} database",
-        dtype=str,
-        keep_default_na=False,
+    rows = read_csv_checked(
+        database_csv, ["ecg_id", "scp_codes", "strat_fold", filename_column, "report"], f"{TITLE} database",
+        dtype=str, keep_default_na=False,
+    ).to_dict("records")
+    statements = _statements(
+        read_csv_checked(
+            statements_csv,
+            ["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"],
+            f"{TITLE} SCP statements",
+            index_col=0,
+        )
     )
-    scp = read_csv_checked(
-        statements_csv,
-        ["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"],
-        f"{TITLE} SCP statements",
-        index_col=0,
-    )
-    statements = _statements(scp)
     class_names = check_class_names(ptbxl_class_names(statements, task))
-
-    sf = None
-    if split_files is not None:
-        sf = read_split_files(split_files, SPLIT_ID_COLUMNS, integer_id, id_column=split_id_column)
-        if use_split_file_labels:
-            sf.check_label_columns(class_names)
-    elif use_split_file_labels:
-        raise ValueError("use_split_file_labels=True needs split_files")
-
+    sf = _ptbxl_split_files(split_files, split_id_column, use_split_file_labels, class_names)
+    labeler = _Labeler(statements, task, min_likelihood, class_names, sf if use_split_file_labels else None)
     planning = ShardTally()
-    split_names = ordered_split_names(sf.ids) if sf is not None else ["train", "validation", "test"]
-    splits: dict[str, list] = {name: [] for name in split_names}
     split_of = sf.split_of if sf is not None else None
-    seen: set[int] = set()
-    for row in database.to_dict("records"):
-        try:
-            ecg_id = integer_id(row["ecg_id"])
-        except ValueError:
-            raise ValueError(f"{TITLE}: non-numeric ecg_id {row['ecg_id']!r} in {database_csv}") from None
-        if ecg_id in seen:
-            planning.skip(ecg_id, DUPLICATE_RECORD)
-            continue
-        seen.add(ecg_id)
-        if split_of is not None:
-            split = split_of.get(ecg_id)
-            if split is None:
-                planning.skip(ecg_id, NOT_IN_SPLIT_FILES)
-                continue
-        else:
-            try:
-                fold = integer_id(row["strat_fold"])
-            except ValueError:
-                fold = None
-            split = FOLD_SPLITS.get(fold)
-            if split is None:
-                raise ValueError(
-                    f"{TITLE}: ecg_id {ecg_id} has strat_fold {row['strat_fold']!r}; expected 1-10. Use split_files "
-                    "for another protocol."
-                )
-        if sf is not None and use_split_file_labels:
-            labels = sf.label_vector(ecg_id, class_names)
-        else:
-            try:
-                codes = ast.literal_eval(row["scp_codes"]) if row["scp_codes"].strip() else {}
-                if not isinstance(codes, dict):
-                    raise ValueError
-            except (ValueError, SyntaxError):
-                planning.skip(ecg_id, NO_LABEL, f"unparsable scp_codes {row['scp_codes'][:60]!r}")
-                continue
-            present = ptbxl_labels(codes, statements, task, min_likelihood)
-            labels = [1.0 if name in present else 0.0 for name in class_names]
-        if drop_unlabeled and not any(v > 0.5 for v in labels):
-            planning.skip(ecg_id, NO_LABEL, f"no {task} statement")
-            continue
-        path = row[filename_column].strip()
-        if not path:
-            raise ValueError(f"{TITLE}: ecg_id {ecg_id} has an empty {filename_column}")
-        splits[split].append({"id": ecg_id, "path": path, "labels": labels, "report": row["report"].strip()})
-    for tasks in splits.values():
-        tasks.sort(key=lambda t: t["id"])
-
+    split_names = ordered_split_names(sf.ids) if sf is not None else ["train", "validation", "test"]
+    splits, seen = _plan_records(root_path, rows, database_csv, filename_column, split_of, split_names, labeler,
+                                 drop_unlabeled, planning)
     not_found = len(set(split_of) - seen) if split_of is not None else 0
-    warnings = [f"{not_found} ecg_ids of the split files are not in ptbxl_database.csv"] if not_found else []
     user_options = {
         "task": task,
         "sampling_rate": sampling_rate,
@@ -302,8 +246,98 @@ def build_ptbxl_plan(
         },
         planning=planning,
         split_file_ids_not_found=not_found,
-        warnings=warnings,
+        warnings=[f"{not_found} ecg_ids of the split files are not in ptbxl_database.csv"] if not_found else [],
     )
+
+
+def _ptbxl_split_files(split_files, split_id_column, use_split_file_labels: bool, class_names: list[str]):
+    if split_files is None:
+        if use_split_file_labels:
+            raise ValueError("use_split_file_labels=True needs split_files")
+        return None
+    sf = read_split_files(split_files, SPLIT_ID_COLUMNS, integer_id, id_column=split_id_column)
+    if use_split_file_labels:
+        sf.check_label_columns(class_names)
+    return sf
+
+
+class _Labeler:
+    """The label vector of one database row: from the split files' class columns, or from ``scp_codes``."""
+
+    def __init__(self, statements, task: str, min_likelihood: float, class_names: list[str], split_files=None):
+        self.statements = statements
+        self.task = task
+        self.min_likelihood = min_likelihood
+        self.class_names = class_names
+        self.split_files = split_files
+
+    def __call__(self, ecg_id: int, row: Mapping[str, str], planning: ShardTally) -> list[float] | None:
+        """The labels, or None when the record was counted as ``no_label`` (unparsable or no statement)."""
+        if self.split_files is not None:
+            labels = self.split_files.label_vector(ecg_id, self.class_names)
+        else:
+            try:
+                codes = ast.literal_eval(row["scp_codes"]) if row["scp_codes"].strip() else {}
+                if not isinstance(codes, dict):
+                    raise ValueError
+            except (ValueError, SyntaxError):
+                planning.skip(ecg_id, NO_LABEL, f"unparsable scp_codes {row['scp_codes'][:60]!r}")
+                return None
+            present = ptbxl_labels(codes, self.statements, self.task, self.min_likelihood)
+            labels = [1.0 if name in present else 0.0 for name in self.class_names]
+        return labels
+
+
+def _fold_split(ecg_id: int, strat_fold: str) -> str:
+    try:
+        fold = integer_id(strat_fold)
+    except ValueError:
+        fold = None
+    split = FOLD_SPLITS.get(fold)
+    if split is None:
+        raise ValueError(
+            f"{TITLE}: ecg_id {ecg_id} has strat_fold {strat_fold!r}; expected 1-10. Use split_files for another "
+            "protocol."
+        )
+    return split
+
+
+def _plan_records(
+    root_path, rows, database_csv, filename_column: str, split_of, split_names, labeler: _Labeler,
+    drop_unlabeled: bool, planning: ShardTally,
+) -> tuple[dict[str, list], set[int]]:
+    """The tasks of each split (sorted by ecg_id) and every ecg_id of the database; rejected records are counted."""
+    splits: dict[str, list] = {name: [] for name in split_names}
+    seen: set[int] = set()
+    for row in rows:
+        try:
+            ecg_id = integer_id(row["ecg_id"])
+        except ValueError:
+            raise ValueError(f"{TITLE}: non-numeric ecg_id {row['ecg_id']!r} in {database_csv}") from None
+        if ecg_id in seen:
+            planning.skip(ecg_id, DUPLICATE_RECORD)
+            continue
+        seen.add(ecg_id)
+        path = row[filename_column].strip()
+        if not path_inside_root(root_path, path, ecg_id, planning, filename_column):
+            continue
+        split = split_of.get(ecg_id) if split_of is not None else _fold_split(ecg_id, row["strat_fold"])
+        if split is None:
+            planning.skip(ecg_id, NOT_IN_SPLIT_FILES)
+            continue
+        labels = labeler(ecg_id, row, planning)
+        if labels is None:
+            continue
+        if drop_unlabeled and not any(v > 0.5 for v in labels):
+            planning.skip(ecg_id, NO_LABEL, f"no {labeler.task} statement")
+            continue
+        if not path:
+            raise ValueError(f"{TITLE}: ecg_id {ecg_id} has an empty {filename_column}")
+        files = record_file_states(root_path, path, (".hea", ".dat"))
+        splits[split].append({"id": ecg_id, "path": path, "labels": labels, "report": row["report"].strip(), "files": files})
+    for tasks in splits.values():
+        tasks.sort(key=lambda t: t["id"])
+    return splits, seen
 
 
 def load_ptbxl(

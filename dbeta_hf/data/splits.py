@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+from datasets import DatasetDict
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +259,30 @@ def read_split_files(
         ValueError: no id column, an id listed in two splits, unparsable ids.
         FileNotFoundError: a listed file does not exist.
     """
-    import pandas as pd
+    ids: dict[str, list] = {}
+    labels: dict = {}
+    sources: dict = {}
+    chosen_column = id_column
+    owner: dict = {}
+    mapping = _split_mapping(split_files)
+    for raw_split, value in mapping.items():
+        split = normalize_split_name(raw_split)
+        if split in ids:
+            raise ValueError(f"split {split!r} is given twice in split_files ({list(mapping)})")
+        if isinstance(value, (str, os.PathLike)):
+            chosen_column, raw_ids, records = _read_split_csv(Path(value), split, id_columns, id_column)
+            sources[split] = os.fspath(Path(value))
+        else:
+            raw_ids = list(value)
+            records = [None] * len(raw_ids)
+            sources[split] = "<in memory>"
+            chosen_column = chosen_column or "<ids>"
+        ids[split] = _parse_split_ids(split, raw_ids, records, parse_id, owner, labels)
+    return SplitFiles(ids=ids, id_column=chosen_column or "", labels=labels, sources=sources)
 
+
+def _split_mapping(split_files) -> Mapping[str, Any]:
+    """``{split: csv path or ids}`` from a mapping or a directory of ``*_train.csv`` / ``*_val.csv`` / ``*_test.csv``."""
     if isinstance(split_files, (str, os.PathLike)):
         directory = Path(split_files)
         if not directory.is_dir():
@@ -266,66 +290,50 @@ def read_split_files(
                 f"split_files={os.fspath(split_files)!r} is not a directory; pass a directory of *_train.csv / "
                 "*_val.csv / *_test.csv files or a dict {split: csv_path}"
             )
-        mapping: Mapping[str, Any] = _discover_split_files(directory)
-    elif isinstance(split_files, Mapping):
-        mapping = split_files
-    else:
-        raise TypeError(f"split_files must be a dict {{split: csv path or ids}} or a directory, got {type(split_files)}")
+        return _discover_split_files(directory)
+    if isinstance(split_files, Mapping):
+        return split_files
+    raise TypeError(f"split_files must be a dict {{split: csv path or ids}} or a directory, got {type(split_files)}")
 
-    ids: dict[str, list] = {}
-    labels: dict = {}
-    sources: dict = {}
-    chosen_column = id_column
-    owner: dict = {}
-    for raw_split, value in mapping.items():
-        split = normalize_split_name(raw_split)
-        if split in ids:
-            raise ValueError(f"split {split!r} is given twice in split_files ({list(mapping)})")
-        if isinstance(value, (str, os.PathLike)):
-            path = Path(value)
-            if not path.is_file():
-                raise FileNotFoundError(f"split file for {split!r} not found: {path}")
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            lower = {c.lower(): c for c in frame.columns}
-            column = None
-            candidates = [id_column] if id_column else list(id_columns)
-            for candidate in candidates:
-                if candidate is not None and candidate.lower() in lower:
-                    column = lower[candidate.lower()]
-                    break
-            if column is None:
+
+def _read_split_csv(path: Path, split: str, id_columns: Sequence[str], id_column: str | None) -> tuple[str, list, list]:
+    """``(id column, raw ids, rows)`` of one split file; the id column is `id_column` or the first of
+    `id_columns` present (case-insensitive)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"split file for {split!r} not found: {path}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    lower = {c.lower(): c for c in frame.columns}
+    candidates = [id_column] if id_column else list(id_columns)
+    column = next((lower[c.lower()] for c in candidates if c is not None and c.lower() in lower), None)
+    if column is None:
+        raise ValueError(
+            f"split file {path} has no id column: expected one of {candidates} (case-insensitive), found "
+            f"columns {list(frame.columns)}. Pass split_id_column= to name it."
+        )
+    return column, frame[column].tolist(), frame.to_dict("records")
+
+
+def _parse_split_ids(split: str, raw_ids, records, parse_id, owner: dict, labels: dict) -> list:
+    """The parsed ids of one split in file order (a repeated line is dropped); `owner` maps every id seen so far
+    to its split (an id in two splits is an error) and `labels` collects each id's row."""
+    parsed = []
+    for raw, row in zip(raw_ids, records):
+        try:
+            record_id = parse_id(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"split file for {split!r}: cannot parse record id {raw!r}") from None
+        if record_id in owner:
+            if owner[record_id] != split:
                 raise ValueError(
-                    f"split file {path} has no id column: expected one of {candidates} (case-insensitive), found "
-                    f"columns {list(frame.columns)}. Pass split_id_column= to name it."
+                    f"record {record_id!r} is listed in two splits ({owner[record_id]!r} and {split!r}); split "
+                    "files must be disjoint"
                 )
-            chosen_column = column
-            raw_ids = frame[column].tolist()
-            records = frame.to_dict("records")
-            sources[split] = os.fspath(path)
-        else:
-            raw_ids = list(value)
-            records = [None] * len(raw_ids)
-            sources[split] = "<in memory>"
-            chosen_column = chosen_column or "<ids>"
-        parsed = []
-        for raw, row in zip(raw_ids, records):
-            try:
-                record_id = parse_id(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"split file for {split!r}: cannot parse record id {raw!r}") from None
-            if record_id in owner:
-                if owner[record_id] != split:
-                    raise ValueError(
-                        f"record {record_id!r} is listed in two splits ({owner[record_id]!r} and {split!r}); split "
-                        "files must be disjoint"
-                    )
-                continue  # duplicated line within one split
-            owner[record_id] = split
-            parsed.append(record_id)
-            if row is not None:
-                labels[record_id] = row
-        ids[split] = parsed
-    return SplitFiles(ids=ids, id_column=chosen_column or "", labels=labels, sources=sources)
+            continue  # duplicated line within one split
+        owner[record_id] = split
+        parsed.append(record_id)
+        if row is not None:
+            labels[record_id] = row
+    return parsed
 
 
 def record_stem(value: Any) -> str:
@@ -372,8 +380,6 @@ def label_fraction(dataset, fraction: float, seed: int = 0, label_column: str = 
         This is not MERL's ``train_test_split(random_state=42)`` draw; with MERL's split CSVs the 100 %
         numbers are comparable, the 1 % / 10 % subsets are not row-identical.
     """
-    from datasets import DatasetDict
-
     if isinstance(dataset, DatasetDict):
         if "train" not in dataset:
             raise KeyError(f"label_fraction on a DatasetDict subsamples its 'train' split; splits: {list(dataset)}")

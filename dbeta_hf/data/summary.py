@@ -12,6 +12,9 @@ Skip reasons (`SKIP_REASONS`), in the order a record is checked:
 
 =========================  ===================================================================================
 ``duplicate_record``       a second record with an id that was already seen (the first one is kept)
+``path_outside_root``      a path read from the data (``record_list.csv`` ``path``, PTB-XL ``filename_hr`` /
+                           ``filename_lr``, a signal file named in a WFDB header) that leads outside the dataset
+                           root (``..`` or an absolute path elsewhere); such a file is never opened
 ``not_in_split_files``     ``split_files=`` was given and the record is listed in none of them
 ``excluded_source``        PhysioNet 2021: the record's source folder is not among the selected ``sources``
 ``empty_report``           MIMIC-IV-ECG: no non-empty ``report_*`` cell (or no row in machine_measurements.csv)
@@ -25,11 +28,17 @@ Skip reasons (`SKIP_REASONS`), in the order a record is checked:
 ``nan``                    NaN / infinite samples (``nan_policy="skip"``)
 ``flat_lead``              a lead whose samples span at most ``flat_tolerance`` mV (``flat_lead_policy="skip"``)
 ``amplitude_out_of_range`` an absolute value above the float16 range (65504 mV): broken units or a corrupt file
+``shorter_than_segment``   builds that cut records into segments (PhysioNet 2021 ``segment_seconds``): the record
+                           is shorter than one segment (checked after the signal checks above)
 =========================  ===================================================================================
 
 Flags (`BuildSummary.flagged`) count records that were *kept* but changed or suspicious: ``resampled``,
 ``cropped``, ``padded``, ``nan_zeroed``, ``flat_lead_kept``, ``unknown_codes`` (a ``# Dx`` code that is in
 no class of the task).
+
+A build writes one row per record unless it cuts records into segments: `BuildSummary.rows_per_split` counts
+the rows, and `BuildSummary.dropped_samples` counts the samples of kept records that no row holds, by reason
+(``segment_remainder``: what is left after the last full segment), as ``{"records": n, "samples": m}``.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
+
+from ..utils.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ SUMMARY_FILENAME = "build_summary.json"
 NOT_IN_SPLIT_FILES = "not_in_split_files"
 EXCLUDED_SOURCE = "excluded_source"
 DUPLICATE_RECORD = "duplicate_record"
+PATH_OUTSIDE_ROOT = "path_outside_root"
 EMPTY_REPORT = "empty_report"
 NO_LABEL = "no_label"
 MISSING_FILE = "missing_file"
@@ -67,9 +79,12 @@ WRONG_LENGTH = "wrong_length"
 NAN = "nan"
 FLAT_LEAD = "flat_lead"
 OUT_OF_RANGE = "amplitude_out_of_range"
+SHORTER_THAN_SEGMENT = "shorter_than_segment"
+SEGMENT_REMAINDER = "segment_remainder"  # a reason of `BuildSummary.dropped_samples`
 
 SKIP_REASONS = (
     DUPLICATE_RECORD,
+    PATH_OUTSIDE_ROOT,
     NOT_IN_SPLIT_FILES,
     EXCLUDED_SOURCE,
     EMPTY_REPORT,
@@ -83,6 +98,7 @@ SKIP_REASONS = (
     NAN,
     FLAT_LEAD,
     OUT_OF_RANGE,
+    SHORTER_THAN_SEGMENT,
 )
 
 FLAGS = ("resampled", "cropped", "padded", "nan_zeroed", "flat_lead_kept", "unknown_codes")
@@ -115,6 +131,8 @@ class ShardTally:
     lead_order: Counter = field(default_factory=Counter)
     amplitude_histogram: Counter = field(default_factory=Counter)
     positives: dict[str, Counter] = field(default_factory=dict)
+    rows_per_split: Counter = field(default_factory=Counter)  # rows written (several per record for segments)
+    dropped_samples: dict[str, Counter] = field(default_factory=dict)  # {reason: {"records": n, "samples": m}}
 
     def skip(self, record_id: Any, reason: str, detail: str = "") -> None:
         self.found += 1
@@ -123,15 +141,25 @@ class ShardTally:
         if len(examples) < MAX_EXAMPLES:
             examples.append(f"{record_id}: {detail}" if detail else str(record_id))
 
-    def load(self, split: str, flags: Iterable[str] = ()) -> None:
+    def load(self, split: str, flags: Iterable[str] = (), rows: int = 1, dropped_samples: Mapping[str, int] | None = None) -> None:
+        """Count one loaded record of `split` that gave `rows` rows; `dropped_samples` ``{reason: samples}`` are
+        samples of it that no row holds."""
+        if rows < 1:
+            raise ValueError(f"a loaded record gives at least one row, got {rows}")
         self.found += 1
         self.loaded += 1
         self.loaded_per_split[split] += 1
+        self.rows_per_split[split] += int(rows)
         for flag in flags:
             self.flagged[flag] += 1
+        for reason, samples in (dropped_samples or {}).items():
+            if samples:
+                counts = self.dropped_samples.setdefault(reason, Counter())
+                counts["records"] += 1
+                counts["samples"] += int(samples)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "found": self.found,
             "loaded": self.loaded,
             "loaded_per_split": dict(self.loaded_per_split),
@@ -142,6 +170,13 @@ class ShardTally:
             "amplitude_histogram": {str(k): v for k, v in self.amplitude_histogram.items()},
             "positives": {split: dict(c) for split, c in self.positives.items()},
         }
+        # only when there is something to say, so that the planning tallies (part of the build fingerprint) of
+        # builds made before these counts existed keep their fingerprint
+        if self.rows_per_split:
+            data["rows_per_split"] = dict(self.rows_per_split)
+        if self.dropped_samples:
+            data["dropped_samples"] = {reason: dict(c) for reason, c in self.dropped_samples.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ShardTally":
@@ -155,6 +190,9 @@ class ShardTally:
             lead_order=Counter(data.get("lead_order", {})),
             amplitude_histogram=Counter({int(k): v for k, v in data.get("amplitude_histogram", {}).items()}),
             positives={split: Counter(c) for split, c in data.get("positives", {}).items()},
+            # shards written before rows were counted hold one row per loaded record
+            rows_per_split=Counter(data.get("rows_per_split", data.get("loaded_per_split", {}))),
+            dropped_samples={reason: Counter(c) for reason, c in data.get("dropped_samples", {}).items()},
         )
         return tally
 
@@ -171,6 +209,9 @@ class ShardTally:
         self.amplitude_histogram.update(other.amplitude_histogram)
         for split, counts in other.positives.items():
             self.positives.setdefault(split, Counter()).update(counts)
+        self.rows_per_split.update(other.rows_per_split)
+        for reason, counts in other.dropped_samples.items():
+            self.dropped_samples.setdefault(reason, Counter()).update(counts)
 
 
 @dataclass
@@ -185,11 +226,15 @@ class BuildSummary:
         records_found: records discovered in the root (before any filtering).
         records_loaded: records written to the dataset.
         loaded_per_split: records written per split.
+        rows_per_split: rows written per split: one per record, or one per segment when the build cuts records
+            into segments (PhysioNet 2021 ``segment_seconds``).
+        dropped_samples: ``{reason: {"records": n, "samples": m}}``: samples of loaded records that no row holds
+            (``segment_remainder``: the part after the last full segment), at 500 Hz.
         skipped: record counts per skip reason (see the module docstring).
         flagged: counts of kept records that were resampled, cropped, padded, repaired, ...
         skipped_examples: up to 20 record ids (with a short detail) per skip reason.
         split_file_ids_not_found: ids listed in ``split_files`` that match no record of the root.
-        class_positives: per split, the number of positive records per class (labelled datasets).
+        class_positives: per split, the number of positive records (not segments) per class (labelled datasets).
         lead_order_check: per record, which arrangement of aVR/aVL/aVF best satisfies Goldberger's
             equations (``"aVR,aVL,aVF"`` = canonical, i.e. the lead order is right); records whose augmented
             leads are not derived from I and II count as ``"undetermined"``.
@@ -211,6 +256,8 @@ class BuildSummary:
     skipped: dict = field(default_factory=dict)
     flagged: dict = field(default_factory=dict)
     skipped_examples: dict = field(default_factory=dict)
+    rows_per_split: dict = field(default_factory=dict)
+    dropped_samples: dict = field(default_factory=dict)
     split_file_ids_not_found: int = 0
     class_positives: dict = field(default_factory=dict)
     lead_order_check: dict = field(default_factory=dict)
@@ -225,13 +272,24 @@ class BuildSummary:
     def records_skipped(self) -> int:
         return int(sum(self.skipped.values()))
 
+    @property
+    def rows(self) -> int:
+        """Rows written (equals `records_loaded` unless records were cut into segments)."""
+        return int(sum(self.rows_per_split.values())) if self.rows_per_split else self.records_loaded
+
     def check(self) -> None:
-        """Raise `AssertionError` if found != loaded + skipped (a record went missing)."""
+        """Raise `AssertionError` if found != loaded + skipped (a record went missing), or if a split has fewer
+        rows than loaded records."""
         if self.records_found != self.records_loaded + self.records_skipped:
             raise AssertionError(
                 f"{self.dataset}: {self.records_found} records found but {self.records_loaded} loaded + "
                 f"{self.records_skipped} skipped"
             )
+        for split, rows in self.rows_per_split.items():
+            if rows < self.loaded_per_split.get(split, 0):
+                raise AssertionError(
+                    f"{self.dataset}: split {split!r} has {rows} rows for {self.loaded_per_split.get(split, 0)} records"
+                )
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
@@ -240,10 +298,7 @@ class BuildSummary:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
         if path is not None:
-            tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod
@@ -270,6 +325,16 @@ class BuildSummary:
             if self.skipped.get(reason):
                 examples = self.skipped_examples.get(reason, [])[:3]
                 lines.append(f"    {reason:<24} {self.skipped[reason]:>8}   e.g. {'; '.join(examples)}")
+        if self.rows_per_split and self.rows_per_split != self.loaded_per_split:
+            lines.insert(
+                4, f"  rows:    {self.rows}  ({', '.join(f'{k}: {v}' for k, v in self.rows_per_split.items())})"
+            )
+        for reason, counts in self.dropped_samples.items():
+            samples = int(counts.get("samples", 0))
+            lines.append(
+                f"  dropped samples ({reason}): {samples} ({samples / 500:g} s at 500 Hz) of "
+                f"{int(counts.get('records', 0))} loaded records"
+            )
         if any(self.flagged.values()):
             lines.append("  flagged (kept): " + ", ".join(f"{k} {v}" for k, v in self.flagged.items() if v))
         if self.split_file_ids_not_found:

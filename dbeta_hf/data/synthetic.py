@@ -57,11 +57,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetInfo, Features, List, Value
 from scipy import signal as scipy_signal
 
 from ..configuration_dbeta import CANONICAL_LEAD_NAMES
@@ -372,26 +375,55 @@ def synthesize_ecg(
     nb = onsets.size
     breath_f, breath_phase = rng.uniform(0.2, 0.33), rng.uniform(0, 2 * np.pi)
     resp = 1.0 + 0.05 * np.sin(2 * np.pi * breath_f * onsets + breath_phase)
-    jitter = lambda s: 1.0 + s * rng.standard_normal(nb)  # noqa: E731
-
-    waves: list[tuple[np.ndarray, np.ndarray, float, np.ndarray]] = []  # (centers, amps, sigma, dipole)
-
-    def add(centers, amps, sigma, dipole):
-        waves.append((np.asarray(centers, float), np.asarray(amps, float), float(sigma), np.asarray(dipole, float)))
 
     w = float(p.qrs_width) / 1000.0
     qrs_amp = float(p.qrs_amplitude) * float(p.qrs_voltage_scale) * amp
     main_dir = _frontal(p.qrs_axis, rng.uniform(-0.35, -0.15))
-    qrs_beat_amp = resp * jitter(0.02)
+    qrs_beat_amp = resp * _jitter(rng, nb, 0.02)
+    waves = _p_waves(p, rng, onsets, amp) + _qrs_waves(p, rng, onsets, w, qrs_amp, main_dir, qrs_beat_amp)
+    waves += _st_t_waves(p, rng, onsets, rr_prev, w, amp)
 
-    # P waves: onset `pr_interval` before the QRS onset.
-    if p.p_waves:
-        sigma_p = rng.uniform(0.018, 0.024)
-        pr = float(p.pr_interval) / 1000.0
-        p_dir = _frontal(rng.uniform(40.0, 70.0), rng.uniform(0.0, 0.3))
-        add(onsets - pr + 2.5 * sigma_p, jitter(0.03), sigma_p, p_dir * float(p.p_amplitude) * amp)
+    # Sum the waves into the eight independent leads: (8, 3) lead axes x (3, K) dipoles x (K, n) time courses.
+    courses = np.stack([_render(centers, amps, sigma, n, fs) for centers, amps, sigma, _ in waves])
+    dipoles = np.stack([dipole for *_, dipole in waves], axis=1)
+    sig = (leads @ dipoles) @ courses
+    if p.fibrillation_amplitude > 0:
+        sig += _fibrillation(p, rng, t, n, leads)
+    _add_electrode_noise(sig, p, rng, t, n)
 
-    # QRS complexes.
+    ecg = np.zeros((12, n), dtype=np.float32)
+    ecg[_INDEPENDENT_IDX] = sig.astype(np.float32)
+    derive_limb_leads(ecg, out=ecg)
+    if return_info:
+        inside = (onsets >= 0) & (onsets < duration)
+        return ecg, {"qrs_onsets_s": onsets[inside], "rr_s": rr[: nb][inside]}
+    return ecg
+
+
+_Wave = tuple  # (centers (beats,), amplitudes (beats,), sigma in s, dipole (3,))
+
+
+def _wave(centers, amps, sigma, dipole) -> _Wave:
+    return (np.asarray(centers, float), np.asarray(amps, float), float(sigma), np.asarray(dipole, float))
+
+
+def _jitter(rng: np.random.Generator, num_beats: int, scale: float) -> np.ndarray:
+    """Per-beat amplitude factors ``1 + scale * N(0, 1)``."""
+    return 1.0 + scale * rng.standard_normal(num_beats)
+
+
+def _p_waves(p: ECGParameters, rng: np.random.Generator, onsets: np.ndarray, amp: float) -> list[_Wave]:
+    """P waves, their onset `pr_interval` before the QRS onset (none without P waves)."""
+    if not p.p_waves:
+        return []
+    sigma_p = rng.uniform(0.018, 0.024)
+    pr = float(p.pr_interval) / 1000.0
+    p_dir = _frontal(rng.uniform(40.0, 70.0), rng.uniform(0.0, 0.3))
+    return [_wave(onsets - pr + 2.5 * sigma_p, _jitter(rng, onsets.size, 0.03), sigma_p, p_dir * float(p.p_amplitude) * amp)]
+
+
+def _qrs_waves(p: ECGParameters, rng, onsets, w: float, qrs_amp: float, main_dir, qrs_beat_amp) -> list[_Wave]:
+    """The QRS complexes: septal, main and basal forces, or the bundle branch block patterns."""
     # septal (initial) and basal (terminal) forces turn with the frontal axis, so an axis deviation rotates
     # the whole complex rather than changing its shape
     turn = math.radians(float(p.qrs_axis) - 50.0)
@@ -403,22 +435,26 @@ def synthesize_ecg(
         # Four overlapping components give the slurred upstroke and the notched, broad R (QS in V1).
         lb_dir = _frontal(p.qrs_axis, rng.uniform(-0.9, -0.6))
         notch = rng.uniform(0.8, 1.0)
-        for centre, sigma, gain in ((0.14, 0.055, 0.7), (0.36, 0.08, 1.0), (0.64, 0.08, notch), (0.86, 0.055, 0.65)):
-            add(onsets + centre * w, qrs_beat_amp, sigma * w, lb_dir * qrs_amp * gain)
-    else:
-        w0 = rng.uniform(0.08, 0.095) if p.bbb_type == "right" else w
-        add(onsets + 0.20 * w0, qrs_beat_amp, 0.07 * w0, septal)
-        add(onsets + 0.50 * w0, qrs_beat_amp, 0.10 * w0, main_dir * qrs_amp)
-        add(onsets + 0.78 * w0, qrs_beat_amp, 0.08 * w0, basal)
-        if p.bbb_type == "right":
-            # delayed right-ventricular activation: terminal rightward-anterior dipole (R' in V1, broad S in I/V6)
-            # (three overlapping components from the end of the left-ventricular part to the QRS offset)
-            sigma_r = rng.uniform(0.010, 0.012)
-            terminal = _unit([-0.55, 0.1, 0.8]) * rng.uniform(1.1, 1.5) * qrs_amp / 1.2
-            for centre, gain in zip(np.linspace(w0 - 0.01, w - 2.5 * sigma_r, 3), (0.5, 0.75, 1.0)):
-                add(onsets + centre, qrs_beat_amp, sigma_r, terminal * gain)
+        parts = ((0.14, 0.055, 0.7), (0.36, 0.08, 1.0), (0.64, 0.08, notch), (0.86, 0.055, 0.65))
+        return [_wave(onsets + centre * w, qrs_beat_amp, sigma * w, lb_dir * qrs_amp * gain) for centre, sigma, gain in parts]
+    w0 = rng.uniform(0.08, 0.095) if p.bbb_type == "right" else w
+    waves = [
+        _wave(onsets + 0.20 * w0, qrs_beat_amp, 0.07 * w0, septal),
+        _wave(onsets + 0.50 * w0, qrs_beat_amp, 0.10 * w0, main_dir * qrs_amp),
+        _wave(onsets + 0.78 * w0, qrs_beat_amp, 0.08 * w0, basal),
+    ]
+    if p.bbb_type == "right":
+        # delayed right-ventricular activation: terminal rightward-anterior dipole (R' in V1, broad S in I/V6)
+        # (three overlapping components from the end of the left-ventricular part to the QRS offset)
+        sigma_r = rng.uniform(0.010, 0.012)
+        terminal = _unit([-0.55, 0.1, 0.8]) * rng.uniform(1.1, 1.5) * qrs_amp / 1.2
+        for centre, gain in zip(np.linspace(w0 - 0.01, w - 2.5 * sigma_r, 3), (0.5, 0.75, 1.0)):
+            waves.append(_wave(onsets + centre, qrs_beat_amp, sigma_r, terminal * gain))
+    return waves
 
-    # ST segment and T waves (Bazett: QT = QTc * sqrt(RR)).
+
+def _st_t_waves(p: ECGParameters, rng, onsets, rr_prev, w: float, amp: float) -> list[_Wave]:
+    """T waves (Bazett: QT = QTc * sqrt(RR)) and the optional ST shift."""
     qt = float(p.qtc) / 1000.0 * np.sqrt(rr_prev)
     qt = np.minimum(qt, 0.8 * rr_prev)
     sigma_t = rng.uniform(0.04, 0.05)
@@ -430,42 +466,34 @@ def synthesize_ecg(
         t_dir = _frontal(float(np.clip(p.qrs_axis, 0.0, 70.0)) + rng.uniform(-15, 10), rng.uniform(0.2, 0.5))
     t_centers = onsets + np.maximum(qt - 2.5 * sigma_t, w + 1.5 * sigma_t)
     ventricular = float(p.qrs_voltage_scale) * amp  # low-voltage records are small in QRS and T alike
-    add(t_centers, jitter(0.03), sigma_t, t_dir * float(p.t_amplitude) * float(p.t_wave_scale) * ventricular)
+    t_amps = _jitter(rng, onsets.size, 0.03)
+    waves = [_wave(t_centers, t_amps, sigma_t, t_dir * float(p.t_amplitude) * float(p.t_wave_scale) * ventricular)]
     if p.st_shift:
         st_dir = _frontal(float(np.clip(p.qrs_axis, 0.0, 70.0)), 0.3)
         st_center = onsets + w + 0.5 * (t_centers - onsets - w)
-        add(st_center, np.ones(nb), 0.05, st_dir * float(p.st_shift) * ventricular)
+        waves.append(_wave(st_center, np.ones(onsets.size), 0.05, st_dir * float(p.st_shift) * ventricular))
+    return waves
 
-    # Sum the waves into the eight independent leads: (8, 3) lead axes x (3, K) dipoles x (K, n) time courses.
-    courses = np.stack([_render(centers, amps, sigma, n, fs) for centers, amps, sigma, _ in waves])
-    dipoles = np.stack([dipole for *_, dipole in waves], axis=1)
-    sig = (leads @ dipoles) @ courses
 
-    # Atrial fibrillation: a multi-frequency 4-8 Hz atrial source, strongest in V1 and the inferior leads.
-    if p.fibrillation_amplitude > 0:
-        f = np.zeros(n)
-        for _ in range(3):
-            freq = rng.uniform(4.5, 8.0)
-            envelope = 1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
-            f += rng.uniform(0.5, 1.0) * envelope * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
-        f *= float(p.fibrillation_amplitude) / (np.abs(f).max() + 1e-12)
-        sig += np.outer(leads @ _unit([0.1, 0.6, 0.8]), f)
+def _fibrillation(p: ECGParameters, rng, t: np.ndarray, n: int, leads: np.ndarray) -> np.ndarray:
+    """Atrial fibrillation: a multi-frequency 4-8 Hz atrial source, strongest in V1 and the inferior leads."""
+    f = np.zeros(n)
+    for _ in range(3):
+        freq = rng.uniform(4.5, 8.0)
+        envelope = 1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
+        f += rng.uniform(0.5, 1.0) * envelope * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
+    f *= float(p.fibrillation_amplitude) / (np.abs(f).max() + 1e-12)
+    return np.outer(leads @ _unit([0.1, 0.6, 0.8]), f)
 
-    # Electrode-level baseline wander and white noise.
+
+def _add_electrode_noise(sig: np.ndarray, p: ECGParameters, rng, t: np.ndarray, n: int) -> None:
+    """Electrode-level baseline wander and white noise, added to `sig` (8, n) in place."""
     if p.baseline_wander > 0:  # two slow oscillations (respiration, movement), mixed differently per electrode
         freqs = rng.uniform(0.1, 0.5, 2)
         basis = np.concatenate([np.sin(2 * np.pi * freqs[:, None] * t), np.cos(2 * np.pi * freqs[:, None] * t)])
         sig += float(p.baseline_wander) * (rng.uniform(-0.5, 0.5, (8, 4)) @ basis)
     if p.noise > 0:
         sig += float(p.noise) * rng.standard_normal((8, n))
-
-    ecg = np.zeros((12, n), dtype=np.float32)
-    ecg[_INDEPENDENT_IDX] = sig.astype(np.float32)
-    derive_limb_leads(ecg, out=ecg)
-    if return_info:
-        inside = (onsets >= 0) & (onsets < duration)
-        return ecg, {"qrs_onsets_s": onsets[inside], "rr_s": rr[: nb][inside]}
-    return ecg
 
 
 def derive_limb_leads(ecg: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -565,10 +593,6 @@ def _deepfake_generator():
             "backend='deepfake' needs the optional `deepfake-ecg` package: `pip install deepfake-ecg` "
             "(or `pip install dbeta_hf[synthetic]`). The default backend='numpy' needs nothing extra."
         ) from err
-    import os
-
-    import torch
-
     path = os.path.join(os.path.dirname(deepfakeecg.__file__), "checkpoints", "g_stat.pt")
     model = Generator()
     state = torch.load(path, map_location="cpu")
@@ -579,8 +603,6 @@ def _deepfake_generator():
 
 def _deepfake_batch(batch_size: int, seed: int) -> np.ndarray:
     """``batch_size`` deepfake-ecg records as canonical 12-lead float32 arrays in mV, deterministic in `seed`."""
-    import torch
-
     model = _deepfake_generator()
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.rand(batch_size, 8, 5000, generator=gen) * 2.0 - 1.0
@@ -713,15 +735,8 @@ def measure_ecg(ecg: np.ndarray, sampling_rate: float = DEFAULT_SAMPLING_RATE) -
     ecg = np.asarray(ecg, dtype=np.float64)
     if ecg.ndim != 2 or ecg.shape[0] != 12:
         raise ValueError(f"measure_ecg expects a (12, samples) array in the canonical lead order, got {ecg.shape}")
-    fs = float(sampling_rate)
     out = _nan_measurements()
-    ind = np.nan_to_num(ecg[_INDEPENDENT_IDX])
-    # Everything measured here lives below 40 Hz: work at about 250 Hz (block means of q samples) for speed.
-    q = max(int(fs // 250.0), 1)
-    if q > 1:
-        m = ind.shape[1] // q
-        ind = ind[:, : m * q].reshape(ind.shape[0], m, q).mean(axis=2)
-        fs = fs / q
+    ind, fs, q = _block_means(np.nan_to_num(ecg[_INDEPENDENT_IDX]), float(sampling_rate))
     band, clean = _zero_phase_bands(ind, fs, [QRS_BAND_HZ, (0.5, 40.0)], rows=[None, [0, 1, 2]])  # clean: I, II, V1
     peaks = _align_beats(band, _peaks_from_band(band, fs), fs)
     out["r_peaks"] = peaks * q + (q - 1) // 2  # in samples of the input
@@ -741,12 +756,29 @@ def measure_ecg(ecg: np.ndarray, sampling_rate: float = DEFAULT_SAMPLING_RATE) -
         return out
     window = keep[:, None] + np.arange(-pre, post)[None, :]
     band_beat = band[:, window].mean(axis=1)  # (8, L)
-    beats_ii = clean[1][window]  # (beats, L)
     beat3 = np.median(clean[:, window], axis=1)  # I, II, V1
-    lead_i, lead_ii, lead_v1 = beat3
-    centre = pre
+    q_on, q_off = _qrs_bounds(band_beat, pre, fs)
+    out["qrs_duration_ms"] = float((q_off - q_on) / fs * 1000.0)
+    ref_idx = max(q_on - int(round(0.01 * fs)), 0)
+    out.update(_qrs_shape(beat3, q_on, q_off, ref_idx, fs))
+    out.update(_p_wave(beat3[1], clean[1][window], keep.size, q_on, pre, ref_idx, float(np.median(rr)), fs))
+    return out
 
-    # QRS onset / offset: the 15-35 Hz spatial envelope above 15 % of its peak (gaps under 50 ms bridged).
+
+def _block_means(ind: np.ndarray, fs: float) -> tuple[np.ndarray, float, int]:
+    """Everything measured lives below 40 Hz: work at about 250 Hz (block means of q samples) for speed.
+    Returns the reduced signal, its rate and q."""
+    q = max(int(fs // 250.0), 1)
+    if q > 1:
+        m = ind.shape[1] // q
+        ind = ind[:, : m * q].reshape(ind.shape[0], m, q).mean(axis=2)
+        fs = fs / q
+    return ind, fs, q
+
+
+def _qrs_bounds(band_beat: np.ndarray, centre: int, fs: float) -> tuple[int, int]:
+    """QRS onset / offset of the mean beat: the 15-35 Hz spatial envelope above `QRS_THRESHOLD` of its peak (gaps
+    under 50 ms bridged), moved inwards by the spread of the band-pass (`QRS_EDGE_BIAS_S`)."""
     env = np.sqrt((band_beat**2).sum(0))
     win = max(int(round(0.01 * fs)), 1)
     env = np.convolve(env, np.ones(win) / win, mode="same")
@@ -761,24 +793,32 @@ def measure_ecg(ecg: np.ndarray, sampling_rate: float = DEFAULT_SAMPLING_RATE) -
     # the 15-35 Hz band and the smoothing spread a complex by about 12 ms on each side; remove that bias
     q_on = onset + int(round(QRS_EDGE_BIAS_S * fs))
     q_off = max(offset - int(round(QRS_EDGE_BIAS_S * fs)), q_on + 1)
-    out["qrs_duration_ms"] = float((q_off - q_on) / fs * 1000.0)
+    return q_on, q_off
 
-    ref_idx = max(q_on - int(round(0.01 * fs)), 0)
+
+def _qrs_shape(beat3: np.ndarray, q_on: int, q_off: int, ref_idx: int, fs: float) -> dict[str, float]:
+    """QRS axis, largest limb-lead QRS amplitude and the terminal QRS of V1 from the median I, II, V1 beat."""
+    lead_i, lead_ii, lead_v1 = beat3
     seg_i = lead_i[q_on : q_off + 1] - lead_i[ref_idx]
     seg_ii = lead_ii[q_on : q_off + 1] - lead_ii[ref_idx]
     limb = np.stack([seg_i, seg_ii, seg_ii - seg_i, -(seg_i + seg_ii) / 2, seg_i - seg_ii / 2, seg_ii - seg_i / 2])
-    out["qrs_axis"] = float(np.degrees(np.arctan2(limb[5].sum() / (math.sqrt(3.0) / 2.0), limb[0].sum())))
-    out["limb_qrs_amplitude"] = float((limb.max(1) - limb.min(1)).max())
     tail = max(int(round(0.04 * fs)), 1)
-    out["v1_terminal_qrs"] = float((lead_v1[q_on : q_off + 1] - lead_v1[ref_idx])[-tail:].mean())
+    return {
+        "qrs_axis": float(np.degrees(np.arctan2(limb[5].sum() / (math.sqrt(3.0) / 2.0), limb[0].sum()))),
+        "limb_qrs_amplitude": float((limb.max(1) - limb.min(1)).max()),
+        "v1_terminal_qrs": float((lead_v1[q_on : q_off + 1] - lead_v1[ref_idx])[-tail:].mean()),
+    }
 
-    # P wave: the most proximal clear hump of lead II in [QRS onset - 400 ms, QRS onset - 30 ms], not earlier
-    # than 55 % of an RR interval before the QRS.
-    rr_med = float(np.median(rr))
+
+def _p_wave(lead_ii, beats_ii, num_beats: int, q_on: int, centre: int, ref_idx: int, rr_med: float, fs: float) -> dict:
+    """P-wave measurements of the median lead II beat: ``p_wave_amplitude``, and when the wave is clear and
+    time-locked to the QRS, ``p_waves_present`` and ``pr_interval_ms`` (keys absent when not measured)."""
+    # the most proximal clear hump of lead II in [QRS onset - 400 ms, QRS onset - 30 ms], not earlier than 55 % of
+    # an RR interval before the QRS
     p_lo = max(q_on - int(0.4 * fs), centre - int(0.55 * rr_med * fs), 0)
     p_hi = q_on - int(0.03 * fs)
     if p_hi - p_lo < int(0.06 * fs):
-        return out
+        return {}
     seg = lead_ii[p_lo:p_hi] - lead_ii[ref_idx]
     min_width = int(0.02 * fs)
     best = None
@@ -788,19 +828,17 @@ def measure_ecg(ecg: np.ndarray, sampling_rate: float = DEFAULT_SAMPLING_RATE) -
             if best is None or k > best[0]:
                 best = (int(k), sign, float(prom))
     if best is None:
-        out["p_wave_amplitude"] = float(np.abs(seg).max())
-        return out
-    k, sign, prom = best
+        return {"p_wave_amplitude": float(np.abs(seg).max())}
+    k, sign, _ = best
     amp = float(seg[k])
-    out["p_wave_amplitude"] = amp
     # ... that is time-locked to the QRS: the beat-to-beat spread at the P peak must be small (in AF the
     # fibrillatory waves and the RR-dependent T waves of the previous beat vary from beat to beat).
     half = max(int(round(0.01 * fs)), 1)
     per_beat = beats_ii[:, p_lo + k - half : p_lo + k + half + 1].mean(1) - beats_ii[:, ref_idx]
     spread = 1.4826 * float(np.median(np.abs(per_beat - np.median(per_beat))))
-    if keep.size >= 3 and abs(amp) < 2.5 * spread:
-        return out
-    out["p_waves_present"] = True
+    if num_beats >= 3 and abs(amp) < 2.5 * spread:
+        return {"p_wave_amplitude": amp}
+    found = {"p_wave_amplitude": amp, "p_waves_present": True}
     # P onset: where the hump rises through 25 % of its height, extrapolated to the Gaussian's 2.5 sigma.
     level = 0.25 * abs(amp)
     rising = np.nonzero(sign * seg[: k + 1] < level)[0]
@@ -809,8 +847,8 @@ def measure_ecg(ecg: np.ndarray, sampling_rate: float = DEFAULT_SAMPLING_RATE) -
         a, b = sign * seg[j], sign * seg[min(j + 1, k)]
         crossing = j + (float((level - a) / (b - a)) if b > a else 0.0)
         p_onset = p_lo + k - (k - crossing) * (2.5 / 1.665)
-        out["pr_interval_ms"] = float((q_on - p_onset) / fs * 1000.0)
-    return out
+        found["pr_interval_ms"] = float((q_on - p_onset) / fs * 1000.0)
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -831,47 +869,44 @@ def interpret_measurements(
     (severity: 0 normal, 1 rate only, 2 borderline, 3 abnormal).
     """
     extras = set(extras)
-    classes: set[str] = set()
-    statements: list[str] = []
-    severity = 0
     hr = float(meas.get("heart_rate", float("nan")))
     cv = float(meas.get("rr_cv", float("nan")))
     p_present = bool(meas.get("p_waves_present", False)) or sinus_only
     irregular = bool(cv > IRREGULAR_RR_CV) and not sinus_only
-    rhythm = None
+    rhythm, statements, severity = _rhythm_statements(hr, p_present, irregular)
+    classes: set[str] = {rhythm} if rhythm else set()
+    severity = _conduction_statements(meas, p_present and not sinus_only, classes, statements, severity)
+    severity = _other_statements(meas, extras, classes, statements, severity)
+    return {"classes": classes, "rhythm": rhythm, "statements": statements, "severity": severity}
+
+
+def _rhythm_statements(hr: float, p_present: bool, irregular: bool) -> tuple[str | None, list[str], int]:
+    """The rhythm code (None when undetermined), its statement and the severity it implies."""
     if not np.isfinite(hr):
-        statements.append("technically limited ecg. rhythm undetermined")
-        severity = 3
-    elif irregular and not p_present:
-        rhythm = "AFIB"
+        return None, ["technically limited ecg. rhythm undetermined"], 3
+    if irregular and not p_present:
         if hr > TACHY_BPM:
-            statements.append("atrial fibrillation with rapid ventricular response")
-        elif hr < BRADY_BPM:
-            statements.append("atrial fibrillation with slow ventricular response")
-        else:
-            statements.append("atrial fibrillation")
-        severity = 3
-    elif not p_present:
-        statements.append("regular rhythm without identifiable p waves")
-        severity = 3
-    else:
+            return "AFIB", ["atrial fibrillation with rapid ventricular response"], 3
         if hr < BRADY_BPM:
-            rhythm = "SBRAD"
-            statements.append("marked sinus bradycardia" if hr < 45 else "sinus bradycardia")
-            severity = 1
-        elif hr > TACHY_BPM:
-            rhythm = "STACH"
-            statements.append("sinus tachycardia")
-            severity = 1
-        else:
-            rhythm = "SR"
-            statements.append("sinus rhythm")
-        if irregular:
-            statements[-1] += " with sinus arrhythmia"
-    if rhythm:
-        classes.add(rhythm)
+            return "AFIB", ["atrial fibrillation with slow ventricular response"], 3
+        return "AFIB", ["atrial fibrillation"], 3
+    if not p_present:
+        return None, ["regular rhythm without identifiable p waves"], 3
+    if hr < BRADY_BPM:
+        rhythm, statement, severity = "SBRAD", "marked sinus bradycardia" if hr < 45 else "sinus bradycardia", 1
+    elif hr > TACHY_BPM:
+        rhythm, statement, severity = "STACH", "sinus tachycardia", 1
+    else:
+        rhythm, statement, severity = "SR", "sinus rhythm", 0
+    if irregular:
+        statement += " with sinus arrhythmia"
+    return rhythm, [statement], severity
+
+
+def _conduction_statements(meas, pr_measurable: bool, classes: set, statements: list, severity: int) -> int:
+    """First-degree AV block and bundle branch block / conduction delay (appended in place); the new severity."""
     pr = float(meas.get("pr_interval_ms", float("nan")))
-    if p_present and not sinus_only and np.isfinite(pr) and pr > LONG_PR_MS:
+    if pr_measurable and np.isfinite(pr) and pr > LONG_PR_MS:
         classes.add("1AVB")
         statements.append("first degree av block")
         severity = max(severity, 2)
@@ -884,6 +919,11 @@ def interpret_measurements(
     elif np.isfinite(qrs) and qrs >= 110.0:
         statements.append("nonspecific intraventricular conduction delay")
         severity = max(severity, 2)
+    return severity
+
+
+def _other_statements(meas, extras: set, classes: set, statements: list, severity: int) -> int:
+    """Axis deviation, low voltage and the unmeasured extras (appended in place); the new severity."""
     axis = float(meas.get("qrs_axis", float("nan")))
     if np.isfinite(axis) and "BBB" not in classes:
         if -90.0 <= axis < -30.0:
@@ -905,7 +945,7 @@ def interpret_measurements(
     if "long_qt" in extras:
         statements.append("prolonged qt interval")
         severity = max(severity, 3)
-    return {"classes": classes, "rhythm": rhythm, "statements": statements, "severity": severity}
+    return severity
 
 
 _OVERALL = {0: "normal ecg", 1: "normal ecg except for rate", 2: "borderline ecg", 3: "abnormal ecg"}
@@ -1000,10 +1040,28 @@ def iter_synthetic_records(
         }
 
 
+def _iter_deepfake_records(
+    num_records: int, seed: int, class_names: Sequence[str], start_index: int, batch_size: int
+) -> Iterator[dict[str, Any]]:
+    """deepfake-ecg records with measured reports and labels (``ecg``, ``report``, ``labels``, ``heart_rate``);
+    batch ``b`` depends only on ``(seed, b)``."""
+    for b0 in range(0, num_records, batch_size):
+        batch_index = (start_index + b0) // max(batch_size, 1)
+        n = min(batch_size, num_records - b0)
+        batch = _deepfake_batch(n, int(np.random.default_rng([int(seed), batch_index, 7]).integers(2**31 - 1)))
+        for k in range(n):
+            meas = measure_ecg(batch[k])
+            interp = interpret_measurements(meas, sinus_only=True)
+            yield {
+                "ecg": batch[k],
+                "report": ". ".join(interp["statements"] + [_OVERALL[interp["severity"]]]) + ".",
+                "labels": _labels(interp["classes"], class_names),
+                "heart_rate": meas["heart_rate"],
+            }
+
+
 def synthetic_corpus_features(num_classes: int = len(SYNTHETIC_CLASSES), num_samples: int = 5000):
     """The `datasets.Features` of `make_synthetic_corpus` (the project's storage format)."""
-    from datasets import Array2D, Features, List, Value
-
     return Features(
         {
             "ecg": Array2D(shape=(12, num_samples), dtype="float16"),
@@ -1054,8 +1112,6 @@ def make_synthetic_corpus(
             abnormality, long QT) for report variety.
         batch_size: deepfake backend only.
     """
-    from datasets import Dataset, DatasetInfo
-
     names = _check_class_names(class_names)
     if num_records < 0:
         raise ValueError("num_records must be >= 0")
@@ -1070,25 +1126,15 @@ def make_synthetic_corpus(
             p_first_degree_av_block=p_first_degree_av_block, p_bundle_branch_block=p_bundle_branch_block,
             p_extra_finding=p_extra_finding,
         )
-        for j, rec in enumerate(records):
-            ecgs[j] = rec["ecg"]
-            reports.append(rec["report"])
-            labels[j] = rec["labels"]
-            rates[j] = rec["heart_rate"]
     elif backend == "deepfake":
-        for b0 in range(0, num_records, batch_size):
-            batch_index = (start_index + b0) // max(batch_size, 1)
-            n = min(batch_size, num_records - b0)
-            batch = _deepfake_batch(n, int(np.random.default_rng([int(seed), batch_index, 7]).integers(2**31 - 1)))
-            for k in range(n):
-                meas = measure_ecg(batch[k])
-                interp = interpret_measurements(meas, sinus_only=True)
-                ecgs[b0 + k] = batch[k]
-                reports.append(". ".join(interp["statements"] + [_OVERALL[interp["severity"]]]) + ".")
-                labels[b0 + k] = _labels(interp["classes"], names)
-                rates[b0 + k] = meas["heart_rate"]
+        records = _iter_deepfake_records(num_records, seed, names, start_index, batch_size)
     else:
         raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'deepfake'")
+    for j, rec in enumerate(records):
+        ecgs[j] = rec["ecg"]
+        reports.append(rec["report"])
+        labels[j] = rec["labels"]
+        rates[j] = rec["heart_rate"]
     features = synthetic_corpus_features(len(names))
     info = DatasetInfo(
         description=f"dbeta_hf synthetic ECG-report corpus (backend={backend}, seed={seed}); labels: {names}",

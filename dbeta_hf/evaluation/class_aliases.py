@@ -13,14 +13,14 @@ them. Other sources name some of these classes differently:
 
 A prompt file keyed by any of these names (the official repository's ``{label: description}`` JSON is keyed by
 a mixture of them) therefore covers the class. The table is per task because a code can mean different things in
-different datasets: ``AF`` is atrial fibrillation in CODE-15 but atrial flutter in CSN. Within a group the
-unambiguous name comes first and is tried first, so a file that has both ``AF`` and ``AFIB`` gives CODE-15's
-``AF`` the ``AFIB`` text.
+different datasets: ``AF`` is atrial fibrillation in CODE-15 but atrial flutter in CSN. The class's own code is
+always tried first, for every class: a file that has both ``AF`` and ``AFIB`` gives CODE-15's ``AF`` the text
+under ``AF`` (`dbeta_hf.evaluation.prompts.prompt_set_descriptions` refuses two *other* keys for one class).
 
     >>> equivalent_class_codes("1dAVb", "code15")
     ('1dAVb', '1AVB')
     >>> equivalent_class_codes("AF", "code15"), equivalent_class_codes("AF", "csn")
-    (('AFIB', 'AF'), ('AFLT', 'AF'))
+    (('AF', 'AFIB'), ('AF', 'AFLT'))
     >>> equivalent_class_codes("NORM", "ptbxl_super")
     ('NORM',)
 """
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 __all__ = ["CLASS_CODE_ALIASES", "equivalent_class_codes"]
 
-# task -> groups of codes naming one class; the first code of a group is tried first.
+# task -> groups of codes naming one class (unordered: a class's own code is tried first, then the others).
 CLASS_CODE_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "code15": (("1dAVb", "1AVB"), ("SB", "SBRAD"), ("AFIB", "AF"), ("ST", "STACH")),
     "cpsc2018": (("VPC", "PVC", "VPB"), ("CRBBB", "RBBB"), ("CLBBB", "LBBB"), ("PAC", "APB")),
@@ -51,11 +51,12 @@ CLASS_CODE_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
 
 
 def equivalent_class_codes(code: str, task: str | None) -> tuple[str, ...]:
-    """The codes naming class `code` in `task`, in the order a prompt file is searched (`code` alone if it
-    has no alias in that task, or if `task` is None: without a task no alias is safe)."""
+    """The codes naming class `code` in `task`: `code` itself first, then its aliases in table order (`code` alone
+    if it has no alias in that task, or if `task` is None: without a task no alias is safe)."""
+    code = str(code)
     if task is None:
-        return (str(code),)
+        return (code,)
     for group in CLASS_CODE_ALIASES.get(task, ()):
-        if str(code) in group:
-            return group
-    return (str(code),)
+        if code in group:
+            return (code, *(other for other in group if other != code))
+    return (code,)

@@ -136,7 +136,7 @@ def evaluate_cross_dataset_zero_shot(
     text_embeds, texts = classifier.class_embeddings(source_members, task=source)
     ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
                                            cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
-    member_scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
+    member_scores = classifier.score_embeddings(ecg_features, text_embeds).numpy()
     scores = cross_dataset_scores(member_scores, source_members, shared)
     names = [s.name for s in shared]
     metrics = multilabel_auroc(labels, scores, class_names=names)

@@ -21,7 +21,9 @@ e.g. the official prompt file) when one is given, else the shipped descriptions.
 
 Look-up order in `class_descriptions`: the caller's `overrides`, then the task's overrides, then the global
 descriptions. A code is matched exactly first, then ignoring case and PTB-XL's leading / trailing underscores
-(``ISC_``, ``_AVB`` and ``NST_`` find ``ISC``, ``AVB`` and ``NST``).
+(``ISC_``, ``_AVB`` and ``NST_`` find ``ISC``, ``AVB`` and ``NST``). An exact key always wins; two keys that
+match one class only loosely (``ISC_`` and ``isc``) are an `AmbiguousClassDescriptionError` naming both, and a
+JSON file with a key twice in one object is an error naming the key and the file (JSON keeps the last silently).
 
     >>> from dbeta_hf.evaluation.prompts import class_descriptions, task_class_names
     >>> class_descriptions(["AF"], task="code15")[0].split(".")[0]
@@ -38,14 +40,18 @@ import copy
 import hashlib
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from .class_aliases import equivalent_class_codes
 
 __all__ = [
     "DEFAULT_CLASS_DESCRIPTIONS_PATH",
     "TASK_ALIASES",
     "MissingClassDescriptionError",
+    "AmbiguousClassDescriptionError",
     "load_class_descriptions",
     "available_tasks",
     "task_class_names",
@@ -55,6 +61,10 @@ __all__ = [
     "prompt_set_descriptions",
     "prompt_set_record",
     "describe_classes",
+    "PROMPT_ENSEMBLES",
+    "description_sentences",
+    "ensemble_texts",
+    "class_prompts",
 ]
 
 DEFAULT_CLASS_DESCRIPTIONS_PATH = Path(__file__).resolve().parent.parent / "resources" / "class_descriptions.json"
@@ -93,6 +103,37 @@ class MissingClassDescriptionError(KeyError, ValueError):
         return self.message
 
 
+class AmbiguousClassDescriptionError(ValueError):
+    """Several keys of a description table name one class and none of them is the class's own code (aliases,
+    or spellings that differ in case or PTB-XL underscores). `keys` lists them; nothing is picked silently."""
+
+    def __init__(self, class_name: str, keys: Sequence[str], source: str, task: str | None = None):
+        self.class_name = class_name
+        self.keys = list(keys)
+        self.source = source
+        where = f" of task {task!r}" if task else ""
+        super().__init__(
+            f"{source}: the keys {', '.join(repr(k) for k in self.keys)} all name the class {class_name!r}{where}; "
+            f"keep one of them (or add the class's own key {class_name!r}, which always wins)."
+        )
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json` object hook: a key given twice in one object is an error (plain JSON keeps the last one)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
 def _normalize_structure(data: Any, source: str) -> dict[str, Any]:
     """Accept the shipped structure or a flat ``{code: text}`` mapping; return the structure."""
     if not isinstance(data, Mapping):
@@ -104,24 +145,47 @@ def _normalize_structure(data: Any, source: str) -> dict[str, Any]:
     else:  # flat {code: text}, e.g. a user's file or the official context_llm.json
         descriptions = {k: v for k, v in data.items() if k not in _META_KEYS}
         task_overrides, tasks = {}, {}
-    bad = [k for k, v in descriptions.items() if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"{source}: descriptions must be strings; not for {bad[:10]}")
     if not isinstance(task_overrides, Mapping) or not all(isinstance(v, Mapping) for v in task_overrides.values()):
         raise ValueError(f"{source}: 'task_overrides' must map a task to a {{code: text}} object")
     if not isinstance(tasks, Mapping) or not all(isinstance(v, (list, tuple)) for v in tasks.values()):
         raise ValueError(f"{source}: 'tasks' must map a task to a list of class codes")
     return {
-        "descriptions": {str(k): str(v) for k, v in descriptions.items()},
-        "task_overrides": {str(t): {str(k): str(v) for k, v in o.items()} for t, o in task_overrides.items()},
+        "descriptions": _checked_texts(descriptions, source),
+        "task_overrides": {str(t): _checked_texts(o, f"{source} (task {t!r})") for t, o in task_overrides.items()},
         "tasks": {str(t): [str(c) for c in codes] for t, codes in tasks.items()},
     }
+
+
+def _checked_texts(table: Mapping[str, Any], source: str) -> dict[str, str | list[str]]:
+    """``{code: text}`` where a text is a string or, for a prompt ensemble, a non-empty list of strings."""
+    checked: dict[str, str | list[str]] = {}
+    for key, value in table.items():
+        if isinstance(value, str):
+            checked[str(key)] = value
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
+            checked[str(key)] = [str(v) for v in value]
+        elif isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"{source}: the prompt list of {key!r} is empty or holds an empty or non-string text; give at least "
+                "one non-empty text per class"
+            )
+        else:
+            raise ValueError(
+                f"{source}: the description of {key!r} must be a string or a list of strings, got {type(value).__name__}"
+            )
+    return checked
 
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, mtime: float) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+        try:
+            data = json.load(f, object_pairs_hook=_reject_duplicate_keys)
+        except _DuplicateKey as duplicate:
+            raise ValueError(
+                f"{path}: the key {duplicate.key!r} appears twice in one JSON object; only one text per key is "
+                "allowed (JSON readers would silently keep the last). Remove one of them."
+            ) from None
     return _normalize_structure(data, path)
 
 
@@ -164,14 +228,31 @@ def _canonical(code: str) -> str:
     return str(code).strip().strip("_").lower()
 
 
-def _lookup(table: Mapping[str, str], code: str) -> str | None:
-    if code in table:
-        return table[code]
-    want = _canonical(code)
-    for key, text in table.items():
-        if _canonical(key) == want:
-            return text
-    return None
+def _lookup(table: Mapping[str, str], code: str, source: str = "descriptions") -> str | None:
+    """The text of `code`: its exact key, else the one key equal to it up to case and PTB-XL underscores
+    (several such keys: `AmbiguousClassDescriptionError`); None when there is none."""
+    found = _find_key(table, (code,), source)
+    return None if found is None else table[found]
+
+
+def _find_key(table: Mapping[str, str], codes: Sequence[str], source: str, task: str | None = None) -> str | None:
+    """The key of `table` for the class ``codes[0]``: the exact key ``codes[0]`` if present; else the one key
+    matching any of `codes` (the class's own code and its aliases) up to case and PTB-XL underscores. Two or more
+    such keys are an `AmbiguousClassDescriptionError`; None when there is none."""
+    if codes[0] in table:
+        return codes[0]
+    wanted = {_canonical(code) for code in codes}
+    matches = [key for key in table if _canonical(key) in wanted]
+    if len(matches) > 1:
+        raise AmbiguousClassDescriptionError(codes[0], matches, source, task)
+    return matches[0] if matches else None
+
+
+def _clean_text(text: str | Sequence[str], lowercase: bool) -> str | list[str]:
+    if isinstance(text, str):
+        text = text.strip()
+        return text.lower() if lowercase else text
+    return [_clean_text(t, lowercase) for t in text]
 
 
 def _as_overrides(overrides: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, Any] | None:
@@ -211,29 +292,29 @@ def class_descriptions(
         class_names = [class_names]
     shipped = load_class_descriptions()
     task_key = _resolve_task(task, {**shipped["tasks"], **shipped["task_overrides"]}) if task is not None else None
-    layers: list[Mapping[str, str]] = []
+    layers: list[tuple[str, Mapping[str, str]]] = []
     user = _as_overrides(overrides)
+    user_name = os.fspath(overrides) if isinstance(overrides, (str, os.PathLike)) else overrides_argument
     if user is not None:
         if task_key is not None:
-            layers.append(user["task_overrides"].get(task_key, {}))
-        layers.append(user["descriptions"])
+            layers.append((user_name, user["task_overrides"].get(task_key, {})))
+        layers.append((user_name, user["descriptions"]))
     if task_key is not None:
-        layers.append(shipped["task_overrides"].get(task_key, {}))
-    layers.append(shipped["descriptions"])
+        layers.append(("built-in descriptions", shipped["task_overrides"].get(task_key, {})))
+    layers.append(("built-in descriptions", shipped["descriptions"]))
 
     texts: list[str] = []
     missing: list[str] = []
     for name in class_names:
         text = None
-        for layer in layers:
-            text = _lookup(layer, str(name))
+        for source, layer in layers:
+            text = _lookup(layer, str(name), source)
             if text is not None:
                 break
         if text is None:
             missing.append(str(name))
             continue
-        text = text.strip()
-        texts.append(text.lower() if lowercase else text)
+        texts.append(_clean_text(text, lowercase))
     if missing:
         ambiguous = sorted(
             {m for m in missing for t, o in shipped["task_overrides"].items() if _lookup(o, m) is not None}
@@ -300,36 +381,39 @@ def prompt_set_descriptions(
 ) -> list[str]:
     """One description per class from a complete prompt set (`load_prompt_set`), in order.
 
-    A class is looked up under its own code and then under the codes that name it in other schemes
+    A class is looked up first in the set's overrides for `task`, then in its descriptions. In each, the class's
+    own code as written wins; without it, the one key naming the class in another scheme
     (`dbeta_hf.evaluation.class_aliases`, per task: CODE-15's ``1dAVb`` is found as ``1AVB``, CSN's ``AF`` as
-    ``AFLT``), first in the set's overrides for `task`, then in its descriptions; case and PTB-XL's
-    leading / trailing underscores are ignored. `lowercase` lower-cases each text as the official
-    zero-shot flow does.
+    ``AFLT``) or spelled with another case or PTB-XL underscores is used. `lowercase` lower-cases each text as
+    the official zero-shot flow does.
 
     Raises:
         MissingClassDescriptionError: some classes are not covered; the message lists every uncovered class
             with the keys that were tried. There is no fallback to the built-in texts.
+        AmbiguousClassDescriptionError: the class's own code is absent and two or more other keys name it
+            (e.g. ``PVC`` and ``VPB`` for CPSC2018's ``VPC``); the message names them all.
     """
-    from .class_aliases import equivalent_class_codes
-
     if isinstance(class_names, str):
         class_names = [class_names]
     shipped = load_class_descriptions()
     task_key = _resolve_task(task, {**shipped["tasks"], **shipped["task_overrides"]}) if task is not None else None
     layers = [prompt_set.get("task_overrides", {}).get(task_key, {})] if task_key else []
     layers.append(prompt_set["descriptions"])
+    source = f"prompt set {prompt_set.get('name', '')!r}"
     texts: list[str] = []
     missing: dict[str, tuple[str, ...]] = {}
     for name in class_names:
         keys = equivalent_class_codes(str(name), task_key)
-        text = next(
-            (found for key in keys for layer in layers if (found := _lookup(layer, key)) is not None), None
-        )
+        text = None
+        for layer in layers:
+            found = _find_key(layer, keys, source, task_key)
+            if found is not None:
+                text = layer[found]
+                break
         if text is None:
             missing[str(name)] = keys
             continue
-        text = text.strip()
-        texts.append(text.lower() if lowercase else text)
+        texts.append(_clean_text(text, lowercase))
     if missing:
         listed = ", ".join(f"{name} (looked for {' / '.join(keys)})" for name, keys in missing.items())
         raise MissingClassDescriptionError(
@@ -368,3 +452,57 @@ def describe_classes(
     if prompt_set is not None:
         return prompt_set_descriptions(list(class_names), prompt_set, task=task)
     return class_descriptions(list(class_names), task=task, overrides_argument="descriptions")
+
+
+# ---------------------------------------------------------------------------------------------------- ensembles
+PROMPT_ENSEMBLES = ("description", "name+description", "sentences")
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
+
+
+def description_sentences(description: str) -> list[str]:
+    """The sentences of a description (split after a period followed by white space, so ``0.5 mv`` stays whole),
+    e.g. ``"sinus rhythm. a regular rhythm."`` -> ``["sinus rhythm.", "a regular rhythm."]``."""
+    return [part.strip() for part in _SENTENCE_END.split(description.strip()) if part.strip()]
+
+
+def ensemble_texts(description: str | Sequence[str], ensemble: str = "description", class_name: str = "") -> list[str]:
+    """The texts whose embeddings are averaged into one class embedding.
+
+    A list (a class given several texts in a prompt file) is the class's ensemble whatever `ensemble` says. For a
+    single description, `ensemble` is one of `PROMPT_ENSEMBLES`:
+
+    * ``"description"``: the description alone (the official zero-shot scoring: one text per class);
+    * ``"name+description"``: the class name (the description's first sentence, by the ``"<name>. <definition>."``
+      convention of the shipped and official prompt files) and the whole description;
+    * ``"sentences"``: each sentence of the description on its own (the first one being the class name).
+
+    Duplicates are dropped (a one-sentence description gives one text under every ensemble).
+    """
+    if ensemble not in PROMPT_ENSEMBLES:
+        raise ValueError(f"unknown prompt ensemble {ensemble!r}; choose one of {', '.join(PROMPT_ENSEMBLES)}")
+    if isinstance(description, str):
+        sentences = description_sentences(description)
+        if ensemble == "description" or not sentences:
+            texts = [description]
+        elif ensemble == "name+description":
+            texts = [sentences[0], description]
+        else:
+            texts = sentences
+    else:
+        texts = [str(t) for t in description]
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not texts:
+        raise ValueError(f"class {class_name!r} has no prompt text: give at least one non-empty text")
+    return texts
+
+
+def class_prompts(
+    class_names: Sequence[str],
+    task: str | None = None,
+    prompt_set: Mapping[str, Any] | None = None,
+    ensemble: str = "description",
+) -> list[list[str]]:
+    """The prompt texts of every class, in order (`describe_classes`, then `ensemble_texts`)."""
+    names = [class_names] if isinstance(class_names, str) else list(class_names)
+    descriptions = describe_classes(names, task=task, prompt_set=prompt_set)
+    return [ensemble_texts(d, ensemble, name) for name, d in zip(names, descriptions)]

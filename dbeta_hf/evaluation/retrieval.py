@@ -1,8 +1,9 @@
 """ECG <-> report retrieval with the uni-modal D-BETA embeddings.
 
 Every record of a held-out set contributes its ECG and its report. The similarity of ECG ``i`` and report
-``j`` is the same score as zero-shot classification (raw dot product of the uni-modal embeddings by default,
-cosine as an option). Two directions are scored:
+``j`` is the same score as zero-shot classification (`zero_shot_scores`): the model's ECG-text logits
+(`DBetaModel.ecg_text_logits`, the raw dot product of the uni-modal embeddings for the official model) by default in
+`evaluate_retrieval`, the raw dot product or the cosine as options. Two directions are scored:
 
 * **ECG -> report**: each ECG queries all reports;
 * **report -> ECG**: each report queries all ECGs.
@@ -22,7 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..text_normalization import normalize_report
 from .embeddings import extract_ecg_features, extract_text_features
+from .metrics import recall_at_k
 from .zero_shot import zero_shot_scores
 
 logger = logging.getLogger(__name__)
@@ -42,8 +45,6 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 def _normalize(text: str, normalize: bool) -> str:
     if not normalize:
         return str(text)
-    from ..text_normalization import normalize_report
-
     return normalize_report(str(text), fold_whitespace=True)
 
 
@@ -70,8 +71,6 @@ def retrieval_recall(similarity, relevance, ks: Sequence[int] = DEFAULT_KS) -> d
     the median 1-based rank of the best-ranked relevant item. k larger than the gallery is clipped (recall 1).
     Queries without any relevant item count as misses.
     """
-    from .metrics import recall_at_k
-
     sim = torch.as_tensor(np.asarray(similarity, dtype=np.float64))
     rel = torch.as_tensor(np.asarray(relevance, dtype=bool))
     if sim.shape != rel.shape or sim.dim() != 2:
@@ -97,14 +96,18 @@ def retrieval_metrics(
     ks: Sequence[int] = DEFAULT_KS,
     similarity: str = "dot",
     normalize: bool = True,
+    model: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Both directions for N paired (ECG, report) embeddings; ``reports[i]`` is the report of ECG ``i``."""
+    """Both directions for N paired (ECG, report) embeddings; ``reports[i]`` is the report of ECG ``i``.
+
+    `similarity`: ``"dot"``, ``"cosine"`` or ``"model"`` (the model's ECG-text logits; needs `model`), as in
+    `zero_shot_scores`."""
     if ecg_embeds.shape[0] != text_embeds.shape[0] or ecg_embeds.shape[0] != len(reports):
         raise ValueError(
             f"{ecg_embeds.shape[0]} ECG embeddings, {text_embeds.shape[0]} report embeddings and {len(reports)} reports: "
             "they must be paired one to one"
         )
-    sim = zero_shot_scores(ecg_embeds, text_embeds, similarity).numpy()  # (N ECGs, N reports)
+    sim = zero_shot_scores(ecg_embeds, text_embeds, similarity, model=model).numpy()  # (N ECGs, N reports)
     relevance = report_relevance(reports, normalize=normalize)  # symmetric
     return {
         "ecg_to_report": retrieval_recall(sim, relevance, ks),
@@ -121,7 +124,7 @@ def evaluate_retrieval(
     data,
     *,
     ks: Sequence[int] = DEFAULT_KS,
-    similarity: str = "dot",
+    similarity: str = "model",
     ecg_column: str = "ecg",
     report_column: str = "report",
     batch_size: int = 64,
@@ -133,6 +136,7 @@ def evaluate_retrieval(
     """Encode the ECGs and reports of a held-out `datasets.Dataset` and compute both retrieval directions.
 
     With `sampling_rate` (the rate of the stored ECGs) the processor's feature extractor prepares every batch.
+    `similarity`: ``"model"`` (the model's ECG-text logits), ``"dot"`` or ``"cosine"``.
     """
     if report_column not in data.column_names:
         raise KeyError(f"the dataset has no {report_column!r} column (columns: {data.column_names}); retrieval needs reports")
@@ -144,7 +148,8 @@ def evaluate_retrieval(
     )
     text_embeds = extract_text_features(model, processor, reports, batch_size=batch_size, progress=progress, desc="report features")
     normalize = bool(getattr(processor, "normalize_text", True))
-    return retrieval_metrics(ecg_embeds, text_embeds, reports, ks=ks, similarity=similarity, normalize=normalize)
+    return retrieval_metrics(ecg_embeds, text_embeds, reports, ks=ks, similarity=similarity, normalize=normalize,
+                             model=model)
 
 
 def format_retrieval_table(results: dict[str, dict[str, Any]], title: str | None = None, ks: Sequence[int] = DEFAULT_KS) -> str:

@@ -3,8 +3,9 @@
 Each class is described by a sentence (D-BETA's LLM-generated class descriptions, `dbeta_hf.evaluation.prompts`,
 overridable with a JSON file). The description is encoded once by the text tower (T5 encoder -> projection ->
 tanh pooler) and cached; every ECG by the ECG tower (`get_ecg_features`). The score of class ``c`` for ECG ``i``
-is, as in the official notebook, the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]`` (no normalization,
-no temperature, no softmax). ``similarity="cosine"`` L2-normalizes both sides first (MERL's choice).
+is the model's ECG-text logit ``model.ecg_text_logits(ecg_embeds, text_embeds)[i, c]``, the similarity its ETS loss
+trained (with the official config the **raw dot product** ``ecg_embeds[i] @ text_embeds[c]``: no normalization, no
+temperature, no softmax). ``similarity="dot"`` / ``"cosine"`` score with the raw dot product / the cosine instead.
 
 Scores are **independent per class** (multi-label): they are never normalized across classes, so adding or
 removing a class does not change the other classes' scores, and each class gets its own ROC curve.
@@ -24,8 +25,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prompts import describe_classes, load_prompt_set, prompt_set_record
+from ..losses import ecg_text_logits
+from ..modeling_dbeta import DBetaModel
+from ..processing_dbeta import DBetaProcessor
 from .embeddings import extract_ecg_features, extract_text_features
+from .metrics import bootstrap_auroc_ci, markdown_table, multilabel_auroc
+from .prompts import (
+    PROMPT_ENSEMBLES,
+    class_prompts,
+    describe_classes,
+    ensemble_texts,
+    load_prompt_set,
+    prompt_set_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,30 +50,34 @@ __all__ = [
     "PAPER_ZERO_SHOT_AUROC",
 ]
 
-SIMILARITIES = ("dot", "cosine")
+# "model": the model's ECG-text logits (`DBetaModel.ecg_text_logits`); "dot" / "cosine": the raw dot product / the
+# cosine of the embeddings, whatever the model was trained with
+SIMILARITIES = ("model", "dot", "cosine")
 
 
 def _check_similarity(similarity: str) -> str:
     if similarity not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {similarity!r}; choose 'dot' (the official raw dot product) or 'cosine'")
+        raise ValueError(
+            f"unknown similarity {similarity!r}; choose 'model' (the model's ECG-text logits, its ETS similarity), "
+            "'dot' (raw dot product) or 'cosine'"
+        )
     return similarity
 
 
-def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot") -> torch.Tensor:
-    """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) scores.
+def zero_shot_scores(ecg_embeds: torch.Tensor, text_embeds: torch.Tensor, similarity: str = "dot",
+                     model: torch.nn.Module | None = None) -> torch.Tensor:
+    """(B, H) ECG embeddings x (C, H) class-description embeddings -> (B, C) float32 scores.
 
-    ``"dot"``: ``ecg_embeds @ text_embeds.T`` (official D-BETA); ``"cosine"``: the same on L2-normalized vectors.
+    ``"model"``: ``model.ecg_text_logits`` (the model's scale, bias and normalization; needs `model`);
+    ``"dot"``: ``ecg_embeds @ text_embeds.T``; ``"cosine"``: the same on L2-normalized vectors.
     """
     _check_similarity(similarity)
-    if ecg_embeds.dim() != 2 or text_embeds.dim() != 2 or ecg_embeds.shape[1] != text_embeds.shape[1]:
-        raise ValueError(
-            f"expected (B, H) ECG and (C, H) text embeddings, got {tuple(ecg_embeds.shape)} and {tuple(text_embeds.shape)}"
-        )
-    ecg = ecg_embeds.float()
-    text = text_embeds.float().to(ecg.device)
-    if similarity == "cosine":
-        ecg, text = F.normalize(ecg, dim=-1), F.normalize(text, dim=-1)
-    return ecg @ text.T
+    if similarity == "model":
+        if model is None:
+            raise ValueError("similarity='model' scores with the model's ECG-text logits: pass model=")
+        with torch.no_grad():
+            return model.ecg_text_logits(ecg_embeds, text_embeds)
+    return ecg_text_logits(ecg_embeds, text_embeds, normalize=similarity == "cosine")
 
 
 class DBetaZeroShotClassifier:
@@ -70,7 +86,8 @@ class DBetaZeroShotClassifier:
     Args:
         model: a `DBetaModel` (or `DBetaForPreTraining`); it is switched to eval mode.
         processor: the `DBetaProcessor` of the checkpoint (tokenizer + ECG feature extractor).
-        similarity: ``"dot"`` (default, official) or ``"cosine"``.
+        similarity: ``"model"`` (default: the model's ECG-text logits, `model.ecg_text_logits`; the raw dot product
+            for the official model), ``"dot"`` or ``"cosine"`` (see `zero_shot_scores`).
         task: default task of the class descriptions (``"ptbxl_super"``, ``"cpsc2018"``, ``"code15"``, ...); it
             selects task-specific descriptions where `dbeta_hf.evaluation.prompts` has them.
         descriptions: a complete prompt set replacing the built-in descriptions: a ``{label: description}``
@@ -79,20 +96,26 @@ class DBetaZeroShotClassifier:
             scoring stops with an error listing the uncovered classes; the built-in texts are never mixed in.
         batch_size: ECGs / texts per forward pass.
         device: where to run the model (default: where it is).
+        prompt_ensemble: how many texts stand for a class (`dbeta_hf.evaluation.prompts.ensemble_texts`):
+            ``"description"`` (default, the official scoring: the description alone), ``"name+description"`` or
+            ``"sentences"``; a class given a list of texts in a prompt file always uses that list. The embeddings of a
+            class's texts are averaged (each L2-normalized first when the similarity normalizes), as CLIP's prompt
+            ensembles; a class with a single text is scored exactly as without ensembling.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         processor,
-        similarity: str = "dot",
+        similarity: str = "model",
         task: str | None = None,
         descriptions: Mapping[str, str] | str | os.PathLike | None = None,
         batch_size: int = 64,
         device: str | torch.device | None = None,
         autocast: bool | None = None,
+        prompt_ensemble: str = "description",
     ):
-        if not hasattr(model, "get_text_features") or not hasattr(model, "get_ecg_features"):
+        if not all(hasattr(model, name) for name in ("get_text_features", "get_ecg_features", "ecg_text_logits")):
             raise TypeError(
                 f"{type(model).__name__} lacks a text or ECG tower; zero-shot needs the full model "
                 "(DBetaModel.from_pretrained(path))"
@@ -105,6 +128,9 @@ class DBetaZeroShotClassifier:
         self.task = task
         # a prompt file is read and validated here: a missing or malformed one fails now, not at the first score
         self.prompt_set = None if descriptions is None else load_prompt_set(descriptions)
+        if prompt_ensemble not in PROMPT_ENSEMBLES:
+            raise ValueError(f"unknown prompt_ensemble {prompt_ensemble!r}; choose one of {', '.join(PROMPT_ENSEMBLES)}")
+        self.prompt_ensemble = prompt_ensemble
         self.batch_size = int(batch_size)
         self.autocast = autocast
         self._text_cache: dict[str, torch.Tensor] = {}
@@ -112,9 +138,6 @@ class DBetaZeroShotClassifier:
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | os.PathLike, processor=None, **kwargs) -> "DBetaZeroShotClassifier":
         """Load `DBetaModel` and `DBetaProcessor` from one folder (or Hub id), e.g. `outputs/dbeta-tiny-synthetic`."""
-        from ..modeling_dbeta import DBetaModel
-        from ..processing_dbeta import DBetaProcessor
-
         model = DBetaModel.from_pretrained(model_name_or_path)
         if processor is None:
             processor = DBetaProcessor.from_pretrained(model_name_or_path)
@@ -152,19 +175,38 @@ class DBetaZeroShotClassifier:
 
     def class_embeddings(
         self, class_names: Sequence[str] | None = None, descriptions: Sequence[str] | None = None, task: str | None = None
-    ) -> tuple[torch.Tensor, list[str]]:
-        """(C, H) embeddings and the texts used, for class names (looked up) or descriptions (used verbatim)."""
+    ) -> tuple[torch.Tensor, list[str | list[str]]]:
+        """(C, H) class embeddings and the texts behind each: for class names (looked up) or descriptions (used
+        verbatim; an item may be a list of texts). A class with several texts (`prompt_ensemble`, or a list) gets
+        the mean of their embeddings; its entry in the returned texts is then the list."""
         if (class_names is None) == (descriptions is None):
             raise ValueError("pass exactly one of `class_names` (looked up in the description files) or `descriptions`")
         if class_names is not None:
-            if isinstance(class_names, str):
-                class_names = [class_names]
-            texts = self.describe(class_names, task)
+            names = [class_names] if isinstance(class_names, str) else list(class_names)
+            prompts = class_prompts(names, task=task if task is not None else self.task, prompt_set=self.prompt_set,
+                                    ensemble=self.prompt_ensemble)
         else:
-            texts = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if not texts:
+            given = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+            prompts = [ensemble_texts(d, self.prompt_ensemble, f"#{i}") for i, d in enumerate(given)]
+        if not prompts:
             raise ValueError("no class to score")
-        return self.encode_texts(texts), texts
+        embeds = torch.stack([self._ensemble_embedding(texts) for texts in prompts])
+        return embeds, [texts[0] if len(texts) == 1 else texts for texts in prompts]
+
+    def _ensemble_embedding(self, texts: Sequence[str]) -> torch.Tensor:
+        """One class embedding: the text's own for one text; else the mean of the texts' embeddings, each
+        L2-normalized first when the scoring normalizes (cosine, or a model trained on normalized embeddings)."""
+        embeds = self.encode_texts(texts)
+        if len(texts) == 1:
+            return embeds[0]
+        if self._normalizes():
+            embeds = F.normalize(embeds.float(), dim=-1)
+        return embeds.mean(dim=0)
+
+    def _normalizes(self) -> bool:
+        if self.similarity == "cosine":
+            return True
+        return self.similarity == "model" and bool(getattr(self.model.config, "ets_normalize_embeddings", False))
 
     # ------------------------------------------------------------------ ECG side
     def encode_ecgs(self, ecg_values: Any, sampling_rate: float | None = None, progress: bool = False) -> torch.Tensor:
@@ -201,12 +243,12 @@ class DBetaZeroShotClassifier:
             class_names: class names whose descriptions are looked up (error if one has none), or
             descriptions: free-text class descriptions, used as given.
             task: description task for this call (default: the classifier's).
-            similarity: ``"dot"`` / ``"cosine"`` for this call (default: the classifier's).
+            similarity: ``"model"`` / ``"dot"`` / ``"cosine"`` for this call (default: the classifier's).
             sampling_rate: sampling rate of raw recordings, which the processor then converts (see `encode_ecgs`).
         """
         text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
         ecg_embeds = self.encode_ecgs(ecg_values, sampling_rate=sampling_rate)
-        return zero_shot_scores(ecg_embeds, text_embeds, similarity or self.similarity)
+        return self.score_embeddings(ecg_embeds, text_embeds, similarity)
 
     __call__ = scores
 
@@ -220,7 +262,13 @@ class DBetaZeroShotClassifier:
     ) -> torch.Tensor:
         """Like `scores`, on precomputed (B, H) ECG embeddings (e.g. from the feature cache)."""
         text_embeds, _ = self.class_embeddings(class_names, descriptions, task)
-        return zero_shot_scores(ecg_features, text_embeds, similarity or self.similarity)
+        return self.score_embeddings(ecg_features, text_embeds, similarity)
+
+    def score_embeddings(self, ecg_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                         similarity: str | None = None) -> torch.Tensor:
+        """(B, H) ECG x (C, H) description embeddings -> (B, C) scores with this classifier's similarity (or
+        `similarity`)."""
+        return zero_shot_scores(ecg_embeds, text_embeds, similarity or self.similarity, model=self.model)
 
 
 def evaluation_ecg_features(classifier, data: Any, num_rows: int, ecg_features: torch.Tensor | None = None, *,
@@ -263,15 +311,13 @@ def evaluate_zero_shot(
     the ``descriptions`` used and the ``prompt_set`` they came from; `scores` is the (N, C) score matrix. With `sampling_rate` (the rate of the
     stored ECGs) the processor's feature extractor prepares every batch; without it the ECGs are fed as stored.
     """
-    from .metrics import bootstrap_auroc_ci, multilabel_auroc
-
     labels = np.asarray(labels, dtype=np.float32)
     if labels.ndim != 2 or labels.shape[1] != len(class_names):
         raise ValueError(f"labels must be (N, {len(class_names)}), got {labels.shape}")
     text_embeds, texts = classifier.class_embeddings(list(class_names), task=task)
     ecg_features = evaluation_ecg_features(classifier, data, labels.shape[0], ecg_features, cache_dir=cache_dir,
                                            cache_name=cache_name, progress=progress, sampling_rate=sampling_rate)
-    scores = zero_shot_scores(ecg_features, text_embeds, classifier.similarity).numpy()
+    scores = classifier.score_embeddings(ecg_features, text_embeds).numpy()
     metrics = multilabel_auroc(labels, scores, class_names=list(class_names))
     low, high = bootstrap_auroc_ci(labels, scores, num_bootstrap=num_bootstrap, confidence=confidence, seed=seed)
     results = dict(metrics)
@@ -281,6 +327,7 @@ def evaluate_zero_shot(
         confidence=confidence,
         num_samples=int(labels.shape[0]),
         similarity=classifier.similarity,
+        prompt_ensemble=classifier.prompt_ensemble,
         descriptions=dict(zip(class_names, texts)),
         prompt_set=classifier.prompt_set_info,
     )
@@ -311,8 +358,6 @@ def format_zero_shot_table(
     rows, tasks as columns, AUROC in %, and an ``Average`` column when there are several tasks.
     ``rows[method][task]`` is a macro AUROC in [0, 1]. With `paper_row`, the published D-BETA numbers of the same
     tasks are added as a reference row."""
-    from .metrics import markdown_table
-
     tasks = list(tasks)
     table_rows = {method: {t: values.get(t) for t in tasks} for method, values in rows.items()}
     if paper_row and any(t in PAPER_ZERO_SHOT_AUROC for t in tasks):
