@@ -6,7 +6,8 @@ Importing the package registers the D-BETA classes with the transformers Auto cl
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 from transformers import AutoFeatureExtractor, AutoProcessor
 
-from .configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig, DBetaECGConfig
+from .configuration_dbeta import DBetaConfig, DBetaECGConfig
+from .ecg_signal import CANONICAL_LEAD_NAMES
 from .modeling_dbeta import (
     DBetaECGModel,
     DBetaForECGClassification,

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import ecg_signal
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 from .features import NUM_SAMPLES, SAMPLING_RATE
 from .summary import (
     FLAT_LEAD,

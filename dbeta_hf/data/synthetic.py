@@ -64,7 +64,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from scipy import signal as scipy_signal
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 
 __all__ = [
     "SYNTHETIC_CLASSES",

@@ -91,7 +91,7 @@ class ECGClassificationCollator:
         sampling_rate: float = 500.0,
         stored_lead_names: Sequence[str] | None = None,
     ):
-        from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+        from ..ecg_signal import CANONICAL_LEAD_NAMES
         from ..ecg_signal import canonical_lead_name
 
         self.label_dtype = label_dtype

@@ -77,7 +77,7 @@ def plot_ecg(
         title: figure title.
         path: if given, the figure is saved there (format from the extension, e.g. ``.png`` / ``.pdf``).
     """
-    from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+    from ..ecg_signal import CANONICAL_LEAD_NAMES
 
     x = _to_numpy(ecg).astype(np.float64)
     if x.ndim == 1:
