@@ -179,7 +179,6 @@ def test_diagnostic_cli_reports_the_four_losses(tmp_path, capsys):
 
     model = DBetaForPreTraining(tiny_config(num_samples=1000))
     diagnose_input_convention(model, num_synthetic=2)
-    assert model.config.validate_inputs  # switched off for the empty text of the measurement only
 
     DBetaModel(tiny_config(num_samples=1000)).save_pretrained(tmp_path / "base")
     assert main(["--model", str(tmp_path / "base"), "--num-synthetic", "2"]) == 1
