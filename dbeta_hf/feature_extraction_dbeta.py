@@ -20,6 +20,7 @@ The signal processing itself lives in the framework-free `dbeta_hf.ecg_signal`.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Sequence
 
@@ -228,8 +229,6 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     def _reject_unknown_settings(cls, kwargs: dict) -> None:
         unknown = sorted(set(kwargs) - set(_TRANSFORMERS_KEYS))
         if unknown:
-            import inspect
-
             valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")]
             raise TypeError(
                 f"{cls.__name__} got unknown setting(s) {unknown}; valid settings: {', '.join(valid)}. Per-call "

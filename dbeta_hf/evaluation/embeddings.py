@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..file_modes import apply_default_file_mode
@@ -186,8 +188,6 @@ def extract_ecg_features(
         overwrite_cache: recompute and rewrite an existing cache file.
         progress: show a tqdm progress bar.
     """
-    from safetensors.torch import load_file, save_file
-
     n = len(data)
     cache_path = None
     if cache_dir is not None:
@@ -216,8 +216,6 @@ def extract_ecg_features(
     model.eval()
     chunks: list[torch.Tensor] = []
     try:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=n, desc=desc or f"ECG features ({cache_name})", unit="ecg", disable=not progress, leave=False)
         for batch in iter_ecg_batches(data, batch_size, ecg_column):
             values = _to_model_input(batch, feature_extractor, sampling_rate).to(run_device, dtype=model_dtype, non_blocking=True)
@@ -276,8 +274,6 @@ def extract_text_features(
     model.eval()
     out: list[torch.Tensor] = []
     try:
-        from tqdm.auto import tqdm
-
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
             enc = processor(text=texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
             with _autocast_context(run_device, autocast):
