@@ -1,8 +1,9 @@
 """Processor for D-BETA: the ECG feature extractor and the Flan-T5 tokenizer behind one call.
 
-The processor and the feature extractor hold every value check of the model inputs; the model checks shapes only,
-so that its forward never waits for the device. `check_text_inputs` and `DBetaProcessor.check_model_inputs` run the
-checks on batches built elsewhere (the pretraining collator, hand-made tensors).
+The processor and the feature extractor hold every value check of the model inputs (the pretraining collator
+prepares its batches with them); the model checks shapes only, so that its forward never waits for the device.
+`check_text_inputs` and `DBetaProcessor.check_model_inputs` run the checks on batches built without the processor
+(hand-made tensors, another data pipeline).
 """
 
 from __future__ import annotations
