@@ -247,11 +247,12 @@ class DBetaProcessor(ProcessorMixin):
 
         Returns:
             [`BatchFeature`] with `ecg_values` and `lead_mask` when `ecg` is given, and `input_ids` and
-            `attention_mask` when `text` is given. With both, they are one paired batch: one text per ECG.
+            `attention_mask` when `text` is given. The numbers of ECGs and texts may differ (one ECG scored against
+            several prompts with `get_ecg_features` / `get_text_features`); the fused forward of `DBetaModel` and
+            `DBetaForPreTraining` takes one text per ECG (`check_model_inputs` checks that).
 
         Raises:
-            ValueError: besides the feature extractor's ECG checks, an empty text (or one of decoration only), and
-                different numbers of ECGs and texts.
+            ValueError: besides the feature extractor's ECG checks, an empty text (or one of decoration only).
         """
         if ecg is None and text is None:
             raise ValueError("DBetaProcessor needs `ecg`, `text` or both; got neither")
@@ -274,8 +275,6 @@ class DBetaProcessor(ProcessorMixin):
             self._warn_unknown_only(texts, text_inputs["input_ids"])
             self._check_texts(text_inputs)
             data.update(text_inputs)
-        if ecg is not None and text is not None:
-            check_batch_sizes(len(data["ecg_values"]), len(data["input_ids"]))
         return BatchFeature(data=data)
 
     def prepare_text(self, text: str | Sequence[str], normalize_text: bool | None = None) -> list[str]:
@@ -318,7 +317,8 @@ class DBetaProcessor(ProcessorMixin):
         Every value check of a batch of model inputs built without this processor (hand-made tensors, another data
         pipeline): the feature extractor's ECG checks on `ecg_values` ([`DBetaECGFeatureExtractor.check_values`]),
         [`check_text_inputs`] on `input_ids` / `attention_mask` (and on `ets_input_ids` / `ets_attention_mask`),
-        and one text per ECG when both are given.
+        and, when both are given, one text per ECG (the pairing of the fused `DBetaModel` / `DBetaForPreTraining`
+        forward).
 
         Args:
             inputs (`dict` or [`BatchFeature`]): the batch, keyed by the model's argument names.
