@@ -1283,9 +1283,6 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         ets_attention_mask: torch.Tensor | None = None,
         return_mlm_logits: bool = True,
         return_loss: bool | None = None,
-        ets_unmasked_inputs: bool = False,
-        mlm_mem_on_matched_only: bool = False,
-        ets_global_batch: bool = False,
         **kwargs,
     ) -> DBetaForPreTrainingOutput:
         r"""
@@ -1316,12 +1313,12 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         """
         if return_loss is None:
             return_loss = mlm_labels is not None or match_labels is not None or ets_labels is not None
-        if mlm_labels is not None and mlm_mem_on_matched_only and match_labels is not None:
+        if mlm_labels is not None and self.config.mlm_mem_on_matched_only and match_labels is not None:
             # rows fed a negative report carry no MLM target
             mlm_labels = torch.where(match_labels.bool()[:, None], mlm_labels, torch.full_like(mlm_labels, -100))
 
         # encode and fuse
-        unmasked = ets_unmasked_inputs
+        unmasked = self.config.ets_unmasked_inputs
         outputs = self.model(ecg_values, input_ids, attention_mask, lead_mask=lead_mask, noise=noise,
                              apply_ecg_mask=apply_ecg_mask, return_unmasked_ecg=unmasked and apply_ecg_mask, **kwargs)
         ecg_embeds, text_embeds = outputs.ecg_embeds, outputs.text_embeds
@@ -1357,7 +1354,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
         if return_loss and apply_ecg_mask:
             target = losses.mem_target(ecg_values, mem_logits.shape[1], self.config.mem_patch, self.config.mem_norm_target)
             scored = outputs.mem_mask
-            if mlm_mem_on_matched_only and match_labels is not None:
+            if self.config.mlm_mem_on_matched_only and match_labels is not None:
                 scored = scored * match_labels.to(scored)[:, None]
             loss_terms["mem"] = losses.mem_loss(mem_logits, target, scored)
         if return_loss and match_labels is not None:
@@ -1368,7 +1365,7 @@ class DBetaForPreTraining(DBetaPreTrainedModel):
                 ets_inputs = (F.normalize(ecg_embeds, dim=-1), F.normalize(text_embeds, dim=-1))
             else:
                 ets_inputs = (ecg_embeds, text_embeds)
-            ets = losses.distributed_ets_loss if ets_global_batch else losses.ets_loss
+            ets = losses.distributed_ets_loss if self.config.ets_global_batch else losses.ets_loss
             loss_terms["ets"] = ets(*ets_inputs, match_labels, self.logit_scale.exp(), self.logit_bias, ets_labels)
         weights = {"mlm": self.config.mlm_loss_weight, "mem": self.config.mem_loss_weight,
                    "etm": self.config.etm_loss_weight, "ets": self.config.ets_loss_weight}
