@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Supervised upper bound of the pretraining demo (issue 16): the demo's ECG tower trained on the labels.
 
-`DBetaForECGClassification` with the embedded demo's tower (`tiny_config` with `examples/pretrain.py`'s `DEMO_CONFIG`:
+`DBetaForECGClassification` with the embedded demo's tower (`dbeta_hf.pretraining.recipes.DEMO_RECIPE`'s model:
 hidden 64, 2 ECG layers, no dropout, initializer_range 0.1) learns the six synthetic classes directly (multi-label
 BCE, AdamW, one-cycle learning rate, batch 16) on the demo's 1,536 training pairs and is scored on its 256 held-out
 ECGs, the same ones the demo's zero-shot and probe numbers use. A pretrained model's linear probe and zero-shot
@@ -14,38 +14,30 @@ AUROC are read against this number (`benchmarks/README_learning.md`, "Upper boun
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 
 import numpy as np
 import torch
 
-from _common import ROOT
+import _common  # noqa: F401  (offline settings, the repository on sys.path)
 from dbeta_hf import DBetaForECGClassification
 from dbeta_hf.evaluation.metrics import multilabel_auroc
-from dbeta_hf.pretraining.recipes import tiny_config
+from dbeta_hf.pretraining.recipes import DEMO_RECIPE, tiny_config
 from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
 
 
-def demo_config() -> dict:
-    spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return dict(module.DEMO_CONFIG)
-
-
 def main(argv=None) -> dict:
+    demo = DEMO_RECIPE.model
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
-    parser.add_argument("--hidden", type=int, default=64, help="tower width (the demo: 64)")
-    parser.add_argument("--ecg_layers", type=int, default=2, help="ECG transformer layers (the demo: 2)")
-    parser.add_argument("--train_records", type=int, default=1536)
-    parser.add_argument("--eval_records", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=demo["hidden"], help=f"tower width (the demo: {demo['hidden']})")
+    parser.add_argument("--ecg_layers", type=int, default=demo["ecg_layers"],
+                        help=f"ECG transformer layers (the demo: {demo['ecg_layers']})")
+    parser.add_argument("--train_records", type=int, default=DEMO_RECIPE.train_records)
+    parser.add_argument("--eval_records", type=int, default=DEMO_RECIPE.eval_records)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -58,7 +50,7 @@ def main(argv=None) -> dict:
     y_test = heldout["labels"].astype(bool)
 
     torch.manual_seed(args.seed)
-    settings = {k: v for k, v in demo_config().items() if k in ("initializer_range", "dropout")}
+    settings = {k: v for k, v in demo.items() if k in ("initializer_range", "dropout")}
     config = tiny_config(hidden=args.hidden, ecg_layers=args.ecg_layers, **settings)
     config.num_labels = len(SYNTHETIC_CLASSES)
     config.problem_type = "multi_label_classification"

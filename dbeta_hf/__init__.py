@@ -66,6 +66,7 @@ __all__ += ["ZeroShotECGClassificationPipeline", "register_pipelines"]
 _LAZY_IMPORTS = {
     "DBetaPreTrainer": ".pretraining.trainer",
     "dbeta_training_arguments": ".pretraining.trainer",
+    "DBetaTrainingArguments": ".pretraining.trainer",
     "DBetaPreTrainingCollator": ".pretraining.collator",
     "DBetaCollatorEpochCallback": ".pretraining.collator",
     "N3SIndex": ".pretraining.n3s",

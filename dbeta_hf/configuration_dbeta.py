@@ -65,7 +65,6 @@ SETTINGS_OUTSIDE_THE_CONFIG = {
 # Names of the official config.json, which only the converter reads; passed to a config they are an error, not an
 # unknown attribute that would silently keep the default.
 OFFICIAL_FIELD_NAMES = {"in_d": "num_leads", "num_top_layer": "num_fusion_layers", "mem_prob": "mem_mask_ratio"}
-CANONICAL_LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
 def _refuse_official_field_names(kwargs: dict) -> None:

@@ -7,8 +7,8 @@ and never modifies its input in place.
 
 Conventions:
 
-* Canonical lead order: ``I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6``
-  (`dbeta_hf.configuration_dbeta.CANONICAL_LEAD_NAMES`). Note that MIMIC-IV-ECG headers store
+* Canonical lead order: ``I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6`` (`CANONICAL_LEAD_NAMES`, defined here
+  and re-exported as `dbeta_hf.CANONICAL_LEAD_NAMES`). Note that MIMIC-IV-ECG headers store
   ``I, II, III, aVR, aVF, aVL, V1..V6`` (aVF before aVL) and PTB-XL writes ``AVR, AVL, AVF``;
   `reorder_leads` maps both to the canonical order.
 * Lead names are matched case-insensitively, ignoring surrounding white space. The CODE-15 spellings
@@ -28,8 +28,6 @@ from typing import Sequence
 
 import numpy as np
 from scipy import signal as scipy_signal
-
-from .configuration_dbeta import CANONICAL_LEAD_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +54,9 @@ __all__ = [
     "implausible_amplitude",
     "read_wfdb",
 ]
+
+# The row order of every model input: the standard 12-lead order (the feature extractor maps other orders to it).
+CANONICAL_LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 # Spellings accepted in addition to the canonical names (keys are case-folded).
 LEAD_NAME_ALIASES = {"di": "I", "dii": "II", "diii": "III"}

@@ -9,13 +9,18 @@ expectations in `preprocessor_config.json` and converts any recording to them, l
   CODE-15's DI/DII/DIII, lead subsets), absent leads are zero and reported in `lead_mask`;
 * units are converted to millivolts;
 * recordings are cropped or zero-padded to 10 s, and padding is logged (and returned on request);
-* NaN / infinite samples raise an error unless a policy is chosen.
+* NaN / infinite samples raise an error unless a policy is chosen;
+* an amplitude impossible for the declared units raises, an all-zero recording is warned about.
+
+These value checks are the only ones on ECG values: the model checks shapes only. `check_values` runs them on ECGs
+that are already model inputs (prepared datasets), for the pretraining collator and the evaluation code.
 
 The signal processing itself lives in the framework-free `dbeta_hf.ecg_signal`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Sequence
 
@@ -25,9 +30,9 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, is_torch_tensor, logging
 
-from .configuration_dbeta import CANONICAL_LEAD_NAMES
 from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name
 from .ecg_signal import (
+    CANONICAL_LEAD_NAMES,
     NON_FINITE_POLICIES,
     _crop_policy,
     canonical_lead_name,
@@ -109,7 +114,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             Butterworth order of the optional filter (doubled by the forward-backward pass).
         do_normalize (`bool`, *optional*, defaults to `False`):
             Z-score each present lead over its unpadded samples: `(x - mean) / (std + normalize_eps)`. Off in
-            D-BETA (whose optional normalization used dataset-level statistics instead).
+            D-BETA (its optional normalization: reference spec D.3).
         normalize_eps (`float`, *optional*, defaults to 1e-6):
             Added to the standard deviation when `do_normalize=True`.
         lead_order (`str`, *optional*):
@@ -224,8 +229,6 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     def _reject_unknown_settings(cls, kwargs: dict) -> None:
         unknown = sorted(set(kwargs) - set(_TRANSFORMERS_KEYS))
         if unknown:
-            import inspect
-
             valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")]
             raise TypeError(
                 f"{cls.__name__} got unknown setting(s) {unknown}; valid settings: {', '.join(valid)}. Per-call "
@@ -502,19 +505,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             crop = "start"  # the output window begins at output sample `skip` of the cut
 
         signal_mv = mark_float32_overflow(to_millivolts(recording.astype(np.float64), units))
-        signal = signal_mv / unit_scale(self.units)
-        empty_rows = [row for row in range(signal.shape[0]) if not np.isfinite(signal[row]).any()]
-        signal = handle_non_finite(signal, non_finite, item=item, lead_names=message_names)
-        if empty_rows:
-            logger.warning(
-                f"ECG lead(s) {', '.join(message_names[r] for r in empty_rows)} contain no finite sample; treated as "
-                "absent (zeros, lead_mask False)."
-            )
-        self._check_amplitude(signal_mv, units)
-        all_zero = not signal.any()
-        if all_zero:
-            where = f"ECG item {item}" if item is not None else "The ECG"
-            logger.warning(f"{where} is all zeros (no signal at all); its lead_mask is all False.")
+        signal, empty_rows, all_zero = self._checked_signal(
+            signal_mv, units, non_finite, item, message_names, "; its lead_mask is all False"
+        )
 
         signal = resample_signal(signal, sampling_rate, self.sampling_rate)[:, skip:]
         ordered, mask = reorder_leads(signal, row_names)
@@ -536,6 +529,58 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             std = segment.std(axis=-1, keepdims=True)
             fixed[mask, :valid] = (segment - mean) / (std + self.normalize_eps)
         return fixed, mask, num_padded
+
+    def _checked_signal(
+        self, signal_mv: np.ndarray, units, non_finite: str, item: int | None, lead_names: Sequence[str],
+        all_zero_consequence: str = "",
+    ) -> tuple[np.ndarray, list[int], bool]:
+        """The value checks of one recording (leads, samples) given in millivolts: NaN / inf meet the `non_finite`
+        policy, an amplitude impossible for `units` raises (`check_amplitude`), an all-zero recording is warned about.
+        Returns the recording in `self.units` without non-finite values, the rows that had no finite sample, and
+        whether the recording is all zeros."""
+        signal = signal_mv / unit_scale(self.units)
+        empty_rows = [row for row in range(signal.shape[0]) if not np.isfinite(signal[row]).any()]
+        signal = handle_non_finite(signal, non_finite, item=item, lead_names=lead_names)
+        if empty_rows:
+            logger.warning(
+                f"ECG lead(s) {', '.join(lead_names[r] for r in empty_rows)} contain no finite sample; treated as "
+                "absent (zeros, lead_mask False)."
+            )
+        self._check_amplitude(signal_mv, units)
+        all_zero = not signal.any()
+        if all_zero:
+            where = f"ECG item {item}" if item is not None else "The ECG"
+            logger.warning(f"{where} is all zeros (no signal at all){all_zero_consequence}.")
+        return signal, empty_rows, all_zero
+
+    @_instance_or_default
+    def check_values(self, ecg_values: np.ndarray | Any) -> None:
+        """
+        Run the value checks of [`~DBetaECGFeatureExtractor.__call__`] on ECGs that are already model inputs.
+
+        Callable on an instance (its `units`, `lead_names` and `check_amplitude` apply) or on the class with the
+        default settings, `DBetaECGFeatureExtractor.check_values(batch)`. Nothing is converted or returned.
+
+        Args:
+            ecg_values (`np.ndarray` or `torch.Tensor`):
+                A batch `(batch, leads, samples)` in this extractor's `units` and `lead_names` order, e.g. the
+                `ecg_values` of a dataset that was prepared beforehand.
+
+        Raises:
+            ValueError: an empty batch, NaN / infinite values (naming the item and the lead), or an amplitude that
+                is impossible for the units (see `check_amplitude`). An all-zero recording is warned about.
+        """
+        values = self._to_numpy(ecg_values)
+        if values.ndim != 3 or values.shape[0] == 0:
+            raise ValueError(f"ecg_values must be a non-empty (batch, leads, samples) batch, got shape {values.shape}")
+        if values.shape[1] != len(self.lead_names):
+            raise ValueError(
+                f"ecg_values has {values.shape[1]} leads, this feature extractor's output has {len(self.lead_names)} "
+                f"({', '.join(self.lead_names)}); prepare raw recordings with the feature extractor itself"
+            )
+        for item, recording in enumerate(values):
+            signal_mv = mark_float32_overflow(to_millivolts(recording.astype(np.float64), self.units))
+            self._checked_signal(signal_mv, self.units, "error", item if len(values) > 1 else None, self.lead_names)
 
     @staticmethod
     def _input_units(recording: np.ndarray, units: str | Sequence[str] | None) -> str | Sequence[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .configuration_dbeta import CANONICAL_LEAD_NAMES
+from .ecg_signal import CANONICAL_LEAD_NAMES
 
 __all__ = [
     "LEAD_ORDERS",

@@ -1,10 +1,17 @@
-"""Processor for D-BETA: the ECG feature extractor and the Flan-T5 tokenizer behind one call."""
+"""Processor for D-BETA: the ECG feature extractor and the Flan-T5 tokenizer behind one call.
+
+The processor and the feature extractor hold every value check of the model inputs (the pretraining collator
+prepares its batches with them); the model checks shapes only, so that its forward never waits for the device.
+`check_text_inputs` and `DBetaProcessor.check_model_inputs` run the checks on batches built without the processor
+(hand-made tensors, another data pipeline).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
@@ -14,8 +21,107 @@ from .feature_extraction_dbeta import DBetaECGFeatureExtractor
 from .text_normalization import normalize_report
 
 DEFAULT_TOKENIZER = "google/flan-t5-base"
+# Longest tokenised text, </s> included: D-BETA pretraining's `max_text_size - 2` (reference spec A.2, E). The
+# processor, the pretraining collator and the evaluation code truncate at it.
+MAX_TEXT_LENGTH = 254
+_MAX_ROWS_IN_MESSAGES = 10
 
 logger = logging.get_logger(__name__)
+
+
+def _as_array(values: Any) -> np.ndarray | list[np.ndarray]:
+    """A tensor, an array or nested lists as a 2-D numpy array (a list of 1-D arrays when the rows differ in length)."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, np.ndarray):
+        return values
+    rows = [np.asarray(row) for row in values]
+    if not rows:
+        return np.zeros((0, 0), dtype=np.int64)
+    return np.stack(rows) if len({row.shape for row in rows}) == 1 else rows
+
+
+def _token_matrix(input_ids: Any, attention_mask: Any | None) -> tuple[np.ndarray, np.ndarray]:
+    """(B, L) int64 ids and bool mask; ragged rows (tokenised without padding) are padded with id 0 and mask 0."""
+    ids, mask = _as_array(input_ids), None if attention_mask is None else _as_array(attention_mask)
+    if isinstance(ids, list):
+        width = max(len(row) for row in ids)
+        padded = np.zeros((len(ids), width), dtype=np.int64)
+        attended = np.zeros((len(ids), width), dtype=bool)
+        for row, values in enumerate(ids):
+            padded[row, : len(values)] = values
+            attended[row, : len(values)] = True if mask is None else np.asarray(mask[row], dtype=bool)
+        return padded, attended
+    if ids.ndim != 2:
+        raise ValueError(f"input_ids must be a (batch, length) batch of token ids, got shape {ids.shape}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"input_ids must hold integer token ids, got {ids.dtype}")
+    attended = np.ones(ids.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if attended.shape != ids.shape:
+        raise ValueError(
+            f"attention_mask has shape {attended.shape} but input_ids {ids.shape}; pass the attention_mask the "
+            "tokenizer returned with these input_ids"
+        )
+    return ids.astype(np.int64, copy=False), attended
+
+
+def check_text_inputs(
+    input_ids: Any,
+    attention_mask: Any | None = None,
+    *,
+    vocab_size: int | None = None,
+    pad_token_id: int | None = 0,
+    eos_token_id: int | None = 1,
+) -> None:
+    """
+    Value checks of tokenised texts, on the host before the model sees them.
+
+    Args:
+        input_ids (`torch.Tensor`, `np.ndarray` or lists of ids): `(batch, length)` token ids.
+        attention_mask (*optional*): `(batch, length)`, 1 on real tokens; `None` attends to every token.
+        vocab_size (`int`, *optional*): the model's text vocabulary; ids outside `[0, vocab_size)` are an error.
+        pad_token_id / eos_token_id (`int`, *optional*): T5's padding (0) and end-of-text `</s>` (1) ids.
+
+    Raises:
+        ValueError: an empty batch, ids outside the vocabulary, an all-zero `attention_mask` row, or a text of only
+            `</s>` and padding (an empty report).
+    """
+    ids, attended = _token_matrix(input_ids, attention_mask)
+    if ids.size == 0:
+        raise ValueError(f"input_ids is empty (shape {ids.shape}); pass at least one tokenised text")
+    if vocab_size is not None:
+        out_of_range = (ids < 0) | (ids >= vocab_size)
+        if out_of_range.any():
+            rows = np.flatnonzero(out_of_range.any(-1))[:_MAX_ROWS_IN_MESSAGES].tolist()
+            raise ValueError(
+                f"input_ids of text(s) {rows} hold ids outside [0, {vocab_size}) (min {int(ids[out_of_range].min())}, "
+                f"max {int(ids[out_of_range].max())}): they come from another tokenizer than the model's text "
+                "encoder; tokenise with the checkpoint's DBetaProcessor"
+            )
+    if not attended.any(-1).all():
+        rows = np.flatnonzero(~attended.any(-1))[:_MAX_ROWS_IN_MESSAGES].tolist()
+        raise ValueError(
+            f"attention_mask rows {rows} are all zero: those texts have no token to attend to. Every text needs at "
+            "least one token (the tokenizer's attention_mask has a 1 for each real token)"
+        )
+    content = attended & ~np.isin(ids, [i for i in (pad_token_id, eos_token_id) if i is not None])
+    if not content.any(-1).all():
+        rows = np.flatnonzero(~content.any(-1))[:_MAX_ROWS_IN_MESSAGES].tolist()
+        raise ValueError(
+            f"text(s) {rows} are empty: only padding and the end-of-text token </s> (an empty report, or one of "
+            "decoration only such as '***', which text normalization removes). Drop such records or give them a "
+            "report"
+        )
+
+
+def check_batch_sizes(num_ecgs: int, num_texts: int) -> None:
+    """A paired batch (the fused `DBetaModel` / `DBetaForPreTraining` forward) has one text per ECG."""
+    if num_ecgs != num_texts:
+        raise ValueError(
+            f"ecg_values holds {num_ecgs} ECGs but input_ids {num_texts} texts; pass one text per ECG (for other "
+            "pairings, such as one ECG against several prompts, prepare the ECGs and the texts in separate calls and "
+            "use get_ecg_features and get_text_features)"
+        )
 
 
 class DBetaProcessor(ProcessorMixin):
@@ -108,7 +214,9 @@ class DBetaProcessor(ProcessorMixin):
         units: str | Sequence[str] | None = None,
         padding: bool | str = True,
         truncation: bool | str = True,
-        max_length: int | None = 256,
+        max_length: int | None = MAX_TEXT_LENGTH,
+        pad_to_multiple_of: int | None = None,
+        normalize_text: bool | None = None,
         return_tensors: str | TensorType | None = "pt",
         **ecg_kwargs,
     ) -> BatchFeature:
@@ -127,8 +235,11 @@ class DBetaProcessor(ProcessorMixin):
                 Name of each ECG row; `None` means 12 rows in canonical order.
             units (`str` or `list[str]`, *optional*):
                 Units of `ecg` (`"V"`, `"mV"` or `"uV"`); `"mV"` for floating-point input, required for integers.
-            padding, truncation, max_length:
-                Passed to the tokenizer (defaults: pad to the longest text, truncate at 256 tokens).
+            padding, truncation, max_length, pad_to_multiple_of:
+                Passed to the tokenizer (defaults: pad to the longest text, truncate at `MAX_TEXT_LENGTH` = 254
+                tokens, `</s>` included, the pretraining length).
+            normalize_text (`bool`, *optional*):
+                Override the processor's `normalize_text` for this call (`False` for texts normalized already).
             return_tensors (`str` or [`~utils.TensorType`], *optional*, defaults to `"pt"`):
                 Tensor type of every output.
             ecg_kwargs:
@@ -136,7 +247,12 @@ class DBetaProcessor(ProcessorMixin):
 
         Returns:
             [`BatchFeature`] with `ecg_values` and `lead_mask` when `ecg` is given, and `input_ids` and
-            `attention_mask` when `text` is given.
+            `attention_mask` when `text` is given. The numbers of ECGs and texts may differ (one ECG scored against
+            several prompts with `get_ecg_features` / `get_text_features`); the fused forward of `DBetaModel` and
+            `DBetaForPreTraining` takes one text per ECG (`check_model_inputs` checks that).
+
+        Raises:
+            ValueError: besides the feature extractor's ECG checks, an empty text (or one of decoration only).
         """
         if ecg is None and text is None:
             raise ValueError("DBetaProcessor needs `ecg`, `text` or both; got neither")
@@ -145,26 +261,32 @@ class DBetaProcessor(ProcessorMixin):
 
         data: dict[str, Any] = {}
         if ecg is not None:
-            ecg_inputs = self.feature_extractor(
-                ecg,
-                sampling_rate=sampling_rate,
-                lead_names=lead_names,
-                units=units,
-                return_tensors=return_tensors,
+            data.update(self.feature_extractor(
+                ecg, sampling_rate=sampling_rate, lead_names=lead_names, units=units, return_tensors=return_tensors,
                 **ecg_kwargs,
-            )
-            data.update(ecg_inputs)
+            ))
         if text is not None:
-            texts = self._prepare_text(text)
+            texts = self.prepare_text(text, normalize_text)
             text_inputs = self.tokenizer(
-                texts, padding=padding, truncation=truncation, max_length=max_length, return_tensors=return_tensors
+                texts, padding=padding, truncation=truncation, max_length=max_length,
+                pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors,
             )
-            self._report_truncation(texts, truncation, max_length)
+            self._report_truncation(texts, text_inputs, truncation, max_length)
             self._warn_unknown_only(texts, text_inputs["input_ids"])
+            self._check_texts(text_inputs)
             data.update(text_inputs)
         return BatchFeature(data=data)
 
-    def _prepare_text(self, text: str | Sequence[str]) -> list[str]:
+    def prepare_text(self, text: str | Sequence[str], normalize_text: bool | None = None) -> list[str]:
+        """
+        The texts as the tokenizer gets them: normalized (`normalize_report`, unless `normalize_text` or the
+        processor's setting says otherwise) and checked.
+
+        Raises:
+            TypeError: `text` is not a string or a list of strings.
+            ValueError: an empty list, or a text that is empty (after normalization: decoration such as `***` is
+                removed), which would tokenise to a lone `</s>`.
+        """
         if isinstance(text, str):
             texts = [text]
         elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
@@ -173,21 +295,54 @@ class DBetaProcessor(ProcessorMixin):
             raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}")
         if not texts:
             raise ValueError("`text` is an empty list")
-        prepared = [normalize_report(t) for t in texts] if self.normalize_text else texts
+        normalize = self.normalize_text if normalize_text is None else bool(normalize_text)
+        prepared = [normalize_report(t) for t in texts] if normalize else texts
         empty = [index for index, t in enumerate(prepared) if not t.strip()]
         if empty:
             shown = ", ".join(f"{index} ({texts[index]!r})" for index in empty[:5])
+            after = " after normalization (decoration such as *** is removed)" if normalize else ""
             raise ValueError(
-                f"text(s) {shown} are empty{' after normalization (decoration such as *** is removed)' if self.normalize_text else ''}: "
-                "they would tokenise to a lone </s>. Drop them or give them a report"
+                f"text(s) {shown} are empty{after}: they would tokenise to a lone </s>. Drop them or give them a report"
             )
         return prepared
 
-    def _report_truncation(self, texts: list[str], truncation, max_length: int | None) -> None:
-        """Log how many texts were cut at `max_length` tokens (they lose their end)."""
+    def _check_texts(self, text_inputs: Mapping[str, Any], vocab_size: int | None = None) -> None:
+        check_text_inputs(
+            text_inputs["input_ids"], text_inputs.get("attention_mask"), vocab_size=vocab_size,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+        )
+
+    def check_model_inputs(self, inputs: Mapping[str, Any], vocab_size: int | None = None) -> None:
+        """
+        Every value check of a batch of model inputs built without this processor (hand-made tensors, another data
+        pipeline): the feature extractor's ECG checks on `ecg_values` ([`DBetaECGFeatureExtractor.check_values`]),
+        [`check_text_inputs`] on `input_ids` / `attention_mask` (and on `ets_input_ids` / `ets_attention_mask`),
+        and, when both are given, one text per ECG (the pairing of the fused `DBetaModel` / `DBetaForPreTraining`
+        forward).
+
+        Args:
+            inputs (`dict` or [`BatchFeature`]): the batch, keyed by the model's argument names.
+            vocab_size (`int`, *optional*): the model's text vocabulary (`config.vocab_size`); token ids outside
+                it are an error.
+        """
+        if inputs.get("ecg_values") is not None:
+            self.feature_extractor.check_values(inputs["ecg_values"])
+        for ids_key, mask_key in (("input_ids", "attention_mask"), ("ets_input_ids", "ets_attention_mask")):
+            if inputs.get(ids_key) is not None:
+                self._check_texts({"input_ids": inputs[ids_key], "attention_mask": inputs.get(mask_key)}, vocab_size)
+        if inputs.get("ecg_values") is not None and inputs.get("input_ids") is not None:
+            check_batch_sizes(len(inputs["ecg_values"]), len(inputs["input_ids"]))
+
+    def _report_truncation(self, texts: list[str], text_inputs: Mapping[str, Any], truncation, max_length) -> None:
+        """Log how many texts were cut at `max_length` tokens (they lose their end). Only the texts that came out
+        `max_length` tokens long can have been cut, so only those are tokenised again."""
         if not truncation or truncation == "do_not_truncate" or max_length is None:
             return
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        _, attended = _token_matrix(text_inputs["input_ids"], text_inputs.get("attention_mask"))
+        candidates = [texts[row] for row in np.flatnonzero(attended.sum(-1) >= max_length)]
+        if not candidates:
+            return
+        lengths = [len(ids) for ids in self.tokenizer(candidates, truncation=False)["input_ids"]]
         cut = [length for length in lengths if length > max_length]
         if cut:
             logger.warning(
@@ -221,4 +376,4 @@ class DBetaProcessor(ProcessorMixin):
         return list(self.feature_extractor.model_input_names) + ["input_ids", "attention_mask"]
 
 
-__all__ = ["DBetaProcessor"]
+__all__ = ["DBetaProcessor", "MAX_TEXT_LENGTH", "check_batch_sizes", "check_text_inputs"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ablate every D-BETA pretraining component (the paper's Table 6) with the recipe of `examples/pretrain.py`.
+"""Ablate every D-BETA pretraining component (the paper's Table 6) with the demo recipe of `examples/pretrain.py`.
 
 Each variant is the pretraining recipe with one setting changed, trained for every seed and scored on held-out
 pairs: zero-shot macro AUROC, linear-probe macro AUROC on the frozen ECG features, ECG->report Recall@1, and the
@@ -7,16 +7,18 @@ final value of each loss (the last logged average):
 
     ======================  ====================================================================
     full                    the recipe as `python examples/pretrain.py` runs it
+                            (`dbeta_hf.pretraining.recipes.DEMO_RECIPE` on the synthetic corpus)
     w/o MLM / MEM / ETM /   that loss weighted 0 (``mlm_loss_weight=0``, ...)
     ETS
     random negatives        no N3S index: each negative row gets another report of its batch
                             (``--n3s_strategy in_batch``, the ALBEF-style random negative)
     N3S hard                N3S with the most similar different reports (``--n3s_strategy hard``)
-    MLM/MEM on every row    ``mlm_mem_on_matched_only`` flipped (the recipe scores matched rows only)
+    MLM/MEM on every row    ``--mlm_mem_on_matched_only`` flipped (the demo recipe scores matched rows
+                            only)
     lead masking 0.5        the official collator's lead masking (``--lead_mask_prob 0.5``; the demo
                             recipe masks no lead)
-    ETS on masked inputs    the official ETS views (``ets_unmasked_inputs=false``): the 25%-visible MEM
-                            pass of the ECG and the MLM-masked report
+    ETS on masked inputs    the official ETS views (``--ets_unmasked_inputs false``): the 25%-visible
+                            MEM pass of the ECG and the MLM-masked report
     ETS on whole reports    the official ETS text (``--statement_dropout 0``; the demo recipe drops
                             each statement of the ETS view with p = 0.3)
     ======================  ====================================================================
@@ -38,10 +40,8 @@ into ``--output_dir``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -60,20 +60,12 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "n3s_hard": ("N3S 'hard'", {}, ["--n3s_strategy", "hard"]),
     "flip_matched_only": ("mlm_mem_on_matched_only flipped", {}, []),  # filled in from the recipe at run time
     "lead_masking": ("lead masking 0.5 (official collator)", {}, ["--lead_mask_prob", "0.5"]),
-    "ets_masked_inputs": ("ETS on the masked inputs (official)", {"ets_unmasked_inputs": False}, []),
+    "ets_masked_inputs": ("ETS on the masked inputs (official)", {}, ["--ets_unmasked_inputs", "false"]),
     "whole_report_ets": ("ETS on whole reports (official)", {}, ["--statement_dropout", "0"]),
 }
 DEFAULT_MAX_STEPS = 150  # a third of the demo's 450: 33 runs in under 30 min on 2 idle CPU cores
 LOSSES = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss")
-
-
-def load_pretrain_module():
-    path = Path(__file__).resolve().parent / "pretrain.py"
-    spec = importlib.util.spec_from_file_location("dbeta_pretrain_example", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+MATCHED_ONLY_FLAG = "--mlm_mem_on_matched_only"
 
 
 def parse_args(argv=None):
@@ -91,24 +83,20 @@ def parse_args(argv=None):
     return parser.parse_known_args(argv)
 
 
-def recipe_matched_only(pretrain, passthrough: list[str], overrides: dict) -> bool:
-    """The `mlm_mem_on_matched_only` the recipe uses (demo default or the DBetaConfig default)."""
-    if "mlm_mem_on_matched_only" in overrides:
-        return bool(overrides["mlm_mem_on_matched_only"])
-    synthetic = not any(a.split("=")[0] in ("--dataset_path", "--mimic_root") for a in passthrough)
-    if synthetic:
-        return bool(pretrain.DEMO_CONFIG.get("mlm_mem_on_matched_only", False))
-    from dbeta_hf import DBetaConfig
-
-    return bool(DBetaConfig().mlm_mem_on_matched_only)
+def recipe_matched_only(pretrain, passthrough: list[str]) -> bool:
+    """The `mlm_mem_on_matched_only` the runs use: the demo recipe's on the synthetic corpus, the
+    `DBetaTrainingArguments` default on real data, unless a passthrough flag sets it."""
+    _, _, training_args, _ = pretrain.parse_arguments(list(passthrough))
+    return bool(training_args.mlm_mem_on_matched_only)
 
 
 def run_variant(pretrain, name: str, seed: int, args, passthrough: list[str], base_overrides: dict) -> dict:
     label, overrides, extra = VARIANTS[name]
     overrides = {**base_overrides, **overrides}
     if name == "flip_matched_only":
-        overrides["mlm_mem_on_matched_only"] = not recipe_matched_only(pretrain, passthrough, base_overrides)
-        label = f"mlm_mem_on_matched_only={overrides['mlm_mem_on_matched_only']}"
+        flipped = not recipe_matched_only(pretrain, passthrough)
+        extra = [MATCHED_ONLY_FLAG, str(flipped).lower()]
+        label = f"mlm_mem_on_matched_only={flipped}"
     out = Path(args.output_dir) / name / f"seed{seed}"
     argv = list(passthrough) + extra + ["--output_dir", str(out), "--seed", str(seed), "--save_strategy", "no",
                                         "--eval_strategy", "no"]
@@ -192,7 +180,8 @@ def main(argv=None) -> dict:
     if args.max_steps is None and not real_data:
         args.max_steps = DEFAULT_MAX_STEPS
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    pretrain = load_pretrain_module()
+    import pretrain  # examples/pretrain.py, the sibling script (its folder is on sys.path when this one runs)
+
     base_overrides = pretrain.config_overrides(args.config_overrides)
     runs = []
     total = len(args.variants) * len(args.seeds)

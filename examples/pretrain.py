@@ -27,13 +27,16 @@ Continue or resume: `--model_name_or_path DIR` starts from a saved D-BETA; `--re
 restores model, optimizer, scheduler, data order and the processor (its tokenizer) from a Trainer checkpoint. A
 run whose `--output_dir` holds checkpoints resumes from the last one unless `--overwrite_output_dir` is given.
 
-The demo is chosen when no data argument (`--dataset_path`, `--mimic_root`) is given, or with `--synthetic`. The
-N3S index goes to `<output_dir>/_n3s_index` unless `--n3s_index` says otherwise; Trainer pushes skip `_*` folders.
+The demo is chosen when no data argument (`--dataset_path`, `--mimic_root`) is given, or with `--synthetic`; its
+settings (model, collator, loss policies, training arguments) are `dbeta_hf.pretraining.recipes.DEMO_RECIPE`, and
+every flag given overrides them. The defaults that `--help` shows are those of real pretraining. The N3S index goes
+to `<output_dir>/_n3s_index` unless `--n3s_index` says otherwise; Trainer pushes skip `_*` folders.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -42,21 +45,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
 from dbeta_hf import DBetaConfig, DBetaForPreTraining
 from dbeta_hf.hub.model_card import eval_result
-from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.processing_dbeta import DBetaProcessor
-from dbeta_hf.pretraining.trainer import DBetaPreTrainer, LOGGED_METRICS
+from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
+from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer, DBetaTrainingArguments, training_policies
+from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH, DBetaProcessor
 
 logger = logging.getLogger("dbeta_hf.pretrain")
 
-DEFAULT_SYNTHETIC_OUTPUT = "outputs/dbeta-tiny-synthetic"
+DEFAULT_SYNTHETIC_OUTPUT = DEMO_RECIPE.training["output_dir"]
 DEFAULT_N3S_DIR = "_n3s_index"  # inside --output_dir; Trainer's Hub pushes skip `_*`
 
 
@@ -68,7 +71,8 @@ class ModelArguments:
     )
     model_name_or_path: str | None = field(default=None, metadata={"help": "Continue from a saved D-BETA (folder or Hub id)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use (default: the text encoder's)."})
-    demo_hidden_size: int = field(default=64, metadata={"help": "Embedded default: width of the tiny model."})
+    demo_hidden_size: int = field(default=DEMO_RECIPE.model["hidden"],
+                                  metadata={"help": "Embedded default: width of the tiny model."})
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "Override DBetaConfig fields of a fresh model, e.g. 'mem_prob=0.6,ets_learnable_bias=true,"
@@ -99,73 +103,37 @@ class DataArguments:
                 "its batch, the ALBEF-style random negative)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
-    synthetic_records: int = field(default=1536, metadata={"help": "Embedded default: synthetic training pairs."})
-    synthetic_eval_records: int = field(default=256, metadata={"help": "Embedded default: held-out synthetic ECGs."})
+    synthetic_records: int = field(default=DEMO_RECIPE.train_records,
+                                   metadata={"help": "Embedded default: synthetic training pairs."})
+    synthetic_eval_records: int = field(default=DEMO_RECIPE.eval_records,
+                                        metadata={"help": "Embedded default: held-out synthetic ECGs."})
     # the pretraining collator's settings (defaults: the official recipe)
     mlm_probability: float = field(default=0.25, metadata={"help": "Fraction of report tokens selected for MLM."})
     lead_mask_prob: float = field(default=0.5, metadata={"help": "Probability that each ECG lead is zeroed."})
     negative_fraction: float = field(default=0.5, metadata={"help": "Fraction of a batch that gets a negative report."})
-    max_text_length: int = field(default=254, metadata={"help": "Longest tokenised report, </s> included."})
+    max_text_length: int = field(default=MAX_TEXT_LENGTH, metadata={"help": "Longest tokenised report, </s> included."})
     statement_dropout: float = field(default=0.0, metadata={
         "help": "ETS text view: drop each statement (sentence) of the report with this probability, keeping at least one, "
                 "and count a text as an ETS positive of every ECG whose report contains all its statements "
                 "(0: official, ETS sees the whole report)."})
-    same_report_positives: bool | None = field(default=None, metadata={
+    same_report_positives: bool = field(default=False, metadata={
         "help": "Count pairs whose text is the ECG's own report as ETS positives off the diagonal too (identical "
-                "reports in a batch); default: on for the synthetic demo, off (official) otherwise."})
+                "reports in a batch); default: off (official; the synthetic demo turns it on)."})
 
 
-# Model settings of the embedded demo (`tiny_config` keywords; benchmarks/README_learning.md measures each): a wider
-# initialisation lets a tiny model start learning within a few hundred CPU steps; two ECG layers (with
-# --demo_hidden_size 64) lift the frozen-feature probe from 0.74 to 0.93 at 300 steps; no dropout (a few hundred
-# steps over 1,536 pairs do not overfit; dropout only slowed the alignment); the ETS loss scores an unmasked ECG pass
-# and the report with its MLM tokens restored (`ets_unmasked_inputs`, the largest single gain with lead masking off);
-# mean text pooling and a learnable ETS scale and bias lift zero-shot; MLM and MEM are computed on the matched rows
-# only. The collator settings of the demo are in `synthetic_defaults`: no lead masking (`--lead_mask_prob 0`, the
-# largest gain measured), ETS on reports with statements dropped (`--statement_dropout 0.3`: zero-shot 0.829 -> 0.889
-# over three seeds, sinus rhythm 0.79 -> 0.93) and identical reports counted as ETS positives
-# (`--same_report_positives`, on by default for the demo, since the synthetic reports repeat a lot).
-DEMO_CONFIG = {
-    "initializer_range": 0.1,
-    "ecg_layers": 2,
-    "dropout": 0.0,
-    "ets_unmasked_inputs": True,
-    "mlm_mem_on_matched_only": True,
-    "text_pooling": "mean",
-    "ets_learnable_scale": True,
-    "ets_learnable_bias": True,
-    "ets_logit_bias_init": -2.5,
-    "ets_loss_weight": 10.0,
-}
+PARSED_ARGUMENTS = (ModelArguments, DataArguments, DBetaTrainingArguments)
 
 
-def synthetic_defaults(argv: list[str]) -> list[str]:
-    """Training settings of the embedded CPU demo, unless the user gave them."""
-    defaults = {
-        "--output_dir": DEFAULT_SYNTHETIC_OUTPUT,
-        "--max_steps": "450",
-        "--per_device_train_batch_size": "16",
-        "--per_device_eval_batch_size": "32",
-        "--learning_rate": "2e-3",
-        "--weight_decay": "0.01",
-        "--warmup_steps": "20",
-        "--lr_scheduler_type": "cosine",
-        "--logging_steps": "50",
-        "--eval_strategy": "no",  # the end-of-run report scores the held-out pairs
-        "--save_strategy": "no",
-        "--seed": "0",
-        "--dataloader_num_workers": "0",
-        "--report_to": "none",
-        "--disable_tqdm": "false",
-        "--lead_mask_prob": "0",  # the official recipe zeroes each lead with p=0.5; see DEMO_CONFIG
-        "--statement_dropout": "0.3",  # official: 0 (ETS sees whole reports); see DEMO_CONFIG
-    }
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    extra = []
-    for key, value in defaults.items():
-        if key not in given:
-            extra += [key, value]
-    return argv + extra
+def demo_defaults(recipe: PretrainingRecipe) -> dict:
+    """The flag defaults of the embedded demo: the recipe's training arguments, loss policies, collator settings,
+    model width and corpus sizes. A recipe key that is not a flag is an error (it would be silently ignored)."""
+    defaults = {**recipe.training_arguments(), **recipe.collator, "demo_hidden_size": recipe.model["hidden"],
+                "synthetic_records": recipe.train_records, "synthetic_eval_records": recipe.eval_records}
+    flags = {f.name for arguments in PARSED_ARGUMENTS for f in dataclasses.fields(arguments)}
+    unknown = sorted(set(defaults) - flags)
+    if unknown:
+        raise ValueError(f"the recipe sets {unknown}, which are not flags of examples/pretrain.py")
+    return defaults
 
 
 def bag_of_words_embeddings(reports: list[str], dim: int = 256) -> np.ndarray:
@@ -225,14 +193,16 @@ def load_data(data_args: DataArguments, synthetic: bool):
     return train, validation
 
 
-def build_processor(model_args: ModelArguments, train, synthetic: bool) -> DBetaProcessor:
+def build_processor(model_args: ModelArguments, train, synthetic: bool, recipe: PretrainingRecipe = DEMO_RECIPE
+                    ) -> DBetaProcessor:
     if synthetic:
         from dbeta_hf.pretraining.tokenizer import train_t5_tokenizer
         from dbeta_hf.evaluation.prompts import describe_classes
         from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
 
         texts = list(train["report"]) + describe_classes(SYNTHETIC_CLASSES, task="synthetic")
-        return DBetaProcessor.from_tokenizer(train_t5_tokenizer(texts, vocab_size=400, whole_words=True))
+        tokenizer = train_t5_tokenizer(texts, vocab_size=recipe.tokenizer_vocab_size, whole_words=True)
+        return DBetaProcessor.from_tokenizer(tokenizer)
     source = model_args.tokenizer_name or model_args.model_name_or_path or model_args.text_encoder
     return DBetaProcessor.from_tokenizer(source)
 
@@ -254,17 +224,15 @@ def config_overrides(text: str | None) -> dict:
     return {key: getattr(probe, key) for key in keys}
 
 
-def build_model(model_args: ModelArguments, processor: DBetaProcessor, synthetic: bool) -> DBetaForPreTraining:
+def build_model(model_args: ModelArguments, processor: DBetaProcessor, synthetic: bool,
+                recipe: PretrainingRecipe = DEMO_RECIPE) -> DBetaForPreTraining:
     overrides = config_overrides(model_args.config_overrides)
     if model_args.model_name_or_path:
         if overrides:
             raise ValueError("--config_overrides only applies to a fresh model, not with --model_name_or_path")
         return DBetaForPreTraining.from_pretrained(model_args.model_name_or_path)
     if synthetic:
-        from dbeta_hf.pretraining.recipes import tiny_config
-
-        demo = {**DEMO_CONFIG, **overrides}
-        config = tiny_config(vocab_size=len(processor.tokenizer), hidden=model_args.demo_hidden_size, **demo)
+        config = recipe.model_config(len(processor.tokenizer), hidden=model_args.demo_hidden_size, **overrides)
         return DBetaForPreTraining(config)
     return DBetaForPreTraining.from_text_pretrained(model_args.text_encoder, **overrides)
 
@@ -295,30 +263,28 @@ def build_or_load_n3s(data_args: DataArguments, splits, output_dir: str, synthet
     return index
 
 
-def parse_arguments(argv: list[str]):
-    """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike); the demo's training
-    settings are defaults that any flag the user gives overrides. Returns (model, data, training args, synthetic)."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
+    """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike). Without data arguments
+    the demo `recipe` gives the defaults, which any flag the user gives overrides. Returns (model, data, training
+    args, synthetic)."""
+    parser = HfArgumentParser(PARSED_ARGUMENTS, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     has_data = data_args.dataset_path is not None or data_args.mimic_root is not None
     if data_args.synthetic and has_data:
         raise ValueError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
     synthetic = not has_data
     if synthetic:
-        # the demo's settings first, the user's flags after them: argparse keeps the last value of each option
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=synthetic_defaults([]) + argv)
+        parser.set_defaults(**demo_defaults(recipe))
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     else:
         for flag, value in (("--dataset_path", data_args.dataset_path), ("--mimic_root", data_args.mimic_root)):
             if value is not None and not Path(value).exists():
                 raise FileNotFoundError(f"{flag} {value} does not exist; build it with `python -m dbeta_hf.data build "
                                         f"...` (or omit the data arguments to run the synthetic demo)")
-    training_args.remove_unused_columns = False
-    training_args.label_names = ["mlm_labels", "match_labels"]
     return model_args, data_args, training_args, synthetic
 
 
-def checkpoint_to_resume(model_args: ModelArguments, training_args: TrainingArguments) -> str | None:
+def checkpoint_to_resume(model_args: ModelArguments, training_args: DBetaTrainingArguments) -> str | None:
     """The checkpoint to resume from: `--resume_from_checkpoint` (a folder, or `true` for the last checkpoint of
     `--output_dir`), else the last checkpoint already in `--output_dir` unless `--overwrite_output_dir`."""
     requested = training_args.resume_from_checkpoint
@@ -340,36 +306,31 @@ def checkpoint_to_resume(model_args: ModelArguments, training_args: TrainingArgu
     return None
 
 
-def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args, synthetic = parse_arguments(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if synthetic:
-        logger.info("no --dataset_path/--mimic_root: running the embedded synthetic demo (tiny model, CPU-friendly)")
-    logger.info("world size %d, per-device batch %d (global batch %d), device %s", training_args.world_size,
-                training_args.per_device_train_batch_size,
-                training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
-                training_args.device)
-    resume = checkpoint_to_resume(model_args, training_args)
-    set_seed(training_args.seed)
+def build_collator(model, processor: DBetaProcessor, n3s: N3SIndex | None, data_args: DataArguments,
+                   training_args: DBetaTrainingArguments) -> DBetaPreTrainingCollator:
+    """The pretraining collator of the model, with the collator settings of the flags."""
+    return DBetaPreTrainingCollator.from_config(
+        model.config, processor, n3s, seed=training_args.seed, mlm_probability=data_args.mlm_probability,
+        lead_mask_prob=data_args.lead_mask_prob, negative_fraction=data_args.negative_fraction,
+        max_length=data_args.max_text_length, same_report_positives=data_args.same_report_positives,
+        statement_dropout=data_args.statement_dropout,
+    )
 
+
+def build_trainer(model_args, data_args, training_args, synthetic: bool, resume: str | None,
+                  recipe: PretrainingRecipe) -> tuple[DBetaPreTrainer, object]:
+    """The data, processor, model, N3S index and collator of the run, in a `DBetaPreTrainer`; also the held-out split."""
     with training_args.main_process_first(desc="building the training data"):
         train, validation = load_data(data_args, synthetic)
     if resume is not None:
         # the checkpoint's tokenizer: a new one (the demo trains its own) would renumber the vocabulary
         processor = DBetaProcessor.from_pretrained(resume)
     else:
-        processor = build_processor(model_args, train, synthetic)
-    model = build_model(model_args, processor, synthetic)
+        processor = build_processor(model_args, train, synthetic, recipe)
+    model = build_model(model_args, processor, synthetic, recipe)
     with training_args.main_process_first(desc="building the N3S index"):
         n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, synthetic)
-    same_report_positives = synthetic if data_args.same_report_positives is None else data_args.same_report_positives
-    collator = DBetaPreTrainingCollator.from_config(
-        model.config, processor.tokenizer, n3s, seed=training_args.seed, mlm_probability=data_args.mlm_probability,
-        lead_mask_prob=data_args.lead_mask_prob, negative_fraction=data_args.negative_fraction,
-        max_length=data_args.max_text_length, same_report_positives=same_report_positives,
-        statement_dropout=data_args.statement_dropout,
-    )
+    collator = build_collator(model, processor, n3s, data_args, training_args)
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; N3S index: %s reports", num_params / 1e6, "no" if n3s is None else len(n3s))
 
@@ -386,6 +347,53 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,  # the Trainer saves it with the model and with every checkpoint
         model_card_kwargs=card,
     )
+    return trainer, (train, validation)
+
+
+def loss_summary(trainer: DBetaPreTrainer) -> dict:
+    """The first and last logged training averages, printed side by side on the main process."""
+    history = [h for h in trainer.state.log_history if "mlm_loss" in h and "eval_loss" not in h]
+    if not history:
+        return {}
+    first, last = history[0], history[-1]
+    if trainer.is_world_process_zero():
+        lines = [f"{'loss':>10} {'first log':>10} {'last log':>10}"]
+        for name in ("loss",) + LOGGED_METRICS:
+            if name in first and name in last:
+                lines.append(f"{name:>10} {first[name]:10.4f} {last[name]:10.4f}")
+        print("\n".join(lines))
+    return {"first_log": first, "last_log": last}
+
+
+def synthetic_report(trainer: DBetaPreTrainer, train, validation, seed: int) -> dict:
+    """Zero-shot, linear-probe and retrieval scores on the held-out synthetic pairs, printed; the card records the
+    zero-shot AUROC."""
+    from dbeta_hf.evaluation.pretraining_report import format_pretraining_report, pretraining_report
+    from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
+
+    report = pretraining_report(trainer.model, trainer.processing_class, train, validation, list(SYNTHETIC_CLASSES),
+                                task="synthetic", seed=seed)
+    print(format_pretraining_report(report, num_heldout=len(validation)))
+    trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", report["zero_shot"]["macro_auroc"])]
+    return report
+
+
+def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE) -> dict:
+    """Pretrain, report and save; `recipe` gives the settings of the embedded demo. Returns a summary dict."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args, synthetic = parse_arguments(argv, recipe)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if synthetic:
+        logger.info("no --dataset_path/--mimic_root: running the embedded synthetic demo (tiny model, CPU-friendly)")
+    logger.info("world size %d, per-device batch %d (global batch %d), device %s", training_args.world_size,
+                training_args.per_device_train_batch_size,
+                training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
+                training_args.device)
+    logger.info("loss policies: %s", ", ".join(f"{k}={v}" for k, v in training_policies(training_args).items()))
+    resume = checkpoint_to_resume(model_args, training_args)
+    set_seed(training_args.seed)
+    trainer, (train, validation) = build_trainer(model_args, data_args, training_args, synthetic, resume, recipe)
+
     start = time.time()
     train_result = trainer.train(resume_from_checkpoint=resume)
     elapsed = time.time() - start
@@ -394,26 +402,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_metrics("train", metrics)
     trainer.save_state()
 
-    history = [h for h in trainer.state.log_history if "mlm_loss" in h and "eval_loss" not in h]
     summary = {"train_seconds": elapsed, "output_dir": training_args.output_dir, "train_metrics": metrics}
-    if history:
-        first, last = history[0], history[-1]
-        summary["first_log"], summary["last_log"] = first, last
-        if trainer.is_world_process_zero():
-            lines = [f"{'loss':>10} {'first log':>10} {'last log':>10}"]
-            for name in ("loss",) + LOGGED_METRICS:
-                if name in first and name in last:
-                    lines.append(f"{name:>10} {first[name]:10.4f} {last[name]:10.4f}")
-            print("\n".join(lines))
+    summary.update(loss_summary(trainer))
     if synthetic and validation is not None and trainer.is_world_process_zero():
-        from dbeta_hf.evaluation.pretraining_report import format_pretraining_report, pretraining_report
-        from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
-
-        report = pretraining_report(model, processor, train, validation, list(SYNTHETIC_CLASSES), task="synthetic",
-                                    seed=training_args.seed)
-        print(format_pretraining_report(report, num_heldout=len(validation)))
-        summary.update(report)
-        trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", report["zero_shot"]["macro_auroc"])]
+        summary.update(synthetic_report(trainer, train, validation, training_args.seed))
     # after the measurements, so that the card written with the model carries them
     if training_args.push_to_hub:
         trainer.push_to_hub()  # saves model, processor and card to --output_dir, then uploads it in one commit

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import load_example
+from helpers import REPO, load_example
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
-def test_two_variants_smoke(tmp_path, capsys):
+def test_two_variants_smoke(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "examples"))  # `python examples/ablate.py` has its folder on sys.path
     ablate = load_example("ablate")
     out = tmp_path / "ablation"
     results = ablate.main([
@@ -37,3 +38,21 @@ def test_unknown_variant_is_rejected():
     ablate = load_example("ablate")
     with pytest.raises(SystemExit):
         ablate.main(["--variants", "no_such_variant"])
+
+
+def test_policy_variants_flip_the_recipe_flags(tmp_path, monkeypatch):
+    """The variants that change a loss policy pass the training-argument flag that flips the recipe's value."""
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    ablate = load_example("ablate")
+    import pretrain
+
+    runs = []
+    monkeypatch.setattr(pretrain, "main", lambda argv: runs.append(argv) or {"zero_shot": {}, "last_log": {}})
+    results = ablate.main(["--variants", "flip_matched_only", "ets_masked_inputs", "--seeds", "0",
+                           "--output_dir", str(tmp_path)])
+    flip, masked = (pretrain.parse_arguments(argv)[2] for argv in runs)
+    assert flip.mlm_mem_on_matched_only is False and flip.ets_unmasked_inputs is True  # the demo recipe: True, True
+    assert masked.ets_unmasked_inputs is False and masked.mlm_mem_on_matched_only is True
+    assert results["variants"]["flip_matched_only"]["label"] == "mlm_mem_on_matched_only=False"
+    assert ablate.recipe_matched_only(pretrain, ["--dataset_path", str(tmp_path)]) is False  # the official default
+    assert ablate.recipe_matched_only(pretrain, ["--mlm_mem_on_matched_only", "false"]) is False

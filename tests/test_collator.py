@@ -111,7 +111,7 @@ def test_ecg_input_errors(tiny_tokenizer, index):
         collator([{"ecg": np.zeros((SAMPLES, 12), np.float16), "report": "normal ecg"}])
     bad = make_rows(3)
     bad[1]["ecg"][3, 5] = np.nan
-    with pytest.raises(ValueError, match=r"row\(s\) \[1\]"):
+    with pytest.raises(ValueError, match=r"ECG item 1 contains NaN or infinite values in lead\(s\) aVR"):
         collator(bad)
     with pytest.raises(KeyError, match="remove_unused_columns=False"):
         collator([{"ecg": np.zeros((12, SAMPLES))}])
@@ -128,7 +128,7 @@ def test_number_of_negatives_follows_official_rule(tiny_tokenizer, index, batch_
         batch = collator(rows)
         # replay the batch generator: the first draw is u of int(B * 0.5 + u)
         reports = [r["report"].lower() for r in rows]
-        ecgs = collator._stack_ecgs(rows)
+        ecgs, _ = collator._extract_ecgs(rows)
         u = torch.rand((), generator=collator._batch_generator(rows, reports, ecgs), dtype=torch.float64).item()
         negatives = int((batch["match_labels"] == 0).sum())
         assert negatives == int(batch_size * 0.5 + u)
@@ -476,3 +476,44 @@ def test_statement_dropout_gives_an_ets_view_and_subset_labels(tiny_tokenizer):
     assert torch.equal(labels, statement_subset_labels([r["report"] for r in rows], views))
     with pytest.raises(ValueError, match="statement_dropout"):
         DBetaPreTrainingCollator(tiny_tokenizer, statement_dropout=1.5)
+
+
+def test_mask_leads_returns_the_leads_kept():
+    from dbeta_hf.pretraining.collator import mask_leads
+
+    ecgs = np.ones((40, 12, 8), dtype=np.float32)
+    lead_mask = mask_leads(ecgs, 0.5, torch.Generator().manual_seed(0))
+    assert lead_mask.dtype == torch.bool and lead_mask.shape == (40, 12)
+    assert 0 < int(lead_mask.sum()) < 480
+    assert bool((torch.from_numpy(ecgs).amax(-1) == lead_mask.float()).all())  # True = present, False = zeroed
+    assert bool(mask_leads(ecgs, 0.0, torch.Generator()).all()) and not bool(mask_leads(ecgs, 1.0, torch.Generator()).any())
+
+
+def test_a_processor_or_its_tokenizer_give_the_same_batches(tiny_tokenizer, tiny_tokenizer_path, index):
+    from dbeta_hf import DBetaProcessor
+
+    rows = make_rows(8, seed=11)
+    processor = DBetaProcessor.from_tokenizer(str(tiny_tokenizer_path), num_samples=SAMPLES)
+    with_processor = DBetaPreTrainingCollator(processor, index, return_lead_mask=True)
+    with_tokenizer = DBetaPreTrainingCollator(tiny_tokenizer, index, num_samples=SAMPLES, return_lead_mask=True)
+    assert with_processor.processor is processor and with_processor.num_samples == SAMPLES
+    assert with_tokenizer.processor.feature_extractor.num_samples == SAMPLES
+    one, two = with_processor(rows), with_tokenizer(rows)
+    for key in one:
+        assert torch.equal(one[key], two[key]), key
+    with pytest.raises(ValueError, match="makes 64 samples per lead"):
+        DBetaPreTrainingCollator(processor, index, num_samples=5000)
+    with pytest.raises(TypeError, match="DBetaProcessor or a T5 tokenizer"):
+        DBetaPreTrainingCollator(object(), index)
+
+
+def test_lead_mask_combines_recorded_and_kept_leads(tiny_tokenizer, caplog):
+    import logging
+
+    rows = make_rows(4, seed=12, with_id=True)
+    rows[2]["ecg"] = np.zeros_like(rows[2]["ecg"])  # no signal at all: the feature extractor marks every lead absent
+    collator = DBetaPreTrainingCollator(tiny_tokenizer, num_samples=SAMPLES, lead_mask_prob=0.0, return_lead_mask=True)
+    with caplog.at_level(logging.WARNING, logger="dbeta_hf"):
+        batch = collator(rows)
+    assert "ECG item 2 is all zeros" in caplog.text
+    assert batch["lead_mask"].tolist() == [[True] * 12, [True] * 12, [False] * 12, [True] * 12]

@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoFeatureExtractor
 
 from dbeta_hf import DBetaECGFeatureExtractor
-from dbeta_hf.configuration_dbeta import CANONICAL_LEAD_NAMES
+from dbeta_hf import CANONICAL_LEAD_NAMES
 from dbeta_hf.input_convention import MIMIC_LEAD_NAMES
 
 PARITY = Path(__file__).parent / "fixtures" / "parity_tiny"

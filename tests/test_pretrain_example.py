@@ -76,6 +76,37 @@ def test_flags_are_never_silently_ignored(tmp_path):
     assert synthetic and defaults.output_dir == example.DEFAULT_SYNTHETIC_OUTPUT
 
 
+def test_the_demo_recipe_gives_the_defaults_and_flags_override_it(tmp_path):
+    import dataclasses
+
+    from dbeta_hf.pretraining.recipes import DEMO_RECIPE
+
+    example = load_example("pretrain")
+    model_args, data_args, training_args, _ = example.parse_arguments([])
+    for name, value in DEMO_RECIPE.training_arguments().items():
+        got = getattr(training_args, name)
+        assert getattr(got, "value", got) == value or (name == "report_to" and got == []), name
+    for name, value in DEMO_RECIPE.collator.items():
+        assert getattr(data_args, name) == value, name
+    assert model_args.demo_hidden_size == DEMO_RECIPE.model["hidden"]
+    assert data_args.synthetic_records == DEMO_RECIPE.train_records
+    _, data_args, training_args, _ = example.parse_arguments(
+        ["--ets_unmasked_inputs", "false", "--same_report_positives", "false", "--lead_mask_prob", "0.5"])
+    assert not training_args.ets_unmasked_inputs and training_args.mlm_mem_on_matched_only
+    assert not data_args.same_report_positives and data_args.lead_mask_prob == 0.5
+    # real data: the official defaults, not the demo's
+    _, data_args, training_args, synthetic = example.parse_arguments(["--dataset_path", str(tmp_path)])
+    assert not synthetic and not any(example.training_policies(training_args).values())
+    assert not data_args.same_report_positives and data_args.lead_mask_prob == 0.5 and training_args.max_steps == -1
+    # another recipe, e.g. the one the learning test runs
+    other = dataclasses.replace(DEMO_RECIPE, training={**DEMO_RECIPE.training, "max_steps": 7}, eval_records=9)
+    _, data_args, training_args, _ = example.parse_arguments([], other)
+    assert training_args.max_steps == 7 and data_args.synthetic_eval_records == 9
+    typo = dataclasses.replace(DEMO_RECIPE, collator={"lead_mask_probability": 0.0})
+    with pytest.raises(ValueError, match=r"\['lead_mask_probability'\], which are not flags"):
+        example.parse_arguments([], typo)
+
+
 def test_resume_reuses_the_checkpoint_tokenizer(tmp_path, monkeypatch):
     """A resumed demo run loads the processor saved in the checkpoint instead of training a new tokenizer."""
     import json

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoFeatureExtractor, AutoProcessor
 
 from dbeta_hf import DBetaConfig, DBetaECGFeatureExtractor, DBetaProcessor, normalize_report
+from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH
 
 REPORT = "*** Sinus rhythm  Normal EKG ***"
 PROMPTS = ["Atrial fibrillation", "sinus rhythm. normal ecg", "Left bundle branch block with a much longer description"]
@@ -31,7 +32,7 @@ def test_ecg_and_text_outputs(processor, tiny_tokenizer):
     assert out["lead_mask"].dtype == torch.bool and out["lead_mask"].all()
 
     expected = tiny_tokenizer(
-        [normalize_report(REPORT), normalize_report(PROMPTS[0])], padding=True, truncation=True, max_length=256,
+        [normalize_report(REPORT), normalize_report(PROMPTS[0])], padding=True, truncation=True, max_length=MAX_TEXT_LENGTH,
         return_tensors="pt",
     )
     torch.testing.assert_close(out["input_ids"], expected["input_ids"])

@@ -132,8 +132,30 @@ def test_all_zero_recording_warns_and_is_masked(caplog):
     ecg = np.stack([np.zeros((12, 5000)), np.tile(sine(2.0, 500, 5000), (12, 1))])
     with caplog.at_level(logging.WARNING, logger="dbeta_hf"):
         out = DBetaECGFeatureExtractor()(ecg, sampling_rate=500)
-    assert "ECG item 0 is all zeros" in caplog.text
+    assert "ECG item 0 is all zeros (no signal at all); its lead_mask is all False" in caplog.text
     assert out["lead_mask"].tolist() == [[False] * 12, [True] * 12]
+
+
+# ------------------------------------------------------------------------------------------------ prepared inputs
+def test_check_values_runs_the_same_checks_on_model_inputs(caplog):
+    """`check_values`: the extractor's value checks on a batch that is already a model input (a prepared dataset)."""
+    good = np.tile(sine(2.0, 500, 5000, 0.8), (2, 12, 1)).astype(np.float32)
+    DBetaECGFeatureExtractor.check_values(good)  # on the class: the default settings (mV, canonical order)
+    bad = good.copy()
+    bad[1, 6, 7] = np.inf
+    with pytest.raises(ValueError, match=r"ECG item 1 contains NaN or infinite values in lead\(s\) V1 \(row 6\): 1 of"):
+        DBetaECGFeatureExtractor.check_values(bad)
+    with pytest.raises(ValueError, match="implausible for units='mV'.*look like microvolts"):
+        DBetaECGFeatureExtractor.check_values(good * 1000)
+    DBetaECGFeatureExtractor(units="uV").check_values(good * 1000)  # the instance's units apply
+    with pytest.raises(ValueError, match="7 leads, this feature extractor's output has 12"):
+        DBetaECGFeatureExtractor.check_values(good[:, :7])
+    with pytest.raises(ValueError, match="non-empty"):
+        DBetaECGFeatureExtractor.check_values(good[:0])
+    good[0] = 0.0
+    with caplog.at_level(logging.WARNING, logger="dbeta_hf"):
+        DBetaECGFeatureExtractor.check_values(good)
+    assert "ECG item 0 is all zeros (no signal at all)." in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ settings

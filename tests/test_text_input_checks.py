@@ -1,12 +1,16 @@
-"""The processor's text checks: empty reports are errors, truncation is counted, all-<unk> text warns."""
+"""The processor's text checks: empty reports are errors, truncation is counted, all-<unk> text warns; the one text
+length (`MAX_TEXT_LENGTH`) is the processor's and the pretraining collator's default."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 from dbeta_hf import DBetaProcessor
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
+from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +44,36 @@ def test_text_unknown_to_the_tokenizer_warns(processor, caplog):
     with caplog.at_level(logging.WARNING, logger="dbeta_hf"):
         processor(text=["sinus rhythm \u5fc3"])  # partly known: no warning
     assert "unknown" not in caplog.text
+
+
+def test_one_text_length_for_the_processor_and_the_collator(processor, tiny_tokenizer, caplog):
+    assert MAX_TEXT_LENGTH == 254  # D-BETA pretraining: max_text_size 256 - 2, </s> included
+    long_report = "sinus rhythm normal ecg " * 100
+    with caplog.at_level(logging.WARNING, logger="dbeta_hf"):
+        ids = processor(text=[long_report, "sinus rhythm"])["input_ids"]
+    assert ids.shape[1] == MAX_TEXT_LENGTH and ids[0, -1] == tiny_tokenizer.eos_token_id
+    assert "1 of 2 text(s) were longer than max_length=254 tokens" in caplog.text
+    collator = DBetaPreTrainingCollator(processor, negative_fraction=0.0)
+    assert collator.max_length == MAX_TEXT_LENGTH
+    ecg = np.random.default_rng(0).normal(scale=0.3, size=(12, 5000)).astype(np.float16)
+    batch = collator([{"ecg": ecg, "report": long_report}, {"ecg": ecg, "report": "sinus rhythm"}])
+    assert batch["input_ids"].shape[1] == MAX_TEXT_LENGTH
+
+
+def test_per_call_normalization_and_padding_multiple(processor, tiny_tokenizer):
+    raw = "*** Sinus rhythm ***"
+    normalized = processor(text=raw)["input_ids"]
+    as_given = processor(text=raw, normalize_text=False)["input_ids"]
+    assert normalized.tolist() == tiny_tokenizer(["sinus rhythm"], return_tensors="pt")["input_ids"].tolist()
+    assert as_given.tolist() == tiny_tokenizer([raw], return_tensors="pt")["input_ids"].tolist()
+    padded = processor(text=["sinus rhythm", "af"], max_length=16, pad_to_multiple_of=8)["input_ids"]
+    assert padded.shape[1] == 8
+    assert processor.prepare_text(["EKG normal", "qtc=450"]) == ["ecg normal", "qtc=450"]
+    with pytest.raises(ValueError, match=r"text\(s\) 0 \(' '\) are empty: they would"):
+        processor.prepare_text([" "], normalize_text=False)
+
+
+def test_collator_padding_multiple_must_divide_the_text_length(tiny_tokenizer):
+    with pytest.raises(ValueError, match=r"max_length=254 is not a multiple of pad_to_multiple_of=8.*256"):
+        DBetaPreTrainingCollator(tiny_tokenizer, pad_to_multiple_of=8)
+    assert DBetaPreTrainingCollator(tiny_tokenizer, pad_to_multiple_of=8, max_length=256).max_length == 256

@@ -12,7 +12,14 @@ from dbeta_hf import DBetaForPreTraining
 from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.recipes import tiny_config
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer, dbeta_training_arguments
+from dbeta_hf.pretraining.trainer import (
+    LOGGED_METRICS,
+    TRAINING_POLICIES,
+    DBetaPreTrainer,
+    DBetaTrainingArguments,
+    dbeta_training_arguments,
+    training_policies,
+)
 
 REPORTS = [
     "sinus rhythm. normal ecg.", "sinus bradycardia. otherwise normal ecg.", "sinus tachycardia. abnormal ecg.",
@@ -118,3 +125,32 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tiny_tokenizer, n3s_index):
     assert second.state.global_step == 6
     for (name, a), (_, b) in zip(full.model.named_parameters(), second.model.named_parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_training_arguments_carry_the_loss_policies_to_the_model(tmp_path, tiny_tokenizer, n3s_index):
+    from transformers import TrainingArguments
+
+    defaults = dbeta_training_arguments(output_dir=str(tmp_path))
+    assert isinstance(defaults, DBetaTrainingArguments)
+    assert defaults.remove_unused_columns is False and defaults.label_names == ["mlm_labels", "match_labels"]
+    assert training_policies(defaults) == dict.fromkeys(TRAINING_POLICIES, False)  # the official behaviour
+    assert training_policies(TrainingArguments(output_dir=str(tmp_path))) == dict.fromkeys(TRAINING_POLICIES, False)
+
+    trainer = make_trainer(tmp_path, tiny_tokenizer, n3s_index, max_steps=2, ets_unmasked_inputs=True,
+                           mlm_mem_on_matched_only=True)
+    seen = []
+    forward = trainer.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append({name: kwargs[name] for name in TRAINING_POLICIES})
+        return forward(*args, **kwargs)
+
+    trainer.model.forward = spy
+    trainer.train()
+    trainer.evaluate()
+    assert len(seen) == 3  # two training steps and one evaluation batch
+    assert all(s == {"ets_unmasked_inputs": True, "mlm_mem_on_matched_only": True, "ets_global_batch": False}
+               for s in seen)
+    card = (tmp_path / "README.md")
+    trainer.save_model(str(tmp_path))
+    assert "ets_unmasked_inputs" in card.read_text()  # run settings, not in config.json: the card records them

@@ -47,8 +47,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
 from ..data.synthetic import generate_ecg
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS, per_record_minmax
 from ..modeling_dbeta import DBetaForPreTraining

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from datasets import Array2D, Dataset, DatasetDict, DatasetInfo, Features, List, Value
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 
 __all__ = [
     "NUM_LEADS",

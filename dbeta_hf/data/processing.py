@@ -29,7 +29,7 @@ import numpy as np
 import wfdb
 
 from .. import ecg_signal
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 from ..utils.paths import PathOutsideRootError, join_inside
 from .features import NUM_SAMPLES, SAMPLING_RATE
 from .summary import (

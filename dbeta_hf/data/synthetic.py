@@ -67,7 +67,7 @@ import torch
 from datasets import Array2D, Dataset, DatasetInfo, Features, List, Value
 from scipy import signal as scipy_signal
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 
 __all__ = [
     "SYNTHETIC_CLASSES",

@@ -23,8 +23,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..file_modes import apply_default_file_mode
+from ..processing_dbeta import MAX_TEXT_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +123,16 @@ def iter_ecg_batches(data: Any, batch_size: int, ecg_column: str = "ecg") -> Ite
 
 
 def _to_model_input(batch, feature_extractor, sampling_rate) -> torch.Tensor:
+    """(B, 12, S) float32 model input of a batch: prepared by `feature_extractor` from recordings at `sampling_rate`,
+    or, without one, taken as stored (500 Hz, mV, canonical order) after the feature extractor's value checks."""
     if feature_extractor is not None:
         if sampling_rate is None:
             raise ValueError("`sampling_rate` is required when a feature_extractor preprocesses the ECGs")
         array = batch.detach().cpu().float().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch, dtype=np.float32)
         return feature_extractor(list(array), sampling_rate=sampling_rate, return_tensors="pt")["ecg_values"]
-    if isinstance(batch, torch.Tensor):
-        return batch.float()
-    return torch.from_numpy(np.asarray(batch, dtype=np.float32))
+    values = batch.float() if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch, dtype=np.float32))
+    DBetaECGFeatureExtractor.check_values(values)
+    return values
 
 
 def _extractor_signature(feature_extractor, sampling_rate) -> str:
@@ -171,7 +177,9 @@ def extract_ecg_features(
         data: a `datasets.Dataset` with an `ecg_column` of (12, samples) ECGs, or a (N, 12, samples) tensor/array.
         batch_size: records per forward pass.
         feature_extractor: optional `DBetaECGFeatureExtractor` applied to every batch (resampling, lead order, ...);
-            `None` feeds the ECGs as they are (the project's datasets are already 500 Hz, mV, canonical order).
+            `None` feeds the ECGs as they are (the project's datasets are already 500 Hz, mV, canonical order), after
+            the feature extractor's value checks (`DBetaECGFeatureExtractor.check_values`: NaN/inf and implausible
+            amplitudes raise, all-zero recordings warn).
         sampling_rate: sampling rate of `data` in Hz (required with a `feature_extractor`).
         device: where to run the model; defaults to the model's device.
         autocast: bf16 autocast; `None` = on for CUDA, off on the CPU.
@@ -180,8 +188,6 @@ def extract_ecg_features(
         overwrite_cache: recompute and rewrite an existing cache file.
         progress: show a tqdm progress bar.
     """
-    from safetensors.torch import load_file, save_file
-
     n = len(data)
     cache_path = None
     if cache_dir is not None:
@@ -210,8 +216,6 @@ def extract_ecg_features(
     model.eval()
     chunks: list[torch.Tensor] = []
     try:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=n, desc=desc or f"ECG features ({cache_name})", unit="ecg", disable=not progress, leave=False)
         for batch in iter_ecg_batches(data, batch_size, ecg_column):
             values = _to_model_input(batch, feature_extractor, sampling_rate).to(run_device, dtype=model_dtype, non_blocking=True)
@@ -248,7 +252,7 @@ def extract_text_features(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     autocast: bool | None = None,
-    max_length: int | None = 256,
+    max_length: int | None = MAX_TEXT_LENGTH,
     progress: bool = False,
     desc: str = "text features",
 ) -> torch.Tensor:
@@ -270,8 +274,6 @@ def extract_text_features(
     model.eval()
     out: list[torch.Tensor] = []
     try:
-        from tqdm.auto import tqdm
-
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
             enc = processor(text=texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
             with _autocast_context(run_device, autocast):

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES, DBetaConfig
-from ..ecg_signal import canonical_lead_name
+from ..configuration_dbeta import DBetaConfig
+from ..ecg_signal import CANONICAL_LEAD_NAMES, canonical_lead_name
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..modeling_dbeta import DBetaForECGClassification
 from .metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from ..configuration_dbeta import CANONICAL_LEAD_NAMES
+from ..ecg_signal import CANONICAL_LEAD_NAMES
 from .metrics import class_aurocs
 
 __all__ = ["plot_ecg", "plot_roc_curves", "roc_figure", "ROC_AXIS_PAD", "STANDARD_12_LEAD_LAYOUT"]

@@ -19,6 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .embeddings import extract_ecg_features, extract_text_features, labels_array
+from .linear_probe import train_linear_probe
+from .metrics import multilabel_auroc
+from .retrieval import retrieval_metrics
+from .zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot
 
 __all__ = ["pretraining_report", "format_pretraining_report"]
 
@@ -51,11 +55,6 @@ def pretraining_report(
     Returns ``{"zero_shot": {...}, "linear_probe": {...}, "retrieval": {...}}``; each has ``macro_auroc`` /
     ``per_class`` (AUROCs) or ``ecg_to_report`` / ``report_to_ecg`` (``R@k``).
     """
-    from .linear_probe import train_linear_probe
-    from .metrics import multilabel_auroc
-    from .retrieval import retrieval_metrics
-    from .zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot
-
     names = None if class_names is None else list(class_names)
     # a model trained on cosine logits (`ets_normalize_embeddings`) is scored with the cosine, else the official dot
     similarity = "cosine" if getattr(model.config, "ets_normalize_embeddings", False) else "dot"

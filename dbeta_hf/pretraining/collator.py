@@ -16,7 +16,8 @@ key                 shape, dtype  meaning
 ``attention_mask``  (B, L) int64  1 on real tokens (including ``</s>``), 0 on padding
 ``mlm_labels``      (B, L) int64  original token id at MLM-selected positions, -100 elsewhere
 ``match_labels``    (B,) int64    1 = the text belongs to the ECG, 0 = N3S negative
-``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead was kept (not zeroed)
+``lead_mask``       (B, C) bool   only with ``return_lead_mask=True``: True where a lead is present (recorded and
+                                  not zeroed by lead masking)
 ``ets_labels``      (B, B) float  only with ``same_report_positives=True`` (see there)
 ``mlm_positions``   (B, K) long   MLM target positions per row, -1 padded (``return_mlm_positions``, on by default)
 ``noise``           (B, T) f32    only with ``mem_noise_tokens=T``: the noise that drives the model's MEM masking
@@ -24,14 +25,18 @@ key                 shape, dtype  meaning
                                   dropped (with ``ets_attention_mask``; ``ets_labels`` then follow the subset rule)
 ==================  ============  =====================================================================
 
-What it does per batch of B rows, with the differences to the released official collator (reference spec
-C.1, C.3, D.1, D.2):
+What it does per batch of B rows (the released official collator: reference spec C.1, C.3, D.1, D.2):
+
+* **Inputs through the processor.** The ECGs go through the :class:`~dbeta_hf.DBetaProcessor`'s feature extractor
+  and the texts through the processor's tokenizer call, so pretraining batches meet the same input contract and
+  value checks as inference inputs (NaN/inf, amplitude, all-zero recordings; empty reports, token ids outside the
+  model's vocabulary). Reports are normalized once, by the processor's rule (`DBetaProcessor.prepare_text`).
 
 * **N3S negatives.** ``int(B * negative_fraction + u)``, ``u ~ U[0, 1)``, rows are chosen without replacement
   (the official rule, with ``negative_fraction=0.5``). Each gets a report drawn uniformly from its own
   report's candidate table in the precomputed :class:`~dbeta_hf.pretraining.n3s.N3SIndex` and ``match_labels = 0``.
-  The negative text is what is tokenised and fed (the official collator overwrote it with the true
-  report, keeping only the label and the attention mask). No text model runs here.
+  The negative text is what is tokenised and fed (the official collator differs: reference spec C.3). No text
+  model runs here.
 * **Without an index** (``n3s_index=None``), the negatives are *in-batch*: a negative row gets the report of
   another row of the same batch, drawn uniformly among the rows whose normalized report differs from its
   own (the ALBEF/M3AE-style random negative). If every row of the batch has the same report, a negative
@@ -44,16 +49,16 @@ C.1, C.3, D.1, D.2):
 * **MLM** (:func:`mlm_mask_tokens`) on the text that is fed (negative or not): each non-special token (never padding, ``</s>``,
   ``<unk>`` or a sentinel) is selected with probability ``mlm_probability`` (0.25); of the selected, 80% are
   replaced by ``mask_token`` (T5 has no mask token; ``<extra_id_0>`` by default), 10% by a random
-  non-special token and 10% kept. ``mlm_labels`` hold the original ids there, -100 elsewhere. (The
-  official ``DataCollatorForLanguageModeling`` cannot run with a T5 tokenizer at all.)
+  non-special token and 10% kept. ``mlm_labels`` hold the original ids there, -100 elsewhere (the official MLM
+  collator: reference spec C.1).
 * **Lead masking** (:func:`mask_leads`): each lead of each row is zeroed with probability ``lead_mask_prob`` (0.5), as the
   official ``RandomLeadsMask`` applied to every pretraining sample; zeroed leads are exactly 0.0.
-* **ECG input**: numpy arrays, torch tensors or nested lists of any real dtype (the dataset builders store
-  float16 millivolts) are converted to float32 without any scaling. Recordings longer than ``num_samples``
-  are cropped to their first ``num_samples`` (as the official notebook does); shorter ones, a lead count
-  that differs across rows, or non-finite values raise ``ValueError``. Give a ``datasets`` table
-  ``.with_format("numpy")`` (or ``"torch"``): its default Python format yields nested lists, which are much
-  slower to convert. The outputs are the same for every format.
+* **ECG input**: numpy arrays, torch tensors or nested lists of any real dtype, 12 leads in canonical order, in
+  millivolts at the feature extractor's rate (the dataset builders store float16 millivolts at 500 Hz). The feature
+  extractor converts them to float32 without any scaling and crops recordings longer than ``num_samples`` to their
+  first ``num_samples``; shorter ones raise ``ValueError`` (the model has no sample-level padding mask, so padded
+  zeros would be MEM targets). Give a ``datasets`` table ``.with_format("numpy")`` (or ``"torch"``): its default
+  Python format yields nested lists, which are much slower to convert. The outputs are the same for every format.
 
 **Reproducibility.** All randomness of a batch comes from one ``torch.Generator`` seeded from ``seed``, the
 epoch (:meth:`set_epoch`) and a stable hash of the rows in batch order: the row's id column when it has one
@@ -81,11 +86,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..losses import mlm_positions
-from .n3s import N3SIndex
-from ..text_normalization import normalize_report
-
 from transformers import TrainerCallback
+
+from ..ecg_signal import CANONICAL_LEAD_NAMES
+from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
+from ..losses import mlm_positions
+from ..processing_dbeta import MAX_TEXT_LENGTH, DBetaProcessor
+from .n3s import N3SIndex
 
 logger = logging.getLogger(__name__)
 
@@ -189,11 +196,11 @@ def mlm_mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, gener
 
 def mask_leads(ecgs: np.ndarray, lead_mask_prob: float, generator: torch.Generator) -> torch.Tensor:
     """Lead masking (the official `RandomLeadsMask`): zero each lead of each row of `ecgs` (B, C, S), in place, with
-    probability `lead_mask_prob`; zeroed leads are exactly 0.0. Returns the (B, C) bool mask of the *zeroed* leads.
-    One draw of shape (B, C) from `generator`."""
+    probability `lead_mask_prob`; zeroed leads are exactly 0.0. Returns the (B, C) bool `lead_mask` of the leads
+    kept (True = present, as everywhere in the package). One draw of shape (B, C) from `generator`."""
     zeroed = torch.rand(ecgs.shape[:2], generator=generator) < lead_mask_prob
     ecgs.reshape(-1, ecgs.shape[-1])[zeroed.numpy().reshape(-1)] = 0.0  # a row view: cheaper than a broadcast fill
-    return zeroed
+    return ~zeroed
 
 
 @dataclass
@@ -201,15 +208,22 @@ class DBetaPreTrainingCollator:
     """Collate D-BETA pretraining rows into model inputs with N3S negatives, MLM and lead masking.
 
     Args:
-        tokenizer: the T5 tokenizer of the text encoder (``google/flan-t5-base`` for the official model).
+        processor: the model's :class:`~dbeta_hf.DBetaProcessor` (its feature extractor prepares and checks the
+            ECGs, its tokenizer call the texts), or a T5 tokenizer of the text encoder (``google/flan-t5-base`` for
+            the official model), which is wrapped in a processor with a default feature extractor of
+            ``num_samples`` samples.
         n3s_index: precomputed :class:`~dbeta_hf.pretraining.n3s.N3SIndex` (build it from the training reports). Without it,
             negatives are in-batch (see the module docstring).
         negative_fraction: expected fraction of rows that get a negative report (0 disables negatives).
         mlm_probability: fraction of non-special tokens selected for MLM.
         mask_token: token standing in for BERT's [MASK]; must be one token of the tokenizer.
         lead_mask_prob: probability that each lead is zeroed.
-        max_length: longest tokenised report, ``</s>`` included (official 254).
-        num_samples: samples per lead the model takes; longer recordings are cropped to it.
+        max_length: longest tokenised report, ``</s>`` included (``MAX_TEXT_LENGTH`` = 254, the pretraining length).
+        num_samples: samples per lead the model takes; longer recordings are cropped to it. ``None`` (default): the
+            processor's feature extractor's (5000 when a tokenizer is given); another value than the feature
+            extractor's is an error.
+        vocab_size: the model's text vocabulary (``from_config`` sets it); a tokenizer with more tokens is an error,
+            since its ids would fall outside the model's embedding.
         seed: base seed of every batch's generator.
         mask_replace_prob / random_replace_prob: of the MLM-selected tokens, the fraction replaced by
             ``mask_token`` (0.8) and by a random token (0.1); the rest keep their id.
@@ -219,17 +233,17 @@ class DBetaPreTrainingCollator:
         missing_report: ``"raise"`` (default) or ``"in_batch"`` for reports absent from ``n3s_index``.
         pad_to_multiple_of: pad the token length to a multiple of this (e.g. 8 for tensor cores).
         same_report_positives: also return ``ets_labels`` (B, B): +1 where the text fed in row j is the ECG of
-            row i's own report (after normalization), -1 elsewhere. The official ETS labels only the diagonal, so
-            two ECGs whose reports are identical (frequent: "sinus rhythm. normal ecg.") are pushed apart as
-            negatives of each other's text; this option treats them as positives instead. Off by default
-            (official behaviour).
+            row i's own report (after normalization), -1 elsewhere, so that two ECGs whose reports are identical
+            (frequent: "sinus rhythm. normal ecg.") are positives of each other's text rather than negatives. Off by
+            default: the diagonal-only labels of the official ETS loss (reference spec C.3).
         statement_dropout: with a value > 0, also return an ETS view of each fed text (``ets_input_ids``,
             ``ets_attention_mask``): each statement (sentence, `split_statements`) is dropped with this probability,
             at least one kept, so the ETS loss also aligns ECGs with single findings ("sinus rhythm.") and not only
             with whole reports and their boilerplate ("normal ecg."). ``ets_labels`` are then returned by the subset
             rule (`statement_subset_labels`: +1 where every statement of text j is in ECG i's report), whatever
             ``same_report_positives`` says. MLM and ETM keep the whole fed text. 0 (default, official): no view.
-        return_lead_mask: also return ``lead_mask`` (B, C) bool (True = lead kept, False = zeroed).
+        return_lead_mask: also return ``lead_mask`` (B, C) bool: True where the lead is present (recorded, and kept
+            by lead masking), False where it is zero.
         return_mlm_positions: also return ``mlm_positions`` (B, K): the MLM target positions of each row, padded
             with -1 (K = the most targets in a row of the batch). The model then runs its MLM head on exactly those
             positions with a gather whose size the host already knows: no host-device synchronisation.
@@ -238,14 +252,14 @@ class DBetaPreTrainingCollator:
             repeats with the batch (reproducible evaluation losses). ``None`` (default): the model draws it.
     """
 
-    tokenizer: Any = field(repr=False)
+    processor: Any = field(repr=False)
     n3s_index: N3SIndex | None = None
     negative_fraction: float = 0.5
     mlm_probability: float = 0.25
     mask_token: str = "<extra_id_0>"
     lead_mask_prob: float = 0.5
-    max_length: int = 254
-    num_samples: int = 5000
+    max_length: int = MAX_TEXT_LENGTH
+    num_samples: int | None = None
     seed: int = 0
     mask_replace_prob: float = 0.8
     random_replace_prob: float = 0.1
@@ -259,10 +273,18 @@ class DBetaPreTrainingCollator:
     return_mlm_positions: bool = True
     mem_noise_tokens: int | None = None
     statement_dropout: float = 0.0
+    vocab_size: int | None = None
     epoch: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"missing_reports": 0, "negatives_without_candidate": 0})
 
     def __post_init__(self):
+        self._check_settings()
+        self.processor = self._as_processor(self.processor)
+        self.num_samples = self.processor.feature_extractor.num_samples
+        self._find_special_tokens()
+        self._warned: set[str] = set()
+
+    def _check_settings(self) -> None:
         for name in ("negative_fraction", "mlm_probability", "lead_mask_prob", "mask_replace_prob", "random_replace_prob",
                      "statement_dropout"):
             value = float(getattr(self, name))
@@ -274,12 +296,38 @@ class DBetaPreTrainingCollator:
             raise ValueError(f"missing_report must be 'raise' or 'in_batch', got {self.missing_report!r}")
         if int(self.max_length) < 2:
             raise ValueError(f"max_length must be >= 2 (one token and </s>), got {self.max_length}")
-        if int(self.num_samples) < 1:
+        multiple = self.pad_to_multiple_of
+        if multiple and int(self.max_length) % int(multiple):
+            rounded = -(-int(self.max_length) // int(multiple)) * int(multiple)
+            raise ValueError(
+                f"max_length={self.max_length} is not a multiple of pad_to_multiple_of={multiple}, which the tokenizer "
+                f"refuses; pass max_length={rounded} (or {rounded - int(multiple)})"
+            )
+        if self.num_samples is not None and int(self.num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.mem_noise_tokens is not None and int(self.mem_noise_tokens) < 1:
             raise ValueError(f"mem_noise_tokens must be >= 1 (the model's config.num_ecg_tokens), got {self.mem_noise_tokens}")
         if self.n3s_index is not None and not isinstance(self.n3s_index, N3SIndex):
             raise TypeError(f"n3s_index must be an N3SIndex (or None), got {type(self.n3s_index).__name__}")
+
+    def _as_processor(self, processor) -> DBetaProcessor:
+        """The processor, or a tokenizer wrapped in one whose feature extractor makes `num_samples` samples."""
+        if not any(cls.__name__ == DBetaProcessor.__name__ for cls in type(processor).__mro__):
+            if not callable(getattr(processor, "convert_tokens_to_ids", None)):
+                raise TypeError(f"processor must be a DBetaProcessor or a T5 tokenizer, got {type(processor).__name__}")
+            extractor = DBetaECGFeatureExtractor(num_samples=int(self.num_samples or 5000))
+            return DBetaProcessor(extractor, processor)
+        made = processor.feature_extractor.num_samples
+        if self.num_samples is not None and int(self.num_samples) != made:
+            raise ValueError(
+                f"num_samples={self.num_samples}, but the processor's feature extractor makes {made} samples per lead; "
+                f"build the processor with DBetaProcessor.from_tokenizer(..., num_samples={self.num_samples}) or leave "
+                "num_samples unset"
+            )
+        return processor
+
+    def _find_special_tokens(self) -> None:
+        """The mask token id, the ids MLM never selects, and the ids a random replacement is drawn from."""
         tok = self.tokenizer
         if tok.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; D-BETA uses a T5 tokenizer (pad id 0)")
@@ -294,6 +342,12 @@ class DBetaPreTrainingCollator:
         special = set(int(i) for i in tok.all_special_ids)
         special.update(int(i) for i in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id, mask_id) if i is not None)
         vocab_size = len(tok)
+        if self.vocab_size is not None and vocab_size > int(self.vocab_size):
+            raise ValueError(
+                f"the tokenizer has {vocab_size} tokens but the model's text vocabulary only {self.vocab_size}: its "
+                "token ids (and the MLM replacements drawn from them) would fall outside the embedding. Use the "
+                "tokenizer of the model's text encoder (the checkpoint's DBetaProcessor)"
+            )
         added = getattr(tok, "added_tokens_decoder", None) or {}
         special.update(int(i) for i, token in added.items() if getattr(token, "special", False))
         self._special_ids = torch.tensor(sorted(special), dtype=torch.long)
@@ -302,20 +356,26 @@ class DBetaPreTrainingCollator:
         self._random_token_ids = torch.nonzero(regular).flatten()
         if self._random_token_ids.numel() == 0:
             raise ValueError("the tokenizer has no non-special token to draw MLM random replacements from")
-        self._warned: set[str] = set()
+
+    @property
+    def tokenizer(self):
+        """The processor's tokenizer."""
+        return self.processor.tokenizer
 
     # ------------------------------------------------------------------ construction / epochs
     @classmethod
-    def from_config(cls, config, tokenizer, n3s_index: N3SIndex | None = None, mem_noise: bool = False,
+    def from_config(cls, config, processor, n3s_index: N3SIndex | None = None, mem_noise: bool = False,
                     **kwargs) -> "DBetaPreTrainingCollator":
-        """Collator for a model of this :class:`~dbeta_hf.DBetaConfig`: its input length (``num_samples``) and, with
-        ``mem_noise=True``, its number of ECG tokens (``mem_noise_tokens``). The other settings are the collator's
-        (defaults: the official recipe); ``kwargs`` set them."""
-        settings = {"num_samples": config.ecg_config.num_samples}
+        """Collator for a model of this :class:`~dbeta_hf.DBetaConfig`: its input length (``num_samples``), its text
+        vocabulary (``vocab_size``) and, with ``mem_noise=True``, its number of ECG tokens (``mem_noise_tokens``).
+        `processor` is a :class:`~dbeta_hf.DBetaProcessor` or a tokenizer (see the class). The other settings are
+        the collator's (defaults: the official recipe); ``kwargs`` set them."""
+        settings = {"num_samples": config.ecg_config.num_samples,
+                    "vocab_size": min(config.vocab_size, config.text_config.vocab_size)}
         if mem_noise:
             settings["mem_noise_tokens"] = config.num_ecg_tokens
         settings.update(kwargs)
-        return cls(tokenizer=tokenizer, n3s_index=n3s_index, **settings)
+        return cls(processor=processor, n3s_index=n3s_index, **settings)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the draws of the coming epoch differ from the previous ones (same rows, other masks)."""
@@ -327,41 +387,32 @@ class DBetaPreTrainingCollator:
             warnings.warn(message, stacklevel=3)
 
     # ------------------------------------------------------------------ pieces
-    def _stack_ecgs(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        out: np.ndarray | None = None
+    def _reports(self, features: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The rows' reports, normalized and checked by the processor (an empty report is an error)."""
+        reports = []
+        for i, row in enumerate(features):
+            text = _row_value(row, self.report_column, i)
+            if not isinstance(text, str):
+                raise TypeError(f"row {i}: report must be a str, got {type(text).__name__}")
+            reports.append(text)
+        return self.processor.prepare_text(reports)
+
+    def _extract_ecgs(self, features: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(B, C, S) float32 ECGs and their (B, C) `lead_mask`, from the processor's feature extractor: millivolts
+        at its sampling rate in, cropped to `num_samples`, every value check of the input contract on the way."""
+        recordings = []
         for i, row in enumerate(features):
             value = _row_value(row, self.ecg_column, i)
-            if torch.is_tensor(value):
-                value = value.detach().cpu().numpy()
-            arr = np.asarray(value)
-            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-                raise TypeError(f"row {i}: ecg must be a numeric array (leads x samples), got dtype {arr.dtype}")
-            if np.iscomplexobj(arr):
-                raise TypeError(f"row {i}: ecg must be real-valued, got {arr.dtype}")
-            if arr.ndim != 2:
-                raise ValueError(f"row {i}: ecg must be 2-D (leads, samples), got shape {arr.shape}")
-            if out is None:
-                leads = arr.shape[0]
-                if arr.shape[1] == 12 and leads != 12:
-                    raise ValueError(
-                        f"row {i}: ecg has shape {arr.shape}; it looks like (samples, leads): transpose it to (12, samples)"
-                    )
-                out = np.empty((len(features), leads, self.num_samples), dtype=np.float32)
-            if arr.shape[0] != out.shape[1]:
-                raise ValueError(f"row {i}: ecg has {arr.shape[0]} leads, row 0 has {out.shape[1]}")
-            if arr.shape[1] < self.num_samples:
+            shape = np.shape(value)  # other layouts get the feature extractor's errors (e.g. a transposed array)
+            if len(shape) == 2 and shape[0] == len(CANONICAL_LEAD_NAMES) and shape[1] < self.num_samples:
                 raise ValueError(
-                    f"row {i}: ecg has {arr.shape[1]} samples, fewer than num_samples={self.num_samples}; resample or pad "
+                    f"row {i}: ecg has {shape[1]} samples, fewer than num_samples={self.num_samples}; resample or pad "
                     "the recordings in the dataset (the model expects 10 s at 500 Hz)"
                 )
-            out[i] = arr[:, : self.num_samples]  # one pass: crop + convert to float32
-        if out is None:
-            raise ValueError("cannot collate an empty batch")
-        finite = np.isfinite(out).reshape(len(features), -1).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)[:5].tolist()
-            raise ValueError(f"ecg of batch row(s) {bad} contain NaN or inf; drop or repair those records")
-        return out
+            recordings.append(value)
+        extractor = self.processor.feature_extractor
+        out = extractor(recordings, sampling_rate=extractor.sampling_rate, units="mV", return_tensors="np")
+        return out["ecg_values"], out["lead_mask"]
 
     def _batch_generator(self, features, reports: list[str], ecgs: np.ndarray) -> torch.Generator:
         column = self.id_column
@@ -424,11 +475,56 @@ class DBetaPreTrainingCollator:
         return pairs
 
     def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) int64 token ids and attention mask, padded to the longest text (``max_length`` at most)."""
-        encoded = self.tokenizer(texts, max_length=int(self.max_length), truncation=True, padding="longest",
-                                 pad_to_multiple_of=self.pad_to_multiple_of, return_attention_mask=True,
-                                 return_tensors="pt")
+        """(B, L) int64 token ids and attention mask from the processor (the texts are normalized already), padded to
+        the longest text (``max_length`` at most)."""
+        encoded = self.processor(text=texts, normalize_text=False, max_length=int(self.max_length), truncation=True,
+                                 padding="longest", pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         return encoded["input_ids"].to(torch.long), encoded["attention_mask"].to(torch.long)
+
+    def _report_ids(self, reports: list[str]) -> torch.Tensor | None:
+        """The N3S index ids of the reports (-1 for the missing ones with ``missing_report="in_batch"``). Every row
+        is looked up, negative or not, so that an index built from another corpus fails early."""
+        if self.n3s_index is None:
+            return None
+        missing = "raise" if self.missing_report == "raise" else "ignore"
+        ids = torch.from_numpy(self.n3s_index.report_ids(reports, normalize=False, missing=missing))
+        num_missing = int((ids < 0).sum())
+        if num_missing:
+            self.stats["missing_reports"] += num_missing
+            self._warn_once(
+                "missing",
+                f"{num_missing} report(s) of a batch are not in the N3S index; those chosen as negatives get "
+                "an in-batch negative instead (counted in collator.stats['missing_reports'])",
+            )
+        return ids
+
+    def _fed_texts(self, reports: list[str], negative_rows: torch.Tensor, generator) -> tuple[list[str], torch.Tensor]:
+        """The text fed with each ECG (its report, or a negative for `negative_rows`) and the (B,) `match_labels`."""
+        ids = self._report_ids(reports)
+        texts = list(reports)
+        match_labels = torch.ones(len(reports), dtype=torch.long)
+        if negative_rows.numel():
+            for row, text in self._negatives(reports, ids, negative_rows, generator):
+                texts[row] = text
+                match_labels[row] = 0
+        return texts, match_labels
+
+    def _optional_outputs(self, out: dict, reports: list[str], texts: list[str], lead_mask: torch.Tensor,
+                          generator: torch.Generator) -> None:
+        """The outputs the settings ask for, drawn in this order after the others: MEM noise, then the ETS view."""
+        batch = len(reports)
+        if self.return_lead_mask:
+            out["lead_mask"] = lead_mask
+        if self.same_report_positives:
+            out["ets_labels"] = same_report_labels(reports, texts)
+        if self.return_mlm_positions:
+            out["mlm_positions"] = mlm_positions(out["mlm_labels"])
+        if self.mem_noise_tokens is not None:
+            out["noise"] = torch.rand((batch, int(self.mem_noise_tokens)), generator=generator)
+        if self.statement_dropout > 0:  # drawn last: the other draws are those of a collator without the view
+            ets_texts = drop_statements(texts, float(self.statement_dropout), generator)
+            out["ets_input_ids"], out["ets_attention_mask"] = self._tokenize(ets_texts)
+            out["ets_labels"] = statement_subset_labels(reports, ets_texts)
 
     # ------------------------------------------------------------------ call
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -436,41 +532,16 @@ class DBetaPreTrainingCollator:
         batch = len(features)
         if batch == 0:
             raise ValueError("cannot collate an empty batch")
-        reports = []
-        for i, row in enumerate(features):
-            text = _row_value(row, self.report_column, i)
-            if not isinstance(text, str):
-                raise TypeError(f"row {i}: report must be a str, got {type(text).__name__}")
-            reports.append(normalize_report(text))
-        ecgs = self._stack_ecgs(features)
+        reports = self._reports(features)
+        ecgs, recorded = self._extract_ecgs(features)
         generator = self._batch_generator(features, reports, ecgs)
 
-        # --- draws in a fixed order: negative count and rows, leads, N3S columns, in-batch choices, MLM, MEM noise
+        # draws in a fixed order: negative count and rows, leads, N3S columns, in-batch choices, MLM, MEM noise, ETS view
         offset = torch.rand((), generator=generator, dtype=torch.float64).item()
         num_negatives = min(batch, int(batch * self.negative_fraction + offset))
         negative_rows = torch.randperm(batch, generator=generator)[:num_negatives].sort().values
-        lead_zeroed = mask_leads(ecgs, self.lead_mask_prob, generator)
-
-        ids = None
-        if self.n3s_index is not None:  # every row is checked, negative or not, so a wrong index fails early
-            missing = "raise" if self.missing_report == "raise" else "ignore"
-            ids = torch.from_numpy(self.n3s_index.report_ids(reports, normalize=False, missing=missing))
-            num_missing = int((ids < 0).sum())
-            if num_missing:
-                self.stats["missing_reports"] += num_missing
-                self._warn_once(
-                    "missing",
-                    f"{num_missing} report(s) of a batch are not in the N3S index; those chosen as negatives get "
-                    "an in-batch negative instead (counted in collator.stats['missing_reports'])",
-                )
-
-        texts = list(reports)
-        match_labels = torch.ones(batch, dtype=torch.long)
-        if num_negatives:
-            for row, text in self._negatives(reports, ids, negative_rows, generator):
-                texts[row] = text
-                match_labels[row] = 0
-
+        kept = mask_leads(ecgs, self.lead_mask_prob, generator)
+        texts, match_labels = self._fed_texts(reports, negative_rows, generator)
         token_ids, attention_mask = self._tokenize(texts)
         input_ids, mlm_labels = mlm_mask_tokens(
             token_ids, attention_mask, generator, special_ids=self._special_ids,
@@ -485,18 +556,7 @@ class DBetaPreTrainingCollator:
             "mlm_labels": mlm_labels,
             "match_labels": match_labels,
         }
-        if self.return_lead_mask:
-            out["lead_mask"] = ~lead_zeroed  # True = lead kept, as the feature extractor's lead_mask
-        if self.same_report_positives:
-            out["ets_labels"] = same_report_labels(reports, texts)
-        if self.return_mlm_positions:
-            out["mlm_positions"] = mlm_positions(mlm_labels)
-        if self.mem_noise_tokens is not None:
-            out["noise"] = torch.rand((batch, int(self.mem_noise_tokens)), generator=generator)
-        if self.statement_dropout > 0:  # drawn last: the other draws are those of a collator without the view
-            ets_texts = drop_statements(texts, float(self.statement_dropout), generator)
-            out["ets_input_ids"], out["ets_attention_mask"] = self._tokenize(ets_texts)
-            out["ets_labels"] = statement_subset_labels(reports, ets_texts)
+        self._optional_outputs(out, reports, texts, torch.from_numpy(recorded) & kept, generator)
         return out
 
 

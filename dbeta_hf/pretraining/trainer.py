@@ -5,10 +5,14 @@ trainer = DBetaPreTrainer(
     model=DBetaForPreTraining.from_text_pretrained("google/flan-t5-base"),
     args=dbeta_training_arguments(output_dir="dbeta-run", bf16=True, per_device_train_batch_size=128),
     train_dataset=dataset["train"], eval_dataset=dataset["validation"],
-    data_collator=DBetaPreTrainingCollator.from_config(config, tokenizer, n3s_index),
+    data_collator=DBetaPreTrainingCollator.from_config(config, processor, n3s_index),
 )
 trainer.train()
 ```
+
+The run's loss policies (`ets_unmasked_inputs`, `mlm_mem_on_matched_only`, `ets_global_batch`) are fields of
+`DBetaTrainingArguments`, not of the model config: they say how a run trains, not what the model is, and
+`compute_loss` passes them to `DBetaForPreTraining.forward`. Their defaults are the official behaviour.
 
 Every logging step reports `loss` and the averages, over all the micro-batches since the previous log, of
 `mlm_loss`, `mem_loss`, `etm_loss`, `ets_loss`, `mlm_accuracy` and `etm_accuracy` (never only the last
@@ -19,25 +23,58 @@ logging step, not one per step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainingArguments
 
+from ..hub.model_card import training_settings_from_args, write_model_card
 from .collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
 
 LOGGED_METRICS = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss", "mlm_accuracy", "etm_accuracy")
+LABEL_NAMES = ("mlm_labels", "match_labels")
+TRAINING_POLICIES = ("ets_unmasked_inputs", "mlm_mem_on_matched_only", "ets_global_batch")
 
 
-def dbeta_training_arguments(**kwargs) -> TrainingArguments:
-    """`TrainingArguments` with the settings D-BETA pretraining needs.
+@dataclass
+class DBetaTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the settings D-BETA pretraining needs and the run's loss policies.
 
-    `remove_unused_columns=False` (the collator reads `ecg` and `report`), `label_names` set to the pretraining
-    labels (so evaluation computes the loss), `report_to="none"` unless given. Everything can be overridden.
+    Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator reads `ecg` and
+    `report`) and `label_names` set to the pretraining labels (so evaluation computes the loss); `report_to` stays
+    `"none"`. The three policies are passed by `DBetaPreTrainer` to `DBetaForPreTraining.forward`; each defaults to
+    the official behaviour. Every field is a flag of `HfArgumentParser` (`examples/pretrain.py`).
     """
-    kwargs.setdefault("remove_unused_columns", False)
-    kwargs.setdefault("label_names", ["mlm_labels", "match_labels"])
-    kwargs.setdefault("report_to", "none")
-    return TrainingArguments(**kwargs)
+
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the dataset columns: the D-BETA collator reads `ecg` and `report`."}
+    )
+    label_names: list[str] | None = field(
+        default_factory=lambda: list(LABEL_NAMES),
+        metadata={"help": "The pretraining labels, so that evaluation computes the loss."},
+    )
+    ets_unmasked_inputs: bool = field(default=False, metadata={
+        "help": "ETS on an unmasked ECG pass and the report with its MLM tokens restored, as ALBEF/BLIP (one more "
+                "ECG-transformer and text pass per step); default: the masked passes the other losses use (official)."})
+    mlm_mem_on_matched_only: bool = field(default=False, metadata={
+        "help": "MLM and MEM only on the rows whose report belongs to the ECG (ALBEF/BLIP); default: every row "
+                "(official)."})
+    ets_global_batch: bool = field(default=False, metadata={
+        "help": "Under several processes, score every ECG against the texts of the global batch (other processes' "
+                "texts as negatives); default: per process (official, the released loss is built with world size 1)."})
+
+
+def dbeta_training_arguments(**kwargs) -> DBetaTrainingArguments:
+    """`DBetaTrainingArguments(**kwargs)`: the D-BETA defaults, every one of which `kwargs` can override."""
+    return DBetaTrainingArguments(**kwargs)
+
+
+def training_policies(args) -> dict[str, bool]:
+    """The loss policies of a run, as `DBetaForPreTraining.forward` keyword arguments (official defaults for plain
+    `TrainingArguments`)."""
+    return {name: bool(getattr(args, name, False)) for name in TRAINING_POLICIES}
 
 
 class _MetricAccumulator:
@@ -72,8 +109,10 @@ class DBetaPreTrainer(Trainer):
     """`Trainer` for `DBetaForPreTraining` with the four D-BETA losses logged separately.
 
     The MLM head only runs on the masked positions during training and evaluation (`return_mlm_logits=False`):
-    the loss is the same as on the full logits, at a fraction of the cost. If the data collator is a
-    `DBetaPreTrainingCollator`, its epoch is kept in sync so that every epoch draws new masks and negatives.
+    the loss is the same as on the full logits, at a fraction of the cost. The loss policies of
+    `DBetaTrainingArguments` go to the model's forward (plain `TrainingArguments`: the official behaviour). If the
+    data collator is a `DBetaPreTrainingCollator`, its epoch is kept in sync so that every epoch draws new masks and
+    negatives.
     """
 
     loss_is_scaled_for_ga = False  # compute_loss returns the per-micro-batch mean; Trainer scales for accumulation
@@ -90,7 +129,7 @@ class DBetaPreTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k != "return_loss"}
-        outputs = model(**inputs, return_mlm_logits=False, return_loss=True)
+        outputs = model(**inputs, return_mlm_logits=False, return_loss=True, **training_policies(self.args))
         if outputs.loss is None:
             raise ValueError("DBetaForPreTraining returned no loss: the batch must hold ecg_values and input_ids")
         metrics = self._train_metrics if model.training else self._eval_metrics
@@ -119,13 +158,11 @@ class DBetaPreTrainer(Trainer):
     # ------------------------------------------------------------------ model card
     def write_model_card(self, output_dir: str | None = None) -> None:
         """Write the D-BETA model card (`dbeta_hf.hub.model_card`) as `output_dir/README.md`."""
-        from pathlib import Path
-
-        from ..hub.model_card import training_settings_from_args, write_model_card
-
         output_dir = output_dir or self.args.output_dir
         kwargs = dict(self.model_card_kwargs)
-        settings = training_settings_from_args(self.args, **{"steps run": self.state.global_step})
+        # the loss policies are run settings (not in config.json): the card records them
+        settings = training_settings_from_args(self.args, **{"steps run": self.state.global_step},
+                                               **training_policies(self.args))
         settings.update(kwargs.pop("training_settings", {}))
         repo_id = kwargs.pop("repo_id", None) or self.args.hub_model_id or Path(self.args.output_dir).resolve().name
         write_model_card(output_dir, repo_id, training_settings=settings,
