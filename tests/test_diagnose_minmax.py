@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dbeta_hf import DBetaForPreTraining
-from dbeta_hf.configuration_dbeta import CANONICAL_LEAD_NAMES
+from dbeta_hf.ecg_signal import CANONICAL_LEAD_NAMES
 from dbeta_hf.conversion.diagnose_input_convention import (
     CANDIDATE_CONVENTIONS,
     DIAGNOSTIC_CONVENTIONS,
