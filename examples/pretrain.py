@@ -56,6 +56,7 @@ from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
 from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer, DBetaTrainingArguments, training_policies
 from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH, DBetaProcessor
+from dbeta_hf.utils.atomic import atomic_write_json
 
 logger = logging.getLogger("dbeta_hf.pretrain")
 
@@ -365,15 +366,17 @@ def loss_summary(trainer: DBetaPreTrainer) -> dict:
     return {"first_log": first, "last_log": last}
 
 
-def synthetic_report(trainer: DBetaPreTrainer, train, validation, seed: int) -> dict:
-    """Zero-shot, linear-probe and retrieval scores on the held-out synthetic pairs, printed; the card records the
-    zero-shot AUROC."""
+def synthetic_report(trainer: DBetaPreTrainer, train, validation, seed: int, prompt_ensemble: str) -> dict:
+    """Zero-shot, linear-probe and retrieval scores on the held-out synthetic pairs, printed and saved as
+    `<output_dir>/pretraining_report.json`; the card records the zero-shot AUROC."""
     from dbeta_hf.evaluation.pretraining_report import format_pretraining_report, pretraining_report
     from dbeta_hf.data.synthetic import SYNTHETIC_CLASSES
 
     report = pretraining_report(trainer.model, trainer.processing_class, train, validation, list(SYNTHETIC_CLASSES),
-                                task="synthetic", seed=seed)
+                                task="synthetic", seed=seed, prompt_ensemble=prompt_ensemble)
     print(format_pretraining_report(report, num_heldout=len(validation)))
+    os.makedirs(trainer.args.output_dir, exist_ok=True)
+    atomic_write_json(os.path.join(trainer.args.output_dir, "pretraining_report.json"), report, default=float)
     trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", report["zero_shot"]["macro_auroc"])]
     return report
 
@@ -405,7 +408,7 @@ def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE)
     summary = {"train_seconds": elapsed, "output_dir": training_args.output_dir, "train_metrics": metrics}
     summary.update(loss_summary(trainer))
     if synthetic and validation is not None and trainer.is_world_process_zero():
-        summary.update(synthetic_report(trainer, train, validation, training_args.seed))
+        summary.update(synthetic_report(trainer, train, validation, training_args.seed, recipe.prompt_ensemble))
     # after the measurements, so that the card written with the model carries them
     if training_args.push_to_hub:
         trainer.push_to_hub()  # saves model, processor and card to --output_dir, then uploads it in one commit

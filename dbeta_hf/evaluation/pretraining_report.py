@@ -41,6 +41,7 @@ def pretraining_report(
     batch_size: int = 64,
     num_bootstrap: int = 200,
     progress: bool = False,
+    prompt_ensemble: str = "description",
 ) -> dict[str, Any]:
     """Score a pretrained D-BETA on held-out pairs.
 
@@ -52,12 +53,13 @@ def pretraining_report(
         heldout: `datasets.Dataset` with ``ecg``, ``report`` and ``labels`` (never seen in training).
         class_names: names of the label columns, looked up in the class descriptions of `task`; `None` (data
             without labels) reports retrieval only.
+        prompt_ensemble: the texts that stand for a class in zero-shot scoring (`DBetaZeroShotClassifier`):
+            ``"description"`` (the official scoring), ``"name+description"`` or ``"sentences"``.
     Returns ``{"zero_shot": {...}, "linear_probe": {...}, "retrieval": {...}}``; each has ``macro_auroc`` /
     ``per_class`` (AUROCs) or ``ecg_to_report`` / ``report_to_ecg`` (``R@k``).
     """
     names = None if class_names is None else list(class_names)
-    # a model trained on cosine logits (`ets_normalize_embeddings`) is scored with the cosine, else the official dot
-    similarity = "cosine" if getattr(model.config, "ets_normalize_embeddings", False) else "dot"
+    similarity = "model"  # the model's ECG-text logits: the similarity its ETS loss trained
     was_training = model.training
     try:
         heldout_feats = extract_ecg_features(model, heldout, batch_size=batch_size, progress=progress, desc="held-out ECG features")
@@ -65,11 +67,13 @@ def pretraining_report(
         text_feats = extract_text_features(model, processor, reports, batch_size=batch_size, progress=progress,
                                            desc="report features")
         normalize = bool(getattr(processor, "normalize_text", True))
-        retrieval = retrieval_metrics(heldout_feats, text_feats, reports, ks=ks, similarity=similarity, normalize=normalize)
+        retrieval = retrieval_metrics(heldout_feats, text_feats, reports, ks=ks, similarity=similarity, normalize=normalize,
+                                      model=model)
         if class_names is None:
             return {"retrieval": retrieval}
         heldout_labels = labels_array(heldout)
-        classifier = DBetaZeroShotClassifier(model, processor, similarity=similarity, task=task, batch_size=batch_size)
+        classifier = DBetaZeroShotClassifier(model, processor, similarity=similarity, task=task, batch_size=batch_size,
+                                             prompt_ensemble=prompt_ensemble)
         zero_shot, _ = evaluate_zero_shot(classifier, heldout, heldout_labels, names, task=task, ecg_features=heldout_feats,
                                           num_bootstrap=num_bootstrap, seed=seed, progress=progress)
 
@@ -86,7 +90,7 @@ def pretraining_report(
         model.train(was_training)
     return {
         "zero_shot": {k: zero_shot[k] for k in ("macro_auroc", "per_class", "ci_low", "ci_high", "num_samples", "similarity",
-                                                "descriptions")},
+                                                "prompt_ensemble", "descriptions")},
         "linear_probe": linear_probe,
         "retrieval": retrieval,
     }
@@ -96,12 +100,20 @@ def _value(value: float | None) -> str:
     return "  n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
+_PROMPT_WORDS = {
+    "description": "one description per class (the official scoring)",
+    "name+description": "ensemble of the class name and its description (embeddings averaged)",
+    "sentences": "ensemble of the description's sentences (embeddings averaged)",
+}
+
+
 def format_pretraining_report(report: dict[str, Any], num_heldout: int | None = None) -> str:
     """Plain-text lines: zero-shot and probe AUROC per class side by side, then Recall@k both ways."""
     zero_shot, probe, retrieval = report["zero_shot"], report["linear_probe"], report["retrieval"]
     where = f" on {num_heldout} held-out ECGs" if num_heldout else ""
     lines = [f"zero-shot macro AUROC {_value(zero_shot['macro_auroc'])}, linear-probe macro AUROC "
              f"{_value(probe['macro_auroc'])} (frozen features, {probe['num_train']} training records){where}",
+             f"zero-shot prompts: {_PROMPT_WORDS.get(zero_shot.get('prompt_ensemble'), zero_shot.get('prompt_ensemble'))}",
              f"  {'class':>6}  zero-shot  linear probe"]
     for name in zero_shot["per_class"]:
         lines.append(f"  {name:>6}      {_value(zero_shot['per_class'][name])}         {_value(probe['per_class'].get(name))}")
