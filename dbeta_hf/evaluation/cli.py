@@ -279,6 +279,11 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
         help="PhysioNet/CinC 2021 folder (training/<source>/<group>/*.hea + .mat) for the physionet2021 task",
     )
     parser.add_argument(
+        "--segment_seconds", "--segment-seconds", type=float, default=None, metavar="SECONDS",
+        help="physionet2021 from its raw folder: every full segment of SECONDS s is a row (5 = fairseq-signals' protocol "
+        "behind Table 1: its six sources, 500 Hz records only, split by record); default: the first 10 s of each record",
+    )
+    parser.add_argument(
         "--synthetic_records", type=int, default=300,
         help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
     )
@@ -311,10 +316,15 @@ def roots_from_args(args) -> dict[str, str | None]:
 
 def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
     """Keyword arguments of the data module's loader for `task`: ``split_files`` (from ``--split_files
-    TASK=PATH``) and ``num_proc``. Nothing for the synthetic task."""
+    TASK=PATH``), ``num_proc`` and, for physionet2021, ``segment_seconds``. Nothing for the synthetic task."""
+    segment_seconds = getattr(args, "segment_seconds", None)
+    if segment_seconds is not None and "physionet2021" not in getattr(args, "tasks", [task]):
+        raise ValueError("--segment_seconds applies to the physionet2021 task only; add it to --tasks or drop the flag")
     if task == "synthetic":
         return {}
     kwargs: dict[str, Any] = {}
+    if task == "physionet2021" and segment_seconds is not None:
+        kwargs["segment_seconds"] = segment_seconds
     for item in getattr(args, "split_files", None) or []:
         name, sep, path = item.partition("=")
         if not sep or not path:
@@ -376,7 +386,17 @@ def load_task_splits_from_args(args, task: str):
     ``--dataset_path``, ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
     built = dataset_paths_from_args(args)
     if task in built:
-        return load_built_task(task, built[task], max_samples=args.max_samples)
+        splits, class_names = load_built_task(task, built[task], max_samples=args.max_samples)
+        wanted = getattr(args, "segment_seconds", None)
+        if wanted is not None and task == "physionet2021":
+            stored = dataset_metadata(splits).get("segment_seconds")
+            if stored is None or float(stored) != float(wanted):
+                raise ValueError(
+                    f"--segment_seconds {wanted:g} but the dataset at {built[task]} was built with "
+                    f"{'whole records' if stored is None else f'{stored:g} s segments'}; rebuild it with "
+                    f"`python -m dbeta_hf.data build physionet2021 ROOT --segment-seconds {wanted:g}` or drop the flag"
+                )
+        return splits, class_names
     return load_task_splits(
         task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
         synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
