@@ -33,7 +33,10 @@ with the others zero-filled through the feature extractor, for training and test
 
 The checkpoint is selected on the validation challenge score; the test split reports the CinC score, macro
 AUROC and macro F1 (outputs: sigmoid >= `--threshold`), and ``physionet2021_table.md`` lays them out like the
-paper's Table 1 with the published numbers as a reference.
+paper's Table 1 with the published numbers as a reference. ``--segment_seconds 5`` cuts the records into 5 s
+segments as fairseq-signals does for Table 1's baselines (docs/DIFFERENCES.md section 12): the feature extractor
+takes the segment length, the validation challenge score over segments selects the checkpoint, and each run reports
+the test scores over segments (``challenge_score``) and per record (``record_challenge_score``, ...).
 
 Every kept ``model_<task>`` folder gets a model card (README.md) carrying that run's test numbers, its training
 settings and a loading example for the folder. `--push_to_hub --hub_model_id ORG/NAME` (one task) names the Hub
