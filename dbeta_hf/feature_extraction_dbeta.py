@@ -182,8 +182,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
     ):
         self._reject_unknown_settings(kwargs)
         lead_names, do_normalize, input_normalization = self._apply_input_convention(
-            lead_names, do_normalize, lead_order, input_normalization
-        )
+            lead_names, do_normalize, lead_order, input_normalization)
         if feature_size is None:
             feature_size = len(lead_names)
         if feature_size != len(lead_names):

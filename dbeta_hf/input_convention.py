@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from .ecg_signal import CANONICAL_LEAD_NAMES
 
 __all__ = [
@@ -83,8 +85,6 @@ def per_record_minmax(signal, eps: float = 1e-8):
     Returns:
         a new array, computed in the input's float dtype (float64 for an integer input); the input is not modified.
     """
-    import numpy as np
-
     array = np.asarray(signal)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
