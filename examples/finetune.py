@@ -63,6 +63,7 @@ from dbeta_hf.data.features import check_num_samples, dataset_metadata, dataset_
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_segment_argument,
     load_feature_extractor,
     load_task_splits_from_args,
     resolve_device,
@@ -130,6 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=_HelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/finetune")
+    add_segment_argument(parser)
     parser.add_argument("--fractions", nargs="+", type=float, default=[1.0], help="label fractions of the training split")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (and label-subset draws)")
     parser.add_argument(

@@ -51,6 +51,7 @@ __all__ = [
     "write_results",
     "run_command",
     "add_common_arguments",
+    "add_segment_argument",
     "roots_from_args",
     "cache_dir_from_args",
     "loader_kwargs_from_args",
@@ -279,11 +280,6 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
         help="PhysioNet/CinC 2021 folder (training/<source>/<group>/*.hea + .mat) for the physionet2021 task",
     )
     parser.add_argument(
-        "--segment_seconds", "--segment-seconds", type=float, default=None, metavar="SECONDS",
-        help="physionet2021 from its raw folder: every full segment of SECONDS s is a row (5 = fairseq-signals' protocol "
-        "behind Table 1: its six sources, 500 Hz records only, split by record); default: the first 10 s of each record",
-    )
-    parser.add_argument(
         "--synthetic_records", type=int, default=300,
         help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
     )
@@ -312,6 +308,17 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
 
 def roots_from_args(args) -> dict[str, str | None]:
     return {option: getattr(args, option, None) for option in sorted(set(TASK_ROOT_OPTION.values()))}
+
+
+def add_segment_argument(parser: argparse.ArgumentParser) -> None:
+    """``--segment_seconds`` (physionet2021): for commands that size their feature extractor from the stored ECGs
+    (`examples/finetune.py`); the others would pad the segments to the checkpoint's length."""
+    parser.add_argument(
+        "--segment_seconds", "--segment-seconds", type=float, default=None, metavar="SECONDS",
+        help="physionet2021 from its raw folder: every full segment of SECONDS s is a row (5 = fairseq-signals' protocol "
+        "behind Table 1: its six sources, 500 Hz records only, split by record); with --dataset_path, checked against "
+        "the build. Default: the first 10 s of each record",
+    )
 
 
 def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
