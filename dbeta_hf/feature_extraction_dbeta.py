@@ -30,10 +30,11 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, is_torch_tensor, logging
 
-from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name
+from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name, per_record_minmax
 from .ecg_signal import (
     CANONICAL_LEAD_NAMES,
     NON_FINITE_POLICIES,
+    RESAMPLE_METHODS,
     _crop_policy,
     canonical_lead_name,
     fix_length,
@@ -88,6 +89,11 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             Number of output leads; defaults to `len(lead_names)` (12) and must equal it.
         sampling_rate (`int`, *optional*, defaults to 500):
             Sampling rate (Hz) of `ecg_values`. Inputs at other rates are resampled to it.
+        resample_method (`str`, *optional*, defaults to `"polyphase"`):
+            How other rates are resampled (`dbeta_hf.ecg_signal.resample_signal`): `"polyphase"` (anti-aliased
+            polyphase Kaiser filter) or `"fft"` (`scipy.signal.resample` of the whole recording to
+            `int(samples * sampling_rate / input_rate)` samples, as the official zero-shot notebook resamples
+            CODE-15 from 400 to 500 Hz; docs/DIFFERENCES.md section 9), then cropped or padded.
         num_samples (`int`, *optional*, defaults to 5000):
             Length of `ecg_values` (10 s at 500 Hz). Longer recordings are cropped, shorter ones padded.
         lead_names (`list[str]`, *optional*):
@@ -123,7 +129,10 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             sets `lead_names`. Saved (as `"custom"` for any other `lead_names`), so the processor of a model
             always records the order it expects.
         input_normalization (`str`, *optional*):
-            `"none"` (millivolts) or `"per-lead-zscore"`; sets `do_normalize`. Saved alongside `lead_order`.
+            `"none"` (millivolts), `"per-lead-zscore"` (sets `do_normalize=True`) or `"per-record-minmax"` (MERL's
+            and MELP's `(x - min) / (max - min + 1e-8)` with one minimum and maximum over all present leads, taken
+            after cropping / padding in the output lead order, the padding included; absent leads stay 0;
+            `dbeta_hf.input_convention.per_record_minmax`). Saved alongside `lead_order`.
         return_attention_mask (`bool`, *optional*, defaults to `False`):
             Not supported (D-BETA uses no sample-level mask); kept for API compatibility and must stay False.
         check_amplitude (`bool`, *optional*, defaults to `True`):
@@ -154,6 +163,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         feature_size: int | None = None,
         sampling_rate: int = 500,
         num_samples: int = 5000,
+        resample_method: str = "polyphase",
         lead_names: Sequence[str] | None = None,
         units: str = "mV",
         padding_value: float = 0.0,
@@ -171,7 +181,8 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ):
         self._reject_unknown_settings(kwargs)
-        lead_names, do_normalize = self._apply_input_convention(lead_names, do_normalize, lead_order, input_normalization)
+        lead_names, do_normalize, input_normalization = self._apply_input_convention(
+            lead_names, do_normalize, lead_order, input_normalization)
         if feature_size is None:
             feature_size = len(lead_names)
         if feature_size != len(lead_names):
@@ -200,6 +211,8 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         unit_scale(units)  # validates
+        if resample_method not in RESAMPLE_METHODS:
+            raise ValueError(f"resample_method must be one of {list(RESAMPLE_METHODS)}, got {resample_method!r}")
         if non_finite not in NON_FINITE_POLICIES:
             raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
         filter_band = [float(f) for f in filter_band]
@@ -212,6 +225,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"filter_order must be a positive integer, got {filter_order!r}")
 
         self.num_samples = num_samples
+        self.resample_method = resample_method
         self.lead_names = lead_names
         self.units = units
         self.crop = _crop_policy(crop)
@@ -223,7 +237,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         self.normalize_eps = float(normalize_eps)
         self.check_amplitude = bool(check_amplitude)
         self.lead_order = lead_order_name(self.lead_names)
-        self.input_normalization = "per-lead-zscore" if self.do_normalize else "none"
+        self.input_normalization = input_normalization
 
     @classmethod
     def _reject_unknown_settings(cls, kwargs: dict) -> None:
@@ -248,7 +262,8 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
 
     @classmethod
     def _apply_input_convention(cls, lead_names, do_normalize, lead_order, input_normalization):
-        """Resolve `lead_order` / `input_normalization` into `lead_names` / `do_normalize`; conflicts raise."""
+        """Resolve `lead_order` / `input_normalization` into `lead_names` / `do_normalize` (True only for
+        ``"per-lead-zscore"``) and the input normalization's name; conflicts raise."""
         names = list(CANONICAL_LEAD_NAMES) if lead_names is None else cls._validate_output_leads(lead_names)
         if lead_order is not None:
             if lead_order == "custom":  # a saved config with explicit lead_names
@@ -272,7 +287,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                     "of them"
                 )
             do_normalize = wanted
-        return names, bool(do_normalize)
+        else:
+            input_normalization = "per-lead-zscore" if do_normalize else "none"
+        return names, bool(do_normalize), input_normalization
 
     @staticmethod
     def _validate_output_leads(lead_names: Sequence[str]) -> list[str]:
@@ -308,7 +325,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 is the last axis: transpose `(samples, leads)` arrays first.
             sampling_rate (`float` or `list[float]`):
                 Sampling rate in Hz of the input (one value, or one per recording). **Required**; recordings at
-                another rate than `self.sampling_rate` are resampled with `scipy.signal.resample_poly`.
+                another rate than `self.sampling_rate` are resampled (`resample_method`).
             lead_names (`list[str]` or `list[list[str]]`, *optional*):
                 Name of each input row, shared by all recordings or one list per recording. Case-insensitive
                 (`"AVR"` = `"aVR"`), CODE-15's `"DI"`/`"DII"`/`"DIII"` accepted; any subset of the 12 standard
@@ -509,7 +526,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             signal_mv, units, non_finite, item, message_names, "; its lead_mask is all False"
         )
 
-        signal = resample_signal(signal, sampling_rate, self.sampling_rate)[:, skip:]
+        signal = resample_signal(signal, sampling_rate, self.sampling_rate, method=self.resample_method)[:, skip:]
         ordered, mask = reorder_leads(signal, row_names)
         for row in empty_rows:
             mask[CANONICAL_LEAD_NAMES.index(canonical_rows[row])] = False
@@ -528,6 +545,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             mean = segment.mean(axis=-1, keepdims=True)
             std = segment.std(axis=-1, keepdims=True)
             fixed[mask, :valid] = (segment - mean) / (std + self.normalize_eps)
+        elif self.input_normalization == "per-record-minmax" and mask.any():
+            # MERL / MELP: one minimum and maximum over the record as fed (padding included); absent leads stay 0
+            fixed[mask] = per_record_minmax(fixed[mask])
         return fixed, mask, num_padded
 
     def _checked_signal(
@@ -620,7 +640,8 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         """
         up, down = resampling_ratio(sampling_rate, self.sampling_rate, warn=False)
         num_output = -(-num_input * up // down)
-        if num_output <= self.num_samples or self.do_filter:
+        if num_output <= self.num_samples or self.do_filter or (self.resample_method == "fft" and up != down):
+            # kept whole: the band-pass, and the FFT resampler, see the whole recording
             return 0, num_input, 0
         first_output = 0 if crop == "start" else (num_output - self.num_samples) // 2
         margin = resampling_margin(up, down) if up != down else 0

@@ -9,9 +9,10 @@ order. Two settings cover these candidates:
 * ``lead_order``: ``"standard"`` (I, II, III, aVR, aVL, aVF, V1-V6: this package's canonical order, which every
   model pretrained by this package uses) or ``"mimic"`` (I, II, III, aVR, aVF, aVL, V1-V6: MIMIC-IV-ECG's stored
   order); ``"custom"`` describes any other order configured through ``lead_names``;
-* ``input_normalization``: ``"none"`` (millivolts as recorded) or ``"per-lead-zscore"`` (each lead minus its
+* ``input_normalization``: ``"none"`` (millivolts as recorded), ``"per-lead-zscore"`` (each lead minus its
   mean, divided by its standard deviation, over the unpadded samples after unit conversion, resampling and
-  cropping).
+  cropping) or ``"per-record-minmax"`` (MERL's and MELP's ``(x - min) / (max - min + 1e-8)`` with one minimum and
+  maximum over all present leads of the record, after cropping / padding, padding included: `per_record_minmax`).
 
 `DBetaECGFeatureExtractor(lead_order=..., input_normalization=...)` applies them and saves them in
 ``preprocessor_config.json``; `python -m dbeta_hf.conversion.diagnose_input_convention` measures which one a checkpoint
@@ -21,6 +22,8 @@ expects.
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
 
 from .ecg_signal import CANONICAL_LEAD_NAMES
 
@@ -35,7 +38,7 @@ __all__ = [
 
 MIMIC_LEAD_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 LEAD_ORDERS = {"standard": list(CANONICAL_LEAD_NAMES), "mimic": MIMIC_LEAD_NAMES}
-INPUT_NORMALIZATIONS = ("none", "per-lead-zscore")
+INPUT_NORMALIZATIONS = ("none", "per-lead-zscore", "per-record-minmax")
 
 
 def lead_names_for_order(lead_order: str) -> list[str]:
@@ -82,8 +85,6 @@ def per_record_minmax(signal, eps: float = 1e-8):
     Returns:
         a new array, computed in the input's float dtype (float64 for an integer input); the input is not modified.
     """
-    import numpy as np
-
     array = np.asarray(signal)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")

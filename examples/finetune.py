@@ -33,7 +33,10 @@ with the others zero-filled through the feature extractor, for training and test
 
 The checkpoint is selected on the validation challenge score; the test split reports the CinC score, macro
 AUROC and macro F1 (outputs: sigmoid >= `--threshold`), and ``physionet2021_table.md`` lays them out like the
-paper's Table 1 with the published numbers as a reference.
+paper's Table 1 with the published numbers as a reference. ``--segment_seconds 5`` cuts the records into 5 s
+segments as fairseq-signals does for Table 1's baselines (docs/DIFFERENCES.md section 12): the feature extractor
+takes the segment length, the validation challenge score over segments selects the checkpoint, and each run reports
+the test scores over segments (``challenge_score``) and per record (``record_challenge_score``, ...).
 
 Every kept ``model_<task>`` folder gets a model card (README.md) carrying that run's test numbers, its training
 settings and a loading example for the folder. `--push_to_hub --hub_model_id ORG/NAME` (one task) names the Hub
@@ -55,10 +58,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from transformers import Trainer, TrainingArguments
 
-from dbeta_hf import DBetaProcessor
+from dbeta_hf import DBetaECGFeatureExtractor, DBetaProcessor
+from dbeta_hf.data.features import check_num_samples, dataset_metadata, dataset_num_samples
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_segment_argument,
     load_feature_extractor,
     load_task_splits_from_args,
     resolve_device,
@@ -80,6 +85,7 @@ from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_aur
 from dbeta_hf.evaluation.metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc
 from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label
 from dbeta_hf.evaluation.plotting import plot_roc_curves
+from dbeta_hf.evaluation.segments import aggregate_segment_scores
 from dbeta_hf.hub.model_card import results_from_finetune, write_model_card
 from dbeta_hf.hub.push import push_model_folder
 
@@ -125,6 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=_HelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/finetune")
+    add_segment_argument(parser)
     parser.add_argument("--fractions", nargs="+", type=float, default=[1.0], help="label fractions of the training split")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (and label-subset draws)")
     parser.add_argument(
@@ -239,6 +246,8 @@ class FineTuneTask:
     test_ds: Any
     is_cinc: bool
     compute_metrics: Callable[[Any], dict[str, float]]
+    num_samples: int | None = None  # samples per lead of the stored ECGs (2500 for 5 s segments)
+    segment_seconds: float | None = None  # set for a PhysioNet 2021 segment build
 
 
 @dataclass
@@ -260,11 +269,20 @@ class FineTuneContext:
     use_cuda: bool
     _feature_extractor: Any = None
 
-    def feature_extractor(self):
-        """The checkpoint's feature extractor (zero-fills the leads a lead setting drops), loaded once."""
+    def feature_extractor(self, num_samples: int | None = None):
+        """The checkpoint's feature extractor (zero-fills the leads a lead setting drops), loaded once; with
+        `num_samples` (the length of the stored ECGs) one of that length, so that e.g. 5 s segments are not
+        zero-padded to the checkpoint's 10 s (the classification model takes any length)."""
         if self._feature_extractor is None:
             self._feature_extractor = load_feature_extractor(self.model_dir)
-        return self._feature_extractor
+        extractor = self._feature_extractor
+        if num_samples is None or (extractor is not None and extractor.num_samples == num_samples):
+            return extractor
+        if extractor is None:
+            return DBetaECGFeatureExtractor(num_samples=num_samples)
+        logger.info("the dataset stores %d-sample ECGs: the feature extractor of %s (num_samples=%d) is used with "
+                    "num_samples=%d", num_samples, self.model_dir, extractor.num_samples, num_samples)
+        return DBetaECGFeatureExtractor.from_dict({**extractor.to_dict(), "num_samples": num_samples})
 
 
 def load_task(args: argparse.Namespace, name: str) -> FineTuneTask:
@@ -273,11 +291,20 @@ def load_task(args: argparse.Namespace, name: str) -> FineTuneTask:
     if missing:
         raise KeyError(f"task {name!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")
     is_cinc = name == "physionet2021"
+    try:
+        num_samples = dataset_num_samples(splits)
+    except ValueError:  # no fixed-shape ECG column: the stored ECGs are fed as they are
+        num_samples = None
+    try:
+        segment_seconds = dataset_metadata(splits).get("segment_seconds")
+    except ValueError:  # not built by dbeta_hf.data
+        segment_seconds = None
     return FineTuneTask(
         name=name, splits=splits, class_names=list(class_names), train_labels=labels_array(splits["train"]),
         test_labels=labels_array(splits["test"]), val_ds=prepare_classification_dataset(splits["validation"]),
         test_ds=prepare_classification_dataset(splits["test"]), is_cinc=is_cinc,
         compute_metrics=make_compute_metrics(class_names, cinc2021=is_cinc, threshold=args.threshold),
+        num_samples=num_samples, segment_seconds=segment_seconds,
     )
 
 
@@ -291,8 +318,10 @@ def lead_settings(ctx: FineTuneContext, task: FineTuneTask) -> list[LeadSetting]
             continue
         key = task.name if num_leads == 12 and len(numbers) == 1 else f"{task.name}_{num_leads}lead"
         TASK_TITLES.setdefault(key, f"{TASK_TITLES.get(task.name, task.name)} ({lead_setting_title(num_leads)})")
-        collator = ECGClassificationCollator(lead_names=lead_subset(num_leads),
-                                             feature_extractor=ctx.feature_extractor())
+        feature_extractor = ctx.feature_extractor(task.num_samples)
+        if task.num_samples is not None:  # never pad or crop the stored ECGs silently
+            check_num_samples(task.splits, feature_extractor.num_samples, "the fine-tuning feature extractor")
+        collator = ECGClassificationCollator(lead_names=lead_subset(num_leads), feature_extractor=feature_extractor)
         settings.append(LeadSetting(num_leads, key, collator))
     return settings
 
@@ -342,6 +371,23 @@ def cinc_test_scores(task: FineTuneTask, logits: np.ndarray, val_metrics: dict, 
     }
 
 
+def record_level_scores(task: FineTuneTask, logits: np.ndarray, threshold: float) -> dict[str, float]:
+    """PhysioNet 2021 segment build: the test scores per record, as the challenge defines them. The segment
+    probabilities of each record are averaged (`aggregate_segment_scores`), then scored like `cinc_test_scores`.
+    The segment-level numbers beside them (every segment counted as a record) are fairseq-signals' protocol, the
+    one of the paper's Table 1, and the validation challenge score over segments selects the checkpoint."""
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    records = aggregate_segment_scores(task.splits["test"]["record_id"], probabilities, labels=task.test_labels)
+    cinc = compute_cinc2021_metrics(records.labels, records.scores, classes=task.class_names, threshold=threshold)
+    auroc = compute_multilabel_auroc(records.labels, records.scores, class_names=task.class_names)
+    return {
+        "record_challenge_score": float(cinc["challenge_score"]), "record_macro_f1": float(cinc["macro_f1"]),
+        "record_macro_auroc": float(auroc["macro_auroc"]), "num_test_records": len(records),
+        "num_test_segments": int(len(logits)), "segment_seconds": float(task.segment_seconds),
+        "checkpoint_selection": "validation challenge score over segments (fairseq-signals / Table 1 protocol)",
+    }
+
+
 def run_dir_name(ctx: FineTuneContext, setting: LeadSetting, random_init: bool, key: str, seed: int) -> str:
     init = "random" if random_init else "pretrained"
     return os.path.join(ctx.checkpoint_root, f"{setting.task_key}-{init}-{key.rstrip('%')}pct-seed{seed}")
@@ -369,6 +415,8 @@ def train_and_test(ctx, task, setting, random_init: bool, fraction: float, seed:
     low, high = bootstrap_auroc_ci(task.test_labels, logits, num_bootstrap=args.num_bootstrap, seed=seed)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     cinc = cinc_test_scores(task, logits, val_metrics, args.threshold) if task.is_cinc else {}
+    if task.is_cinc and task.segment_seconds:
+        cinc.update(record_level_scores(task, logits, args.threshold))
     record = {
         **cinc,
         **seed_auroc_record(seed, len(idx), metrics, low, high),
@@ -421,8 +469,11 @@ def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, m
             runs.append(record)
             if method == PRETRAINED_METHOD and fraction == max(args.fractions) and seed == args.seeds[0]:
                 keep_model(ctx, task, setting, trainer, logits, record, key, seed, task_result)
-            logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s", method, setting.task_key, key, seed,
-                        metrics["macro_auroc"], f", CinC score {record['challenge_score']:.4f}" if task.is_cinc else "")
+            logger.info("%s / %s / %s / seed %d: test macro AUROC %.4f%s%s", method, setting.task_key, key, seed,
+                        metrics["macro_auroc"], f", CinC score {record['challenge_score']:.4f}" if task.is_cinc else "",
+                        f" per segment, {record['record_challenge_score']:.4f} per record (mean of "
+                        f"{record['num_test_segments']} segments over {record['num_test_records']} records)"
+                        if "record_challenge_score" in record else "")
             del trainer
             if not args.keep_checkpoints:
                 shutil.rmtree(run_dir_name(ctx, setting, random_init, key, seed), ignore_errors=True)

@@ -111,7 +111,7 @@ def test_converter_measures_unset_settings_and_defaults_when_inconclusive(tmp_pa
     record = json.loads((out / "input_convention.json").read_text())
     best = record["diagnostic"]["best"]
     assert [record["lead_order"], record["input_normalization"]] == best
-    assert len(record["diagnostic"]["losses"]) == 4
+    assert len(record["diagnostic"]["losses"]) == 6  # 2 lead orders x 3 input normalizations of the extractor
     assert record["decided_by"]["lead_order"].startswith("diagnostic (margin")
 
 

@@ -14,7 +14,7 @@ partly random.
 
 The converter always writes the ECG feature extractor (`preprocessor_config.json`; the whole `DBetaProcessor`
 with `--tokenizer`) with the input convention the checkpoint expects: `--lead-order standard|mimic` and
-`--input-normalization none|per-lead-zscore` (`dbeta_hf.input_convention`). Flags given explicitly win. For a
+`--input-normalization none|per-lead-zscore|per-record-minmax` (`dbeta_hf.input_convention`). Flags given explicitly win. For a
 setting not given, the converter runs `dbeta_hf.conversion.diagnose_input_convention` on synthetic ECGs and takes the
 measured value when its margin is clear (at least `--min-margin`); otherwise it keeps the standard order and raw
 millivolts and says that the measurement was inconclusive. The choice and the measured losses are logged and
@@ -40,7 +40,7 @@ from ..configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaEC
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..hub.model_card import write_model_card
 from ..hub.push import push_model_folder
-from ..input_convention import check_input_normalization, lead_names_for_order
+from ..input_convention import INPUT_NORMALIZATIONS, check_input_normalization, lead_names_for_order
 from ..modeling_dbeta import DBetaForPreTraining
 from ..processing_dbeta import DBetaProcessor
 from .diagnose_input_convention import (
@@ -387,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lead-order", choices=["standard", "mimic"], default=None,
                         help="input channel order the checkpoint expects (standard: I, II, III, aVR, aVL, aVF, V1-V6; "
                         "mimic: aVF before aVL). Default: measured with dbeta_hf.conversion.diagnose_input_convention")
-    parser.add_argument("--input-normalization", choices=["none", "per-lead-zscore"], default=None,
-                        help="input scaling the checkpoint expects (none = millivolts). Default: measured")
+    parser.add_argument("--input-normalization", choices=list(INPUT_NORMALIZATIONS), default=None,
+                        help="input scaling the checkpoint expects (none = millivolts; per-record-minmax = MERL's "
+                        "(x - min) / (max - min + 1e-8) over the whole record). Default: measured")
     parser.add_argument("--diagnostic-records", type=int, default=32,
                         help="synthetic ECGs the diagnostic uses for settings not given")
     parser.add_argument("--min-margin", type=float, default=None,

@@ -9,8 +9,8 @@ candidate convention, standard vs MIMIC lead order (`dbeta_hf.input_convention.L
 * ``none``: millivolts as recorded (the official dataset code's input);
 * ``per-lead-zscore``: each lead z-scored over time (fairseq-signals' pipeline);
 * ``per-record-minmax``: ``(x - min) / (max - min + 1e-8)`` with one minimum and maximum over all leads of the
-  record (MERL and MELP; `dbeta_hf.input_convention.per_record_minmax`, applied here to the feature extractor's
-  millivolt output, i.e. after cropping / padding, as MERL does),
+  record (MERL and MELP; `DBetaECGFeatureExtractor(input_normalization="per-record-minmax")`, which applies
+  `dbeta_hf.input_convention.per_record_minmax` after cropping / padding, as MERL does),
 
 the same ECGs are prepared that way and the model's MEM reconstruction loss is measured with the *same* fixed
 masking noise and a constant text (the end-of-sequence token alone), so the conventions differ only in the input.
@@ -50,7 +50,7 @@ import torch
 from ..data.synthetic import generate_ecg
 from ..ecg_signal import CANONICAL_LEAD_NAMES
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
-from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS, per_record_minmax
+from ..input_convention import INPUT_NORMALIZATIONS, LEAD_ORDERS
 from ..modeling_dbeta import DBetaForPreTraining
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 PER_RECORD_MINMAX = "per-record-minmax"
-# Every scaling the diagnostic measures: the feature extractor's own settings, plus MERL's / MELP's per-record min-max
-# (applied here with `input_convention.per_record_minmax` until the feature extractor offers it).
+# Every scaling the diagnostic measures: the feature extractor's own settings (MERL's / MELP's per-record min-max
+# among them).
 DIAGNOSTIC_NORMALIZATIONS = tuple(dict.fromkeys((*INPUT_NORMALIZATIONS, "none", "per-lead-zscore", PER_RECORD_MINMAX)))
 # The diagnostic's default candidates: both lead orders x every scaling above.
 DIAGNOSTIC_CONVENTIONS = [(order, norm) for order in LEAD_ORDERS for norm in DIAGNOSTIC_NORMALIZATIONS]
@@ -116,18 +116,15 @@ def prepare_for_convention(
     records: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """The model inputs (N, 12, num_samples) of `ecgs` (mV, canonical order, 500 Hz) or WFDB `records` in one
-    convention. A scaling the feature extractor offers is applied by it; ``per-record-minmax`` (while the feature
-    extractor lacks it) is `input_convention.per_record_minmax` of the extractor's millivolt output in `lead_order`,
-    i.e. after resampling, cropping and zero-padding (MERL pads, then scales)."""
+    convention, prepared by `DBetaECGFeatureExtractor(lead_order=..., input_normalization=...)` (its
+    ``per-record-minmax`` is `input_convention.per_record_minmax` after resampling, cropping and zero-padding: MERL
+    pads, then scales)."""
     if lead_order not in LEAD_ORDERS or input_normalization not in DIAGNOSTIC_NORMALIZATIONS:
         raise ValueError(
             f"unknown convention {(lead_order, input_normalization)}; lead orders {list(LEAD_ORDERS)}, scalings "
             f"{list(DIAGNOSTIC_NORMALIZATIONS)}"
         )
-    if input_normalization in INPUT_NORMALIZATIONS:
-        return _prepare(_feature_extractor(model_config, lead_order, input_normalization), ecgs, records)
-    values = _prepare(_feature_extractor(model_config, lead_order, "none"), ecgs, records)
-    return torch.from_numpy(per_record_minmax(values.numpy()))
+    return _prepare(_feature_extractor(model_config, lead_order, input_normalization), ecgs, records)
 
 
 @torch.no_grad()
@@ -313,12 +310,6 @@ def format_report(report: dict[str, Any]) -> str:
             "offset common to all leads; this model's ECG tower (extractor_mode='default') removes the offset exactly "
             "and the scale up to its GroupNorm eps, so the loss cannot separate them (and the choice barely changes "
             "the model's outputs): they are ranked as one"
-        )
-    best_norm = report["best"][1]
-    if best_norm not in INPUT_NORMALIZATIONS:
-        lines.append(
-            f"note: {best_norm} is not an input_normalization of DBetaECGFeatureExtractor yet; apply "
-            "dbeta_hf.input_convention.per_record_minmax to its ecg_values (input_normalization='none') yourself"
         )
     lines.append(
         f"best: {convention_name(*report['best'])}; margin over {convention_name(*report['runner_up'])}: "

@@ -51,6 +51,7 @@ __all__ = [
     "write_results",
     "run_command",
     "add_common_arguments",
+    "add_segment_argument",
     "roots_from_args",
     "cache_dir_from_args",
     "loader_kwargs_from_args",
@@ -309,12 +310,28 @@ def roots_from_args(args) -> dict[str, str | None]:
     return {option: getattr(args, option, None) for option in sorted(set(TASK_ROOT_OPTION.values()))}
 
 
+def add_segment_argument(parser: argparse.ArgumentParser) -> None:
+    """``--segment_seconds`` (physionet2021): for commands that size their feature extractor from the stored ECGs
+    (`examples/finetune.py`); the others would pad the segments to the checkpoint's length."""
+    parser.add_argument(
+        "--segment_seconds", "--segment-seconds", type=float, default=None, metavar="SECONDS",
+        help="physionet2021 from its raw folder: every full segment of SECONDS s is a row (5 = fairseq-signals' protocol "
+        "behind Table 1: its six sources, 500 Hz records only, split by record); with --dataset_path, checked against "
+        "the build. Default: the first 10 s of each record",
+    )
+
+
 def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
     """Keyword arguments of the data module's loader for `task`: ``split_files`` (from ``--split_files
-    TASK=PATH``) and ``num_proc``. Nothing for the synthetic task."""
+    TASK=PATH``), ``num_proc`` and, for physionet2021, ``segment_seconds``. Nothing for the synthetic task."""
+    segment_seconds = getattr(args, "segment_seconds", None)
+    if segment_seconds is not None and "physionet2021" not in getattr(args, "tasks", [task]):
+        raise ValueError("--segment_seconds applies to the physionet2021 task only; add it to --tasks or drop the flag")
     if task == "synthetic":
         return {}
     kwargs: dict[str, Any] = {}
+    if task == "physionet2021" and segment_seconds is not None:
+        kwargs["segment_seconds"] = segment_seconds
     for item in getattr(args, "split_files", None) or []:
         name, sep, path = item.partition("=")
         if not sep or not path:
@@ -376,7 +393,17 @@ def load_task_splits_from_args(args, task: str):
     ``--dataset_path``, ``--max_samples``, ``--split_files``, ``--num_proc``): ``(DatasetDict, class_names)``."""
     built = dataset_paths_from_args(args)
     if task in built:
-        return load_built_task(task, built[task], max_samples=args.max_samples)
+        splits, class_names = load_built_task(task, built[task], max_samples=args.max_samples)
+        wanted = getattr(args, "segment_seconds", None)
+        if wanted is not None and task == "physionet2021":
+            stored = dataset_metadata(splits).get("segment_seconds")
+            if stored is None or float(stored) != float(wanted):
+                raise ValueError(
+                    f"--segment_seconds {wanted:g} but the dataset at {built[task]} was built with "
+                    f"{'whole records' if stored is None else f'{stored:g} s segments'}; rebuild it with "
+                    f"`python -m dbeta_hf.data build physionet2021 ROOT --segment-seconds {wanted:g}` or drop the flag"
+                )
+        return splits, class_names
     return load_task_splits(
         task, roots=roots_from_args(args), synthetic_records=args.synthetic_records,
         synthetic_seed=args.synthetic_seed, max_samples=args.max_samples, **loader_kwargs_from_args(args, task),
