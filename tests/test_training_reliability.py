@@ -93,8 +93,10 @@ def test_auto_resume_skips_an_incomplete_checkpoint(tmp_path, trained_run, examp
     with caplog.at_level(logging.WARNING):
         assert example.checkpoint_to_resume(model_args, training_args) == str(out / "checkpoint-1")
     assert "checkpoint-2" in caplog.text and "incomplete" in caplog.text
-    # no complete checkpoint at all: start from scratch (with a warning), never from a half-written one
+    # no marker anywhere (an older version's checkpoints): the highest with a readable trainer_state.json
     (out / "checkpoint-1" / CHECKPOINT_COMPLETE_FILE).unlink()
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-1")
+    (out / "checkpoint-1" / "trainer_state.json").write_text('{"global_st')  # disk full while writing it
     assert last_complete_checkpoint(out) is None
     with pytest.raises(FileNotFoundError, match="trainer_state.json"):
         example.checkpoint_to_resume(*example.parse_arguments(

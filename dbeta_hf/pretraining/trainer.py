@@ -226,8 +226,8 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The highest ``checkpoint-<step>`` of `output_dir` that is complete (`is_complete_checkpoint`), or None.
 
     Higher checkpoints without the marker (a save cut short by a kill or a full disk) are skipped with a warning
-    naming them. A folder that only holds checkpoints of an older version (no marker anywhere) is not resumed from
-    blindly either: they are listed in the warning, as incomplete ones are.
+    naming them. In a folder where no checkpoint has a marker (written by an older version), the highest one with a
+    readable ``trainer_state.json`` (the Trainer's last file) is taken, with a warning.
     """
     if not os.path.isdir(output_dir):
         return None
@@ -236,8 +236,17 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
         match = _CHECKPOINT_NAME.match(name)
         if match and os.path.isdir(os.path.join(output_dir, name)):
             steps.append((int(match.group(1)), os.path.join(output_dir, name)))
+    steps = sorted(steps, reverse=True)
+    if steps and not any(is_complete_checkpoint(path) for _, path in steps):
+        # written by a version without markers: the Trainer writes trainer_state.json last, so a readable one is
+        # the best evidence of a finished save there is
+        for _, path in steps:
+            if _readable_json(os.path.join(path, "trainer_state.json")):
+                logger.warning("%s has no completeness marker (%s; written by an older version?): resuming from it "
+                               "since its trainer_state.json is complete", path, CHECKPOINT_COMPLETE_FILE)
+                return path
     skipped = []
-    for _, path in sorted(steps, reverse=True):
+    for _, path in steps:
         if is_complete_checkpoint(path):
             if skipped:
                 logger.warning("skipping incomplete checkpoint(s) %s (no %s: the save was cut short); resuming from "
@@ -245,10 +254,18 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             return path
         skipped.append(path)
     if skipped:
-        logger.warning("no complete checkpoint in %s: %s lack %s (a save cut short, or written by an older version); "
-                       "not resuming from them (pass --resume_from_checkpoint DIR to resume from one anyway)",
-                       output_dir, ", ".join(skipped), CHECKPOINT_COMPLETE_FILE)
+        logger.warning("no complete checkpoint in %s: %s lack %s or a readable trainer_state.json (a save cut short); "
+                       "not resuming from them", output_dir, ", ".join(skipped), CHECKPOINT_COMPLETE_FILE)
     return None
+
+
+def _readable_json(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def compare_run_fingerprints(stored: dict | None, current: dict) -> list[str]:
