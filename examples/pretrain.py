@@ -25,7 +25,10 @@ would start a single process):
 
 Continue or resume: `--model_name_or_path DIR` starts from a saved D-BETA; `--resume_from_checkpoint DIR`
 restores model, optimizer, scheduler, data order and the processor (its tokenizer) from a Trainer checkpoint. A
-run whose `--output_dir` holds checkpoints resumes from the last one unless `--overwrite_output_dir` is given.
+run whose `--output_dir` holds checkpoints resumes from the last complete one (a checkpoint whose save was cut
+short has no completeness marker and is skipped, named in a warning) unless `--overwrite_output_dir` is given. A
+resume compares the checkpoint's recorded data, N3S settings and model config with this run's (another config is an
+error naming the fields; other data a warning). One run at a time per `--output_dir` (a lock file names the holder).
 
 The demo is chosen when no data argument (`--dataset_path`, `--mimic_root`) is given, or with `--synthetic`; its
 settings (model, collator, loss policies, training arguments) are `dbeta_hf.pretraining.recipes.DEMO_RECIPE`, and
