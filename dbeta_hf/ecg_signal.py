@@ -52,6 +52,7 @@ __all__ = [
     "flat_leads",
     "mark_float32_overflow",
     "implausible_amplitude",
+    "implausibly_small_amplitude",
     "read_wfdb",
 ]
 
@@ -544,6 +545,42 @@ def implausible_amplitude(signal_mv: np.ndarray) -> str | None:
             f"{MAX_PLAUSIBLE_LEAD_SPAN_MV:g} mV)"
         )
     return None
+
+
+# Below this median lead span (1st-99th percentile, mV) a recording that is not all zeros cannot be an ECG in mV:
+# ECGs span about 0.5-10 mV per lead, volts read as mV span 0.0005-0.01 ("mV" 1000x too small).
+MIN_PLAUSIBLE_LEAD_SPAN_MV = 0.01
+
+
+def _median_lead_span(array: np.ndarray) -> float:
+    spans = []
+    for row in array:
+        values = row[np.isfinite(row)]
+        if values.size:
+            low, high = np.percentile(values, [1.0, 99.0])
+            if high - low > 0:
+                spans.append(high - low)
+    return float(np.median(spans)) if spans else 0.0
+
+
+def implausibly_small_amplitude(signal_mv: np.ndarray) -> str | None:
+    """Describe why `signal_mv` (leads, samples), in millivolts, is too small to be an ECG in mV; `None` if it is
+    not (or if it is all zeros / flat: the all-zero check reports that).
+
+    Flagged: a median lead span (1st-99th percentile, over the leads that are not flat) below
+    `MIN_PLAUSIBLE_LEAD_SPAN_MV` (0.01 mV); the text names the likely unit (volts when 1000x the values would be
+    plausible). Non-finite samples are ignored.
+    """
+    array = np.asarray(signal_mv, dtype=np.float64)
+    span = _median_lead_span(array)
+    if span == 0.0 or span >= MIN_PLAUSIBLE_LEAD_SPAN_MV:
+        return None
+    if MIN_PLAUSIBLE_LEAD_SPAN_MV <= span * 1000.0 <= MAX_PLAUSIBLE_LEAD_SPAN_MV:
+        likely = "the values look like volts: pass units='V'"
+    else:
+        likely = "no unit makes this an ECG (check the gain / scaling of the source)"
+    return (f"median lead span (1st-99th percentile) {span:.4g} mV, where ECGs have about 0.5-10 mV (limit "
+            f"{MIN_PLAUSIBLE_LEAD_SPAN_MV:g} mV): {likely}")
 
 
 # ----------------------------------------------------------------------------------------------- WFDB

@@ -40,6 +40,7 @@ from .ecg_signal import (
     fix_length,
     handle_non_finite,
     implausible_amplitude,
+    implausibly_small_amplitude,
     mark_float32_overflow,
     read_wfdb,
     reorder_leads,
@@ -566,8 +567,11 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 f"ECG lead(s) {', '.join(lead_names[r] for r in empty_rows)} contain no finite sample; treated as "
                 "absent (zeros, lead_mask False)."
             )
-        self._check_amplitude(signal_mv, units)
-        all_zero = not signal.any()
+        self._check_amplitude(signal_mv, units, item)
+        # after the float32 cast of the model input: values below float32's range (1e-300) become zeros there
+        all_zero = not signal.astype(np.float32).any()
+        if not all_zero:
+            self._check_small_amplitude(signal_mv.astype(np.float32), units, item)
         if all_zero:
             where = f"ECG item {item}" if item is not None else "The ECG"
             logger.warning(f"{where} is all zeros (no signal at all){all_zero_consequence}.")
@@ -614,7 +618,7 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
             )
         return "mV"
 
-    def _check_amplitude(self, signal_mv: np.ndarray, units: str | Sequence[str]) -> None:
+    def _check_amplitude(self, signal_mv: np.ndarray, units: str | Sequence[str], item: int | None = None) -> None:
         if not self.check_amplitude:
             return
         problem = implausible_amplitude(signal_mv)
@@ -624,10 +628,22 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 fix = "The values look like microvolts: pass units='uV'."
             else:
                 fix = "If they are ADC counts, divide them by the gain (ADC counts per mV, in the WFDB header) first."
+            where = f"ECG item {item}: " if item is not None else ""
             raise ValueError(
-                f"the ECG amplitude is implausible for units={declared!r}: {problem}. {fix} "
+                f"{where}the ECG amplitude is implausible for units={declared!r}: {problem}. {fix} "
                 "DBetaECGFeatureExtractor(check_amplitude=False) turns this check off."
             )
+
+    def _check_small_amplitude(self, signal_mv: np.ndarray, units, item: int | None) -> None:
+        """Warn (not refuse: a flat-line recording can be real) when the amplitude is implausibly small for the
+        declared units, naming the likely unit (`implausibly_small_amplitude`)."""
+        if not self.check_amplitude:
+            return
+        problem = implausibly_small_amplitude(signal_mv)
+        if problem is not None:
+            where = f"ECG item {item}" if item is not None else "The ECG"
+            declared = units if isinstance(units, str) else list(units)
+            logger.warning(f"{where}: the amplitude is implausibly small for units={declared!r}: {problem}.")
 
     def _input_window(self, num_input: int, sampling_rate: float, crop: str) -> tuple[int, int, int]:
         """`(start, stop, skip)`: resampling `recording[:, start:stop]` and dropping its first `skip` output samples

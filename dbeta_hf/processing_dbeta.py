@@ -376,4 +376,31 @@ class DBetaProcessor(ProcessorMixin):
         return list(self.feature_extractor.model_input_names) + ["input_ids", "attention_mask"]
 
 
-__all__ = ["DBetaProcessor", "MAX_TEXT_LENGTH", "check_batch_sizes", "check_text_inputs"]
+def check_processor_matches_model(processor, model_or_config, where: str = "") -> None:
+    """Refuse a processor (or feature extractor) whose ECG window is not the model's: the output `num_samples`,
+    `sampling_rate` and number of leads of its feature extractor against `config.ecg_config`. A processor saved
+    with another window (e.g. 250 Hz, 2500 samples) next to a 5000-sample model would otherwise score ECGs of a
+    length and rate the model was not trained on, without a word. Pure Python (no tensors, no device sync)."""
+    feature_extractor = getattr(processor, "feature_extractor", processor)
+    config = getattr(model_or_config, "config", model_or_config)
+    ecg_config = getattr(config, "ecg_config", config)
+    if feature_extractor is None or ecg_config is None:
+        return
+    made = {"num_samples": getattr(feature_extractor, "num_samples", None),
+            "sampling_rate": getattr(feature_extractor, "sampling_rate", None)}
+    lead_names = getattr(feature_extractor, "lead_names", None)
+    made["num_leads"] = None if lead_names is None else len(lead_names)
+    differ = [f"{name} {made[name]} (processor) != {getattr(ecg_config, name)} (model)" for name in made
+              if made[name] is not None and getattr(ecg_config, name, None) is not None
+              and float(made[name]) != float(getattr(ecg_config, name))]
+    if differ:
+        raise ValueError(
+            f"{where + ': ' if where else ''}the processor's ECG window does not match the model's: {'; '.join(differ)}. "
+            "Load the processor saved with this model (DBetaProcessor.from_pretrained(<model folder>)), or build one "
+            f"for it: DBetaProcessor.from_tokenizer(..., num_samples={getattr(ecg_config, 'num_samples', None)}, "
+            f"sampling_rate={getattr(ecg_config, 'sampling_rate', None)})"
+        )
+
+
+__all__ = ["DBetaProcessor", "MAX_TEXT_LENGTH", "check_batch_sizes", "check_processor_matches_model",
+           "check_text_inputs"]

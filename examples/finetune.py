@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -75,6 +74,7 @@ from dbeta_hf.evaluation.embeddings import labels_array
 from dbeta_hf.evaluation.finetune import (
     ECGClassificationCollator,
     build_classification_model,
+    check_fine_tuning_labels,
     format_cinc2021_table,
     lead_setting_title,
     lead_subset,
@@ -88,6 +88,7 @@ from dbeta_hf.evaluation.plotting import plot_roc_curves
 from dbeta_hf.evaluation.segments import aggregate_segment_scores
 from dbeta_hf.hub.model_card import results_from_finetune, write_model_card
 from dbeta_hf.hub.push import push_model_folder
+from dbeta_hf.utils.output_ownership import OutputLock, OwnedOutput
 
 logger = logging.getLogger("finetune")
 
@@ -268,6 +269,8 @@ class FineTuneContext:
     checkpoint_root: str
     use_cuda: bool
     _feature_extractor: Any = None
+    # the run folders this command writes under `checkpoint_root` (claimed before writing; only they are deleted)
+    checkpoints: OwnedOutput | None = None
 
     def feature_extractor(self, num_samples: int | None = None):
         """The checkpoint's feature extractor (zero-fills the leads a lead setting drops), loaded once; with
@@ -291,6 +294,7 @@ def load_task(args: argparse.Namespace, name: str) -> FineTuneTask:
     if missing:
         raise KeyError(f"task {name!r} has no {missing} split(s) (splits: {list(splits)}); fine-tuning needs all three")
     is_cinc = name == "physionet2021"
+    check_fine_tuning_labels(labels_array(splits["train"]), labels_array(splits["validation"]), class_names, task=name)
     try:
         num_samples = dataset_num_samples(splits)
     except ValueError:  # no fixed-shape ECG column: the stored ECGs are fed as they are
@@ -402,6 +406,8 @@ def train_and_test(ctx, task, setting, random_init: bool, fraction: float, seed:
         ctx.model_dir, task.class_names, random_init=random_init, freeze_encoder=args.freeze_encoder, seed=seed,
     )
     run_dir = run_dir_name(ctx, setting, random_init, fraction_label(fraction), seed)
+    if ctx.checkpoints is not None:
+        ctx.checkpoints.claim(os.path.basename(run_dir))  # before the Trainer writes it: a killed run's stays owned
     trainer = Trainer(
         model=model, args=training_arguments(args, run_dir, seed, task.is_cinc, ctx.use_cuda),
         train_dataset=prepare_classification_dataset(task.splits["train"].select(idx)), eval_dataset=task.val_ds,
@@ -475,8 +481,8 @@ def run_method(ctx: FineTuneContext, task: FineTuneTask, setting: LeadSetting, m
                         f"{record['num_test_segments']} segments over {record['num_test_records']} records)"
                         if "record_challenge_score" in record else "")
             del trainer
-            if not args.keep_checkpoints:
-                shutil.rmtree(run_dir_name(ctx, setting, random_init, key, seed), ignore_errors=True)
+            if not args.keep_checkpoints and ctx.checkpoints is not None:
+                ctx.checkpoints.remove(os.path.basename(run_dir_name(ctx, setting, random_init, key, seed)))
         macro = np.array([r["macro_auroc"] for r in runs], dtype=np.float64)
         task_result["fractions"][key] = {
             "fraction": float(fraction),
@@ -512,8 +518,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.random_init:
         methods[RANDOM_METHOD] = True
     os.makedirs(args.output_dir, exist_ok=True)
-    ctx = FineTuneContext(args, model_dir, os.path.join(args.output_dir, "checkpoints"),
-                          use_cuda=resolve_device(args.device).type == "cuda")
+    # one run per --output_dir (a second is refused naming the first; a killed run's lock is taken over)
+    with OutputLock(args.output_dir, purpose="examples/finetune.py"):
+        return run_locked(args, model_dir, methods)
+
+
+def remove_written_checkpoints(checkpoints: OwnedOutput) -> None:
+    """Delete the run folders this command wrote under ``<output_dir>/checkpoints`` (never a file it did not
+    write), then the folder itself if this command created it and nothing else is left in it."""
+    checkpoints.remove_owned()
+    marker = checkpoints.read_marker() or {}
+    left = [p.name for p in checkpoints.folder.iterdir() if p.name != checkpoints.marker_path.name]
+    if marker.get("created_folder") and not left:
+        checkpoints.marker_path.unlink(missing_ok=True)
+        checkpoints.folder.rmdir()
+    elif left:
+        logger.info("kept %s in %s: not written by this command", ", ".join(sorted(left)), checkpoints.folder)
+
+
+def run_locked(args: argparse.Namespace, model_dir: str, methods: dict) -> dict[str, Any]:
+    """Every task, lead setting and method, while `--output_dir` is locked."""
+    checkpoints = OwnedOutput(os.path.join(args.output_dir, "checkpoints"), tool="dbeta_hf finetune")
+    checkpoints.create()
+    ctx = FineTuneContext(args, model_dir, os.fspath(checkpoints.folder),
+                          use_cuda=resolve_device(args.device).type == "cuda", checkpoints=checkpoints)
     results: dict[str, Any] = {
         "model_name_or_path": model_dir,
         "fractions": [float(f) for f in args.fractions],
@@ -534,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     best = task_result["fractions"][fraction_label(max(args.fractions))]["runs"]
                     cinc_runs.setdefault(method, {})[setting.num_leads] = best
     if not args.keep_checkpoints:
-        shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)
+        remove_written_checkpoints(checkpoints)
     markdown = results_markdown(results, cinc_runs, args)
     json_path, md_path = write_results(results, markdown, args.output_dir, "finetune_results")
     logger.info("wrote %s, %s and the ROC curves to %s", json_path, md_path, args.output_dir)

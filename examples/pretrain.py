@@ -25,7 +25,10 @@ would start a single process):
 
 Continue or resume: `--model_name_or_path DIR` starts from a saved D-BETA; `--resume_from_checkpoint DIR`
 restores model, optimizer, scheduler, data order and the processor (its tokenizer) from a Trainer checkpoint. A
-run whose `--output_dir` holds checkpoints resumes from the last one unless `--overwrite_output_dir` is given.
+run whose `--output_dir` holds checkpoints resumes from the last complete one (a checkpoint whose save was cut
+short has no completeness marker and is skipped, named in a warning) unless `--overwrite_output_dir` is given. A
+resume compares the checkpoint's recorded data, N3S settings and model config with this run's (another config is an
+error naming the fields; other data a warning). One run at a time per `--output_dir` (a lock file names the holder).
 
 The demo is chosen when no data argument (`--dataset_path`, `--mimic_root`) is given, or with `--synthetic`; its
 settings (model, collator, loss policies, training arguments) are `dbeta_hf.pretraining.recipes.DEMO_RECIPE`, and
@@ -36,6 +39,7 @@ to `<output_dir>/_n3s_index` unless `--n3s_index` says otherwise; Trainer pushes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -46,15 +50,24 @@ from pathlib import Path
 
 import numpy as np
 from transformers import HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
 from dbeta_hf import DBetaConfig, DBetaForPreTraining
 from dbeta_hf.hub.model_card import eval_result
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.n3s import N3SIndex, N3SIndexCorruptError, build_n3s_index, build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
-from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer, DBetaTrainingArguments, training_policies
+from dbeta_hf.pretraining.trainer import (
+    LOGGED_METRICS,
+    DBetaPreTrainer,
+    DBetaTrainingArguments,
+    compare_run_fingerprints,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    read_checkpoint_fingerprint,
+    training_policies,
+)
+from dbeta_hf.utils.output_ownership import OutputLock
 from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH, DBetaProcessor
 from dbeta_hf.utils.atomic import atomic_write_json
 
@@ -246,10 +259,25 @@ def build_or_load_n3s(data_args: DataArguments, splits, output_dir: str, synthet
         logger.info("--n3s_strategy in_batch: no N3S index, negatives are other reports of the same batch")
         return None
     path = Path(data_args.n3s_index) if data_args.n3s_index else Path(output_dir) / DEFAULT_N3S_DIR
+    wanted = n3s_settings(data_args, synthetic)
     if (path / "n3s_config.json").is_file():
-        index = N3SIndex.from_pretrained(path)
-        logger.info("loaded N3S index from %s (%d unique reports, k=%d)", path, len(index), index.k)
-        return index
+        try:
+            index = N3SIndex.from_pretrained(path)
+        except N3SIndexCorruptError as error:
+            if data_args.n3s_index:  # the user's index: not overwritten
+                raise
+            logger.warning("%s; rebuilding it", error)
+        else:
+            differences = n3s_settings_differences(index, wanted)
+            if not differences:
+                logger.info("loaded N3S index from %s (%d unique reports, k=%d)", path, len(index), index.k)
+                return index
+            if data_args.n3s_index:
+                raise ValueError(f"the N3S index {path} was built with other settings than the flags ask for: "
+                                 f"{'; '.join(differences)}. Pass the flags it was built with, or another "
+                                 "--n3s_index folder (or none) to build one with these")
+            logger.warning("the N3S index %s was built with other settings (%s); rebuilding it with the flags'",
+                           path, "; ".join(differences))
     reports = [r for split in splits if split is not None for r in split["report"]]
     if synthetic:
         from dbeta_hf.text_normalization import normalize_report
@@ -260,8 +288,25 @@ def build_or_load_n3s(data_args: DataArguments, splits, output_dir: str, synthet
     else:
         logger.info("building the N3S index of %d reports with %s (done once, saved to %s)", len(reports), data_args.n3s_encoder, path)
         index = build_n3s_index(reports, encoder_name_or_path=data_args.n3s_encoder, k=data_args.n3s_k, strategy=data_args.n3s_strategy)
-    index.save_pretrained(path)
+    index.settings.update({f"requested_{key}": value for key, value in wanted.items()})
+    index.save_pretrained(path)  # atomic: a temporary folder renamed into place
     return index
+
+
+def n3s_settings(data_args: DataArguments, synthetic: bool) -> dict:
+    """The flags an N3S index is built with, recorded in it (``requested_*``) and compared with when it is reused."""
+    return {"strategy": data_args.n3s_strategy, "k": data_args.n3s_k,
+            "encoder": "bag-of-words (demo)" if synthetic else data_args.n3s_encoder}
+
+
+def n3s_settings_differences(index: N3SIndex, wanted: dict) -> list[str]:
+    """``--n3s_k: 4 (index) != 64 (flags)`` for every setting the index was built with that the flags change (an
+    index without recorded flags is compared on its strategy, encoder and k)."""
+    stored = {key: index.settings.get(f"requested_{key}", index.settings.get(key)) for key in wanted}
+    if "requested_k" not in index.settings:
+        stored["k"] = index.k
+    return [f"--n3s_{key}: {stored[key]!r} (index) != {value!r} (flags)" for key, value in wanted.items()
+            if stored[key] is not None and stored[key] != value]
 
 
 def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
@@ -287,24 +332,72 @@ def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
 
 def checkpoint_to_resume(model_args: ModelArguments, training_args: DBetaTrainingArguments) -> str | None:
     """The checkpoint to resume from: `--resume_from_checkpoint` (a folder, or `true` for the last checkpoint of
-    `--output_dir`), else the last checkpoint already in `--output_dir` unless `--overwrite_output_dir`."""
+    `--output_dir`), else the last checkpoint already in `--output_dir` unless `--overwrite_output_dir`.
+
+    "Last" means the highest *complete* checkpoint (`last_complete_checkpoint`): one whose save was cut short
+    (no completeness marker) is skipped with a warning naming it."""
     requested = training_args.resume_from_checkpoint
-    last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    last = last_complete_checkpoint(training_args.output_dir)
     if requested is not None and str(requested).lower() in ("true", "1", "yes"):
         if last is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder in {training_args.output_dir}")
+            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* folder with a completeness "
+                                    f"marker in {training_args.output_dir}")
         return last
     if requested is not None and str(requested).lower() in ("false", "0", "no"):
         return None
     if requested:
         if not os.path.isdir(requested):
             raise FileNotFoundError(f"--resume_from_checkpoint {requested} is not a folder")
+        if not os.path.isfile(os.path.join(requested, "trainer_state.json")):
+            raise FileNotFoundError(f"--resume_from_checkpoint {requested} is not a complete Trainer checkpoint (no "
+                                    "trainer_state.json: its save was cut short?); pass an earlier checkpoint-* folder")
+        if not is_complete_checkpoint(requested):
+            logger.warning("--resume_from_checkpoint %s has no completeness marker (its save may have been cut short, "
+                           "or an older version wrote it); resuming as asked", requested)
         return str(requested)
     if last is not None and not model_args.overwrite_output_dir:
         logger.info("checkpoint detected, resuming training at %s; pass --overwrite_output_dir to train from scratch "
                     "or choose another --output_dir", last)
         return last
     return None
+
+
+# config fields that say nothing about the weights' shapes or the computation (left out of the run fingerprint)
+_CONFIG_FIELDS_NOT_FINGERPRINTED = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype",
+                                    "auto_map")
+
+
+def run_fingerprint(model, train, validation, data_args: DataArguments, synthetic: bool) -> dict:
+    """What a checkpoint of this run records and a resume is compared with: the data (path, the built dataset's
+    fingerprint, split sizes), the N3S settings and the model config."""
+    if synthetic:
+        source = f"synthetic({data_args.synthetic_records},{data_args.synthetic_eval_records})"
+    else:
+        source = os.path.abspath(data_args.dataset_path) if data_args.dataset_path else os.path.abspath(data_args.mimic_root)
+    data = {"source": source, "train_size": len(train), "validation_size": None if validation is None else len(validation)}
+    if not synthetic and getattr(train, "cache_files", None):
+        data["train_fingerprint"] = getattr(train, "_fingerprint", None)
+    n3s = {"strategy": data_args.n3s_strategy}
+    if data_args.n3s_strategy != "in_batch":
+        n3s.update({"k": data_args.n3s_k, "encoder": "bag-of-words (demo)" if synthetic else data_args.n3s_encoder})
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _CONFIG_FIELDS_NOT_FINGERPRINTED}
+    return {"data": data, "n3s": n3s, "model_config": config}
+
+
+def check_resume_fingerprint(resume: str | None, fingerprint: dict) -> None:
+    """Compare the checkpoint's recorded run fingerprint with this run's. A different model config is an error
+    naming the fields (the weights would not load); different data or N3S settings are a warning naming them."""
+    if resume is None:
+        return
+    differences = compare_run_fingerprints(read_checkpoint_fingerprint(resume), fingerprint)
+    config = [d for d in differences if d.startswith("model_config.")]
+    if config:
+        raise ValueError(f"the model config of this run differs from that of the checkpoint {resume}: "
+                         + "; ".join(config) + ". Resume with the checkpoint's settings, or pass "
+                         "--overwrite_output_dir (or another --output_dir) to train this config from scratch")
+    if differences:
+        logger.warning("resuming from %s with other data or N3S settings than the checkpoint was trained with: %s",
+                       resume, "; ".join(differences))
 
 
 def build_collator(model, processor: DBetaProcessor, n3s: N3SIndex | None, data_args: DataArguments,
@@ -335,6 +428,9 @@ def build_trainer(model_args, data_args, training_args, synthetic: bool, resume:
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; N3S index: %s reports", num_params / 1e6, "no" if n3s is None else len(n3s))
 
+    fingerprint = run_fingerprint(model, train, validation, data_args, synthetic)
+    check_resume_fingerprint(resume, fingerprint)
+
     card = {"datasets": None if synthetic else ["physionet/mimic-iv-ecg"]}
     if not synthetic and not model_args.model_name_or_path:
         card["base_model"] = model_args.text_encoder
@@ -347,6 +443,7 @@ def build_trainer(model_args, data_args, training_args, synthetic: bool, resume:
         data_collator=collator,
         processing_class=processor,  # the Trainer saves it with the model and with every checkpoint
         model_card_kwargs=card,
+        run_fingerprint=fingerprint,
     )
     return trainer, (train, validation)
 
@@ -393,6 +490,30 @@ def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE)
                 training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps,
                 training_args.device)
     logger.info("loss policies: %s", ", ".join(f"{k}={v}" for k, v in training_policies(training_args).items()))
+    with training_output_lock(training_args):
+        trainer, summary, elapsed = train_and_report(model_args, data_args, training_args, synthetic, recipe)
+        if not training_args.push_to_hub:
+            trainer.save_model(training_args.output_dir)
+    # after the measurements, so that the card written with the model carries them; outside the lock, so that
+    # the lock file is not uploaded
+    if training_args.push_to_hub:
+        trainer.push_to_hub()  # saves model, processor and card to --output_dir, then uploads it in one commit
+    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
+    return summary
+
+
+def training_output_lock(training_args: DBetaTrainingArguments):
+    """One training per `--output_dir`: the main process locks it (`dbeta_hf.utils.output_ownership.OutputLock`:
+    PID + host; a second run is refused naming the first, a lock left by a killed run is taken over with a
+    warning). Other processes of the same run do not lock."""
+    if training_args.process_index != 0:
+        return contextlib.nullcontext()
+    return OutputLock(training_args.output_dir, purpose="examples/pretrain.py",
+                      timeout=0.0)
+
+
+def train_and_report(model_args, data_args, training_args, synthetic: bool, recipe: PretrainingRecipe):
+    """Resume or start, train, and measure (while `--output_dir` is locked). Returns (trainer, summary, seconds)."""
     resume = checkpoint_to_resume(model_args, training_args)
     set_seed(training_args.seed)
     trainer, (train, validation) = build_trainer(model_args, data_args, training_args, synthetic, resume, recipe)
@@ -409,13 +530,7 @@ def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE)
     summary.update(loss_summary(trainer))
     if synthetic and validation is not None and trainer.is_world_process_zero():
         summary.update(synthetic_report(trainer, train, validation, training_args.seed, recipe.prompt_ensemble))
-    # after the measurements, so that the card written with the model carries them
-    if training_args.push_to_hub:
-        trainer.push_to_hub()  # saves model, processor and card to --output_dir, then uploads it in one commit
-    else:
-        trainer.save_model(training_args.output_dir)
-    logger.info("saved model and processor to %s (%.0f s of training)", training_args.output_dir, elapsed)
-    return summary
+    return trainer, summary, elapsed
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ __all__ = [
     "ECGClassificationCollator",
     "prepare_classification_dataset",
     "make_compute_metrics",
+    "check_fine_tuning_labels",
     "build_classification_model",
     "load_classification_model",
 ]
@@ -165,6 +166,11 @@ def make_compute_metrics(
             "macro_auroc": float(result["macro_auroc"]),
             "num_classes_scored": float(result["num_classes_scored"]),
         }
+        if not np.isfinite(metrics["macro_auroc"]):
+            # left out rather than NaN: a checkpoint is never selected on NaN (Trainer stops, naming the metric)
+            del metrics["macro_auroc"]
+            logger.warning("macro AUROC undefined on these %d rows (no class has both a positive and a negative "
+                           "label, or the scores are not finite): left out of the metrics", labels.shape[0])
         for name, value in result["per_class"].items():
             metrics[f"auroc_{_metric_name(name)}"] = float(value)
         if cinc2021:
@@ -175,6 +181,40 @@ def make_compute_metrics(
         return metrics
 
     return compute_metrics
+
+
+def check_fine_tuning_labels(
+    train_labels: np.ndarray, validation_labels: np.ndarray | None, class_names: Sequence[str], task: str = ""
+) -> None:
+    """Refuse a fine-tuning task that cannot train or select a checkpoint: a class without any positive training
+    label (its head learns "never", and its AUROC is undefined), or a validation split on which no class has both
+    labels (the macro AUROC that selects the checkpoint would be NaN). Validation classes without both labels are
+    a warning naming them (they are left out of the selection metric). Errors name the classes and the fix."""
+    where = f"task {task!r}: " if task else ""
+    names = list(class_names)
+    train = np.asarray(train_labels)
+    train = train[:, None] if train.ndim == 1 else train
+    no_positive = [names[i] if i < len(names) else str(i) for i in np.flatnonzero(train.sum(axis=0) <= 0)]
+    if train.shape[0] == 0 or no_positive:
+        raise ValueError(
+            f"{where}the training labels have no positive for {len(no_positive)} of {train.shape[1]} classes "
+            f"({', '.join(no_positive)}): fine-tuning cannot learn them and their AUROC is undefined. Drop these "
+            "classes from the label set, or use a training split that has positives for them")
+    if validation_labels is None:
+        return
+    val = np.asarray(validation_labels)
+    val = val[:, None] if val.ndim == 1 else val
+    positives = val.sum(axis=0)
+    unscorable = [names[i] if i < len(names) else str(i)
+                  for i in np.flatnonzero((positives <= 0) | (positives >= val.shape[0]))]
+    if len(unscorable) == val.shape[1]:
+        raise ValueError(
+            f"{where}no class has both a positive and a negative label in the validation split ({val.shape[0]} rows), "
+            "so the validation macro AUROC that selects the checkpoint is undefined. Use a larger or stratified "
+            "validation split")
+    if unscorable:
+        logger.warning("%sthe validation split has no positive (or no negative) for %s: left out of the validation "
+                       "macro AUROC that selects the checkpoint", where, ", ".join(unscorable))
 
 
 def build_classification_model(

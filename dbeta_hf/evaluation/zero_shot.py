@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..losses import ecg_text_logits
 from ..modeling_dbeta import DBetaModel
-from ..processing_dbeta import DBetaProcessor
+from ..processing_dbeta import DBetaProcessor, check_processor_matches_model
 from .embeddings import extract_ecg_features, extract_text_features
 from .metrics import bootstrap_auroc_ci, markdown_table, multilabel_auroc
 from .prompts import (
@@ -120,6 +120,8 @@ class DBetaZeroShotClassifier:
                 f"{type(model).__name__} lacks a text or ECG tower; zero-shot needs the full model "
                 "(DBetaModel.from_pretrained(path))"
             )
+        if processor is not None:  # a processor saved with another ECG window would score without a word
+            check_processor_matches_model(processor, model, where=type(self).__name__)
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
@@ -220,6 +222,8 @@ class DBetaZeroShotClassifier:
             feature_extractor = getattr(self.processor, "feature_extractor", None)
             if feature_extractor is None:
                 raise ValueError("`sampling_rate` was given but the processor has no ECG feature extractor")
+            # on call too (the processor may have been changed since): Python ints, no device sync
+            check_processor_matches_model(feature_extractor, self.model, where="encode_ecgs")
         return extract_ecg_features(
             self.model, ecg_values, batch_size=self.batch_size, autocast=self.autocast, progress=progress,
             feature_extractor=feature_extractor, sampling_rate=sampling_rate,

@@ -411,7 +411,15 @@ class DBetaPreTrainingCollator:
                 )
             recordings.append(value)
         extractor = self.processor.feature_extractor
-        out = extractor(recordings, sampling_rate=extractor.sampling_rate, units="mV", return_tensors="np")
+        try:
+            out = extractor(recordings, sampling_rate=extractor.sampling_rate, units="mV", return_tensors="np")
+        except ValueError as error:  # the input contract refused a row: name the batch's records too
+            column = next((c for c in DEFAULT_ID_COLUMNS if c in features[0]), None) if self.id_column == "auto" \
+                else self.id_column
+            if column is None or column not in features[0]:
+                raise
+            ids = ", ".join(f"item {i}: {column}={row.get(column)!r}" for i, row in enumerate(features))
+            raise ValueError(f"{error} (the batch's records: {ids})") from error
         return out["ecg_values"], out["lead_mask"]
 
     def _batch_generator(self, features, reports: list[str], ecgs: np.ndarray) -> torch.Generator:

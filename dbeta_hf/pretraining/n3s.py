@@ -67,12 +67,14 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, T5EncoderModel
 
 from ..file_modes import apply_default_file_mode
+from ..utils.atomic import atomic_dir, atomic_write_text, temp_path
 from ..text_normalization import normalize_report
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "N3SIndex",
+    "N3SIndexCorruptError",
     "build_n3s_index",
     "build_n3s_index_from_embeddings",
     "embed_reports",
@@ -90,6 +92,18 @@ _MISSING_FIX = (
     "build_n3s_index(dataset['report'], ...) (the texts are normalized with normalize_report before the "
     "look-up, so only the normalized text has to match)."
 )
+
+
+class N3SIndexCorruptError(ValueError):
+    """A file of a saved N3S index cannot be read (truncated, not JSON, not a safetensors file). `path` names it."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = os.fspath(path)
+        super().__init__(
+            f"the N3S index file {self.path} is unreadable ({problem}): the index was not saved completely (a run "
+            "killed while writing it, or a full disk). Delete its folder and rebuild it (examples/pretrain.py "
+            "rebuilds a missing index; or build_n3s_index(...).save_pretrained(folder))"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- index
@@ -254,7 +268,6 @@ class N3SIndex:
         """Write ``n3s_index.safetensors`` (table, counts, optional embeddings), ``n3s_config.json`` and
         ``n3s_reports.json`` into ``save_directory``."""
         path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {"negatives": self._negatives, "num_candidates": self._num_candidates}
         if save_embeddings:
             if self.embeddings is None:
@@ -262,12 +275,31 @@ class N3SIndex:
                     "this index holds no embeddings; build it with keep_embeddings=True to save them"
                 )
             tensors["embeddings"] = self.embeddings.contiguous()
-        save_file(tensors, str(path / N3S_TABLE_FILE), metadata={"format": "dbeta_hf.pretraining.n3s", "version": "1"})
-        apply_default_file_mode([path / N3S_TABLE_FILE])  # safetensors writes 0600
         config = dict(self.settings)
         config.update({"format_version": _FORMAT_VERSION, "num_reports": len(self), "k": self.k})
-        (path / N3S_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        (path / N3S_REPORTS_FILE).write_text(json.dumps(self._reports, ensure_ascii=False), encoding="utf-8")
+        ours = {N3S_TABLE_FILE, N3S_CONFIG_FILE, N3S_REPORTS_FILE}
+        others = [p.name for p in path.iterdir() if p.name not in ours] if path.is_dir() else []
+        if not others:
+            # the whole index appears at once: written into a temporary folder, then renamed into place
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_dir(path, replace=True) as tmp:
+                self._write_files(Path(tmp), tensors, config)
+            return
+        # a folder that holds other files too (not replaced as a whole): each file is written atomically, the
+        # config last (a loader finds the config only once the table and the reports are complete)
+        (path / N3S_CONFIG_FILE).unlink(missing_ok=True)
+        self._write_files(path, tensors, config)
+
+    def _write_files(self, path: Path, tensors: dict, config: dict) -> None:
+        table_tmp = temp_path(path / N3S_TABLE_FILE)
+        try:
+            save_file(tensors, str(table_tmp), metadata={"format": "dbeta_hf.pretraining.n3s", "version": "1"})
+            os.replace(table_tmp, path / N3S_TABLE_FILE)
+        finally:
+            table_tmp.unlink(missing_ok=True)
+        apply_default_file_mode([path / N3S_TABLE_FILE])  # safetensors writes 0600
+        atomic_write_text(path / N3S_REPORTS_FILE, json.dumps(self._reports, ensure_ascii=False))
+        atomic_write_text(path / N3S_CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, load_embeddings: bool = False, **hub_kwargs) -> "N3SIndex":
@@ -289,18 +321,25 @@ class N3SIndex:
             missing = [name for name, f in files.items() if not Path(f).is_file()]
             if missing:
                 raise OSError(f"{folder} is not an N3S index folder: missing {missing} (write it with save_pretrained)")
-        settings = json.loads(Path(files[N3S_CONFIG_FILE]).read_text(encoding="utf-8"))
+        settings = _read_json_file(files[N3S_CONFIG_FILE], dict)
         if int(settings.get("format_version", 1)) > _FORMAT_VERSION:
             raise ValueError(
                 f"N3S index format {settings['format_version']} is newer than this dbeta_hf supports "
                 f"({_FORMAT_VERSION}); upgrade dbeta_hf"
             )
-        reports = json.loads(Path(files[N3S_REPORTS_FILE]).read_text(encoding="utf-8"))
-        with safe_open(str(files[N3S_TABLE_FILE]), framework="pt") as f:
-            keys = set(f.keys())
-            negatives = f.get_tensor("negatives")
-            num_candidates = f.get_tensor("num_candidates")
-            embeddings = f.get_tensor("embeddings") if (load_embeddings and "embeddings" in keys) else None
+        reports = _read_json_file(files[N3S_REPORTS_FILE], list)
+        try:
+            with safe_open(str(files[N3S_TABLE_FILE]), framework="pt") as f:
+                keys = set(f.keys())
+                negatives = f.get_tensor("negatives")
+                num_candidates = f.get_tensor("num_candidates")
+                embeddings = f.get_tensor("embeddings") if (load_embeddings and "embeddings" in keys) else None
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types; re-raised naming the file
+            raise N3SIndexCorruptError(files[N3S_TABLE_FILE], f"{type(err).__name__}: {err}") from err
+        if int(settings.get("num_reports", len(reports))) != len(reports) or negatives.shape[0] != len(reports):
+            raise N3SIndexCorruptError(
+                files[N3S_REPORTS_FILE], f"{len(reports)} reports, but the config says {settings.get('num_reports')} "
+                f"and the table has {negatives.shape[0]} rows: its files come from different saves")
         if load_embeddings and embeddings is None:
             raise ValueError(f"{path} holds no embeddings (save with save_embeddings=True)")
         for key in ("format_version", "num_reports", "k"):
@@ -315,6 +354,17 @@ class N3SIndex:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _read_json_file(path: str | os.PathLike, kind: type):
+    """The JSON content of a saved index file; `N3SIndexCorruptError` naming the file when unreadable."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise N3SIndexCorruptError(path, f"{type(err).__name__}: {err}") from err
+    if not isinstance(value, kind):
+        raise N3SIndexCorruptError(path, f"expected a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
