@@ -89,7 +89,7 @@ class ModelArguments:
                                   metadata={"help": "Embedded default: width of the tiny model."})
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Override DBetaConfig fields of a fresh model, e.g. 'mem_prob=0.6,ets_learnable_bias=true,"
+        metadata={"help": "Override DBetaConfig fields of a fresh model, e.g. 'mem_mask_ratio=0.6,ets_learnable_bias=true,"
                           "ets_logit_bias_init=-5' (parsed by PretrainedConfig.update_from_string)."},
     )
     overwrite_output_dir: bool = field(
@@ -222,7 +222,7 @@ def build_processor(model_args: ModelArguments, train, synthetic: bool, recipe: 
 
 
 def config_overrides(text: str | None) -> dict:
-    """'mem_prob=0.6,ets_learnable_bias=true' -> {'mem_prob': 0.6, 'ets_learnable_bias': True}.
+    """'mem_mask_ratio=0.6,ets_learnable_bias=true' -> {'mem_mask_ratio': 0.6, 'ets_learnable_bias': True}.
 
     `PretrainedConfig.update_from_string` does the parsing: every key must be a `DBetaConfig` field, and each value
     is converted to the type of the field's default (an unknown key or a bad value is an error).

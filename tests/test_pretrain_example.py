@@ -43,8 +43,8 @@ def test_embedded_default_end_to_end(tmp_path):
 
 def test_config_overrides_go_through_update_from_string():
     example = load_example("pretrain")
-    assert example.config_overrides("mem_prob=0.6,ets_learnable_bias=true,ets_loss_weight=16") == {
-        "mem_prob": 0.6, "ets_learnable_bias": True, "ets_loss_weight": 16.0}
+    assert example.config_overrides("mem_mask_ratio=0.6,ets_learnable_bias=true,ets_loss_weight=16") == {
+        "mem_mask_ratio": 0.6, "ets_learnable_bias": True, "ets_loss_weight": 16.0}
     assert example.config_overrides(None) == {}
     with pytest.raises(ValueError, match="not_a_field"):
         example.config_overrides("not_a_field=1")
@@ -167,7 +167,7 @@ def test_real_data_path_with_a_local_t5(tmp_path, tiny_tokenizer):
     args = ["--dataset_path", str(data_dir), "--text_encoder", str(t5_dir), "--n3s_encoder", str(t5_dir),
             "--n3s_k", "4", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
-            "--config_overrides", "hidden_dim=32,num_heads=4,num_top_layer=1,mem_layer=0,mem_decoder_hidden_dim=16,"
+            "--config_overrides", "hidden_dim=32,num_heads=4,num_fusion_layers=1,mem_layer=0,mem_decoder_hidden_dim=16,"
                                   "mem_decoder_num_layers=1,mem_decoder_num_heads=2"]
     summary = example.main(args)
     assert "zero_shot" not in summary and "mlm_loss" in summary["last_log"]

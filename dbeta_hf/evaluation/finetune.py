@@ -186,20 +186,30 @@ def make_compute_metrics(
 def check_fine_tuning_labels(
     train_labels: np.ndarray, validation_labels: np.ndarray | None, class_names: Sequence[str], task: str = ""
 ) -> None:
-    """Refuse a fine-tuning task that cannot train or select a checkpoint: a class without any positive training
-    label (its head learns "never", and its AUROC is undefined), or a validation split on which no class has both
-    labels (the macro AUROC that selects the checkpoint would be NaN). Validation classes without both labels are
-    a warning naming them (they are left out of the selection metric). Errors name the classes and the fix."""
+    """Refuse a fine-tuning task that cannot train or select a checkpoint, warn about classes it cannot learn.
+
+    * No class with a positive training label (e.g. all-zero labels): an error; nothing can be learned.
+    * Some classes without a positive training label: a warning naming them. They stay in the label set (the
+      CinC 2021 challenge score is defined over all 26 scored classes), their heads learn "never", and their
+      validation AUROC is undefined, so they are left out of the macro AUROC that selects the checkpoint.
+    * A validation split on which no class has both labels: an error (the selection metric would be NaN);
+      validation classes without both labels: a warning naming them.
+    """
     where = f"task {task!r}: " if task else ""
     names = list(class_names)
     train = np.asarray(train_labels)
     train = train[:, None] if train.ndim == 1 else train
     no_positive = [names[i] if i < len(names) else str(i) for i in np.flatnonzero(train.sum(axis=0) <= 0)]
-    if train.shape[0] == 0 or no_positive:
+    if train.shape[0] == 0 or len(no_positive) == train.shape[1]:
         raise ValueError(
-            f"{where}the training labels have no positive for {len(no_positive)} of {train.shape[1]} classes "
-            f"({', '.join(no_positive)}): fine-tuning cannot learn them and their AUROC is undefined. Drop these "
-            "classes from the label set, or use a training split that has positives for them")
+            f"{where}the training labels have no positive for any of the {train.shape[1]} classes "
+            f"({train.shape[0]} rows): fine-tuning cannot learn anything and every AUROC is undefined. Check the "
+            "label columns (class names / codes) against the data")
+    if no_positive:
+        logger.warning(
+            "%sthe training labels have no positive for %d of %d classes (%s): their heads cannot learn them; they stay "
+            "in the label set and are left out of the validation macro AUROC that selects the checkpoint. Drop them "
+            "from the label set to silence this", where, len(no_positive), train.shape[1], ", ".join(no_positive))
     if validation_labels is None:
         return
     val = np.asarray(validation_labels)
