@@ -50,7 +50,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
 from dbeta_hf import DBetaConfig, DBetaForPreTraining
-from dbeta_hf.hub.model_card import eval_result
+from dbeta_hf.hub.model_card import results_from_pretraining_report
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
 from dbeta_hf.pretraining.n3s import N3SIndex, build_n3s_index, build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
@@ -374,7 +374,7 @@ def synthetic_report(trainer: DBetaPreTrainer, train, validation, seed: int) -> 
     report = pretraining_report(trainer.model, trainer.processing_class, train, validation, list(SYNTHETIC_CLASSES),
                                 task="synthetic", seed=seed)
     print(format_pretraining_report(report, num_heldout=len(validation)))
-    trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", report["zero_shot"]["macro_auroc"])]
+    trainer.model_card_kwargs["results"] = results_from_pretraining_report(report, "synthetic")
     return report
 
 
