@@ -62,6 +62,7 @@ logger = logging.getLogger("dbeta_hf.pretrain")
 
 DEFAULT_SYNTHETIC_OUTPUT = DEMO_RECIPE.training["output_dir"]
 DEFAULT_N3S_DIR = "_n3s_index"  # inside --output_dir; Trainer's Hub pushes skip `_*`
+SYNTHETIC_CACHE_DIR = "_synthetic_corpus"  # inside --output_dir, multi-process demo runs only
 DEFAULT_TINY_OUTPUT = "outputs/dbeta-tiny"  # --dataset_path DIR --preset tiny
 PRESETS = ("tiny",)
 
@@ -169,11 +170,19 @@ def _stable_hash(word: str) -> int:
 _SYNTHETIC_CORPORA: dict[tuple[int, int], tuple] = {}
 
 
-def load_data(data_args: DataArguments, synthetic: bool):
+def load_data(data_args: DataArguments, synthetic: bool, cache_dir: str | os.PathLike | None = None):
+    """The train and validation splits. The synthetic corpus is built once per process and size; with `cache_dir`
+    (a multi-process run: the main process builds first) it is saved there and the other processes load it."""
     if synthetic:
         from dbeta_hf.data.synthetic import make_synthetic_corpus
 
         key = (data_args.synthetic_records, data_args.synthetic_eval_records)
+        cached = Path(cache_dir) / f"{key[0]}-{key[1]}" if cache_dir is not None else None
+        if key not in _SYNTHETIC_CORPORA and cached is not None and (cached / "dataset_dict.json").is_file():
+            import datasets
+
+            corpus = datasets.load_from_disk(str(cached))
+            _SYNTHETIC_CORPORA[key] = (corpus["train"], corpus["validation"])
         if key not in _SYNTHETIC_CORPORA:
             start = time.time()
             train = make_synthetic_corpus(data_args.synthetic_records, seed=0)
@@ -181,6 +190,10 @@ def load_data(data_args: DataArguments, synthetic: bool):
             logger.info("synthetic corpus: %d train / %d held-out pairs in %.1f s", len(train), len(validation),
                         time.time() - start)
             _SYNTHETIC_CORPORA[key] = (train, validation)
+            if cached is not None:
+                import datasets
+
+                datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(cached))
         return _SYNTHETIC_CORPORA[key]
     import datasets
 
@@ -433,8 +446,10 @@ def build_collator(model, processor: DBetaProcessor, n3s: N3SIndex | None, data_
 def build_trainer(model_args, data_args, training_args, synthetic: bool, resume: str | None,
                   recipe: PretrainingRecipe) -> tuple[DBetaPreTrainer, object]:
     """The data, processor, model, N3S index and collator of the run, in a `DBetaPreTrainer`; also the held-out split."""
+    # several processes: the main one synthesises the demo corpus, the others load its copy
+    corpus_cache = Path(training_args.output_dir) / SYNTHETIC_CACHE_DIR if training_args.world_size > 1 else None
     with training_args.main_process_first(desc="building the training data"):
-        train, validation = load_data(data_args, synthetic)
+        train, validation = load_data(data_args, synthetic, corpus_cache)
     tiny = uses_tiny_preset(data_args, synthetic)
     if resume is not None:
         # the checkpoint's tokenizer: a new one (the demo trains its own) would renumber the vocabulary
@@ -508,6 +523,9 @@ def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE)
     model_args, data_args, training_args, synthetic = parse_arguments(argv, recipe)
     setup_logging(training_args)
     check_launch(training_args)
+    if uses_tiny_preset(data_args, synthetic) and training_args.ddp_find_unused_parameters is None:
+        # every parameter of the tiny model gets a gradient: spare DDP's extra graph walk (and its warning)
+        training_args.ddp_find_unused_parameters = False
     check_downloads(model_args, data_args, training_args, synthetic)
     if synthetic:
         logger.info("no --dataset_path/--mimic_root: running the embedded synthetic demo (tiny model, CPU-friendly)")
@@ -545,5 +563,6 @@ if __name__ == "__main__":
     try:
         main()
     except UsageError as error:
-        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # once under a multi-process launcher
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)
