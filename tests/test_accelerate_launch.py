@@ -1,7 +1,7 @@
 """examples/pretrain.py under `accelerate launch` with two CPU processes; each config file of examples/accelerate/
 either runs here doing what its name says or is refused at start in one line.
 
-The first test: (DDP over gloo): one N3S build and one save
+The first test (DDP over gloo): one N3S build and one save
 (rank 0), the same trained weights on both ranks, the losses logged, the end-of-run report printed once.
 
 The launch recipe is the README's CPU one: `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu true`
