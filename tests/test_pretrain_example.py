@@ -36,8 +36,11 @@ def test_embedded_default_end_to_end(tmp_path):
 
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "feature-extraction" and card.data.library_name == "transformers"
-    [result] = card.data.eval_results
-    assert result.metric_value == pytest.approx(summary["zero_shot"]["macro_auroc"])
+    from dbeta_hf.hub.model_card import EVALUATION_KINDS
+
+    values = {r.task_name: r.metric_value for r in card.data.eval_results if r.metric_type == "roc_auc"}
+    assert values[EVALUATION_KINDS["zero-shot"][1]] == pytest.approx(summary["zero_shot"]["macro_auroc"])
+    assert values[EVALUATION_KINDS["linear-probe"][1]] == pytest.approx(summary["linear_probe"]["macro_auroc"])
     assert (out / "train_results.json").is_file() and (out / "trainer_state.json").is_file()
 
 
