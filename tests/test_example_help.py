@@ -52,15 +52,30 @@ def _marked(script: Path):
     return pytest.param(script, marks=marks, id=script.name)
 
 
+_PROBES: dict[Path, dict] = {}
+
+
+def _probe(script: Path) -> dict:
+    """Run `script --help` in a fresh interpreter once; its exit code, stdout and the heavy modules then loaded."""
+    if script not in _PROBES:
+        env = dict(os.environ, HF_HUB_OFFLINE="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        result = subprocess.run([sys.executable, "-c", PROBE, str(script)], env=env, capture_output=True, text=True,
+                                timeout=300, cwd=REPO)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+        assert result.returncode == 0 and lines, result.stderr[-3000:]
+        _PROBES[script] = {**json.loads(lines[-1][len("PROBE "):]), "stdout": result.stdout, "stderr": result.stderr}
+    return _PROBES[script]
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_help_exits_0_and_prints_usage(script):
+    probe = _probe(script)
+    assert probe["code"] == 0, probe["stderr"][-3000:]
+    assert "usage:" in probe["stdout"]
+
+
 @pytest.mark.parametrize("script", [_marked(p) for p in EXAMPLES])
-def test_help_exits_0_without_heavy_imports(script):
-    env = dict(os.environ, HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    result = subprocess.run([sys.executable, "-c", PROBE, str(script)], env=env, capture_output=True, text=True,
-                            timeout=300, cwd=REPO)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
-    assert result.returncode == 0 and lines, result.stderr[-3000:]
-    probe = json.loads(lines[-1][len("PROBE "):])
-    assert probe["code"] == 0, result.stderr[-3000:]
-    assert "usage:" in result.stdout
+def test_help_imports_no_heavy_module(script):
+    probe = _probe(script)
     assert probe["heavy"] == [], f"{script.name} --help imported {probe['heavy']}"
