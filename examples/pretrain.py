@@ -9,7 +9,12 @@ builds a synthetic ECG-report corpus, trains a tiny tokenizer and a tiny D-BETA,
 fall, saves model + processor to outputs/dbeta-tiny-synthetic and reports, on held-out synthetic ECGs, the zero-shot
 and linear-probe AUROC per class and ECG<->report Recall@1/5 (`dbeta_hf.evaluation.pretraining_report`).
 
-Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accelerate):
+Any built dataset, offline, with the demo's pieces (tiny model, corpus tokenizer, bag-of-words N3S index):
+
+    python examples/pretrain.py --dataset_path /data/mimic-arrow --preset tiny --max_steps 200
+
+Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accelerate; fsdp.yaml and
+deepspeed_zero2.yaml need CUDA devices and are refused on CPU):
 
     python -m dbeta_hf.data build mimic-iv-ecg /data/mimic-iv-ecg/1.0 --output /data/mimic-arrow
     accelerate launch --config_file examples/accelerate/multi_gpu.yaml examples/pretrain.py \
