@@ -199,6 +199,8 @@ def load_data(data_args: DataArguments, synthetic: bool, cache_dir: str | os.Pat
                 import datasets
 
                 datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(cached))
+                logger.info("saved the synthetic corpus to %s for the other processes (reused by later runs of this "
+                            "--output_dir; delete it freely)", cached)
         return _SYNTHETIC_CORPORA[key]
     import datasets
 
