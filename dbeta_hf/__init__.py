@@ -10,6 +10,7 @@ from transformers import AutoFeatureExtractor, AutoProcessor
 
 from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .ecg_signal import CANONICAL_LEAD_NAMES
+from .hub.model_card import refresh_model_card
 from .modeling_dbeta import (
     DBetaECGModel,
     DBetaForECGClassification,
@@ -40,6 +41,11 @@ DBetaForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 DBetaForECGClassification.register_for_auto_class("AutoModelForSequenceClassification")
 DBetaECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 DBetaProcessor.register_for_auto_class("AutoProcessor")
+
+# every save of a model or processor (re)writes the folder's model card; the code files copied into saved folders
+# (trust_remote_code) do not import dbeta_hf, so the card writer is hooked in here
+DBetaPreTrainedModel.save_hooks.append(refresh_model_card)
+DBetaProcessor.save_hooks.append(refresh_model_card)
 
 __all__ = [
     "CANONICAL_LEAD_NAMES",

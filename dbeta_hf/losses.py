@@ -28,7 +28,6 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
 
@@ -202,9 +201,9 @@ def gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     sizes_t = [torch.zeros_like(local) for _ in range(world_size)]
     dist.all_gather(sizes_t, local)
     sizes = [int(s.item()) for s in sizes_t]
-    if len(set(sizes)) == 1:
-        return torch.cat(dist_nn.all_gather(tensor), dim=0), sizes
-    # PyTorch's differentiable all_gather needs equal sizes; the last batch of an epoch can differ per process
+    # `dist.all_gather` in an autograd Function, not the deprecated `torch.distributed.nn.functional.all_gather`
+    # (same gradient: each process gets the sum over processes of its slice); sizes may differ per process (the
+    # last batch of an epoch)
     return _AllGatherWithGrad.apply(tensor, sizes, rank), sizes
 
 

@@ -962,6 +962,8 @@ class DBetaPreTrainedModel(PreTrainedModel):
             )
         return model
 
+    save_hooks: list = []  # called with the folder after every save (dbeta_hf/__init__.py adds the model card's)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
         the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads with
@@ -970,6 +972,9 @@ class DBetaPreTrainedModel(PreTrainedModel):
             self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
         result = super().save_pretrained(save_directory, *args, **kwargs)
         apply_default_file_mode(Path(save_directory).glob("*.safetensors"))  # safetensors writes them 0600
+        if kwargs.get("is_main_process", True):
+            for hook in DBetaPreTrainedModel.save_hooks:  # `import dbeta_hf` adds the model card's
+                hook(save_directory)
         return result
 
 

@@ -205,6 +205,14 @@ class DBetaProcessor(ProcessorMixin):
             tokenizer = tokenizer_name_or_path
         return cls(DBetaECGFeatureExtractor(**feature_extractor_kwargs), tokenizer, normalize_text=normalize_text)
 
+    save_hooks: list = []  # called with the folder after every save (dbeta_hf/__init__.py adds the model card's)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        for hook in DBetaProcessor.save_hooks:
+            hook(save_directory)
+        return result
+
     def __call__(
         self,
         ecg=None,

@@ -64,6 +64,7 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "whole_report_ets": ("ETS on whole reports (official)", {}, ["--statement_dropout", "0"]),
 }
 DEFAULT_MAX_STEPS = 150  # a third of the demo's 450: 33 runs in under 30 min on 2 idle CPU cores
+DEMO_LOGGING_STEPS = 50  # dbeta_hf.pretraining.recipes.DEMO_RECIPE's logging_steps
 LOSSES = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss")
 MATCHED_ONLY_FLAG = "--mlm_mem_on_matched_only"
 
@@ -102,6 +103,9 @@ def run_variant(pretrain, name: str, seed: int, args, passthrough: list[str], ba
                                         "--eval_strategy", "no"]
     if args.max_steps is not None:
         argv += ["--max_steps", str(args.max_steps)]
+        if not any(a.split("=")[0] in ("--logging_steps", "--logging-steps") for a in passthrough):
+            # the recipe logs every 50 steps: a shorter run would log no loss at all
+            argv += ["--logging_steps", str(max(1, min(DEMO_LOGGING_STEPS, args.max_steps)))]
     if overrides:
         argv += ["--config_overrides", ",".join(f"{k}={v}" for k, v in overrides.items())]
     logger.info("ablation %s, seed %d: %s", name, seed, " ".join(argv))
@@ -138,11 +142,12 @@ def score_saved_model(model_dir: Path, args, passthrough: list[str]) -> dict:
     return pretraining_report(model, processor, data["train"], data["validation"], class_names, task=args.description_task)
 
 
-def _mean_std(values) -> tuple[float, float] | None:
+def _mean_std(values) -> tuple[float, float | None] | None:
+    """(mean, sample std) of the finite values; std None for a single value (no spread to report)."""
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
         return None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def aggregate(runs: list[dict]) -> dict[str, dict]:
@@ -160,6 +165,8 @@ def format_table(table: dict[str, dict], seeds: list[int], max_steps) -> str:
         if value is None:
             return "n/a"
         mean, std = value
+        if std is None:
+            return f"{100 * mean:.1f}" if percent else f"{mean:.3f}"
         return f"{100 * mean:.1f} ± {100 * std:.1f}" if percent else f"{mean:.3f} ± {std:.3f}"
 
     header = ["Variant", "Zero-shot AUROC (%)", "Linear probe AUROC (%)", "ECG→report R@1 (%)", "MLM", "MEM", "ETM", "ETS"]
@@ -170,7 +177,13 @@ def format_table(table: dict[str, dict], seeds: list[int], max_steps) -> str:
         lines.append("| " + " | ".join(row) + " |")
     steps = "the recipe's steps" if max_steps is None else f"{max_steps} steps"
     lines.append("")
-    lines.append(f"Mean ± std over seeds {seeds} ({steps} per run); losses are the last logged training averages.")
+    spread = f"Mean ± std over seeds {seeds}" if len(seeds) > 1 else f"One seed ({seeds[0]}), no spread"
+    lines.append(f"{spread} ({steps} per run); losses are the last logged training averages.")
+    if any(entry[k] is None for entry in table.values() for k in LOSSES):
+        lines.append("n/a loss: no training loss was logged within the run's steps (its --logging_steps exceeds "
+                     "--max_steps).")
+    if any(entry["zero_shot_auroc"] is None for entry in table.values()):
+        lines.append("n/a AUROC: no class labels to score (with --dataset_path, pass --class_names).")
     return "\n".join(lines) + "\n"
 
 

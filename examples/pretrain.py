@@ -9,7 +9,12 @@ builds a synthetic ECG-report corpus, trains a tiny tokenizer and a tiny D-BETA,
 fall, saves model + processor to outputs/dbeta-tiny-synthetic and reports, on held-out synthetic ECGs, the zero-shot
 and linear-probe AUROC per class and ECG<->report Recall@1/5 (`dbeta_hf.evaluation.pretraining_report`).
 
-Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accelerate):
+Any built dataset, offline, with the demo's pieces (tiny model, corpus tokenizer, bag-of-words N3S index):
+
+    python examples/pretrain.py --dataset_path /data/mimic-arrow --preset tiny --max_steps 200
+
+Real pretraining from Flan-T5-base on MIMIC-IV-ECG (one GPU, or many with accelerate; fsdp.yaml and
+deepspeed_zero2.yaml need CUDA devices and are refused on CPU):
 
     python -m dbeta_hf.data build mimic-iv-ecg /data/mimic-iv-ecg/1.0 --output /data/mimic-arrow
     accelerate launch --config_file examples/accelerate/multi_gpu.yaml examples/pretrain.py \
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import sys
@@ -53,7 +59,7 @@ from transformers import HfArgumentParser, set_seed
 
 import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
 from dbeta_hf import DBetaConfig, DBetaForPreTraining
-from dbeta_hf.hub.model_card import eval_result
+from dbeta_hf.hub.model_card import results_from_pretraining_report
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
 from dbeta_hf.pretraining.n3s import N3SIndex, N3SIndexCorruptError, build_n3s_index, build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
@@ -75,6 +81,13 @@ logger = logging.getLogger("dbeta_hf.pretrain")
 
 DEFAULT_SYNTHETIC_OUTPUT = DEMO_RECIPE.training["output_dir"]
 DEFAULT_N3S_DIR = "_n3s_index"  # inside --output_dir; Trainer's Hub pushes skip `_*`
+SYNTHETIC_CACHE_DIR = "_synthetic_corpus"  # inside --output_dir, multi-process demo runs only
+DEFAULT_TINY_OUTPUT = "outputs/dbeta-tiny"  # --dataset_path DIR --preset tiny
+PRESETS = ("tiny",)
+
+
+class UsageError(ValueError):
+    """A flag or launch that cannot work; run as a script, its message is printed as one line (exit status 2)."""
 
 
 @dataclass
@@ -105,6 +118,11 @@ class DataArguments:
     synthetic: bool = field(
         default=False, metadata={"help": "Run the embedded synthetic demo (also the default when no data argument is given)."}
     )
+    preset: str | None = field(default=None, metadata={
+        "help": "'tiny': with --dataset_path, train the demo's tiny architecture with a tokenizer trained on the "
+                "corpus and a bag-of-words N3S index (no download; the demo's training settings, output "
+                f"{DEFAULT_TINY_OUTPUT}). Default: none (Flan-T5 text tower and N3S encoder).",
+        "choices": list(PRESETS)})
     mimic_root: str | None = field(default=None, metadata={"help": "MIMIC-IV-ECG root; built (and cached) on the fly."})
     n3s_index: str | None = field(
         default=None, metadata={"help": "N3S index folder; built from the training reports and saved there when absent "
@@ -171,11 +189,19 @@ def _stable_hash(word: str) -> int:
 _SYNTHETIC_CORPORA: dict[tuple[int, int], tuple] = {}
 
 
-def load_data(data_args: DataArguments, synthetic: bool):
+def load_data(data_args: DataArguments, synthetic: bool, cache_dir: str | os.PathLike | None = None):
+    """The train and validation splits. The synthetic corpus is built once per process and size; with `cache_dir`
+    (a multi-process run: the main process builds first) it is saved there and the other processes load it."""
     if synthetic:
         from dbeta_hf.data.synthetic import make_synthetic_corpus
 
         key = (data_args.synthetic_records, data_args.synthetic_eval_records)
+        cached = Path(cache_dir) / f"{key[0]}-{key[1]}" if cache_dir is not None else None
+        if key not in _SYNTHETIC_CORPORA and cached is not None and (cached / "dataset_dict.json").is_file():
+            import datasets
+
+            corpus = datasets.load_from_disk(str(cached))
+            _SYNTHETIC_CORPORA[key] = (corpus["train"], corpus["validation"])
         if key not in _SYNTHETIC_CORPORA:
             start = time.time()
             train = make_synthetic_corpus(data_args.synthetic_records, seed=0)
@@ -183,6 +209,12 @@ def load_data(data_args: DataArguments, synthetic: bool):
             logger.info("synthetic corpus: %d train / %d held-out pairs in %.1f s", len(train), len(validation),
                         time.time() - start)
             _SYNTHETIC_CORPORA[key] = (train, validation)
+            if cached is not None:
+                import datasets
+
+                datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(cached))
+                logger.info("saved the synthetic corpus to %s for the other processes (reused by later runs of this "
+                            "--output_dir; delete it freely)", cached)
         return _SYNTHETIC_CORPORA[key]
     import datasets
 
@@ -309,25 +341,126 @@ def n3s_settings_differences(index: N3SIndex, wanted: dict) -> list[str]:
             if stored[key] is not None and stored[key] != value]
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and "(default: X)" after every flag's help."""
+
+
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser(PARSED_ARGUMENTS, description=__doc__, formatter_class=HelpFormatter)
+
+
+def reject_unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An unknown flag is answered as argparse answers a bad value (usage, one error line, exit status 2), with the
+    closest known flag, instead of HfArgumentParser's traceback."""
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    known = [option for action in parser._actions for option in action.option_strings]
+    problems = []
+    for item in unknown:
+        flag = item.split("=", 1)[0]
+        if not flag.startswith("-"):
+            problems.append(f"unexpected value {item!r}")
+            continue
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+        problems.append(f"unrecognized argument {flag}" + (f"; did you mean {close[0]}?" if close else ""))
+    parser.error("; ".join(problems))
+
+
 def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
     """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike). Without data arguments
-    the demo `recipe` gives the defaults, which any flag the user gives overrides. Returns (model, data, training
-    args, synthetic)."""
-    parser = HfArgumentParser(PARSED_ARGUMENTS, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    the demo `recipe` gives the defaults, which any flag the user gives overrides; `--preset tiny` takes the recipe's
+    model and training settings for a built dataset. Returns (model, data, training args, synthetic)."""
+    parser = build_parser()
+    reject_unknown_flags(parser, argv)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     has_data = data_args.dataset_path is not None or data_args.mimic_root is not None
     if data_args.synthetic and has_data:
-        raise ValueError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
+        raise UsageError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
     synthetic = not has_data
-    if synthetic:
-        parser.set_defaults(**demo_defaults(recipe))
+    if synthetic or data_args.preset == "tiny":
+        defaults = demo_defaults(recipe)
+        if not synthetic:
+            defaults["output_dir"] = DEFAULT_TINY_OUTPUT
+        parser.set_defaults(**defaults)
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    else:
+    if not synthetic:
         for flag, value in (("--dataset_path", data_args.dataset_path), ("--mimic_root", data_args.mimic_root)):
             if value is not None and not Path(value).exists():
                 raise FileNotFoundError(f"{flag} {value} does not exist; build it with `python -m dbeta_hf.data build "
                                         f"...` (or omit the data arguments to run the synthetic demo)")
     return model_args, data_args, training_args, synthetic
+
+
+def uses_tiny_preset(data_args: DataArguments, synthetic: bool) -> bool:
+    """The demo's pieces (corpus tokenizer, tiny model, bag-of-words N3S): the demo, or `--preset tiny`."""
+    return synthetic or data_args.preset == "tiny"
+
+
+def _is_hub_id(name: str) -> bool:
+    return not Path(name).exists()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _in_local_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def check_downloads(model_args: ModelArguments, data_args: DataArguments, training_args, synthetic: bool) -> None:
+    """Each Hub id the run would download must be in the local cache or the Hub reachable: otherwise fail now, in
+    seconds, naming the flag to change (not after a minute of retries deep inside `from_pretrained`)."""
+    if uses_tiny_preset(data_args, synthetic) and not model_args.model_name_or_path:
+        needed = []
+    elif model_args.model_name_or_path:
+        needed = [("--model_name_or_path", model_args.model_name_or_path)]
+    else:
+        needed = [("--text_encoder", model_args.text_encoder)]
+    if model_args.tokenizer_name:
+        needed.append(("--tokenizer_name", model_args.tokenizer_name))
+    index = Path(data_args.n3s_index) if data_args.n3s_index else Path(training_args.output_dir) / DEFAULT_N3S_DIR
+    if (not uses_tiny_preset(data_args, synthetic) and data_args.n3s_strategy != "in_batch"
+            and not (index / "n3s_config.json").is_file()):
+        needed.append(("--n3s_encoder", data_args.n3s_encoder))
+    missing = [(flag, name) for flag, name in needed if _is_hub_id(name) and not _in_local_cache(name)]
+    if missing and not _hub_reachable():
+        flag, name = missing[0]
+        raise UsageError(f"{flag} {name} is not in the local cache and the Hub is offline (HF_HUB_OFFLINE or no "
+                         f"connection): pass a local folder, or use --preset tiny")
+
+
+def check_launch(training_args) -> None:
+    """Refuse a launch that would not do what it says: FSDP/DeepSpeed (`accelerate launch --config_file
+    examples/accelerate/{fsdp,deepspeed_zero2}.yaml`) without CUDA devices, and processes of a multi-process
+    launcher that did not form one process group (each would train alone and save into the same --output_dir)."""
+    import torch
+
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes") and (
+                training_args.use_cpu or not torch.cuda.is_available()):
+            raise UsageError(f"{name} needs CUDA devices (this launch runs on CPU); use "
+                             "examples/accelerate/multi_gpu.yaml with --use_cpu true for CPU processes")
+    launched = max(int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(f"the launcher started {launched} processes (WORLD_SIZE={launched}) but they did not form one "
+                         "process group (each would train alone into the same --output_dir): on CPU pass "
+                         "--use_cpu true, on GPUs check that each process sees a CUDA device")
 
 
 def checkpoint_to_resume(model_args: ModelArguments, training_args: DBetaTrainingArguments) -> str | None:
@@ -414,16 +547,19 @@ def build_collator(model, processor: DBetaProcessor, n3s: N3SIndex | None, data_
 def build_trainer(model_args, data_args, training_args, synthetic: bool, resume: str | None,
                   recipe: PretrainingRecipe) -> tuple[DBetaPreTrainer, object]:
     """The data, processor, model, N3S index and collator of the run, in a `DBetaPreTrainer`; also the held-out split."""
+    # several processes: the main one synthesises the demo corpus, the others load its copy
+    corpus_cache = Path(training_args.output_dir) / SYNTHETIC_CACHE_DIR if training_args.world_size > 1 else None
     with training_args.main_process_first(desc="building the training data"):
-        train, validation = load_data(data_args, synthetic)
+        train, validation = load_data(data_args, synthetic, corpus_cache)
+    tiny = uses_tiny_preset(data_args, synthetic)
     if resume is not None:
         # the checkpoint's tokenizer: a new one (the demo trains its own) would renumber the vocabulary
         processor = DBetaProcessor.from_pretrained(resume)
     else:
-        processor = build_processor(model_args, train, synthetic, recipe)
-    model = build_model(model_args, processor, synthetic, recipe)
+        processor = build_processor(model_args, train, tiny, recipe)
+    model = build_model(model_args, processor, tiny, recipe)
     with training_args.main_process_first(desc="building the N3S index"):
-        n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, synthetic)
+        n3s = build_or_load_n3s(data_args, (train, validation), training_args.output_dir, tiny)
     collator = build_collator(model, processor, n3s, data_args, training_args)
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; N3S index: %s reports", num_params / 1e6, "no" if n3s is None else len(n3s))
@@ -432,7 +568,7 @@ def build_trainer(model_args, data_args, training_args, synthetic: bool, resume:
     check_resume_fingerprint(resume, fingerprint)
 
     card = {"datasets": None if synthetic else ["physionet/mimic-iv-ecg"]}
-    if not synthetic and not model_args.model_name_or_path:
+    if not tiny and not model_args.model_name_or_path:
         card["base_model"] = model_args.text_encoder
     trainer = DBetaPreTrainer(
         model=model,
@@ -474,15 +610,30 @@ def synthetic_report(trainer: DBetaPreTrainer, train, validation, seed: int, pro
     print(format_pretraining_report(report, num_heldout=len(validation)))
     os.makedirs(trainer.args.output_dir, exist_ok=True)
     atomic_write_json(os.path.join(trainer.args.output_dir, "pretraining_report.json"), report, default=float)
-    trainer.model_card_kwargs["results"] = [eval_result("zero-shot", "synthetic", report["zero_shot"]["macro_auroc"])]
+    trainer.model_card_kwargs["results"] = results_from_pretraining_report(report, "synthetic")
     return report
+
+
+def setup_logging(training_args) -> None:
+    """INFO on the main process, warnings only on the others (one copy of each message in a multi-process run); no
+    pinned memory without an accelerator (PyTorch would warn at every DataLoader that it is unused)."""
+    level = logging.INFO if training_args.should_log else logging.WARNING  # transformers' own: Trainer's log_level
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    logging.getLogger().setLevel(level)
+    if training_args.dataloader_pin_memory and training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False
 
 
 def main(argv: list[str] | None = None, recipe: PretrainingRecipe = DEMO_RECIPE) -> dict:
     """Pretrain, report and save; `recipe` gives the settings of the embedded demo. Returns a summary dict."""
     argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args, synthetic = parse_arguments(argv, recipe)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging(training_args)
+    check_launch(training_args)
+    if uses_tiny_preset(data_args, synthetic) and training_args.ddp_find_unused_parameters is None:
+        # every parameter of the tiny model gets a gradient: spare DDP's extra graph walk (and its warning)
+        training_args.ddp_find_unused_parameters = False
+    check_downloads(model_args, data_args, training_args, synthetic)
     if synthetic:
         logger.info("no --dataset_path/--mimic_root: running the embedded synthetic demo (tiny model, CPU-friendly)")
     logger.info("world size %d, per-device batch %d (global batch %d), device %s", training_args.world_size,
@@ -534,4 +685,9 @@ def train_and_report(model_args, data_args, training_args, synthetic: bool, reci
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UsageError as error:
+        if os.environ.get("RANK", "0") == "0":  # once under a multi-process launcher
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        sys.exit(2)

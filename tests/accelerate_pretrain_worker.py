@@ -41,6 +41,15 @@ def main() -> None:
         record("save", str(args[0] if args else kwargs.get("save_directory")))
         return save_pretrained(model, *args, **kwargs)
 
+    import dbeta_hf.data.synthetic as synthetic
+
+    make_corpus = synthetic.make_synthetic_corpus
+
+    def counted_corpus(*args, **kwargs):
+        record("synthesis")
+        return make_corpus(*args, **kwargs)
+
+    synthetic.make_synthetic_corpus = counted_corpus
     example.build_n3s_index_from_embeddings = counted_build
     example.DBetaPreTrainer = RecordingTrainer
     example.DBetaForPreTraining.save_pretrained = counted_save

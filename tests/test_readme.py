@@ -26,6 +26,7 @@ NOT_RUN_HERE = {
     "needs the PhysioNet / Zenodo downloads",
     "needs MIMIC-IV-ECG and GPUs",
     "tests/test_accelerate_launch.py launches these accelerate flags with a recording worker",
+    "tests/test_pretrain_launch.py trains --preset tiny on a small built dataset",
 }
 FAST_FLAGS = {
     "pretrain": "--synthetic_records 64 --synthetic_eval_records 32 --max_steps 4 --logging_steps 2 --eval_steps 4",

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -191,7 +190,7 @@ class DBetaPreTrainer(Trainer):
         settings = training_settings_from_args(self.args, **{"steps run": self.state.global_step},
                                                **training_policies(self.args))
         settings.update(kwargs.pop("training_settings", {}))
-        repo_id = kwargs.pop("repo_id", None) or self.args.hub_model_id or Path(self.args.output_dir).resolve().name
+        repo_id = kwargs.pop("repo_id", None) or (self.args.hub_model_id if self.args.push_to_hub else None)
         write_model_card(output_dir, repo_id, training_settings=settings,
                          feature_extractor=getattr(self.processing_class, "feature_extractor", None), **kwargs)
 
