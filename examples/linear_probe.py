@@ -52,6 +52,7 @@ from dbeta_hf.evaluation.cli import (
     dataset_sampling_rate,
     load_feature_extractor,
     load_task_splits_from_args,
+    precision_from_args,
     resolve_device,
     resolve_model_dir,
     run_command,
@@ -135,7 +136,7 @@ def _split_features(args, encoder, splits, split_names, feature_extractor, cache
             encoder, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
             sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
             cache_name=cache_name.format(split=split_name), progress=not args.no_progress,
-            desc=desc.format(split=split_name),
+            desc=desc.format(split=split_name), precision=precision_from_args(args, next(encoder.parameters()).device),
         )
         labels[split_name] = labels_array(splits[split_name])
     return feats, labels

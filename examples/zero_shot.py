@@ -48,6 +48,7 @@ from dbeta_hf.evaluation.cli import (
     dataset_sampling_rate,
     load_processor,
     load_task_splits_from_args,
+    precision_from_args,
     resolve_device,
     resolve_model_dir,
     run_command,
@@ -203,8 +204,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = resolve_device(args.device)
     model = DBetaModel.from_pretrained(model_dir).to(device).eval()
     processor = load_processor(model_dir)
+    precision = precision_from_args(args, device)  # fp32 unless --bf16 / --precision bf16|auto
     classifier = DBetaZeroShotClassifier(
-        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size
+        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size,
+        autocast=precision == "bf16",
     )
     os.makedirs(args.output_dir, exist_ok=True)
     cache_dir = cache_dir_from_args(args)
@@ -212,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "model_name_or_path": model_dir,
         "similarity": args.similarity,
         "split": args.split,
+        "precision": precision,
         "descriptions_file": args.descriptions,
         "prompt_set": classifier.prompt_set_info,
         "tasks": {},
