@@ -77,6 +77,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "commit": _git_commit(),
     }
+    if device.type == "cpu":
+        info["cpu flags"] = cpu_flags()
     try:
         info["load_average"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
