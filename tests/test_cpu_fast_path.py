@@ -94,6 +94,20 @@ def test_feature_extraction_defaults_to_fp32(monkeypatch):
     bf16 = extract_ecg_features(model, ecgs, batch_size=3, progress=False, precision="bf16")
     assert seen == ["bf16"]
     assert (bf16 - reference).abs().max() > 1e-5  # the bf16 path differs measurably from fp32
+    assert next(model.parameters()).dtype == torch.float32  # the CPU bf16 path ran a bf16 copy, not the model
+
+
+def test_cpu_bf16_path_runs_bf16_weights():
+    model = _model("tiny")
+    copy = E.bf16_inference_model(model, "cpu", "bf16")
+    assert copy is not model and next(copy.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32
+    assert E.bf16_inference_model(model, "cpu", "fp32") is model
+    ecgs = _ecgs(2)
+    with torch.no_grad(), precision_context("cpu", "bf16"):
+        expected = copy.get_ecg_features(ecgs.bfloat16()).float()
+    torch.testing.assert_close(extract_ecg_features(model, ecgs, progress=False, precision="bf16"), expected,
+                               atol=0, rtol=0)
 
 
 def test_zero_shot_classifier_default_is_fp32(monkeypatch):
