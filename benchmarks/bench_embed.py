@@ -71,6 +71,7 @@ def parse_args(argv=None):
                    help="official fp32 vs ours fp32 / bf16 / compiled on the same weights (ECG embedding)")
     p.add_argument("--official-src", default=None, help="the official code's folder (default $DBETA_REF_SRC)")
     p.add_argument("--ecg-layers", type=int, default=8, help="--vs-official: ECG transformer layers (default 8)")
+    p.add_argument("--no-compile-row", action="store_true", help="--vs-official: skip the torch.compile row")
     p.add_argument("--title", default=None)
     p.add_argument("--output", default=None, help="append the markdown to this file")
     p.add_argument("--json", default=None, help="write the rows as JSON to this file")
@@ -238,6 +239,8 @@ def run_vs_official(args, device) -> None:
         ("ours, torch.compile", compile_mode,
          lambda: _with(autocast(compile_mode != "fp32"), compiled, ecg_bf16 if compile_mode != "fp32" else ecg)),
     ]
+    if args.no_compile_row:
+        variants = variants[:-1]
     rows, reference, official_seconds = [], None, None
     for code, precision, fn in variants:
         print(f"[bench] {code} {precision}", flush=True)
