@@ -46,6 +46,7 @@ from dbeta_hf import DBetaConfig, DBetaECGModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_precision_arguments,
     add_model_card_argument,
     check_model_card_target,
     cache_dir_from_args,
@@ -89,6 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/linear_probe")
+    add_precision_arguments(parser)
     add_model_card_argument(parser)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), help="label fractions of the training split")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (subset draw and probe initialisation)")

@@ -42,6 +42,7 @@ from dbeta_hf import DBetaModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_precision_arguments,
     add_model_card_argument,
     check_model_card_target,
     cache_dir_from_args,
@@ -74,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/zero_shot")
+    add_precision_arguments(parser)
     add_model_card_argument(parser)
     parser.add_argument("--split", default="test", help="split to evaluate")
     parser.add_argument(

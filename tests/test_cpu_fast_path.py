@@ -182,12 +182,18 @@ def test_precision_flag():
         parser.parse_args(["--precision", "fp16"])
 
 
-@pytest.mark.parametrize("example", ["zero_shot", "linear_probe", "retrieval", "finetune"])
+@pytest.mark.parametrize("example", ["zero_shot", "linear_probe", "retrieval"])
 def test_examples_share_the_precision_flag(example):
     module = load_example(example)
     assert module.parse_args([]).precision == "fp32"
     assert module.parse_args(["--bf16"]).precision == "bf16"
     assert module.parse_args(["--precision", "auto"]).precision == "auto"
+
+
+def test_finetune_has_no_feature_extraction_precision_flag():
+    # finetune.py extracts no frozen features (its precision is the Trainer's): a flag would do nothing
+    with pytest.raises(SystemExit):
+        load_example("finetune").parse_args(["--precision", "bf16"])
 
 
 # ------------------------------------------------------------------------------------------ torch.compile

@@ -321,7 +321,6 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
     parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--batch_size", type=int, default=64, help="ECGs per forward pass")
     parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available)")
-    add_precision_arguments(parser)
     parser.add_argument("--num_bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
 
