@@ -266,6 +266,7 @@ def run_vs_official(args, device) -> None:
             "min cosine vs official": f"{cosine.min().item():.6f}",
             "first call s": f"{first_call:.1f}",
         })
+        print(f"[bench] {rows[-1]}", flush=True)
         del first
     settings = {"workload": f"ECG embedding, official {args.ecg_layers} x 768 ECG tower, batch {batch_size}, "
                             "12 x 5000 samples", "steps": steps, "warmup": warmup, "grad": "torch.no_grad (all rows)",

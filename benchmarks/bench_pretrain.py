@@ -551,6 +551,7 @@ def run_vs_official(args, device):
             "loss": f"{float(loss):.3f}",
             "warm-up s": f"{first:.1f}",
         })
+        print(f"[bench] {rows[-1]}", flush=True)
         del model, optimizer
         if "compile" in code:
             torch._dynamo.reset()
