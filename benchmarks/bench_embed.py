@@ -245,8 +245,14 @@ def run_vs_official(args, device) -> None:
     for code, precision, fn in variants:
         print(f"[bench] {code} {precision}", flush=True)
         start = time.perf_counter()
-        with torch.no_grad():
-            first = fn()  # compiles the compiled row
+        try:
+            with torch.no_grad():
+                first = fn()  # compiles the compiled row
+        except RuntimeError as error:  # e.g. bf16 SDPA under ATEN_CPU_CAPABILITY=avx2 on an AMX CPU (torch 2.13)
+            rows.append({"code": code, "precision": precision, "batch": batch_size,
+                         "batch ms (median)": f"error: {str(error).splitlines()[0][:120]}"})
+            print(f"[bench] {rows[-1]}", flush=True)
+            continue
         first_call = time.perf_counter() - start
         with torch.no_grad():
             cpu = time.process_time()
