@@ -77,6 +77,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "commit": _git_commit(),
     }
+    if device.type == "cpu":
+        info["cpu flags"] = cpu_flags()
     try:
         info["load_average"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
@@ -379,3 +381,83 @@ def emit_report(title: str, env: dict, settings: dict, rows: list[dict], columns
 def expand_choice(value: str, choices: Sequence[str]) -> list[str]:
     """"both" -> ["off", "on"]; anything else -> [value]."""
     return list(choices) if value == "both" else [value]
+
+
+# --------------------------------------------------------------------------------------------- CPU / official
+CPU_FLAG_NAMES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> str:
+    """The CPU instruction flags that decide the bf16 speed (from /proc/cpuinfo), torch's CPU capability and
+    whether `dbeta_hf.evaluation.embeddings.cpu_supports_bf16()` is true."""
+    from dbeta_hf.evaluation.embeddings import _cpuinfo_flags, cpu_supports_bf16
+
+    flags = _cpuinfo_flags()
+    present = [name for name in CPU_FLAG_NAMES if name in flags] or ["(none of " + ", ".join(CPU_FLAG_NAMES) + ")"]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f"{' '.join(present)}; torch CPU capability {capability}"
+            f"{' (ATEN_CPU_CAPABILITY=' + os.environ['ATEN_CPU_CAPABILITY'] + ')' if os.environ.get('ATEN_CPU_CAPABILITY') else ''}"
+            f"; cpu_supports_bf16() {cpu_supports_bf16()}")
+
+
+def official_source(path: str | None) -> Path:
+    """The folder of the official D-BETA code (``--official-src`` or ``$DBETA_REF_SRC``), checked."""
+    path = path or os.environ.get("DBETA_REF_SRC")
+    if not path:
+        raise SystemExit("the official comparison needs the official code: pass --official-src DIR or set "
+                         "DBETA_REF_SRC (see /work/shared/tools/README.md: a patched copy of manhph2211/D-BETA)")
+    root = Path(path).resolve()
+    if not (root / "models" / "dbeta.py").is_file():
+        raise SystemExit(f"{root} is not a copy of the official D-BETA code (no models/dbeta.py)")
+    return root
+
+
+def official_workload(source: str | None, ecg_layers: int = 8, fusion_layers: int = 2, t5_layers: int = 1,
+                      mem_layer: int = 1, seed: int = 0):
+    """The official model (random weights, the official config with `ecg_layers` x 768 ECG tower, `fusion_layers`
+    fusion layers, MEM on fusion layer `mem_layer`, a Flan-T5-base-wide T5 of `t5_layers` layers) and the package's
+    `DBetaForPreTraining` holding the same weights through the converter's key map.
+
+    Returns ``(official_model, our_model, modules)``; `modules` has the official ``get_ecg_feats`` and ``ETSLoss``.
+    The official code is imported from `source` as the shared tool ``bench_reference.py`` does it (its T5 built from
+    the config instead of downloaded, transformers 4's attention-mask helper restored); it is measured, never copied.
+    """
+    import json as _json
+    from types import SimpleNamespace
+
+    from transformers import T5Config, T5EncoderModel
+
+    from dbeta_hf import DBetaForPreTraining
+    from dbeta_hf.conversion.convert_original_checkpoint import (
+        FLAN_T5_BASE_TEXT_CONFIG,
+        add_weights_not_in_original,
+        check_state_dict,
+        from_original_config,
+        rename_original_state_dict,
+    )
+
+    root = official_source(source)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import models.dbeta as official_dbeta  # noqa: E402 - the official package
+    from losses.ets import ETSLoss  # noqa: E402
+    from models.processor import get_ecg_feats  # noqa: E402
+
+    if not hasattr(T5EncoderModel, "get_extended_attention_mask"):  # removed in transformers 5; v4's definition
+        def _extended_attention_mask(self, attention_mask, input_shape):
+            mask = attention_mask[:, None, None, :].to(self.dtype)
+            return (1.0 - mask) * torch.finfo(self.dtype).min
+        T5EncoderModel.get_extended_attention_mask = _extended_attention_mask
+    text = {k: v for k, v in FLAN_T5_BASE_TEXT_CONFIG.items() if k not in ("model_type", "transformers_version")}
+    text.update(num_layers=t5_layers, num_decoder_layers=t5_layers, is_encoder_decoder=False, use_cache=False)
+    t5 = T5Config(**text)
+    official_dbeta.T5EncoderModel.from_pretrained = classmethod(lambda cls, *a, **k: T5EncoderModel(t5))
+    cfg = _json.loads((root / "configs" / "config.json").read_text())["model"]
+    cfg.update(encoder_layers=ecg_layers, num_top_layer=fusion_layers, mem_layer=mem_layer)
+    torch.manual_seed(seed)
+    official = official_dbeta.DBETA(SimpleNamespace(**cfg))
+    ours = DBetaForPreTraining(from_original_config(cfg, text_config=t5.to_dict()))
+    state = add_weights_not_in_original(rename_original_state_dict(dict(official.state_dict())), ours)
+    check_state_dict(ours, state)
+    ours.load_state_dict(state, strict=True)
+    return official, ours, {"get_ecg_feats": get_ecg_feats, "ETSLoss": ETSLoss}

@@ -7,8 +7,15 @@ Rows: every combination of ``--what`` (ecg, text), ``--dtype`` (fp32 | bf16-auto
 on the device: (B, 12, 5000) ECGs, and (B, ``--text-length``) token ids with random report lengths, padded.
 Throughput = items x timed batches / wall time (device synchronised before and after).
 
+``--vs-official`` instead prints one table on the same (random) weights: the official code's ECG embedding in
+fp32 (``models.processor.get_ecg_feats``, imported from ``--official-src`` / ``$DBETA_REF_SRC``), ours in fp32,
+bf16 autocast, bf16 weights and compiled, with each row's speed-up over the official fp32 and the cosine similarity
+of its embeddings to the official ones. The workload: the official 8 x 768 ECG tower, batch 4 (``--ecg-layers``,
+``--batch-size``).
+
 Examples::
 
+    DBETA_REF_SRC=/work/ref/dbeta python benchmarks/bench_embed.py --vs-official   # the CPU fast-path table
     python benchmarks/bench_embed.py                                  # tiny config on the CPU
     python benchmarks/bench_embed.py --preset official --batch-size 8 --steps 3
     python benchmarks/bench_embed.py --preset official --batch-size 256 --dtype fp32 bf16-autocast \\
@@ -60,6 +67,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="cuda / cpu (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vs-official", action="store_true",
+                   help="official fp32 vs ours fp32 / bf16 / compiled on the same weights (ECG embedding)")
+    p.add_argument("--official-src", default=None, help="the official code's folder (default $DBETA_REF_SRC)")
+    p.add_argument("--ecg-layers", type=int, default=8, help="--vs-official: ECG transformer layers (default 8)")
+    p.add_argument("--no-compile-row", action="store_true", help="--vs-official: skip the torch.compile row")
     p.add_argument("--title", default=None)
     p.add_argument("--output", default=None, help="append the markdown to this file")
     p.add_argument("--json", default=None, help="write the rows as JSON to this file")
@@ -182,11 +194,114 @@ def _run_all(args, config, device, compiles, rows, flop_cache):
         C.free_memory(device)
 
 
+# --------------------------------------------------------------------------------------------- vs official
+def _time(fn, warmup: int, steps: int, device) -> tuple[float, list[float], torch.Tensor]:
+    """Wall seconds of `steps` calls after `warmup` calls, per-call seconds, last output."""
+    for _ in range(warmup):
+        out = fn()
+    C.synchronize(device)
+    per_call = []
+    wall = time.perf_counter()
+    for _ in range(steps):
+        start = time.perf_counter()
+        out = fn()
+        C.synchronize(device)
+        per_call.append(time.perf_counter() - start)
+    return time.perf_counter() - wall, per_call, out
+
+
+def run_vs_official(args, device) -> None:
+    from dbeta_hf.evaluation.embeddings import bf16_inference_model, cpu_supports_bf16
+
+    batch_size = args.batch_size[0] if args.batch_size else 4
+    steps = args.steps if args.steps is not None else 3
+    warmup = args.warmup if args.warmup is not None else 1
+    official, model, modules = C.official_workload(args.official_src, ecg_layers=args.ecg_layers, seed=args.seed)
+    official.to(device).eval()
+    model = model.model.to(device).eval()  # DBetaModel
+    get_ecg_feats = modules["get_ecg_feats"]
+    ecg = torch.randn(batch_size, 12, 5000, generator=torch.Generator().manual_seed(args.seed)).mul(0.3).to(device)
+    native = device.type == "cuda" or cpu_supports_bf16()
+    ecg_bf16 = ecg.bfloat16() if device.type == "cpu" else ecg
+    # the evaluation's CPU bf16 path (extract_ecg_features(precision="bf16")): a bf16-weight copy under autocast
+    bf16_weights = bf16_inference_model(model, device, "bf16") if device.type == "cpu" else model
+    compile_mode = "bf16" if native else "fp32"
+    compiled = torch.compile((bf16_weights if native else model).get_ecg_features, mode=args.compile_mode)
+
+    def autocast(enabled):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    variants = [
+        ("official", "fp32", lambda: get_ecg_feats(official, ecg)),
+        ("ours", "fp32", lambda: model.get_ecg_features(ecg)),
+        ("ours", "bf16-autocast", lambda: _with(autocast(True), model.get_ecg_features, ecg)),
+        ("ours", "bf16 (eval path)", lambda: _with(autocast(True), bf16_weights.get_ecg_features, ecg_bf16)),
+        ("ours, torch.compile", compile_mode,
+         lambda: _with(autocast(compile_mode != "fp32"), compiled, ecg_bf16 if compile_mode != "fp32" else ecg)),
+    ]
+    if args.no_compile_row:
+        variants = variants[:-1]
+    rows, reference, official_seconds = [], None, None
+    for code, precision, fn in variants:
+        print(f"[bench] {code} {precision}", flush=True)
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                first = fn()  # compiles the compiled row
+        except RuntimeError as error:  # e.g. bf16 SDPA under ATEN_CPU_CAPABILITY=avx2 on an AMX CPU (torch 2.13)
+            rows.append({"code": code, "precision": precision, "batch": batch_size,
+                         "batch ms (median)": f"error: {str(error).splitlines()[0][:120]}"})
+            print(f"[bench] {rows[-1]}", flush=True)
+            continue
+        first_call = time.perf_counter() - start
+        with torch.no_grad():
+            cpu = time.process_time()
+            wall, per_call, out = _time(fn, max(warmup - 1, 0), steps, device)
+            cpu = (time.process_time() - cpu) / (steps + max(warmup - 1, 0))
+        per_batch = wall / steps
+        out = out.float()
+        if reference is None:
+            reference, official_seconds = out, per_batch
+        cosine = torch.nn.functional.cosine_similarity(out, reference, dim=-1)
+        rows.append({
+            "code": code, "precision": precision, "batch": batch_size,
+            "batch ms (median)": f"{C.summarize(per_call)['median'] * 1e3:.0f}",
+            "ECGs/s": f"{batch_size / per_batch:.2f}",
+            "CPU s/batch": f"{cpu:.2f}",
+            "speed-up vs official fp32": f"{official_seconds / per_batch:.2f}x",
+            "min cosine vs official": f"{cosine.min().item():.6f}",
+            "first call s": f"{first_call:.1f}",
+        })
+        print(f"[bench] {rows[-1]}", flush=True)
+        del first
+    settings = {"workload": f"ECG embedding, official {args.ecg_layers} x 768 ECG tower, batch {batch_size}, "
+                            "12 x 5000 samples", "steps": steps, "warmup": warmup, "grad": "torch.no_grad (all rows)",
+                "official code": str(C.official_source(args.official_src))}
+    notes = ["same random weights in every row (the official model's, through the converter's key map); "
+             "speed-up = official fp32 batch time / this row's (mean over the timed batches)",
+             "bf16 (eval path): what extract_ecg_features(precision='bf16') runs on a CPU, a bf16-weight copy of "
+             "the model under bf16 autocast (on CUDA: bf16 autocast on the fp32 weights)",
+             f"compiled row: torch.compile(get_ecg_features) on the {compile_mode} path "
+             f"({'bf16 native on this device' if native else 'no native bf16 here: fp32'})",
+             "CPU s/batch: process CPU time (all threads) per batch, less sensitive to other processes than wall time",
+             "the machine's load average is in the environment line: on a loaded machine the times are noisy"]
+    C.emit_report(args.title or "ECG embedding: official fp32 vs ours (same weights)", C.environment(device),
+                  settings, rows, None, notes=notes, output=args.output, json_path=args.json)
+
+
+def _with(context, fn, *inputs):
+    with context:
+        return fn(*inputs)
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = C.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.vs_official:
+        C.quiet_libraries()
+        return run_vs_official(args, device)
     _defaults(args, device)
     C.quiet_libraries()
     config = C.build_config(args.preset, args.hidden, args.overrides)

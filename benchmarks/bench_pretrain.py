@@ -22,8 +22,16 @@ out of memory is reported as OOM. MFU counts the model FLOPs of one step with
 batch, scaled per sample) against ``--peak-flops`` (989e12, H100 bf16 dense, on CUDA; "n/a" on the CPU).
 ``--pos-conv-kernel`` instead times only the positional convolution (direct vs FFT), forward and backward.
 
+``--vs-official`` instead prints one table on the same (random) weights: a training step of the official code
+in fp32 (its forward with masking, the four losses as ``/work/shared/tools/bench_reference.py`` computes them,
+AdamW), imported from ``--official-src`` / ``$DBETA_REF_SRC``, then ours in fp32, bf16 autocast and compiled, with
+each row's step time relative to the official fp32 step. The workload: the official 8 x 768 ECG tower, 2 fusion
+layers, a 1-layer 768-wide T5, batch 4, text 64 (``--ecg-layers``, ``--fusion-layers``, ``--t5-layers``,
+``--batch-size``, ``--text-length``).
+
 Examples::
 
+    DBETA_REF_SRC=/work/ref/dbeta python benchmarks/bench_pretrain.py --vs-official   # the CPU fast-path table
     python benchmarks/bench_pretrain.py                                    # tiny config on the CPU
     python benchmarks/bench_pretrain.py --preset official --batch-size 2 --steps 2 --warmup 1
     python benchmarks/bench_pretrain.py --preset official --batch-size 128 --text-length 128 \\
@@ -112,6 +120,14 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="cuda / cpu (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vs-official", action="store_true",
+                   help="official fp32 step vs ours fp32 / bf16 autocast / compiled on the same weights")
+    p.add_argument("--official-src", default=None, help="the official code's folder (default $DBETA_REF_SRC)")
+    p.add_argument("--ecg-layers", type=int, default=8, help="--vs-official: ECG transformer layers (default 8)")
+    p.add_argument("--fusion-layers", type=int, default=2, help="--vs-official: fusion layers (default 2)")
+    p.add_argument("--t5-layers", type=int, default=1, help="--vs-official: T5 layers, 768 wide (default 1)")
+    p.add_argument("--official-bf16", action="store_true", help="--vs-official: also time the official bf16 autocast step")
+    p.add_argument("--no-compile-row", action="store_true", help="--vs-official: skip the torch.compile row")
     p.add_argument("--title", default=None, help="table title")
     p.add_argument("--output", default=None, help="append the markdown to this file")
     p.add_argument("--json", default=None, help="write the rows as JSON to this file")
@@ -446,12 +462,132 @@ def bench_pos_conv_kernel(args, config, device):
     return rows
 
 
+# --------------------------------------------------------------------------------------------- vs official
+def _official_step(official, ets, optimizer, batch, device, amp: bool):
+    """One official training step, the losses as the shared tool bench_reference.py computes them."""
+    functional = torch.nn.functional
+    ecg, ids, attn, labels, aligned = batch
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        out = official(ecg=ecg, text=ids, ecg_padding_mask=None, text_attention_mask=attn, mask=True)
+        sample = {"net_input": {"ecg": ecg}, "mlm_labels": labels, "is_aligned": aligned}
+        logits, targets = official.get_logits(out), official.get_targets(sample, out, True)
+        mlm = functional.cross_entropy(logits["mlm_logits"].float(), targets["mlm_target"], ignore_index=-100)
+        mem = (((logits["mem_logits"].float() - targets["mem_target"]) ** 2).mean(-1) * out["mem_masks"]).sum() \
+            / out["mem_masks"].sum()
+        etm = functional.cross_entropy(logits["etm_logits"].float(), targets["etm_target"])
+        f1, f2 = logits["ets_uni_modal_feats"]
+        loss = mlm + mem + etm + ets(f1.float(), f2.float(), targets["etm_target"])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def run_vs_official(args, device):
+    from dbeta_hf.evaluation.embeddings import cpu_supports_bf16
+
+    batch_size = args.batch_size[0] if args.batch_size else 4
+    text_length = args.text_length if args.text_length != 128 else 64  # the comparison's default text: 64
+    steps = args.steps if args.steps is not None else 3
+    warmup = args.warmup if args.warmup is not None else 1
+    native = device.type == "cuda" or cpu_supports_bf16()
+    compile_mode = "bf16-autocast" if native else "fp32"
+    batch = synthetic_batch(_official_config(args), batch_size, text_length, device, "fp32", args.full_text, args.seed)
+    official_batch = (batch["ecg_values"], batch["input_ids"], batch["attention_mask"], batch["mlm_labels"],
+                      batch["match_labels"].float())
+    variants = [("official", "fp32")] + ([("official", "bf16-autocast")] if args.official_bf16 else []) + [
+        ("ours", "fp32"), ("ours", "bf16-autocast")] + ([] if args.no_compile_row else [("ours, torch.compile", compile_mode)])
+    rows, official_seconds, config = [], None, None
+    for code, dtype_mode in variants:
+        print(f"[bench] {code} {dtype_mode}", flush=True)
+        official, ours, modules = C.official_workload(args.official_src, ecg_layers=args.ecg_layers,
+                                                      fusion_layers=args.fusion_layers, t5_layers=args.t5_layers,
+                                                      seed=args.seed)
+        config = ours.config
+        if code == "official":
+            del ours
+            model = official.to(device).train()
+            ets = modules["ETSLoss"]()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)  # as bench_reference.py
+
+            def step():
+                return _official_step(model, ets, optimizer, official_batch, device, dtype_mode != "fp32")
+        else:
+            del official
+            model = ours.to(device).train()
+            optimizer = make_optimizer(model, args.optimizer, device)
+            forward = torch.compile(model, mode=args.compile_mode) if "compile" in code else model
+
+            def step():
+                with C.autocast_context(device, dtype_mode):
+                    out = forward(**batch, return_mlm_logits=False)
+                out.loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                return out.loss.detach()
+
+        torch.manual_seed(args.seed + 1)
+        start = time.perf_counter()
+        for _ in range(max(warmup, 3 if "compile" in code else 1)):
+            loss = step()
+        first = time.perf_counter() - start
+        per_step, cpu = [], time.process_time()
+        wall = time.perf_counter()
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            loss = step()
+            C.synchronize(device)
+            per_step.append(time.perf_counter() - t0)
+        seconds = (time.perf_counter() - wall) / steps
+        cpu = (time.process_time() - cpu) / steps
+        if official_seconds is None:
+            official_seconds = seconds
+        rows.append({
+            "code": code, "precision": dtype_mode, "batch": batch_size, "text": text_length,
+            "step ms (median)": f"{C.summarize(per_step)['median'] * 1e3:.0f}",
+            "step ms (mean)": f"{seconds * 1e3:.0f}",
+            "CPU s/step": f"{cpu:.2f}",
+            "time vs official fp32": f"{seconds / official_seconds:.2f}x",
+            "loss": f"{float(loss):.3f}",
+            "warm-up s": f"{first:.1f}",
+        })
+        print(f"[bench] {rows[-1]}", flush=True)
+        del model, optimizer
+        if "compile" in code:
+            torch._dynamo.reset()
+        C.free_memory(device)
+    settings = {"workload": f"pretraining step, official config with {args.ecg_layers} x 768 ECG tower, "
+                            f"{args.fusion_layers} fusion layers, T5 {args.t5_layers} x 768; batch {batch_size}, "
+                            f"text {text_length}, all four losses, AdamW", "config": C.config_summary(config),
+                "steps": steps, "warmup": warmup, "official code": str(C.official_source(args.official_src)),
+                "optimizer (ours)": f"AdamW ({args.optimizer})"}
+    notes = ["same random initial weights in every row (the official model's, through the converter's key map); "
+             "each row starts from them; time vs official fp32 = this row's mean step time / the official fp32 one",
+             "the two codes' masking draws and negatives differ: the losses are comparable, not equal",
+             f"compiled row: torch.compile(model) in {compile_mode}",
+             "CPU s/step: process CPU time (all threads) per step, less sensitive to other processes than wall time",
+             "the machine's load average is in the environment line: on a loaded machine the times are noisy"]
+    C.emit_report(args.title or "Pretraining step: official fp32 vs ours (same weights)", C.environment(device),
+                  settings, rows, None, notes=notes, output=args.output, json_path=args.json)
+    return rows
+
+
+def _official_config(args):
+    """The package config of the comparison's workload (for the synthetic batch: vocabulary, leads, samples)."""
+    from dbeta_hf.conversion.convert_original_checkpoint import from_original_config
+
+    return from_original_config({"encoder_layers": args.ecg_layers})
+
+
 # --------------------------------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
     device = C.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.vs_official:
+        C.quiet_libraries()
+        return run_vs_official(args, device)
     _defaults(args, device)
     C.quiet_libraries()
     config = C.build_config(args.preset, args.hidden, args.overrides)

@@ -46,12 +46,14 @@ from dbeta_hf import DBetaConfig, DBetaECGModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_precision_arguments,
     add_model_card_argument,
     check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_feature_extractor,
     load_task_splits_from_args,
+    precision_from_args,
     resolve_device,
     resolve_model_dir,
     run_command,
@@ -88,6 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/linear_probe")
+    add_precision_arguments(parser)
     add_model_card_argument(parser)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), help="label fractions of the training split")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (subset draw and probe initialisation)")
@@ -135,7 +138,7 @@ def _split_features(args, encoder, splits, split_names, feature_extractor, cache
             encoder, splits[split_name], batch_size=args.batch_size, feature_extractor=feature_extractor,
             sampling_rate=rate if feature_extractor is not None else None, cache_dir=cache_dir,
             cache_name=cache_name.format(split=split_name), progress=not args.no_progress,
-            desc=desc.format(split=split_name),
+            desc=desc.format(split=split_name), precision=precision_from_args(args, next(encoder.parameters()).device),
         )
         labels[split_name] = labels_array(splits[split_name])
     return feats, labels

@@ -38,10 +38,12 @@ from dbeta_hf.evaluation.cli import (
     DEFAULT_SYNTHETIC_MODEL_DIR,
     SYNTHETIC_EVAL_SEED,
     add_model_card_argument,
+    add_precision_arguments,
     check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_processor,
+    precision_from_args,
     resolve_device,
     resolve_model_dir,
     run_command,
@@ -87,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--batch_size", type=int, default=64, help="ECGs / reports per forward pass")
     parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available)")
+    add_precision_arguments(parser)
     parser.add_argument("--num_proc", type=int, default=None, help="worker processes of the dataset builders")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     add_model_card_argument(parser)
@@ -186,20 +189,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache_dir = cache_dir_from_args(args)
 
     reports = [str(r) for r in data[args.report_column]]
+    precision = precision_from_args(args, device)  # fp32 unless --bf16 / --precision bf16|auto
     ecg_embeds = extract_ecg_features(
         model, data, batch_size=args.batch_size, feature_extractor=processor.feature_extractor,
         sampling_rate=dataset_sampling_rate(data), cache_dir=cache_dir, cache_name=f"retrieval-{args.dataset}",
-        progress=not args.no_progress, desc="ECG features",
+        progress=not args.no_progress, desc="ECG features", precision=precision,
     )
     text_embeds = extract_text_features(
-        model, processor, reports, batch_size=args.batch_size, progress=not args.no_progress, desc="report features"
+        model, processor, reports, batch_size=args.batch_size, progress=not args.no_progress, desc="report features",
+        precision=precision,
     )
     normalize = bool(getattr(processor, "normalize_text", True))
     results = retrieval_metrics(ecg_embeds, text_embeds, reports, ks=args.ks, similarity=args.similarity, normalize=normalize)
     results["recall_curves"] = recall_curves(ecg_embeds, text_embeds, reports, args.similarity, normalize)
     split = data_name.rsplit("(", 1)[1].rstrip(")") if args.dataset != "synthetic" and data_name.endswith(")") else "heldout"
     results.update(model_name_or_path=model_dir, dataset=data_name, dataset_key=args.dataset, split=split,
-                   ks=list(args.ks))
+                   ks=list(args.ks), precision=precision)
     png = os.path.join(args.output_dir, "recall_curves.png")
     _plot_recall_curves(results, png, f"Retrieval on {data_name}, {len(reports)} pairs")
     results["recall_png"] = png

@@ -42,12 +42,14 @@ from dbeta_hf import DBetaModel
 from dbeta_hf.evaluation.cli import (
     TASK_TITLES,
     add_common_arguments,
+    add_precision_arguments,
     add_model_card_argument,
     check_model_card_target,
     cache_dir_from_args,
     dataset_sampling_rate,
     load_processor,
     load_task_splits_from_args,
+    precision_from_args,
     resolve_device,
     resolve_model_dir,
     run_command,
@@ -73,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_arguments(parser, default_output_dir="outputs/zero_shot")
+    add_precision_arguments(parser)
     add_model_card_argument(parser)
     parser.add_argument("--split", default="test", help="split to evaluate")
     parser.add_argument(
@@ -203,8 +206,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = resolve_device(args.device)
     model = DBetaModel.from_pretrained(model_dir).to(device).eval()
     processor = load_processor(model_dir)
+    precision = precision_from_args(args, device)  # fp32 unless --bf16 / --precision bf16|auto
     classifier = DBetaZeroShotClassifier(
-        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size
+        model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size,
+        autocast=precision == "bf16",
     )
     os.makedirs(args.output_dir, exist_ok=True)
     cache_dir = cache_dir_from_args(args)
@@ -212,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "model_name_or_path": model_dir,
         "similarity": args.similarity,
         "split": args.split,
+        "precision": precision,
         "descriptions_file": args.descriptions,
         "prompt_set": classifier.prompt_set_info,
         "tasks": {},

@@ -50,7 +50,7 @@ def test_feature_extraction_batches_and_cache(tmp_path):
         model.ecg_encoder.class_embedding.add_(1.0)
     assert not torch.all(extract_ecg_features(model, ecgs, cache_dir=tmp_path, cache_name="toy", progress=False) == 42)
     assert len(list(tmp_path.glob("toy-*.safetensors"))) == 3
-    # the bf16 autocast path (on by default on CUDA) gives float32 features close to the fp32 ones
+    # the bf16 autocast path (opt-in; fp32 is the default) gives float32 features close to the fp32 ones
     half = extract_ecg_features(model, ecgs, batch_size=4, autocast=True, progress=False)
     assert half.dtype == torch.float32 and half.shape == expected.shape
     torch.testing.assert_close(half, extract_ecg_features(model, ecgs, progress=False), atol=0.1, rtol=0.1)

@@ -35,6 +35,7 @@ from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..hub.model_card import write_model_card
 from ..hub.push import HubUnreachableError
 from ..processing_dbeta import DBetaProcessor
+from .embeddings import PRECISIONS, resolve_precision
 from .metrics import TASK_DISPLAY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ __all__ = [
     "TASKS",
     "TASK_TITLES",
     "resolve_device",
+    "add_precision_arguments",
+    "precision_from_args",
     "resolve_model_dir",
     "load_task_splits",
     "save_json",
@@ -106,6 +109,23 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision {fp32,bf16,auto}`` (default fp32, as the official evaluation) and its shorthand ``--bf16``, the
+    one precision switch of the evaluation examples' feature extraction."""
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="feature extraction precision: fp32 (default, as the official evaluation notebook), bf16 (bfloat16 "
+        "autocast, on CUDA or a CPU), auto (bf16 where the device computes it natively: CUDA, or a CPU with "
+        "AVX512-BF16/AMX)",
+    )
+    parser.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
+
+
+def precision_from_args(args, device: str | torch.device) -> str:
+    """The resolved feature-extraction precision (``"fp32"`` / ``"bf16"``) of ``--precision`` / ``--bf16`` on `device`."""
+    return resolve_precision(getattr(args, "precision", None) or "fp32", device)
 
 
 def resolve_model_dir(path: str | os.PathLike | None, default: str = DEFAULT_SYNTHETIC_MODEL_DIR) -> str:
@@ -301,7 +321,7 @@ def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequenc
     )
     parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--batch_size", type=int, default=64, help="ECGs per forward pass")
-    parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available); bf16 autocast on CUDA")
+    parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available)")
     parser.add_argument("--num_bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
 

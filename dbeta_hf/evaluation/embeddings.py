@@ -2,8 +2,9 @@
 
 `extract_ecg_features` runs the uni-modal ECG embedding of any D-BETA model (`DBetaModel`,
 `DBetaForPreTraining`, `DBetaECGModel`, `DBetaForECGClassification`) over a `datasets.Dataset`, a tensor or
-an array, batch by batch, in eval mode and without gradients (bf16 autocast on CUDA by default), with a
-progress bar. With `cache_dir` the (N, hidden) float32 features are written to a safetensors file whose name
+an array, batch by batch, in eval mode and without gradients, in float32 by default (``precision="fp32"``, as the
+official evaluation runs; ``precision="bf16"`` autocasts to bfloat16 on CUDA and on a CPU, ``"auto"`` does so only
+where the device computes bfloat16 natively: see `cpu_supports_bf16`), with a progress bar. With `cache_dir` the (N, hidden) float32 features are written to a safetensors file whose name
 carries a fingerprint of the model weights, of the data and of the preprocessing, so a second run (another
 label fraction, another seed, the random-init baseline...) loads them instead of re-encoding.
 `extract_text_features` embeds texts with the text tower; `labels_array` gives a split's label matrix.
@@ -14,6 +15,7 @@ The command-line pieces of the evaluation examples (arguments, task loading, res
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -33,6 +35,11 @@ from ..processing_dbeta import MAX_TEXT_LENGTH
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PRECISIONS",
+    "cpu_supports_bf16",
+    "resolve_precision",
+    "precision_context",
+    "bf16_inference_model",
     "ecg_feature_fn",
     "model_fingerprint",
     "data_fingerprint",
@@ -41,6 +48,87 @@ __all__ = [
     "extract_text_features",
     "labels_array",
 ]
+
+# ------------------------------------------------------------------------------------------------ precision
+PRECISIONS = ("fp32", "bf16", "auto")
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX-BF16), so that a bf16 path is
+    faster than float32 rather than emulated.
+
+    True when oneDNN is available (`torch.backends.mkldnn`), oneDNN reports bf16 support, and the CPU has the
+    `avx512_bf16` or `amx_bf16` instruction flags (read from /proc/cpuinfo; on other systems, where the flags
+    cannot be read, False). The environment variable ``DBETA_CPU_BF16=0`` / ``=1`` overrides the answer.
+    """
+    forced = os.environ.get("DBETA_CPU_BF16")
+    if forced is not None and forced.strip() != "":
+        if forced.strip() not in ("0", "1"):
+            raise ValueError(f"DBETA_CPU_BF16 must be 0 or 1, got {forced!r}")
+        return forced.strip() == "1"
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without the op
+        return False
+    return bool(_cpuinfo_flags() & set(_CPU_BF16_FLAGS))
+
+
+def resolve_precision(precision: str, device: str | torch.device, autocast: bool | None = None) -> str:
+    """The precision actually used, ``"fp32"`` or ``"bf16"``, for `precision` in `PRECISIONS` on `device`.
+
+    ``"fp32"``: float32 (the default of the evaluations, as the official notebook). ``"bf16"``: bfloat16 autocast,
+    on CUDA and on a CPU (slow on a CPU without native bf16: a warning says so). ``"auto"``: bf16 where the device
+    computes it natively (a CUDA device with bf16 support, a CPU for which `cpu_supports_bf16()` is true), else fp32.
+    `autocast` (the former switch) overrides: True = ``"bf16"``, False = ``"fp32"``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    if autocast is not None:
+        precision = "bf16" if autocast else "fp32"
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_supports_bf16() else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        logger.warning("precision='bf16' on a CPU without native bfloat16 (avx512_bf16 / amx_bf16): it is emulated "
+                       "and likely slower than float32; use precision='fp32' or 'auto'")
+    return precision
+
+
+def precision_context(device: str | torch.device, precision: str):
+    """The autocast context of a resolved precision (``"fp32"``: autocast disabled, ``"bf16"``: bfloat16 autocast)."""
+    device = torch.device(device)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    raise ValueError(f"precision_context takes a resolved precision, 'fp32' or 'bf16', got {precision!r}")
+
+
+def bf16_inference_model(model: torch.nn.Module, device: str | torch.device, precision: str) -> torch.nn.Module:
+    """The model to run for a resolved `precision`: on a CPU in ``"bf16"``, a bfloat16 copy of a float32 model
+    (bf16 weights measured faster than bf16 autocast on an AMX CPU: autocast re-casts every weight at every call;
+    see benchmarks/README.md); otherwise `model` itself. The caller's model is never changed."""
+    if precision != "bf16" or torch.device(device).type != "cpu" or next(model.parameters()).dtype != torch.float32:
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
+
 
 # ------------------------------------------------------------------------------------------------ model side
 def ecg_feature_fn(model: torch.nn.Module):
@@ -143,15 +231,6 @@ def _extractor_signature(feature_extractor, sampling_rate) -> str:
     return json.dumps({"extractor": state, "sampling_rate": sampling_rate}, sort_keys=True, default=str)
 
 
-def _autocast_context(device: torch.device, autocast: bool | None):
-    use = (device.type == "cuda") if autocast is None else bool(autocast)
-    if use and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if use and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
-
-
 @torch.no_grad()
 def extract_ecg_features(
     model: torch.nn.Module,
@@ -163,6 +242,7 @@ def extract_ecg_features(
     sampling_rate: float | None = None,
     device: str | torch.device | None = None,
     autocast: bool | None = None,
+    precision: str = "fp32",
     cache_dir: str | os.PathLike | None = None,
     cache_name: str = "features",
     overwrite_cache: bool = False,
@@ -182,19 +262,26 @@ def extract_ecg_features(
             amplitudes raise, all-zero recordings warn).
         sampling_rate: sampling rate of `data` in Hz (required with a `feature_extractor`).
         device: where to run the model; defaults to the model's device.
-        autocast: bf16 autocast; `None` = on for CUDA, off on the CPU.
+        precision: ``"fp32"`` (default, as the official evaluation), ``"bf16"`` (bfloat16 autocast on CUDA; on a CPU
+            a bfloat16-weight copy of the model, `bf16_inference_model`, which measured faster) or ``"auto"`` (bf16
+            where the device computes it natively); see `resolve_precision`. The features are float32 either way;
+            the cache keys them by the precision used.
+        autocast: the former switch, overriding `precision` when given: True = ``"bf16"``, False = ``"fp32"``.
         cache_dir: folder of the feature cache; `None` disables caching.
         cache_name: readable prefix of the cache file name (e.g. ``"ptbxl_super-train"``).
         overwrite_cache: recompute and rewrite an existing cache file.
         progress: show a tqdm progress bar.
     """
     n = len(data)
+    run_device = _model_device(model) if device is None else torch.device(device)
+    used_precision = resolve_precision(precision, run_device, autocast)
     cache_path = None
     if cache_dir is not None:
+        # the precision is part of the key (caches written before it was, bf16 on CUDA by default then, are not reused)
+        parts = [model_fingerprint(model), data_fingerprint(data, ecg_column), _extractor_signature(feature_extractor, sampling_rate),
+                 f"precision={used_precision}"]
         key = hashlib.sha256(
-            "|".join(
-                [model_fingerprint(model), data_fingerprint(data, ecg_column), _extractor_signature(feature_extractor, sampling_rate)]
-            ).encode()
+            "|".join(parts).encode()
         ).hexdigest()[:24]
         safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_name)
         cache_path = Path(cache_dir) / f"{safe_name}-{key}.safetensors"
@@ -205,11 +292,11 @@ def extract_ecg_features(
                 return features
             logger.warning("ignoring the cache file %s: it has %d rows, the data %d", cache_path, features.shape[0], n)
 
-    run_device = _model_device(model) if device is None else torch.device(device)
     if _model_device(model) != run_device:
         model.to(run_device)
-    encode = ecg_feature_fn(model)
-    model_dtype = next(model.parameters()).dtype  # a model loaded in bf16 / fp16 takes inputs of its dtype
+    run_model = bf16_inference_model(model, run_device, used_precision)  # CPU bf16: a bf16-weight copy
+    encode = ecg_feature_fn(run_model)
+    model_dtype = next(run_model.parameters()).dtype  # a model loaded in bf16 / fp16 takes inputs of its dtype
     if not model_dtype.is_floating_point:  # pragma: no cover - quantised models
         model_dtype = torch.float32
     was_training = model.training
@@ -219,7 +306,7 @@ def extract_ecg_features(
         bar = tqdm(total=n, desc=desc or f"ECG features ({cache_name})", unit="ecg", disable=not progress, leave=False)
         for batch in iter_ecg_batches(data, batch_size, ecg_column):
             values = _to_model_input(batch, feature_extractor, sampling_rate).to(run_device, dtype=model_dtype, non_blocking=True)
-            with _autocast_context(run_device, autocast):
+            with precision_context(run_device, used_precision):
                 feats = encode(values)
             chunks.append(feats.float().cpu())
             bar.update(values.shape[0])
@@ -252,6 +339,7 @@ def extract_text_features(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     autocast: bool | None = None,
+    precision: str = "fp32",
     max_length: int | None = MAX_TEXT_LENGTH,
     progress: bool = False,
     desc: str = "text features",
@@ -259,7 +347,8 @@ def extract_text_features(
     """Uni-modal text embeddings (N, hidden) float32 of `texts`, tokenised with `processor` (normalized, padded).
 
     The model must have a text tower (`DBetaModel` / `DBetaForPreTraining`). Padded batches equal one text at a
-    time because the attention mask reaches the T5 encoder.
+    time because the attention mask reaches the T5 encoder. `precision` / `autocast`: as in `extract_ecg_features`
+    (float32 by default).
     """
     texts = list(texts)
     if not texts:
@@ -270,14 +359,16 @@ def extract_text_features(
             "DBetaModel.from_pretrained(...) for zero-shot scoring and retrieval"
         )
     run_device = _model_device(model) if device is None else torch.device(device)
+    used_precision = resolve_precision(precision, run_device, autocast)
+    run_model = bf16_inference_model(model, run_device, used_precision)  # CPU bf16: a bf16-weight copy
     was_training = model.training
     model.eval()
     out: list[torch.Tensor] = []
     try:
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
             enc = processor(text=texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-            with _autocast_context(run_device, autocast):
-                feats = model.get_text_features(enc["input_ids"].to(run_device), enc["attention_mask"].to(run_device))
+            with precision_context(run_device, used_precision):
+                feats = run_model.get_text_features(enc["input_ids"].to(run_device), enc["attention_mask"].to(run_device))
             out.append(feats.float().cpu())
     finally:
         model.train(was_training)
