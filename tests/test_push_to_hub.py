@@ -101,7 +101,8 @@ def test_pretrain_push_sends_the_model_not_the_optimizer_or_the_n3s_index(hub, t
     assert (out / "checkpoint-2" / "optimizer.pt").is_file() and (out / "_n3s_index").is_dir()  # present, not sent
     repo, sent = hub.only_upload()
     assert repo == "ORG/dbeta-demo"
-    trainer_records = {"training_args.bin", "trainer_state.json", "train_results.json", "all_results.json"}
+    trainer_records = {"training_args.bin", "trainer_state.json", "train_results.json", "all_results.json",
+                       "pretraining_report.json"}  # the demo's end-of-run report travels with the model it scored
     assert sent == MODEL_FILES | PROCESSOR_FILES | trainer_records
     card = _assert_card(out, "ORG/dbeta-demo")
     [result] = [r for r in card.data.eval_results if r.task_type == "zero-shot-classification"]
