@@ -91,7 +91,8 @@ def format_setup(info: dict, runs: list[dict]) -> str:
     lines = [f"setup {info['setup']}: {info['cpu']}, torch ISA {info['isa']}, {info['threads']} threads, "
              f"torch {info['torch']}, transformers {info['transformers']}"]
     zero_shot = runs[0]["zero_shot"]
-    lines.append(f"zero-shot scoring: {zero_shot.get('prompts', 'descriptions')} ({zero_shot.get('similarity', 'dot')})")
+    lines.append(f"zero-shot prompts: {zero_shot.get('prompt_ensemble', 'description')}, similarity "
+                 f"{zero_shot.get('similarity', 'dot')}; wall times include corpus synthesis and the report")
     classes = list(zero_shot["per_class"])
     header = f"{'seed':>6} {'wall s':>7}  {'macro':>6} " + " ".join(f"{c:>6}" for c in classes) + f"  {'probe':>6}"
     lines.append(header)
