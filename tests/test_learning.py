@@ -1,13 +1,16 @@
 """Pretraining learns: a short seeded run of the demo recipe on the synthetic corpus lowers all four losses and
 gives held-out ECG features and zero-shot scores far above chance. A change that breaks learning fails here.
 
-The run is `examples/pretrain.py` with the demo's recipe (`DEMO_RECIPE`, statement dropout included) on 768
-training pairs for 220 steps, with one change that halves the step time: a coarser ECG
-tokeniser (conv stack with a total stride of 32, 156 tokens of 64 ms, instead of the demo's stride 16). Measured
-(benchmarks/README_learning.md, 2026-11-30, 2 idle cores, about 55 s; the same AUROCs with 1 or 2 threads):
-first -> last logged MLM 4.58 -> 2.59, MEM 1.110 -> 0.994, ETM 0.64 -> 0.43, ETS 0.356 -> 0.167; linear-probe macro
-AUROC 0.982; zero-shot macro 0.836 (SBRAD 0.56, SR 0.91, STACH 0.95, AFIB 0.83, 1AVB 0.77, BBB 0.99; chance 0.5).
-Without statement dropout the same run gives zero-shot 0.799 at 300 steps with SR 0.59.
+The run is `examples/pretrain.py` with the demo's recipe (`DEMO_RECIPE`, statement dropout and the name+description
+prompt ensemble included) on 768 training pairs for 220 steps, with one change that halves the step time: a coarser
+ECG tokeniser (conv stack with a total stride of 32, 156 tokens of 64 ms, instead of the demo's stride 16).
+
+The thresholds hold with a margin on every run measured (benchmarks/README_learning.md, round 5, 2026-12-06): seeds
+0-4 under two numeric setups (AVX-512 and `ATEN_CPU_CAPABILITY=avx2`, one thread each) and seed 0 with the default
+setup (AVX-512, 2 threads). Lowest values over those runs, and the margin each threshold leaves:
+linear-probe macro AUROC 0.928 (threshold 0.90, margin 0.028); zero-shot macro 0.776 (0.70, 0.076); SR 0.87
+(0.80, 0.07); STACH 0.91 (0.85, 0.06); BBB 0.99 (0.95, 0.04). Seed 0, which this test runs, scores probe 0.975,
+zero-shot 0.896. SBRAD, AFIB and 1AVB go as low as 0.47-0.62 on some seeds at this length and are not asserted.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from helpers import load_example
 
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE
 
-PROBE_MIN = 0.93  # chance is 0.5
-ZERO_SHOT_MIN = 0.75
-CLASS_MIN = {"SR": 0.80, "STACH": 0.80, "BBB": 0.95}
+PROBE_MIN = 0.90  # chance is 0.5
+ZERO_SHOT_MIN = 0.70
+CLASS_MIN = {"SR": 0.80, "STACH": 0.85, "BBB": 0.95}
 FAST_TOWER = {"conv_feature_layers": [(64, 4, 4), (64, 2, 2), (64, 2, 2), (64, 2, 2)]}  # stride 32
 
 
