@@ -90,6 +90,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "listing the uncovered classes",
     )
     parser.add_argument(
+        "--prompt-ensemble", "--prompt_ensemble", dest="prompt_ensemble", default="description",
+        choices=["description", "name+description", "sentences"],
+        help="texts per class, their embeddings averaged: the description alone (the official scoring), the class "
+        "name and the description, or each sentence of the description; a class given a list in --descriptions "
+        "uses its list",
+    )
+    parser.add_argument(
         "--source-task", "--source_task", dest="source_task", nargs="+", default=None,
         help="cross-dataset zero-shot (Table 4): source task(s) whose classes and descriptions are used, paired in "
         "order with --target-task (ptbxl_super, cpsc2018, csn); replaces --tasks",
@@ -191,7 +198,8 @@ def results_markdown(args, results: dict) -> str:
     sections.append("\n".join(detail) + "\n")
     prompt_set = results["prompt_set"]
     sections.append(
-        f"Prompts: {prompt_set['name']}" + (f" (sha256 {prompt_set['sha256'][:12]})" if "sha256" in prompt_set else "") + "\n"
+        f"Prompts: {prompt_set['name']}" + (f" (sha256 {prompt_set['sha256'][:12]})" if "sha256" in prompt_set else "")
+        + f"; texts per class: {results.get('prompt_ensemble', 'description')}\n"
     )
     return "\n".join(sections)
 
@@ -209,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     precision = precision_from_args(args, device)  # fp32 unless --bf16 / --precision bf16|auto
     classifier = DBetaZeroShotClassifier(
         model, processor, similarity=args.similarity, descriptions=args.descriptions, batch_size=args.batch_size,
-        autocast=precision == "bf16",
+        autocast=precision == "bf16", prompt_ensemble=args.prompt_ensemble,
     )
     os.makedirs(args.output_dir, exist_ok=True)
     cache_dir = cache_dir_from_args(args)
@@ -220,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "precision": precision,
         "descriptions_file": args.descriptions,
         "prompt_set": classifier.prompt_set_info,
+        "prompt_ensemble": args.prompt_ensemble,
         "tasks": {},
     }
     if args.source_task is not None:

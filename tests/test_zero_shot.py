@@ -212,6 +212,15 @@ def test_zero_shot_example_end_to_end(saved_model_dir, tmp_path):
     ])
     assert list((out_dir / "feature_cache").glob("*.safetensors")) == cached
     assert again["tasks"]["synthetic"]["similarity"] == "cosine"
+    # a prompt ensemble: recorded, and the scores are the classifier's with the same ensemble
+    ensembled = example.main([
+        "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
+        "--num_bootstrap", "50", "--no_progress", "--prompt_ensemble", "name+description",
+    ])
+    assert ensembled["prompt_ensemble"] == "name+description"
+    texts = ensembled["tasks"]["synthetic"]["descriptions"]
+    assert all(isinstance(t, list) and len(t) == 2 for t in texts.values())  # every synthetic description has 2 sentences
+    assert "texts per class: name+description" in (out_dir / "zero_shot_results.md").read_text()
 
 
 def test_zero_shot_example_errors(tmp_path, monkeypatch):
