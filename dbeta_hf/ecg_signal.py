@@ -259,6 +259,18 @@ def resampling_margin(up: int, down: int) -> int:
     return int(np.ceil(_RESAMPLE_HALF_LENGTH * max(up, down) / up)) + 1
 
 
+def _resampling_input(signal) -> np.ndarray:
+    """`signal` as a float array with samples to resample (integers become float64; other dtypes are refused)."""
+    array = np.asarray(signal)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    if array.ndim == 0 or array.shape[-1] == 0:
+        raise ValueError(f"cannot resample an ECG with no samples (shape {array.shape})")
+    return array
+
+
 def resample_signal(
     signal: np.ndarray, orig_sr: float, target_sr: float, max_denominator: int | None = None, *,
     method: str = "polyphase",
@@ -288,13 +300,7 @@ def resample_signal(
         raise ValueError(f"unknown resampling method {method!r}; choose one of {list(RESAMPLE_METHODS)}")
     if method == "fft":
         return resample_signal_fft(signal, orig_sr, target_sr)
-    array = np.asarray(signal)
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
-    if array.dtype.kind != "f":
-        array = array.astype(np.float64)
-    if array.ndim == 0 or array.shape[-1] == 0:
-        raise ValueError(f"cannot resample an ECG with no samples (shape {array.shape})")
+    array = _resampling_input(signal)
     up, down = resampling_ratio(orig_sr, target_sr, max_denominator)
     if up == down:
         return array.copy()
@@ -319,13 +325,7 @@ def resample_signal_fft(signal: np.ndarray, orig_sr: float, target_sr: float) ->
     no padding: the FFT treats the recording as periodic, so a recording whose two ends differ rings near both
     ends (the polyphase default of `resample_signal` does not). Equal rates return a copy.
     """
-    array = np.asarray(signal)
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"the ECG signal must hold real numbers, got dtype {array.dtype}")
-    if array.dtype.kind != "f":
-        array = array.astype(np.float64)
-    if array.ndim == 0 or array.shape[-1] == 0:
-        raise ValueError(f"cannot resample an ECG with no samples (shape {array.shape})")
+    array = _resampling_input(signal)
     orig_sr = _rate(orig_sr, "orig_sr")
     target_sr = _rate(target_sr, "target_sr")
     if orig_sr == target_sr:
