@@ -25,7 +25,7 @@ from dbeta_hf.conversion.convert_original_checkpoint import (
     from_original_config,
 )
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.pretraining.trainer import TRAINING_POLICIES, DBetaTrainingArguments
+from dbeta_hf.pretraining.arguments import TRAINING_POLICIES, DBetaTrainingArguments
 
 # keys every transformers config carries; they describe no model setting
 _TRANSFORMERS_KEYS = {

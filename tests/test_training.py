@@ -12,14 +12,13 @@ from dbeta_hf import DBetaForPreTraining
 from dbeta_hf.pretraining.n3s import build_n3s_index_from_embeddings
 from dbeta_hf.pretraining.recipes import tiny_config
 from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.pretraining.trainer import (
-    LOGGED_METRICS,
+from dbeta_hf.pretraining.arguments import (
     TRAINING_POLICIES,
-    DBetaPreTrainer,
     DBetaTrainingArguments,
     dbeta_training_arguments,
     training_policies,
 )
+from dbeta_hf.pretraining.trainer import LOGGED_METRICS, DBetaPreTrainer
 
 REPORTS = [
     "sinus rhythm. normal ecg.", "sinus bradycardia. otherwise normal ecg.", "sinus tachycardia. abnormal ecg.",

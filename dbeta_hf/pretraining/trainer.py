@@ -27,65 +27,24 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..hub.model_card import training_settings_from_args, write_model_card
 from ..utils.atomic import atomic_write_json
+from .arguments import training_policies
 from .collator import DBetaCollatorEpochCallback, DBetaPreTrainingCollator
 
 logger = logging.getLogger(__name__)
 
 LOGGED_METRICS = ("mlm_loss", "mem_loss", "etm_loss", "ets_loss", "mlm_accuracy", "etm_accuracy")
-LABEL_NAMES = ("mlm_labels", "match_labels")
-TRAINING_POLICIES = ("ets_unmasked_inputs", "mlm_mem_on_matched_only", "ets_global_batch")
 # written into every checkpoint folder after the Trainer's own save is complete (so its presence means "complete");
 # it also records the run's fingerprint (data, N3S settings, model config) that a resume is compared with
 CHECKPOINT_COMPLETE_FILE = "dbeta_checkpoint_complete.json"
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-
-
-@dataclass
-class DBetaTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the settings D-BETA pretraining needs and the run's loss policies.
-
-    Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator reads `ecg` and
-    `report`) and `label_names` set to the pretraining labels (so evaluation computes the loss); `report_to` stays
-    `"none"`. The three policies are passed by `DBetaPreTrainer` to `DBetaForPreTraining.forward`; each defaults to
-    the official behaviour. Every field is a flag of `HfArgumentParser` (`examples/pretrain.py`).
-    """
-
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep the dataset columns: the D-BETA collator reads `ecg` and `report`."}
-    )
-    label_names: list[str] | None = field(
-        default_factory=lambda: list(LABEL_NAMES),
-        metadata={"help": "The pretraining labels, so that evaluation computes the loss."},
-    )
-    ets_unmasked_inputs: bool = field(default=False, metadata={
-        "help": "ETS on an unmasked ECG pass and the report with its MLM tokens restored, as ALBEF/BLIP (one more "
-                "ECG-transformer and text pass per step); default: the masked passes the other losses use (official)."})
-    mlm_mem_on_matched_only: bool = field(default=False, metadata={
-        "help": "MLM and MEM only on the rows whose report belongs to the ECG (ALBEF/BLIP); default: every row "
-                "(official)."})
-    ets_global_batch: bool = field(default=False, metadata={
-        "help": "Under several processes, score every ECG against the texts of the global batch (other processes' "
-                "texts as negatives); default: per process (official, the released loss is built with world size 1)."})
-
-
-def dbeta_training_arguments(**kwargs) -> DBetaTrainingArguments:
-    """`DBetaTrainingArguments(**kwargs)`: the D-BETA defaults, every one of which `kwargs` can override."""
-    return DBetaTrainingArguments(**kwargs)
-
-
-def training_policies(args) -> dict[str, bool]:
-    """The loss policies of a run, as `DBetaForPreTraining.forward` keyword arguments (official defaults for plain
-    `TrainingArguments`)."""
-    return {name: bool(getattr(args, name, False)) for name in TRAINING_POLICIES}
 
 
 class _MetricAccumulator:
