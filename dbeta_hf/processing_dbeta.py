@@ -12,18 +12,16 @@ import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from transformers import AutoTokenizer
+from transformers import AutoProcessor, AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import TensorType, logging
 
+from .configuration_dbeta import DBetaConfig
 from .feature_extraction_dbeta import DBetaECGFeatureExtractor
-from .text_normalization import normalize_report
+from .text_normalization import MAX_TEXT_LENGTH, normalize_report
 
 DEFAULT_TOKENIZER = "google/flan-t5-base"
-# Longest tokenised text, </s> included: D-BETA pretraining's `max_text_size - 2` (reference spec A.2, E). The
-# processor, the pretraining collator and the evaluation code truncate at it.
-MAX_TEXT_LENGTH = 254
 _MAX_ROWS_IN_MESSAGES = 10
 
 logger = logging.get_logger(__name__)
@@ -156,7 +154,7 @@ class DBetaProcessor(ProcessorMixin):
     """
 
     # transformers 5 infers the two sub-processors from the __init__ signature and loads them through the Auto
-    # classes (D-BETA's feature extractor is registered with AutoFeatureExtractor on `import dbeta_hf`). The v4-era
+    # classes (D-BETA's feature extractor is registered with AutoFeatureExtractor when its module is imported). The v4-era
     # `feature_extractor_class = "AutoFeatureExtractor"` form still works but logs a deprecation warning.
 
     def __init__(self, feature_extractor=None, tokenizer=None, normalize_text: bool = True, **kwargs):
@@ -205,7 +203,7 @@ class DBetaProcessor(ProcessorMixin):
             tokenizer = tokenizer_name_or_path
         return cls(DBetaECGFeatureExtractor(**feature_extractor_kwargs), tokenizer, normalize_text=normalize_text)
 
-    save_hooks: list = []  # called with the folder after every save (dbeta_hf/__init__.py adds the model card's)
+    save_hooks: list = []  # called with the folder after every save (dbeta_hf.register_auto_classes adds the model card's)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         result = super().save_pretrained(save_directory, *args, **kwargs)
@@ -412,3 +410,9 @@ def check_processor_matches_model(processor, model_or_config, where: str = "") -
 
 __all__ = ["DBetaProcessor", "MAX_TEXT_LENGTH", "check_batch_sizes", "check_processor_matches_model",
            "check_text_inputs"]
+
+# The installed package registers the processor with AutoProcessor when this module is imported (`dbeta_hf.auto_registration`); a copy of
+# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+if __name__.startswith("dbeta_hf."):
+    AutoProcessor.register(DBetaConfig, DBetaProcessor, exist_ok=True)
+    DBetaProcessor.register_for_auto_class("AutoProcessor")

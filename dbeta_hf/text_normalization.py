@@ -1,4 +1,6 @@
-"""Report text normalization shared by the processor, the N3S index and the pretraining collator.
+"""Report text rules shared by the processor, the N3S index and the pretraining collator: the normalization, and
+the longest tokenised text (`MAX_TEXT_LENGTH`, kept here so that a command line can show it without loading the
+processor).
 
 D-BETA normalizes machine reports before tokenising them (reference spec D.1/D.3). One *pass* of the official
 normalization is, in order:
@@ -26,6 +28,10 @@ trained on); ``passes=1`` gives the official N3S index text.
 from __future__ import annotations
 
 from typing import Iterable
+
+# Longest tokenised text, </s> included: D-BETA pretraining's `max_text_size - 2` (reference spec A.2, E). The
+# processor, the pretraining collator and the evaluation code truncate at it.
+MAX_TEXT_LENGTH = 254
 
 # Character sets of the official ``str.strip`` calls, in order (step 3 of a pass).
 _OFFICIAL_END_STRIPS = ("*** ", " ***", "***", "=-", "=")

@@ -1,5 +1,6 @@
 """What the evaluation commands (`examples/zero_shot.py`, `linear_probe.py`, `finetune.py`, `retrieval.py`) share:
-their common arguments (`add_common_arguments`) and what they read from them (`load_task_splits_from_args`,
+their common arguments (`add_common_arguments`, defined in the light `cli_arguments` and re-exported here) and what
+they read from them (`load_task_splits_from_args`,
 `cache_dir_from_args`), the downstream tasks (`TASKS`, `load_task_splits`), checking and loading a checkpoint
 (`resolve_model_dir`, `load_processor`), and writing results (`save_json`, `write_results`, `run_command`).
 
@@ -14,9 +15,8 @@ import json
 import logging
 import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +33,16 @@ from ..data.features import dataset_class_names, dataset_metadata
 from ..data.synthetic import SYNTHETIC_CLASSES, make_synthetic_corpus
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..hub.model_card import write_model_card
-from ..hub.push import HubUnreachableError
 from ..processing_dbeta import DBetaProcessor
-from .embeddings import PRECISIONS, resolve_precision
-from .metrics import TASK_DISPLAY_NAMES
+from .cli_arguments import (
+    add_common_arguments,
+    add_model_card_argument,
+    add_precision_arguments,
+    add_segment_argument,
+    run_command,
+)
+from .embeddings import resolve_precision
+from .options import DEFAULT_SYNTHETIC_MODEL_DIR, SYNTHETIC_EVAL_SEED, TASK_DISPLAY_NAMES, TASK_ROOT_OPTION, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -70,38 +76,8 @@ __all__ = [
 ]
 
 
-# The folder `examples/pretrain.py` writes with its embedded default (kept in sync with
-# `examples/pretrain.py::DEFAULT_SYNTHETIC_OUTPUT`).
-DEFAULT_SYNTHETIC_MODEL_DIR = "outputs/dbeta-tiny-synthetic"
-# Seed of the held-out synthetic corpus the evaluation commands use by default. The pretraining example draws
-# its corpus from other seeds, so the evaluation records are never training records.
-SYNTHETIC_EVAL_SEED = 20250
-
-# The downstream tasks of the commands (`load_task_splits`).
-TASKS: tuple[str, ...] = (
-    "ptbxl_super",
-    "ptbxl_sub",
-    "ptbxl_form",
-    "ptbxl_rhythm",
-    "cpsc2018",
-    "csn",
-    "code15",
-    "physionet2021",
-    "synthetic",
-)
-# Display names of the tasks in tables and plots (shared with `dbeta_hf.evaluation.metrics`).
+# Display names of the tasks in tables and plots.
 TASK_TITLES: dict[str, str] = dict(TASK_DISPLAY_NAMES)
-# Which `--*_root` option a task reads its data from.
-TASK_ROOT_OPTION: dict[str, str] = {
-    "ptbxl_super": "ptbxl_root",
-    "ptbxl_sub": "ptbxl_root",
-    "ptbxl_form": "ptbxl_root",
-    "ptbxl_rhythm": "ptbxl_root",
-    "cpsc2018": "cpsc2018_root",
-    "csn": "csn_root",
-    "code15": "code15_root",
-    "physionet2021": "physionet2021_root",
-}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -109,18 +85,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--precision {fp32,bf16,auto}`` (default fp32, as the official evaluation) and its shorthand ``--bf16``, the
-    one precision switch of the evaluation examples' feature extraction."""
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
-        help="feature extraction precision: fp32 (default, as the official evaluation notebook), bf16 (bfloat16 "
-        "autocast, on CUDA or a CPU), auto (bf16 where the device computes it natively: CUDA, or a CPU with "
-        "AVX512-BF16/AMX)",
-    )
-    parser.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
 
 
 def precision_from_args(args, device: str | torch.device) -> str:
@@ -263,82 +227,9 @@ def write_results(results: dict, markdown: str, output_dir: str | os.PathLike, s
     return json_path, md_path
 
 
-def run_command(main: Callable[[], Any]) -> None:
-    """Run an example's `main`, turning the clear errors it raises on bad input, and a push to an unreachable Hub
-    (`dbeta_hf.hub.push.HubUnreachableError`, whose message says where the model is saved), into one line and exit
-    status 2."""
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError, HubUnreachableError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 # ------------------------------------------------------------------------------------------------ CLI pieces
-def add_common_arguments(parser, default_output_dir: str, default_tasks: Sequence[str] = ("synthetic",)) -> None:
-    """Arguments shared by the evaluation commands (model, tasks and their data, output, device, cache)."""
-    parser.add_argument(
-        "--model_name_or_path", default=DEFAULT_SYNTHETIC_MODEL_DIR,
-        help="folder (or Hub id) of a D-BETA checkpoint saved with save_pretrained, with its processor; the default "
-        "is written by `python examples/pretrain.py`",
-    )
-    parser.add_argument(
-        "--tasks", nargs="+", default=list(default_tasks), choices=list(TASKS), metavar="TASK",
-        help=f"tasks to evaluate, any of: {', '.join(TASKS)}",
-    )
-    parser.add_argument("--ptbxl_root", help="PTB-XL folder (ptbxl_database.csv, records500/) for the ptbxl_* tasks")
-    parser.add_argument("--cpsc2018_root", help="CPSC2018 folder for the cpsc2018 task")
-    parser.add_argument("--csn_root", help="Chapman-Shaoxing-Ningbo folder for the csn task")
-    parser.add_argument("--code15_root", help="CODE-15 test set folder (ecg_tracings.hdf5, gold_standard.csv) for code15")
-    parser.add_argument(
-        "--dataset_path", "--dataset-path", nargs="+", default=[], metavar="[TASK=]DIR",
-        help="a DatasetDict built by `python -m dbeta_hf.data build` (datasets.load_from_disk), used for TASK instead of "
-        "its raw folder; DIR alone when --tasks names one task",
-    )
-    parser.add_argument(
-        "--physionet2021_root",
-        help="PhysioNet/CinC 2021 folder (training/<source>/<group>/*.hea + .mat) for the physionet2021 task",
-    )
-    parser.add_argument(
-        "--synthetic_records", type=int, default=300,
-        help="size of the held-out synthetic corpus of the `synthetic` task (split 60/20/20 into train/validation/test)",
-    )
-    parser.add_argument(
-        "--synthetic_seed", type=int, default=SYNTHETIC_EVAL_SEED,
-        help="seed of the held-out synthetic corpus (the pretraining example uses seeds 0 and 1)",
-    )
-    parser.add_argument(
-        "--split_files", nargs="+", default=[], metavar="TASK=PATH",
-        help="published split files per task (e.g. ptbxl_super=MERL/finetune/data_split/ptbxl/super_class), passed "
-        "to the data module's loader as split_files; none: the dataset's standard split",
-    )
-    parser.add_argument("--num_proc", type=int, default=None, help="worker processes of the dataset builders")
-    parser.add_argument("--max_samples", type=int, default=None, help="keep only the first N records of every split (quick checks)")
-    parser.add_argument("--output_dir", default=default_output_dir, help="where results are written")
-    parser.add_argument(
-        "--cache_dir", default=None,
-        help="feature cache folder (None: <output_dir>/feature_cache); features are keyed by model weights and data",
-    )
-    parser.add_argument("--no_cache", action="store_true", help="do not read or write the feature cache")
-    parser.add_argument("--batch_size", type=int, default=64, help="ECGs per forward pass")
-    parser.add_argument("--device", default=None, help="cuda / cpu (None: cuda when available)")
-    parser.add_argument("--num_bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
-
-
 def roots_from_args(args) -> dict[str, str | None]:
     return {option: getattr(args, option, None) for option in sorted(set(TASK_ROOT_OPTION.values()))}
-
-
-def add_segment_argument(parser: argparse.ArgumentParser) -> None:
-    """``--segment_seconds`` (physionet2021): for commands that size their feature extractor from the stored ECGs
-    (`examples/finetune.py`); the others would pad the segments to the checkpoint's length."""
-    parser.add_argument(
-        "--segment_seconds", "--segment-seconds", type=float, default=None, metavar="SECONDS",
-        help="physionet2021 from its raw folder: every full segment of SECONDS s is a row (5 = fairseq-signals' protocol "
-        "behind Table 1: its six sources, 500 Hz records only, split by record); with --dataset_path, checked against "
-        "the build. Default: the first 10 s of each record",
-    )
 
 
 def loader_kwargs_from_args(args, task: str) -> dict[str, Any]:
@@ -463,15 +354,6 @@ def dataset_sampling_rate(splits, default: float = 500.0) -> float:
         return float(dataset_metadata(splits).get("sampling_rate", default))
     except (ValueError, TypeError):
         return float(default)
-
-
-def add_model_card_argument(parser) -> None:
-    """``--update_model_card``: the evaluation commands add their numbers to the evaluated model's card."""
-    parser.add_argument(
-        "--update_model_card", action="store_true",
-        help="add this run's numbers to the model-index of the model card (README.md) of --model_name_or_path, a "
-        "local folder; the card's other results are kept (dbeta_hf.hub.model_card.write_model_card)",
-    )
 
 
 def check_model_card_target(args, model_dir: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .metrics import bootstrap_auroc_ci, multilabel_auroc
+from .options import CROSS_DATASET_TASKS
 from .zero_shot import evaluation_ecg_features, zero_shot_scores
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "PAPER_CROSS_DATASET_AUROC",
 ]
 
-CROSS_DATASET_TASKS = ("ptbxl_super", "cpsc2018", "csn")
 
 # One list per pair of datasets; each entry maps every dataset of the pair to its member classes.
 SHARED_CLASSES: dict[frozenset, list[dict[str, tuple[str, ...]]]] = {

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..file_modes import apply_default_file_mode
 from ..processing_dbeta import MAX_TEXT_LENGTH
+from .options import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------------------ precision
-PRECISIONS = ("fp32", "bf16", "auto")
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

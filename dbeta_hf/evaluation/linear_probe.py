@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..data.splits import label_fraction
 from .metric_modules import compute_multilabel_auroc
 from .metrics import bootstrap_auroc_ci, fraction_label, macro_auroc, markdown_table
+from .probe_settings import DEFAULT_FRACTIONS, LinearProbeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ __all__ = [
     "PAPER_LINEAR_PROBE_AUROC",
 ]
 
-DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 1.0)
-
 # Published D-BETA (C-MELT) linear-probing AUROCs (%), Table 2, for 1 / 10 / 100 % of the training labels.
 PAPER_LINEAR_PROBE_AUROC: dict[str, dict[str, float]] = {
     "ptbxl_super": {"1%": 83.15, "10%": 88.36, "100%": 90.11},
@@ -62,34 +61,6 @@ PAPER_LINEAR_PROBE_AUROC: dict[str, dict[str, float]] = {
     "cpsc2018": {"1%": 85.46, "10%": 91.35, "100%": 94.92},
     "csn": {"1%": 80.04, "10%": 87.36, "100%": 90.71},
 }
-
-
-@dataclass
-class LinearProbeConfig:
-    """Hyper-parameters of the logistic-regression probe.
-
-    Args:
-        learning_rate: Adam learning rate.
-        weight_decay: L2 penalty added to the gradient (Adam's `weight_decay`; MERL uses 1e-4).
-        batch_size: minibatch size; `None` = full batch.
-        max_steps: maximum number of optimisation steps.
-        eval_every: validation AUROC is computed every `eval_every` steps (and after the last step).
-        patience: stop after this many evaluations without a validation improvement (`None`: never stop early).
-        standardize: z-score the features with the training subset's mean and std.
-        min_delta: improvement of the validation macro AUROC that counts as better.
-    """
-
-    learning_rate: float = 1e-2
-    weight_decay: float = 1e-4
-    batch_size: int | None = 256
-    max_steps: int = 3000
-    eval_every: int = 25
-    patience: int | None = 20
-    standardize: bool = True
-    min_delta: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

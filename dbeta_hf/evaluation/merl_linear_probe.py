@@ -23,7 +23,6 @@ input convention, saved in its processor (`dbeta_hf.input_convention`), and is n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from .metrics import fraction_label, macro_auroc
+from .probe_settings import SCHEDULER_STEPS, MERLProbeConfig
 
 __all__ = [
     "MERLProbeConfig",
@@ -47,32 +47,6 @@ __all__ = [
 # Samples kept from the start of each record before zero-padding to 5,000 (reference spec F.2).
 MERL_RECORD_SAMPLES = {"cpsc2018": 2500}
 MERL_INPUT_SAMPLES = 5000
-SCHEDULER_STEPS = ("iteration_and_epoch", "epoch")
-
-
-@dataclass
-class MERLProbeConfig:
-    """MERL's probe settings (the defaults are MERL's; change them only for quick tests)."""
-
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 16
-    epochs: int = 100
-    milestones: tuple[int, ...] = (40,)
-    gamma: float = 0.1
-    scheduler_step: str = "iteration_and_epoch"
-    random_state: int = 42
-    seed: int = 42  # torch.manual_seed of MERL's script: head initialisation and shuffling
-
-    def __post_init__(self):
-        if self.scheduler_step not in SCHEDULER_STEPS:
-            raise ValueError(f"scheduler_step must be one of {SCHEDULER_STEPS}, got {self.scheduler_step!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
-        self.milestones = tuple(int(m) for m in self.milestones)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def merl_input_transform(ecg_values: torch.Tensor, task: str | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .cinc2021_classes import CINC2021_NORMAL_CLASS, cinc2021_class_names, cinc2021_weights, resolve_cinc2021_class
+from .options import TASK_DISPLAY_NAMES
 
 __all__ = [
     "TASK_DISPLAY_NAMES",
@@ -43,17 +44,6 @@ __all__ = [
     "fraction_label",
 ]
 
-TASK_DISPLAY_NAMES: dict[str, str] = {
-    "ptbxl_super": "PTB-XL Super",
-    "ptbxl_sub": "PTB-XL Sub",
-    "ptbxl_form": "PTB-XL Form",
-    "ptbxl_rhythm": "PTB-XL Rhythm",
-    "cpsc2018": "CPSC2018",
-    "csn": "CSN",
-    "code15": "CODE-15",
-    "synthetic": "Synthetic",
-    "physionet2021": "PhysioNet 2021",
-}
 
 
 def _to_numpy(x: Any, dtype=None) -> np.ndarray:

@@ -16,15 +16,12 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from ..evaluation.metric_modules import metric_module_path
+from .errors import HubUnreachableError
 
 IGNORE_PATTERNS = ("_*", "checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth")
 # what the HTTP client of huggingface_hub raises when it gets no answer (matched by name: the client library's
 # module name differs between huggingface_hub versions)
 _TRANSPORT_ERRORS = {"TransportError", "NetworkError", "ConnectError", "TimeoutException", "ProxyError"}
-
-
-class HubUnreachableError(ConnectionError):
-    """The Hugging Face Hub could not be reached; the folder to push is saved locally."""
 
 
 def _is_unreachable(error: BaseException) -> bool:
