@@ -19,7 +19,7 @@ import ast
 import math
 from typing import Sequence
 
-from transformers import PretrainedConfig, T5Config
+from transformers import AutoConfig, PretrainedConfig, T5Config
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -382,3 +382,10 @@ class DBetaConfig(PretrainedConfig):
     def num_ecg_tokens(self) -> int:
         """ECG tokens of a `num_samples` recording (312 for the official model)."""
         return self.ecg_config.num_tokens()
+
+# The installed package registers its configs with AutoConfig when this module is imported (`dbeta_hf.auto_registration`); a copy of
+# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+if __name__.startswith("dbeta_hf."):
+    AutoConfig.register("dbeta", DBetaConfig, exist_ok=True)
+    AutoConfig.register("dbeta_ecg", DBetaECGConfig, exist_ok=True)
+    DBetaConfig.register_for_auto_class()

@@ -26,10 +26,12 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import signal as scipy_signal
+from transformers import AutoFeatureExtractor
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, is_torch_tensor, logging
 
+from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name, per_record_minmax
 from .ecg_signal import (
     CANONICAL_LEAD_NAMES,
@@ -769,3 +771,10 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
 
 
 __all__ = ["DBetaECGFeatureExtractor"]
+
+# The installed package registers the feature extractor with AutoFeatureExtractor when this module is imported (`dbeta_hf.auto_registration`); a copy of
+# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+if __name__.startswith("dbeta_hf."):
+    AutoFeatureExtractor.register(DBetaConfig, DBetaECGFeatureExtractor, exist_ok=True)
+    AutoFeatureExtractor.register(DBetaECGConfig, DBetaECGFeatureExtractor, exist_ok=True)
+    DBetaECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

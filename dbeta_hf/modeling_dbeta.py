@@ -41,7 +41,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrize import ParametrizationList
-from transformers import PreTrainedModel, T5EncoderModel
+from transformers import (
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    T5EncoderModel,
+)
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -962,18 +968,18 @@ class DBetaPreTrainedModel(PreTrainedModel):
             )
         return model
 
-    save_hooks: list = []  # called with the folder after every save (dbeta_hf/__init__.py adds the model card's)
+    save_hooks: list = []  # called with the folder after every save (dbeta_hf.register_auto_classes adds the model card's)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`; once `import dbeta_hf` has registered the classes for the Auto classes,
-        the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads with
-        `trust_remote_code=True` where dbeta_hf is not installed."""
+        """`PreTrainedModel.save_pretrained`; in the installed package (whose modules register the classes for the Auto
+        classes), the folder also gets the code files and an `auto_map` naming every D-BETA head, so that it loads
+        with `trust_remote_code=True` where dbeta_hf is not installed."""
         if self._auto_class is not None:
             self.config.auto_map = {**self._auto_map_of_saved_folder, **(getattr(self.config, "auto_map", None) or {})}
         result = super().save_pretrained(save_directory, *args, **kwargs)
         apply_default_file_mode(Path(save_directory).glob("*.safetensors"))  # safetensors writes them 0600
         if kwargs.get("is_main_process", True):
-            for hook in DBetaPreTrainedModel.save_hooks:  # `import dbeta_hf` adds the model card's
+            for hook in DBetaPreTrainedModel.save_hooks:  # dbeta_hf.register_auto_classes adds the model card's
                 hook(save_directory)
         return result
 
@@ -1448,3 +1454,13 @@ __all__ = [
     "DBetaForPreTrainingOutput",
     "random_masking",
 ]
+
+# The installed package registers the models with the AutoModel classes when this module is imported (`dbeta_hf.auto_registration`); a copy of
+# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+if __name__.startswith("dbeta_hf."):
+    AutoModel.register(DBetaConfig, DBetaModel, exist_ok=True)
+    AutoModelForPreTraining.register(DBetaConfig, DBetaForPreTraining, exist_ok=True)
+    AutoModelForSequenceClassification.register(DBetaConfig, DBetaForECGClassification, exist_ok=True)
+    DBetaModel.register_for_auto_class("AutoModel")
+    DBetaForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+    DBetaForECGClassification.register_for_auto_class("AutoModelForSequenceClassification")

@@ -1,6 +1,7 @@
 """The ``zero-shot-ecg-classification`` pipeline (registered with transformers by `register_pipelines`).
 
-    >>> import dbeta_hf  # registers the D-BETA Auto classes and this pipeline
+    >>> import dbeta_hf
+    >>> dbeta_hf.register_auto_classes()  # the D-BETA Auto classes and this pipeline
     >>> from transformers import pipeline
     >>> classifier = pipeline("zero-shot-ecg-classification", model="outputs/dbeta-tiny-synthetic")
     >>> classifier(ecg, sampling_rate=500, candidate_labels=["SR", "AFIB", "BBB"], description_task="synthetic")

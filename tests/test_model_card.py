@@ -100,7 +100,7 @@ def _run_card_code(code: str, cwd: Path, check: str) -> str:
     path unless the example imports it (remote-code folders must load from their own files)."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    if "import dbeta_hf" in code:
+    if "dbeta_hf" in code:
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     result = subprocess.run([sys.executable, "-c", code + "\n" + check], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=300)

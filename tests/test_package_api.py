@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ import torch
 
 import dbeta_hf
 
+REPO = Path(__file__).resolve().parents[1]
 # name -> the module that defines it
 PUBLIC = {
     "DBetaZeroShotClassifier": "dbeta_hf.evaluation.zero_shot",
@@ -42,6 +47,49 @@ def test_every_name_in_all_resolves():
         assert getattr(dbeta_hf, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'NotAThing'"):
         dbeta_hf.NotAThing  # noqa: B018
+
+
+HEAVY_MODULES = ("torch", "transformers.modeling_utils", "transformers.processing_utils", "dbeta_hf.modeling_dbeta",
+                 "evaluate", "datasets", "sklearn")
+# run in a fresh interpreter: what `import dbeta_hf` loads, and what the Auto classes know before and after the first
+# name is taken from the package
+FRESH_IMPORT_PROBE = """
+import json, sys
+import dbeta_hf
+loaded = [m for m in %r if m in sys.modules]
+from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.pipelines import PIPELINE_REGISTRY
+before = "dbeta" in CONFIG_MAPPING
+name = sys.argv[1]
+if name == "register_auto_classes":
+    dbeta_hf.register_auto_classes()
+    dbeta_hf.register_auto_classes()  # idempotent
+else:
+    getattr(dbeta_hf, name)
+from dbeta_hf.modeling_dbeta import DBetaModel, DBetaPreTrainedModel
+from dbeta_hf.hub.model_card import refresh_model_card
+print("PROBE " + json.dumps({
+    "loaded": loaded, "before": before, "config": CONFIG_MAPPING["dbeta"].__name__,
+    "model": AutoModel._model_mapping[CONFIG_MAPPING["dbeta"]].__name__,
+    "pipeline": "zero-shot-ecg-classification" in PIPELINE_REGISTRY.get_supported_tasks(),
+    "card_hooks": DBetaPreTrainedModel.save_hooks.count(refresh_model_card)}))
+""" % (HEAVY_MODULES,)
+
+
+@pytest.mark.parametrize("name", ["register_auto_classes", "DBetaModel", "normalize_report"])
+def test_import_is_light_and_the_first_name_taken_registers_the_auto_classes(name):
+    env = dict(os.environ, HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", FRESH_IMPORT_PROBE, name], env=env, capture_output=True, text=True,
+                            timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+    assert result.returncode == 0 and lines, result.stderr[-3000:]
+    probe = json.loads(lines[-1][len("PROBE "):])
+    assert probe["loaded"] == [], f"`import dbeta_hf` loaded {probe['loaded']}"
+    assert probe["before"] is False  # nothing registered by the bare import
+    assert probe["config"] == "DBetaConfig" and probe["model"] == "DBetaModel"
+    assert probe["pipeline"] is True and probe["card_hooks"] == 1
 
 
 def _mode(path) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-import dbeta_hf  # noqa: F401  (adds the card writer to the save hooks)
-from dbeta_hf import DBetaForPreTraining, DBetaModel, DBetaProcessor
+import dbeta_hf
+from dbeta_hf import DBetaForPreTraining, DBetaModel, DBetaProcessor  # the first names taken register the card writer
 from dbeta_hf.hub.model_card import refresh_model_card
 from dbeta_hf.pretraining.recipes import tiny_config
 

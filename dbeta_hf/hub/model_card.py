@@ -327,8 +327,6 @@ def loading_section(folder: SavedFolder, load_path: str) -> str:
     remote = ", trust_remote_code=True" if folder.remote_code else ""
     proc_remote = ", trust_remote_code=True" if folder.processor_remote_code else ""
     lines = ["import numpy as np", "import torch"]
-    if not folder.remote_code or (folder.processor and not folder.processor_remote_code):
-        lines.append("import dbeta_hf  # registers the D-BETA classes with the Auto classes (pip install dbeta_hf)")
     if auto is None:
         # an architecture without an Auto class (DBetaECGModel) loads through its own class
         name = folder.architecture or "DBetaModel"
@@ -337,8 +335,12 @@ def loading_section(folder: SavedFolder, load_path: str) -> str:
     else:
         imports = [auto] + {"processor": ["AutoProcessor"], "feature_extractor": ["AutoFeatureExtractor"]}.get(
             folder.processor, [])
-        lines += [f"from transformers import {', '.join(imports)}", "",
-                  f"model = {auto}.from_pretrained({path}{remote}).eval()"]
+        needs_package = not folder.remote_code or (folder.processor and not folder.processor_remote_code)
+        lines += (["import dbeta_hf  # pip install dbeta_hf"] if needs_package else []) + [
+            f"from transformers import {', '.join(imports)}", ""]
+        if needs_package:
+            lines.append("dbeta_hf.register_auto_classes()  # the Auto classes now know D-BETA folders")
+        lines.append(f"model = {auto}.from_pretrained({path}{remote}).eval()")
         intro = ("The folder carries its code (`trust_remote_code=True`), so it loads without installing `dbeta_hf`:"
                  if folder.remote_code else "The folder holds no code files; it loads with `dbeta_hf` installed:")
     classify = folder.architecture == "DBetaForECGClassification"
@@ -378,8 +380,8 @@ def loading_section(folder: SavedFolder, load_path: str) -> str:
                     "folder's feature extractor settings, then `save_pretrained`).")
         text.append("")
     if folder.remote_code:
-        text.append("With `pip install dbeta_hf`, `import dbeta_hf` registers the classes and `trust_remote_code` is "
-                    "not needed.")
+        text.append("With `pip install dbeta_hf`, `dbeta_hf.register_auto_classes()` registers the classes and "
+                    "`trust_remote_code` is not needed.")
     return "\n".join(text).rstrip() + "\n"
 
 
