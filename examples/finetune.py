@@ -54,41 +54,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-from transformers import Trainer, TrainingArguments
-
-from dbeta_hf import DBetaECGFeatureExtractor, DBetaProcessor
-from dbeta_hf.data.features import check_num_samples, dataset_metadata, dataset_num_samples
-from dbeta_hf.evaluation.cli import (
-    TASK_TITLES,
-    add_common_arguments,
-    add_segment_argument,
-    load_feature_extractor,
-    load_task_splits_from_args,
-    resolve_device,
-    resolve_model_dir,
-    run_command,
-    write_results,
-)
-from dbeta_hf.evaluation.embeddings import labels_array
-from dbeta_hf.evaluation.finetune import (
-    ECGClassificationCollator,
-    build_classification_model,
-    check_fine_tuning_labels,
-    format_cinc2021_table,
-    lead_setting_title,
-    lead_subset,
-    make_compute_metrics,
-    prepare_classification_dataset,
-)
-from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices
-from dbeta_hf.evaluation.metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc
-from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label
-from dbeta_hf.evaluation.plotting import plot_roc_curves
-from dbeta_hf.evaluation.segments import aggregate_segment_scores
-from dbeta_hf.hub.model_card import results_from_finetune, write_model_card
-from dbeta_hf.hub.push import push_model_folder
-from dbeta_hf.utils.output_ownership import OutputLock, OwnedOutput
+from dbeta_hf.evaluation.cli_arguments import add_common_arguments, add_segment_argument, run_command
 
 logger = logging.getLogger("finetune")
 
@@ -191,6 +157,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if not 0.0 < fraction <= 1.0:
             parser.error(f"--fractions must be in (0, 1], got {fraction}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # flags checked and --help answered here, before the run's imports below load the model code
+
+# the run's imports: after the argument parsing above, so that `--help` and flag errors answer without loading them
+import numpy as np  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
+
+from dbeta_hf import DBetaECGFeatureExtractor, DBetaProcessor  # noqa: E402
+from dbeta_hf.data.features import check_num_samples, dataset_metadata, dataset_num_samples  # noqa: E402
+from dbeta_hf.evaluation.cli import (  # noqa: E402
+    TASK_TITLES,
+    load_feature_extractor,
+    load_task_splits_from_args,
+    resolve_device,
+    resolve_model_dir,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import labels_array  # noqa: E402
+from dbeta_hf.evaluation.finetune import (  # noqa: E402
+    ECGClassificationCollator,
+    build_classification_model,
+    check_fine_tuning_labels,
+    format_cinc2021_table,
+    lead_setting_title,
+    lead_subset,
+    make_compute_metrics,
+    prepare_classification_dataset,
+)
+from dbeta_hf.evaluation.linear_probe import format_linear_probe_table, seed_auroc_record, subset_indices  # noqa: E402
+from dbeta_hf.evaluation.metric_modules import compute_cinc2021_metrics, compute_multilabel_auroc  # noqa: E402
+from dbeta_hf.evaluation.metrics import bootstrap_auroc_ci, fraction_label  # noqa: E402
+from dbeta_hf.evaluation.plotting import plot_roc_curves  # noqa: E402
+from dbeta_hf.evaluation.segments import aggregate_segment_scores  # noqa: E402
+from dbeta_hf.hub.model_card import results_from_finetune, write_model_card  # noqa: E402
+from dbeta_hf.hub.push import push_model_folder  # noqa: E402
+from dbeta_hf.utils.output_ownership import OutputLock, OwnedOutput  # noqa: E402
 
 
 def save_fine_tuned(trainer, model_dir: str, output_dir: str, task: str, record: dict, args,

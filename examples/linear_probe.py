@@ -40,42 +40,13 @@ import logging
 import os
 from typing import Any, Sequence
 
-import torch
-
-from dbeta_hf import DBetaConfig, DBetaECGModel
-from dbeta_hf.evaluation.cli import (
-    TASK_TITLES,
+from dbeta_hf.evaluation.cli_arguments import (
     add_common_arguments,
-    add_precision_arguments,
     add_model_card_argument,
-    check_model_card_target,
-    cache_dir_from_args,
-    dataset_sampling_rate,
-    load_feature_extractor,
-    load_task_splits_from_args,
-    precision_from_args,
-    resolve_device,
-    resolve_model_dir,
+    add_precision_arguments,
     run_command,
-    update_model_card,
-    write_results,
 )
-from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array
-from dbeta_hf.evaluation.linear_probe import (
-    DEFAULT_FRACTIONS,
-    LinearProbeConfig,
-    format_linear_probe_table,
-    run_linear_probe,
-)
-from dbeta_hf.evaluation.merl_linear_probe import (
-    SCHEDULER_STEPS,
-    MERLInputEncoder,
-    MERLProbeConfig,
-    run_merl_linear_probe,
-)
-from dbeta_hf.evaluation.metrics import fraction_label
-from dbeta_hf.evaluation.plotting import plot_roc_curves
-from dbeta_hf.hub.model_card import results_from_linear_probe
+from dbeta_hf.evaluation.probe_settings import DEFAULT_FRACTIONS, SCHEDULER_STEPS, LinearProbeConfig, MERLProbeConfig
 
 logger = logging.getLogger("linear_probe")
 
@@ -127,6 +98,40 @@ def _add_merl_arguments(parser) -> None:
     parser.add_argument("--merl_batch_size", type=int, default=merl.batch_size, help="--protocol merl: batch size")
     parser.add_argument("--merl_scheduler_step", choices=SCHEDULER_STEPS, default=merl.scheduler_step,
                         help="--protocol merl: step the scheduler per iteration and per epoch (MERL's code) or per epoch")
+
+
+if __name__ == "__main__":
+    parse_args()  # flags checked and --help answered here, before the run's imports below load the model code
+
+# the run's imports: after the argument parsing above, so that `--help` and flag errors answer without loading them
+import torch  # noqa: E402
+
+from dbeta_hf import DBetaConfig, DBetaECGModel  # noqa: E402
+from dbeta_hf.evaluation.cli import (  # noqa: E402
+    TASK_TITLES,
+    check_model_card_target,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_feature_extractor,
+    load_task_splits_from_args,
+    precision_from_args,
+    resolve_device,
+    resolve_model_dir,
+    update_model_card,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import extract_ecg_features, labels_array  # noqa: E402
+from dbeta_hf.evaluation.linear_probe import (  # noqa: E402
+    format_linear_probe_table,
+    run_linear_probe,
+)
+from dbeta_hf.evaluation.merl_linear_probe import (  # noqa: E402
+    MERLInputEncoder,
+    run_merl_linear_probe,
+)
+from dbeta_hf.evaluation.metrics import fraction_label  # noqa: E402
+from dbeta_hf.evaluation.plotting import plot_roc_curves  # noqa: E402
+from dbeta_hf.hub.model_card import results_from_linear_probe  # noqa: E402
 
 
 def _split_features(args, encoder, splits, split_names, feature_extractor, cache_dir, cache_name: str, desc: str):

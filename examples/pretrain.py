@@ -54,28 +54,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from transformers import HfArgumentParser, set_seed
+from transformers import HfArgumentParser
 
-import dbeta_hf  # noqa: F401  (registers the D-BETA Auto classes)
-from dbeta_hf import DBetaConfig, DBetaForPreTraining
-from dbeta_hf.hub.model_card import results_from_pretraining_report
-from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator
-from dbeta_hf.pretraining.n3s import N3SIndex, N3SIndexCorruptError, build_n3s_index, build_n3s_index_from_embeddings
+from dbeta_hf.pretraining.arguments import DBetaTrainingArguments, training_policies
 from dbeta_hf.pretraining.recipes import DEMO_RECIPE, PretrainingRecipe
-from dbeta_hf.pretraining.trainer import (
-    LOGGED_METRICS,
-    DBetaPreTrainer,
-    DBetaTrainingArguments,
-    compare_run_fingerprints,
-    is_complete_checkpoint,
-    last_complete_checkpoint,
-    read_checkpoint_fingerprint,
-    training_policies,
-)
-from dbeta_hf.utils.output_ownership import OutputLock
-from dbeta_hf.processing_dbeta import MAX_TEXT_LENGTH, DBetaProcessor
-from dbeta_hf.utils.atomic import atomic_write_json
+from dbeta_hf.text_normalization import MAX_TEXT_LENGTH
 
 logger = logging.getLogger("dbeta_hf.pretrain")
 
@@ -166,6 +149,86 @@ def demo_defaults(recipe: PretrainingRecipe) -> dict:
     if unknown:
         raise ValueError(f"the recipe sets {unknown}, which are not flags of examples/pretrain.py")
     return defaults
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and "(default: X)" after every flag's help."""
+
+
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser(PARSED_ARGUMENTS, description=__doc__, formatter_class=HelpFormatter)
+
+
+def reject_unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An unknown flag is answered as argparse answers a bad value (usage, one error line, exit status 2), with the
+    closest known flag, instead of HfArgumentParser's traceback."""
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    known = [option for action in parser._actions for option in action.option_strings]
+    problems = []
+    for item in unknown:
+        flag = item.split("=", 1)[0]
+        if not flag.startswith("-"):
+            problems.append(f"unexpected value {item!r}")
+            continue
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+        problems.append(f"unrecognized argument {flag}" + (f"; did you mean {close[0]}?" if close else ""))
+    parser.error("; ".join(problems))
+
+
+def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
+    """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike). Without data arguments
+    the demo `recipe` gives the defaults, which any flag the user gives overrides; `--preset tiny` takes the recipe's
+    model and training settings for a built dataset. Returns (model, data, training args, synthetic)."""
+    parser = build_parser()
+    reject_unknown_flags(parser, argv)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    has_data = data_args.dataset_path is not None or data_args.mimic_root is not None
+    if data_args.synthetic and has_data:
+        raise UsageError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
+    synthetic = not has_data
+    if synthetic or data_args.preset == "tiny":
+        defaults = demo_defaults(recipe)
+        if not synthetic:
+            defaults["output_dir"] = DEFAULT_TINY_OUTPUT
+        parser.set_defaults(**defaults)
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if not synthetic:
+        for flag, value in (("--dataset_path", data_args.dataset_path), ("--mimic_root", data_args.mimic_root)):
+            if value is not None and not Path(value).exists():
+                raise FileNotFoundError(f"{flag} {value} does not exist; build it with `python -m dbeta_hf.data build "
+                                        f"...` (or omit the data arguments to run the synthetic demo)")
+    return model_args, data_args, training_args, synthetic
+
+
+def uses_tiny_preset(data_args: DataArguments, synthetic: bool) -> bool:
+    """The demo's pieces (corpus tokenizer, tiny model, bag-of-words N3S): the demo, or `--preset tiny`."""
+    return synthetic or data_args.preset == "tiny"
+
+if __name__ == "__main__":
+    # --help, unknown flags and bad values are answered here (argparse alone), before the run's imports below
+    reject_unknown_flags(build_parser(), sys.argv[1:])
+
+# the run's imports: after the argument parsing above, so that `--help` answers without loading the model code
+import numpy as np  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from dbeta_hf import DBetaConfig, DBetaForPreTraining  # noqa: E402
+from dbeta_hf.hub.model_card import results_from_pretraining_report  # noqa: E402
+from dbeta_hf.pretraining.collator import DBetaPreTrainingCollator  # noqa: E402
+from dbeta_hf.pretraining.n3s import N3SIndex, N3SIndexCorruptError, build_n3s_index, build_n3s_index_from_embeddings  # noqa: E402
+from dbeta_hf.pretraining.trainer import (  # noqa: E402
+    LOGGED_METRICS,
+    DBetaPreTrainer,
+    compare_run_fingerprints,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    read_checkpoint_fingerprint,
+)
+from dbeta_hf.utils.output_ownership import OutputLock  # noqa: E402
+from dbeta_hf.processing_dbeta import DBetaProcessor  # noqa: E402
+from dbeta_hf.utils.atomic import atomic_write_json  # noqa: E402
 
 
 def bag_of_words_embeddings(reports: list[str], dim: int = 256) -> np.ndarray:
@@ -339,62 +402,6 @@ def n3s_settings_differences(index: N3SIndex, wanted: dict) -> list[str]:
         stored["k"] = index.k
     return [f"--n3s_{key}: {stored[key]!r} (index) != {value!r} (flags)" for key, value in wanted.items()
             if stored[key] is not None and stored[key] != value]
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and "(default: X)" after every flag's help."""
-
-
-def build_parser() -> HfArgumentParser:
-    return HfArgumentParser(PARSED_ARGUMENTS, description=__doc__, formatter_class=HelpFormatter)
-
-
-def reject_unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """An unknown flag is answered as argparse answers a bad value (usage, one error line, exit status 2), with the
-    closest known flag, instead of HfArgumentParser's traceback."""
-    _, unknown = parser.parse_known_args(argv)
-    if not unknown:
-        return
-    known = [option for action in parser._actions for option in action.option_strings]
-    problems = []
-    for item in unknown:
-        flag = item.split("=", 1)[0]
-        if not flag.startswith("-"):
-            problems.append(f"unexpected value {item!r}")
-            continue
-        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-        problems.append(f"unrecognized argument {flag}" + (f"; did you mean {close[0]}?" if close else ""))
-    parser.error("; ".join(problems))
-
-
-def parse_arguments(argv: list[str], recipe: PretrainingRecipe = DEMO_RECIPE):
-    """Parse the flags (every spelling `--help` shows: `--max_steps` and `--max-steps` alike). Without data arguments
-    the demo `recipe` gives the defaults, which any flag the user gives overrides; `--preset tiny` takes the recipe's
-    model and training settings for a built dataset. Returns (model, data, training args, synthetic)."""
-    parser = build_parser()
-    reject_unknown_flags(parser, argv)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    has_data = data_args.dataset_path is not None or data_args.mimic_root is not None
-    if data_args.synthetic and has_data:
-        raise UsageError("--synthetic runs the embedded demo; it cannot be combined with --dataset_path/--mimic_root")
-    synthetic = not has_data
-    if synthetic or data_args.preset == "tiny":
-        defaults = demo_defaults(recipe)
-        if not synthetic:
-            defaults["output_dir"] = DEFAULT_TINY_OUTPUT
-        parser.set_defaults(**defaults)
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if not synthetic:
-        for flag, value in (("--dataset_path", data_args.dataset_path), ("--mimic_root", data_args.mimic_root)):
-            if value is not None and not Path(value).exists():
-                raise FileNotFoundError(f"{flag} {value} does not exist; build it with `python -m dbeta_hf.data build "
-                                        f"...` (or omit the data arguments to run the synthetic demo)")
-    return model_args, data_args, training_args, synthetic
-
-
-def uses_tiny_preset(data_args: DataArguments, synthetic: bool) -> bool:
-    """The demo's pieces (corpus tokenizer, tiny model, bag-of-words N3S): the demo, or `--preset tiny`."""
-    return synthetic or data_args.preset == "tiny"
 
 
 def _is_hub_id(name: str) -> bool:

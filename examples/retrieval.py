@@ -28,32 +28,8 @@ import logging
 import os
 from typing import Any, Sequence
 
-import numpy as np
-from datasets import DatasetDict, load_from_disk
-
-from dbeta_hf import DBetaModel
-from dbeta_hf.data import load_mimic_iv_ecg, load_ptbxl
-from dbeta_hf.data.synthetic import make_synthetic_corpus
-from dbeta_hf.evaluation.cli import (
-    DEFAULT_SYNTHETIC_MODEL_DIR,
-    SYNTHETIC_EVAL_SEED,
-    add_model_card_argument,
-    add_precision_arguments,
-    check_model_card_target,
-    cache_dir_from_args,
-    dataset_sampling_rate,
-    load_processor,
-    precision_from_args,
-    resolve_device,
-    resolve_model_dir,
-    run_command,
-    update_model_card,
-    write_results,
-)
-from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features
-from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall
-from dbeta_hf.evaluation.zero_shot import zero_shot_scores
-from dbeta_hf.hub.model_card import results_from_retrieval
+from dbeta_hf.evaluation.cli_arguments import add_model_card_argument, add_precision_arguments, run_command
+from dbeta_hf.evaluation.options import DEFAULT_SYNTHETIC_MODEL_DIR, SYNTHETIC_EVAL_SEED
 
 logger = logging.getLogger("retrieval")
 
@@ -99,6 +75,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if any(k < 1 for k in args.ks):
         parser.error("--ks must be positive")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # flags checked and --help answered here, before the run's imports below load the model code
+
+# the run's imports: after the argument parsing above, so that `--help` and flag errors answer without loading them
+import numpy as np  # noqa: E402
+from datasets import DatasetDict, load_from_disk  # noqa: E402
+
+from dbeta_hf import DBetaModel  # noqa: E402
+from dbeta_hf.data import load_mimic_iv_ecg, load_ptbxl  # noqa: E402
+from dbeta_hf.data.synthetic import make_synthetic_corpus  # noqa: E402
+from dbeta_hf.evaluation.cli import (  # noqa: E402
+    check_model_card_target,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_processor,
+    precision_from_args,
+    resolve_device,
+    resolve_model_dir,
+    update_model_card,
+    write_results,
+)
+from dbeta_hf.evaluation.embeddings import extract_ecg_features, extract_text_features  # noqa: E402
+from dbeta_hf.evaluation.retrieval import format_retrieval_table, report_relevance, retrieval_metrics, retrieval_recall  # noqa: E402
+from dbeta_hf.evaluation.zero_shot import zero_shot_scores  # noqa: E402
+from dbeta_hf.hub.model_card import results_from_retrieval  # noqa: E402
 
 
 def _load_split(args):

@@ -38,33 +38,13 @@ import logging
 import os
 from typing import Any, Sequence
 
-from dbeta_hf import DBetaModel
-from dbeta_hf.evaluation.cli import (
-    TASK_TITLES,
+from dbeta_hf.evaluation.cli_arguments import (
     add_common_arguments,
-    add_precision_arguments,
     add_model_card_argument,
-    check_model_card_target,
-    cache_dir_from_args,
-    dataset_sampling_rate,
-    load_processor,
-    load_task_splits_from_args,
-    precision_from_args,
-    resolve_device,
-    resolve_model_dir,
+    add_precision_arguments,
     run_command,
-    update_model_card,
-    write_results,
 )
-from dbeta_hf.evaluation.cross_dataset import (
-    CROSS_DATASET_TASKS,
-    evaluate_cross_dataset_zero_shot,
-    format_cross_dataset_table,
-)
-from dbeta_hf.evaluation.embeddings import labels_array
-from dbeta_hf.evaluation.plotting import plot_roc_curves
-from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table
-from dbeta_hf.hub.model_card import results_from_zero_shot
+from dbeta_hf.evaluation.options import CROSS_DATASET_TASKS
 
 logger = logging.getLogger("zero_shot")
 
@@ -118,6 +98,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             if source == target:
                 parser.error(f"--source-task and --target-task are both {source!r}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # flags checked and --help answered here, before the run's imports below load the model code
+
+# the run's imports: after the argument parsing above, so that `--help` and flag errors answer without loading them
+from dbeta_hf import DBetaModel  # noqa: E402
+from dbeta_hf.evaluation.cli import (  # noqa: E402
+    TASK_TITLES,
+    check_model_card_target,
+    cache_dir_from_args,
+    dataset_sampling_rate,
+    load_processor,
+    load_task_splits_from_args,
+    precision_from_args,
+    resolve_device,
+    resolve_model_dir,
+    update_model_card,
+    write_results,
+)
+from dbeta_hf.evaluation.cross_dataset import (  # noqa: E402
+    evaluate_cross_dataset_zero_shot,
+    format_cross_dataset_table,
+)
+from dbeta_hf.evaluation.embeddings import labels_array  # noqa: E402
+from dbeta_hf.evaluation.plotting import plot_roc_curves  # noqa: E402
+from dbeta_hf.evaluation.zero_shot import DBetaZeroShotClassifier, evaluate_zero_shot, format_zero_shot_table  # noqa: E402
+from dbeta_hf.hub.model_card import results_from_zero_shot  # noqa: E402
 
 
 def _run_cross_dataset(args, classifier, results, cache_dir):

@@ -1,6 +1,7 @@
 """`--help` of every example script exits 0 after argument parsing alone: the heavy modules that only a run needs
-(the metrics library `evaluate`, `datasets`, scikit-learn, matplotlib) are not imported by then. No timings are
-asserted (they depend on the machine); the import list is what keeps --help fast."""
+(the metrics library `evaluate`, `datasets`, scikit-learn, matplotlib, transformers' model, processor and Trainer
+code, the D-BETA model) are not imported by then. No timings are asserted (they depend on the machine; see
+`benchmarks/bench_help.py`); the import list is what keeps --help fast."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.py"))
-HEAVY = ("evaluate", "datasets", "sklearn", "matplotlib")
+HEAVY = ("evaluate", "datasets", "sklearn", "matplotlib", "transformers.modeling_utils", "transformers.processing_utils",
+         "transformers.trainer", "dbeta_hf.modeling_dbeta", "dbeta_hf.processing_dbeta")
 
 PROBE = """
 import json, runpy, sys
@@ -32,24 +34,6 @@ print("\\nPROBE " + json.dumps({"code": code, "heavy": [m for m in %r if m in sy
 def test_every_example_is_covered():
     assert {p.name for p in EXAMPLES} >= {"pretrain.py", "finetune.py", "zero_shot.py", "linear_probe.py",
                                           "retrieval.py", "ablate.py"}
-
-
-# not done yet (issue #26): these import the evaluation modules (which import `evaluate`, `datasets`, scikit-learn at
-# module top) or transformers' Trainer (which imports `datasets`) before parsing; strict, so the fix flips them
-NOT_YET = {
-    "finetune.py": "imports dbeta_hf.evaluation.finetune at module top",
-    "linear_probe.py": "imports dbeta_hf.evaluation.* at module top",
-    "retrieval.py": "imports datasets and dbeta_hf.evaluation.* at module top",
-    "zero_shot.py": "imports dbeta_hf.evaluation.* at module top",
-    "pretrain.py": "DBetaTrainingArguments lives in dbeta_hf/pretraining/trainer.py, which imports transformers.Trainer "
-                   "(and Trainer imports datasets)",
-}
-
-
-def _marked(script: Path):
-    reason = NOT_YET.get(script.name)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(script, marks=marks, id=script.name)
 
 
 _PROBES: dict[Path, dict] = {}
@@ -75,7 +59,7 @@ def test_help_exits_0_and_prints_usage(script):
     assert "usage:" in probe["stdout"]
 
 
-@pytest.mark.parametrize("script", [_marked(p) for p in EXAMPLES])
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_help_imports_no_heavy_module(script):
     probe = _probe(script)
     assert probe["heavy"] == [], f"{script.name} --help imported {probe['heavy']}"
