@@ -188,6 +188,21 @@ def test_finetune_push_offline_ends_in_one_line_and_keeps_the_saved_model(tmp_pa
     assert (tmp_path / "ft" / "model_synthetic" / "model.safetensors").is_file()
 
 
+def test_converter_push_offline_ends_in_one_line_and_keeps_the_converted_model(tmp_path, monkeypatch, capsys,
+                                                                              tiny_tokenizer_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "converted"
+    code = convert_main(["--checkpoint", str(PARITY / "checkpoint.pt"), "--original-config", str(PARITY / "config.json"),
+                         "--text-config", str(PARITY / "text_config.json"), "--output-dir", str(out),
+                         "--tokenizer", str(tiny_tokenizer_path), "--push-to-hub", "ORG/dbeta-converted",
+                         "--lead-order", "standard", "--input-normalization", "none"])
+    assert code == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: could not push the model to the Hugging Face Hub repository 'ORG/dbeta-converted'")
+    assert "HF_HUB_OFFLINE is set" in error and str(out) in error
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+
 def test_metric_module_push_uploads_a_space(tmp_path, monkeypatch):
     from dbeta_hf.hub.push import push_metric_module
 

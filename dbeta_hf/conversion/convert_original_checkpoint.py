@@ -39,6 +39,7 @@ from transformers import T5Config
 from ..configuration_dbeta import FLAN_T5_BASE_TEXT_CONFIG, DBetaConfig, DBetaECGConfig
 from ..feature_extraction_dbeta import DBetaECGFeatureExtractor
 from ..hub.model_card import write_model_card
+from ..hub.errors import HubUnreachableError
 from ..hub.push import push_model_folder
 from ..input_convention import INPUT_NORMALIZATIONS, check_input_normalization, lead_names_for_order
 from ..modeling_dbeta import DBetaForPreTraining
@@ -422,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.info("wrote the model card %s", card)
     if args.push_to_hub:
-        push_model_folder(output_dir, args.push_to_hub, commit_message="Upload D-BETA converted from the official checkpoint")
+        try:
+            push_model_folder(output_dir, args.push_to_hub,
+                              commit_message="Upload D-BETA converted from the official checkpoint")
+        except HubUnreachableError as err:  # its message says where the converted model is saved
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         logger.info("pushed to https://huggingface.co/%s", args.push_to_hub)
     return 0
 
