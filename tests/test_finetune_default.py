@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -59,10 +61,15 @@ def test_help_shows_the_values_the_run_uses(capsys):
 def test_finetune_example_saves_a_model_that_loads_through_the_auto_api(saved_model_dir, tmp_path):
     example = load_example("finetune")
     out_dir = tmp_path / "ft"
-    results = example.main([
-        "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
-        "--max_steps", "3", "--per_device_train_batch_size", "8", "--num_bootstrap", "10", "--no_progress",
-    ])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = example.main([
+            "--model_name_or_path", str(saved_model_dir), "--output_dir", str(out_dir), "--synthetic_records", "40",
+            "--max_steps", "3", "--per_device_train_batch_size", "8", "--num_bootstrap", "10", "--no_progress",
+        ])
+    # no warning the user cannot act on (e.g. PyTorch's "'pin_memory' ... no accelerator is found" at every
+    # DataLoader, transformers' deprecations): the run warns about nothing
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
     task = results["methods"]["D-BETA (fine-tuned)"]["synthetic"]
     assert results["training"]["learning_rate"] == 2e-3 and results["training"]["lr_scheduler_type"] == "cosine"
     saved = out_dir / "model_synthetic"
