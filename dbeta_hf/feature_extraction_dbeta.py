@@ -15,6 +15,11 @@ expectations in `preprocessor_config.json` and converts any recording to them, l
 These value checks are the only ones on ECG values: the model checks shapes only. `check_values` runs them on ECGs
 that are already model inputs (prepared datasets), for the pretraining collator and the evaluation code.
 
+Recordings that already have the output rate, the canonical 12 leads and at least `num_samples` samples (the
+pretraining collator's rows) are cropped, stacked and screened once as a float32 batch (`_passes_value_checks`);
+the recordings the screen cannot clear, and all others, go through the per-record path, the only code that raises
+or warns. The outputs and messages are the per-record path's, bit for bit.
+
 The signal processing itself lives in the framework-free `dbeta_hf.ecg_signal`.
 """
 
@@ -34,6 +39,8 @@ from transformers.utils import TensorType, is_torch_tensor, logging
 from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name, per_record_minmax
 from .ecg_signal import (
     CANONICAL_LEAD_NAMES,
+    MAX_PLAUSIBLE_MEDIAN_ABS_MV,
+    MIN_PLAUSIBLE_LEAD_SPAN_MV,
     NON_FINITE_POLICIES,
     RESAMPLE_METHODS,
     _crop_policy,
@@ -42,8 +49,6 @@ from .ecg_signal import (
     handle_non_finite,
     implausible_amplitude,
     implausibly_small_amplitude,
-    MAX_PLAUSIBLE_MEDIAN_ABS_MV,
-    MIN_PLAUSIBLE_LEAD_SPAN_MV,
     mark_float32_overflow,
     read_wfdb,
     reorder_leads,
