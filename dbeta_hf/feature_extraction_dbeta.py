@@ -15,12 +15,18 @@ expectations in `preprocessor_config.json` and converts any recording to them, l
 These value checks are the only ones on ECG values: the model checks shapes only. `check_values` runs them on ECGs
 that are already model inputs (prepared datasets), for the pretraining collator and the evaluation code.
 
+Recordings that already have the output rate, the canonical 12 leads and at least `num_samples` samples (the
+pretraining collator's rows) are cropped, stacked and screened once as a float32 batch (`_passes_value_checks`);
+the recordings the screen cannot clear, and all others, go through the per-record path, the only code that raises
+or warns. The outputs and messages are the per-record path's, bit for bit.
+
 The signal processing itself lives in the framework-free `dbeta_hf.ecg_signal`.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from typing import Any, Sequence
 
@@ -35,6 +41,8 @@ from .configuration_dbeta import DBetaConfig, DBetaECGConfig
 from .input_convention import check_input_normalization, lead_names_for_order, lead_order_name, per_record_minmax
 from .ecg_signal import (
     CANONICAL_LEAD_NAMES,
+    MAX_PLAUSIBLE_MEDIAN_ABS_MV,
+    MIN_PLAUSIBLE_LEAD_SPAN_MV,
     NON_FINITE_POLICIES,
     RESAMPLE_METHODS,
     _crop_policy,
@@ -375,23 +383,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         rates = self._per_item_rates(sampling_rate, batch_size)
         names = self._per_item_lead_names(lead_names, batch_size)
 
-        values, masks, padded = [], [], []
-        for item, (recording, rate, item_names) in enumerate(zip(recordings, rates, names)):
-            try:
-                output, mask, num_padded = self._process_one(
-                    recording, rate, item_names, units, crop, non_finite, item=item if batch_size > 1 else None
-                )
-            except (ValueError, TypeError) as error:
-                message = str(error)
-                if batch_size > 1 and not message.startswith("ECG item"):
-                    message = f"ECG item {item}: {message}"
-                raise type(error)(message) from error
-            values.append(output)
-            masks.append(mask)
-            padded.append(num_padded)
-
+        values, masks, padded = self._process_items(recordings, rates, names, units, crop, non_finite)
         self._report_padding(padded)
-        data = {"ecg_values": np.stack(values).astype(np.float32), "lead_mask": np.stack(masks)}
+        data = {"ecg_values": values, "lead_mask": masks}
         if return_num_padded_samples:
             data["num_padded_samples"] = np.asarray(padded, dtype=np.int64)
         return BatchFeature(data=data, tensor_type=return_tensors)
@@ -496,6 +490,114 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
         if "lead_mask" in data:
             data["lead_mask"] = data["lead_mask"].astype(bool)
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    # ------------------------------------------------------------------------------------------ batch path
+    def _process_items(
+        self, recordings: list[np.ndarray], rates: list[float], names: list, units, crop: str, non_finite: str
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """`(ecg_values, lead_mask, num_padded)` of a batch: (B, leads, num_samples) float32, (B, leads) bool, B ints.
+
+        The recordings that already have the output rate, the canonical 12 leads and at least `num_samples` samples
+        (`_uniform_items`) are cropped and stacked, and their value checks run once on the stacked batch
+        (`_batch_values`, `_passes_value_checks`). Every other recording, and every recording the batch checks
+        cannot clear, goes through the per-record path (`_process_one`) in item order, so the outputs, errors and
+        warnings are exactly those of the per-record path.
+        """
+        batch_size = len(recordings)
+        uniform = self._uniform_items(recordings, rates, names, units)
+        batch, passed = self._batch_values([recordings[i] for i in uniform], units, crop)
+        cleared = {item: row for row, item in enumerate(uniform) if passed[row]}
+        padded = [0] * batch_size
+        if len(cleared) == batch_size:
+            return batch, np.ones(batch.shape[:2], dtype=bool), padded
+        values = np.empty((batch_size, len(self.lead_names), self.num_samples), dtype=np.float32)
+        masks = np.ones((batch_size, len(self.lead_names)), dtype=bool)
+        for item, (recording, rate, item_names) in enumerate(zip(recordings, rates, names)):
+            if item in cleared:
+                values[item] = batch[cleared[item]]
+                continue
+            try:
+                values[item], masks[item], padded[item] = self._process_one(
+                    recording, rate, item_names, units, crop, non_finite, item=item if batch_size > 1 else None
+                )
+            except (ValueError, TypeError) as error:
+                message = str(error)
+                if batch_size > 1 and not message.startswith("ECG item"):
+                    message = f"ECG item {item}: {message}"
+                raise type(error)(message) from error
+        return values, masks, padded
+
+    def _uniform_items(self, recordings: list[np.ndarray], rates: list[float], names: list, units) -> list[int]:
+        """The items whose conversion is a crop and a cast only: the output `sampling_rate`, 12 rows in canonical
+        order (no `lead_names`), at least `num_samples` samples, units given as one string (or float input, read as
+        mV), and settings without filter, normalization or output units other than mV. None when another setting
+        applies or `units` is invalid (the per-record path then raises its error)."""
+        if self.do_filter or self.do_normalize or self.input_normalization != "none" or unit_scale(self.units) != 1.0:
+            return []
+        if units is not None and not isinstance(units, str):
+            return []
+        try:
+            unit_scale("mV" if units is None else units)
+        except (TypeError, ValueError):
+            return []
+        return [
+            item
+            for item, (recording, rate, item_names) in enumerate(zip(recordings, rates, names))
+            if item_names is None and rate == self.sampling_rate and recording.ndim == 2
+            and recording.shape[0] == len(CANONICAL_LEAD_NAMES) and recording.shape[1] >= self.num_samples
+            and (units is not None or recording.dtype.kind == "f")
+        ]
+
+    def _batch_values(self, recordings: list[np.ndarray], units, crop: str) -> tuple[np.ndarray, np.ndarray]:
+        """Crop `recordings` (uniform, see `_uniform_items`) to their output window and stack them: (n, leads,
+        num_samples) float32 in mV in `lead_names` order, with the (n,) bool result of `_passes_value_checks`.
+
+        The values are bit-identical to the per-record path's: float16 / float32 millivolts are cast to float32
+        directly (exact), anything else takes the per-record arithmetic (float64, times the unit scale, values beyond
+        the float32 range marked infinite, then the float32 cast)."""
+        scale = unit_scale("mV" if units is None else units)
+        exact = scale == 1.0 and all(r.dtype in (np.float16, np.float32) for r in recordings)
+        batch = np.empty((len(recordings), len(CANONICAL_LEAD_NAMES), self.num_samples),
+                         dtype=np.float32 if exact else np.float64)
+        for row, recording in enumerate(recordings):  # a copy per record; the checks below run on the whole batch
+            start = 0 if crop == "start" else (recording.shape[1] - self.num_samples) // 2
+            batch[row] = recording[:, start:start + self.num_samples]
+        if not exact:
+            if scale != 1.0:
+                batch *= scale
+            batch = mark_float32_overflow(batch).astype(np.float32)
+        passed = self._passes_value_checks(batch)
+        if self.lead_names != CANONICAL_LEAD_NAMES:
+            batch = batch[:, [CANONICAL_LEAD_NAMES.index(name) for name in self.lead_names]]
+        return batch, passed
+
+    def _passes_value_checks(self, batch: np.ndarray) -> np.ndarray:
+        """(B,) bool: True for each record of `batch` (B, leads, samples), float32 millivolts, that certainly passes
+        the value checks of `_checked_signal` without an error or a warning; False means "not cleared", and the
+        caller then runs `_checked_signal` itself on that record (it alone raises and warns, with its messages).
+
+        Sufficient conditions only, each with a factor of two to the limits of `implausible_amplitude` and
+        `implausibly_small_amplitude`: every value finite; not all zeros; every |x| <= 25 mV (so the median |x| is
+        below 50 mV, and every lead's 1st-99th percentile span below 50 mV, half of `MAX_PLAUSIBLE_LEAD_SPAN_MV`);
+        every lead constant (a flat lead, left out of the median span) or with more than 1 % of its samples (plus 3) at least
+        0.01 mV above its mean and as many at least 0.01 mV below (so its 1st and 99th percentiles are at least
+        0.02 mV apart, twice the small-amplitude limit).
+        """
+        if batch.shape[-1] == 0:
+            return np.zeros(batch.shape[0], dtype=bool)
+        high, low = batch.max(axis=-1), batch.min(axis=-1)  # NaN propagates
+        with np.errstate(invalid="ignore", over="ignore"):
+            passed = (np.isfinite(high) & np.isfinite(low)).all(axis=-1) & ((high != 0) | (low != 0)).any(axis=-1)
+            if not self.check_amplitude:
+                return passed
+            high64, low64 = high.astype(np.float64), low.astype(np.float64)
+            passed &= (np.maximum(np.abs(high64), np.abs(low64)) <= MAX_PLAUSIBLE_MEDIAN_ABS_MV / 2).all(axis=-1)
+            need = math.ceil(0.01 * batch.shape[-1]) + 3
+            pivot = batch.mean(axis=-1, keepdims=True)
+            above = np.count_nonzero(batch >= pivot + MIN_PLAUSIBLE_LEAD_SPAN_MV, axis=-1)
+            below = np.count_nonzero(batch <= pivot - MIN_PLAUSIBLE_LEAD_SPAN_MV, axis=-1)
+            passed &= ((high == low) | ((above >= need) & (below >= need))).all(axis=-1)
+        return passed
 
     # ------------------------------------------------------------------------------------------ helpers
     def _process_one(
@@ -604,7 +706,14 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
                 f"ecg_values has {values.shape[1]} leads, this feature extractor's output has {len(self.lead_names)} "
                 f"({', '.join(self.lead_names)}); prepare raw recordings with the feature extractor itself"
             )
-        for item, recording in enumerate(values):
+        cleared = np.zeros(len(values), dtype=bool)
+        if unit_scale(self.units) == 1.0:  # one pass over the batch clears the ordinary records (`_passes_value_checks`)
+            exact = values.dtype in (np.float16, np.float32)
+            cleared = self._passes_value_checks(
+                (values if exact else mark_float32_overflow(values.astype(np.float64))).astype(np.float32, copy=False)
+            )
+        for item in np.flatnonzero(~cleared).tolist():
+            recording = values[item]
             signal_mv = mark_float32_overflow(to_millivolts(recording.astype(np.float64), self.units))
             self._checked_signal(signal_mv, self.units, "error", item if len(values) > 1 else None, self.lead_names)
 

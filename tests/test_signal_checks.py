@@ -73,7 +73,10 @@ def test_long_recording_is_cropped_before_it_is_resampled(monkeypatch, rate, cro
     up, down = resampling_ratio(rate, 500)
     window = int(np.ceil(5000 * down / up))  # input samples of the 10 s kept
     margin = resampling_margin(up, down) if up != down else 0
-    assert len(seen) == 1 and window <= seen[0] <= window + 2 * margin + down  # not the 2 minutes
+    if rate == 500:  # the extractor's batch path: nothing to resample, only the 10 s window is copied
+        assert seen == []
+    else:
+        assert len(seen) == 1 and window <= seen[0] <= window + 2 * margin + down  # not the 2 minutes
     # and the numbers are those of the whole recording resampled, then cropped
     whole = resample_signal(ecg[:1], rate, 500)[0]
     first = 0 if crop == "start" else (whole.shape[0] - 5000) // 2

@@ -399,7 +399,8 @@ class DBetaPreTrainingCollator:
 
     def _extract_ecgs(self, features: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(B, C, S) float32 ECGs and their (B, C) `lead_mask`, from the processor's feature extractor: millivolts
-        at its sampling rate in, cropped to `num_samples`, every value check of the input contract on the way."""
+        at its sampling rate in, cropped to `num_samples`, every value check of the input contract on the way (on
+        the stacked batch: the rows are uniform, so the extractor's batch path takes them; `_process_items`)."""
         recordings = []
         for i, row in enumerate(features):
             value = _row_value(row, self.ecg_column, i)
