@@ -36,6 +36,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def time_command(command: list[str], repeats: int) -> list[float]:
     """Wall seconds of `repeats` runs of `command` (offline, output discarded); a failing run is an error."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
@@ -56,7 +67,7 @@ def main(argv=None) -> dict:
     commands = {"import dbeta_hf": [sys.executable, "-c", "import dbeta_hf"]}
     commands.update({f"{script} --help": [sys.executable, script, "--help"] for script in scripts})
     rows = {}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.repeats} runs")
     print(f"| command | median (s) | min (s) | max (s) | under {TARGET_SECONDS:g} s |")
     print("|---|---|---|---|---|")
