@@ -3,6 +3,7 @@ Hub replaced by a recorder: which files would be uploaded, and that nothing else
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from pathlib import Path
 
@@ -45,9 +46,14 @@ class RecordingHub:
             files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
             sent = set(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
             hub.uploads.append((repo_id, sent))
-            return huggingface_hub.CommitInfo(
+            info = huggingface_hub.CommitInfo(
                 commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", commit_description="",
                 oid="0" * 40)
+            if kwargs.get("run_as_future"):  # the Trainer's pushes during training run in the background
+                future = concurrent.futures.Future()
+                future.set_result(info)
+                return future
+            return info
 
         def create_commit(api, repo_id, operations, *args, **kwargs):
             hub.uploads.append((repo_id, {op.path_in_repo for op in operations}))
@@ -107,6 +113,20 @@ def test_pretrain_push_sends_the_model_not_the_optimizer_or_the_n3s_index(hub, t
     card = _assert_card(out, "ORG/dbeta-demo")
     [result] = [r for r in card.data.eval_results if r.task_type == "zero-shot-classification"]
     assert result.dataset_type == "synthetic" and 0.0 <= result.metric_value <= 1.0
+
+
+def test_pushes_during_training_do_not_send_the_output_lock(hub, tmp_path, one_cpu_thread):
+    """hub_strategy=every_save pushes --output_dir while the run holds its lock file: the lock is not sent."""
+    from dbeta_hf.utils.output_ownership import LOCK_NAME
+
+    example = load_example("pretrain")
+    out = tmp_path / "run"
+    example.main(["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
+                  "--synthetic_records", "32", "--synthetic_eval_records", "16", "--per_device_train_batch_size", "8",
+                  "--eval_strategy", "no", "--push_to_hub", "--hub_model_id", "ORG/dbeta-demo",
+                  "--hub_strategy", "every_save"])
+    assert len(hub.uploads) >= 2  # one per save, and the final push
+    assert all(LOCK_NAME not in sent and not any(name.startswith(".dbeta") for name in sent) for _, sent in hub.uploads)
 
 
 def test_finetune_push_sends_the_fine_tuned_model_with_processor_and_card(hub, tmp_path, saved_model_dir,

@@ -72,7 +72,7 @@ them). Running a finished command again does nothing; after a header or signal f
 
 The output is owned: OUTPUT/.dbeta_owner.json lists what builds wrote there. A build refuses an OUTPUT that
 holds anything else (listing every such entry) and never deletes it, with or without --force. One build at a
-time: OUTPUT/.dbeta_lock.json names the running build (PID, host); a second one is refused, and a lock left by
+time: OUTPUT/_dbeta_lock.json names the running build (PID, host); a second one is refused, and a lock left by
 a killed build is reported and taken over."""
 
 DESCRIPTIONS = {

@@ -2,7 +2,7 @@
 
 Two pieces, usable alone or together (`open_owned_output`):
 
-* `OutputLock`: a lock file ``<folder>/.dbeta_lock.json`` holding the writer's PID, host, start time and
+* `OutputLock`: a lock file ``<folder>/_dbeta_lock.json`` holding the writer's PID, host, start time and
   purpose. It is created with one atomic `os.link` (so it is never seen half-written). A second writer is refused
   with `OutputLockedError`, which names the holder, or waits for it (`timeout`). A lock whose PID no longer runs
   on this host is stale: it is reported (a warning, and `OutputLock.took_over`) and taken over. A lock from another
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 MARKER_NAME = ".dbeta_owner.json"
-LOCK_NAME = ".dbeta_lock.json"
+LOCK_NAME = "_dbeta_lock.json"  # "_*": skipped by the Trainer's Hub pushes (every_save too) and push_model_folder
 _TAKEOVER_NAME = LOCK_NAME + ".takeover"
 RESERVED_NAMES = frozenset({MARKER_NAME, LOCK_NAME, _TAKEOVER_NAME})
 
@@ -135,7 +135,7 @@ class OutputLock:
     """One writer per folder: a lock file with the holder's PID and host (see the module docstring).
 
     Args:
-        folder: the folder to lock (created if missing); the lock file is ``folder/.dbeta_lock.json``.
+        folder: the folder to lock (created if missing); the lock file is ``folder/_dbeta_lock.json``.
         purpose: what the holder does, shown to a refused writer (e.g. ``"dbeta_hf.data build ptbxl"``).
         timeout: seconds to wait for a live holder: ``0`` refuses at once, ``None`` waits as long as it takes
             (logging the holder every `log_every` seconds).
