@@ -41,7 +41,8 @@ GiB = 2**30
 
 
 # --------------------------------------------------------------------------------------------- environment
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -71,7 +72,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "host": socket.gethostname(),
         "device": str(device),
-        "cpu": f"{_cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
+        "cpu": f"{cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import cpu_model  # benchmarks/_common.py (the script's folder is on sys.path)
 
 import numpy as np
 
@@ -36,16 +37,6 @@ SETUPS = {
 }
 _PROBE = ("import json, torch, transformers; print(json.dumps({'isa': torch.backends.cpu.get_cpu_capability(), "
           "'threads': torch.get_num_threads(), 'torch': torch.__version__, 'transformers': transformers.__version__}))")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def setup_environment(name: str) -> dict[str, str]:

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import cpu_model  # benchmarks/_common.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 3.0
 
@@ -34,17 +36,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="example scripts to time (default: every examples/*.py)")
     parser.add_argument("--json", default=None, help="also write the timings to this JSON file")
     return parser.parse_args(argv)
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_command(command: list[str], repeats: int) -> list[float]:
@@ -67,7 +58,7 @@ def main(argv=None) -> dict:
     commands = {"import dbeta_hf": [sys.executable, "-c", "import dbeta_hf"]}
     commands.update({f"{script} --help": [sys.executable, script, "--help"] for script in scripts})
     rows = {}
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.repeats} runs")
     print(f"| command | median (s) | min (s) | max (s) | under {TARGET_SECONDS:g} s |")
     print("|---|---|---|---|---|")
