@@ -383,8 +383,9 @@ class DBetaConfig(PretrainedConfig):
         """ECG tokens of a `num_samples` recording (312 for the official model)."""
         return self.ecg_config.num_tokens()
 
-# The installed package registers its configs with AutoConfig when this module is imported (`dbeta_hf.auto_registration`); a copy of
-# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+# The installed package registers its configs with AutoConfig when this module is imported (see
+# dbeta_hf/auto_registration.py); a copy of this file in a saved folder, loaded with trust_remote_code, is
+# registered by transformers itself instead.
 if __name__.startswith("dbeta_hf."):
     AutoConfig.register("dbeta", DBetaConfig, exist_ok=True)
     AutoConfig.register("dbeta_ecg", DBetaECGConfig, exist_ok=True)

@@ -881,8 +881,9 @@ class DBetaECGFeatureExtractor(SequenceFeatureExtractor):
 
 __all__ = ["DBetaECGFeatureExtractor"]
 
-# The installed package registers the feature extractor with AutoFeatureExtractor when this module is imported (`dbeta_hf.auto_registration`); a copy of
-# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+# The installed package registers the feature extractor with AutoFeatureExtractor when this module is imported (see
+# dbeta_hf/auto_registration.py); a copy of this file in a saved folder, loaded with trust_remote_code, is
+# registered by transformers itself instead.
 if __name__.startswith("dbeta_hf."):
     AutoFeatureExtractor.register(DBetaConfig, DBetaECGFeatureExtractor, exist_ok=True)
     AutoFeatureExtractor.register(DBetaECGConfig, DBetaECGFeatureExtractor, exist_ok=True)

@@ -49,6 +49,8 @@ from transformers import (
     T5EncoderModel,
 )
 from transformers import initialization as init
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
@@ -1444,6 +1446,22 @@ class DBetaForECGClassification(DBetaPreTrainedModel):
                                         attentions=outputs.attentions)
 
 
+class _ScalarToShapeOne(ConversionOps):
+    """Load-time conversion of the ETS `logit_scale` / `logit_bias`: a 0-dim value (saves made before they had shape
+    (1,), and CLIP-style checkpoints) becomes shape (1,); a shape-(1,) value passes unchanged, so the same op serves
+    as its own reverse when a model is saved."""
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        (tensors,) = input_dict.values()
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        return {target_patterns[0]: tensor.reshape(1) if tensor.dim() == 0 else tensor}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
 __all__ = [
     "DBetaPreTrainedModel",
     "DBetaModel",
@@ -1455,8 +1473,9 @@ __all__ = [
     "random_masking",
 ]
 
-# The installed package registers the models with the AutoModel classes when this module is imported (`dbeta_hf.auto_registration`); a copy of
-# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+# The installed package registers the models with the AutoModel classes, and the load-time shape-(1,) mapping of old
+# 0-dim ETS scales, when this module is imported (see dbeta_hf/auto_registration.py); a copy of this file in a saved
+# folder, loaded with trust_remote_code, is registered by transformers itself instead.
 if __name__.startswith("dbeta_hf."):
     AutoModel.register(DBetaConfig, DBetaModel, exist_ok=True)
     AutoModelForPreTraining.register(DBetaConfig, DBetaForPreTraining, exist_ok=True)
@@ -1464,3 +1483,6 @@ if __name__.startswith("dbeta_hf."):
     DBetaModel.register_for_auto_class("AutoModel")
     DBetaForPreTraining.register_for_auto_class("AutoModelForPreTraining")
     DBetaForECGClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    register_checkpoint_conversion_mapping("dbeta", [
+        WeightConverter(source_patterns=name, target_patterns=name, operations=[_ScalarToShapeOne()])
+        for name in ("logit_scale", "logit_bias")], overwrite=True)

@@ -411,8 +411,9 @@ def check_processor_matches_model(processor, model_or_config, where: str = "") -
 __all__ = ["DBetaProcessor", "MAX_TEXT_LENGTH", "check_batch_sizes", "check_processor_matches_model",
            "check_text_inputs"]
 
-# The installed package registers the processor with AutoProcessor when this module is imported (`dbeta_hf.auto_registration`); a copy of
-# this file in a saved folder, loaded with trust_remote_code, is registered by transformers itself instead.
+# The installed package registers the processor with AutoProcessor when this module is imported (see
+# dbeta_hf/auto_registration.py); a copy of this file in a saved folder, loaded with trust_remote_code, is
+# registered by transformers itself instead.
 if __name__.startswith("dbeta_hf."):
     AutoProcessor.register(DBetaConfig, DBetaProcessor, exist_ok=True)
     DBetaProcessor.register_for_auto_class("AutoProcessor")

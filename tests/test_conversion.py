@@ -268,6 +268,35 @@ def test_zero_dim_logit_scale_becomes_shape_one():
     assert completed["model.logit_bias"].tolist() == [-1.0]  # taken from the config
 
 
+@pytest.mark.parametrize("learnable", [False, True], ids=["buffers", "parameters"])
+def test_a_save_with_0_dim_ets_scale_and_bias_loads_as_shape_one(tmp_path, learnable):
+    """Saves made before the ETS scale and bias had shape (1,) hold 0-dim values: they load (as shape (1,), with
+    their values), and the model saves them back with shape (1,)."""
+    from safetensors.torch import load_file, save_file
+
+    from dbeta_hf import DBetaModel
+    from dbeta_hf.pretraining.recipes import tiny_config
+
+    config = tiny_config(ets_learnable_scale=learnable, ets_learnable_bias=learnable, ets_logit_bias_init=-5.0)
+    model = DBetaModel(config)
+    with torch.no_grad():
+        model.logit_scale.fill_(0.7)
+        model.logit_bias.fill_(-3.0)
+    model.save_pretrained(tmp_path / "old")
+    state = load_file(tmp_path / "old" / "model.safetensors")
+    assert {key: tuple(state[key].shape) for key in ("logit_scale", "logit_bias")} == {"logit_scale": (1,),
+                                                                                      "logit_bias": (1,)}
+    state.update({key: state[key].reshape(()) for key in ("logit_scale", "logit_bias")})  # the old 0-dim format
+    save_file(state, tmp_path / "old" / "model.safetensors", metadata={"format": "pt"})
+
+    loaded = DBetaModel.from_pretrained(tmp_path / "old")
+    assert loaded.logit_scale.shape == (1,) and loaded.logit_scale.item() == pytest.approx(0.7)
+    assert loaded.logit_bias.shape == (1,) and loaded.logit_bias.item() == -3.0
+    loaded.save_pretrained(tmp_path / "new")
+    resaved = load_file(tmp_path / "new" / "model.safetensors")
+    assert resaved["logit_scale"].shape == (1,) and resaved["logit_bias"].shape == (1,)
+
+
 def test_missing_and_mismatched_keys_are_listed(tmp_path):
     state = torch.load(PARITY / "checkpoint.pt", weights_only=True)["model"]
     del state["itm_head.fc.bias"]
