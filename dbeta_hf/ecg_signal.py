@@ -518,6 +518,18 @@ MAX_PLAUSIBLE_MEDIAN_ABS_MV = 50.0  # median of |x| over the recording
 MAX_PLAUSIBLE_LEAD_SPAN_MV = 100.0  # median over the non-flat leads of each lead's 1st-99th percentile span
 
 
+def _median_lead_span(array: np.ndarray) -> float:
+    """Median over the leads that are not flat of the 1st-99th percentile span of their finite samples (0 if none)."""
+    spans = []
+    for row in array:
+        values = row[np.isfinite(row)]
+        if values.size:
+            low, high = np.percentile(values, [1.0, 99.0])
+            if high - low > 0:
+                spans.append(high - low)
+    return float(np.median(spans)) if spans else 0.0
+
+
 def implausible_amplitude(signal_mv: np.ndarray) -> str | None:
     """Describe why `signal_mv` (leads, samples), converted to millivolts, cannot be an ECG in mV; `None` if it can.
 
@@ -530,14 +542,7 @@ def implausible_amplitude(signal_mv: np.ndarray) -> str | None:
     if finite.size == 0:
         return None
     median_abs = float(np.median(np.abs(finite)))
-    spans = []
-    for row in array:
-        values = row[np.isfinite(row)]
-        if values.size:
-            low, high = np.percentile(values, [1.0, 99.0])
-            if high - low > 0:
-                spans.append(high - low)
-    median_span = float(np.median(spans)) if spans else 0.0
+    median_span = _median_lead_span(array)
     if median_abs > MAX_PLAUSIBLE_MEDIAN_ABS_MV or median_span > MAX_PLAUSIBLE_LEAD_SPAN_MV:
         return (
             f"median |x| {median_abs:.4g} mV and median lead span (1st-99th percentile) {median_span:.4g} mV, "
@@ -550,17 +555,6 @@ def implausible_amplitude(signal_mv: np.ndarray) -> str | None:
 # Below this median lead span (1st-99th percentile, mV) a recording that is not all zeros cannot be an ECG in mV:
 # ECGs span about 0.5-10 mV per lead, volts read as mV span 0.0005-0.01 ("mV" 1000x too small).
 MIN_PLAUSIBLE_LEAD_SPAN_MV = 0.01
-
-
-def _median_lead_span(array: np.ndarray) -> float:
-    spans = []
-    for row in array:
-        values = row[np.isfinite(row)]
-        if values.size:
-            low, high = np.percentile(values, [1.0, 99.0])
-            if high - low > 0:
-                spans.append(high - low)
-    return float(np.median(spans)) if spans else 0.0
 
 
 def implausibly_small_amplitude(signal_mv: np.ndarray) -> str | None:
