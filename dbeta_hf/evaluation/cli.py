@@ -1,8 +1,8 @@
 """What the evaluation commands (`examples/zero_shot.py`, `linear_probe.py`, `finetune.py`, `retrieval.py`) share:
 their common arguments (`add_common_arguments`, defined in the light `cli_arguments` and re-exported here) and what
-they read from them (`load_task_splits_from_args`,
-`cache_dir_from_args`), the downstream tasks (`TASKS`, `load_task_splits`), checking and loading a checkpoint
-(`resolve_model_dir`, `load_processor`), and writing results (`save_json`, `write_results`, `run_command`).
+they read from them (`load_task_splits_from_args`, `cache_dir_from_args`), the downstream tasks (`TASKS`,
+`load_task_splits`), checking and loading a checkpoint (`resolve_model_dir`, `load_processor`), and writing results
+(`save_json`, `write_results`; `run_command` is in `cli_arguments` too).
 
 The evaluations themselves live in `features` (frozen ECG / text embeddings), `zero_shot`, `linear_probe`,
 `finetune`, `retrieval` and `cross_dataset`; nothing there needs this module.
