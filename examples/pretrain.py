@@ -206,6 +206,7 @@ def uses_tiny_preset(data_args: DataArguments, synthetic: bool) -> bool:
     """The demo's pieces (corpus tokenizer, tiny model, bag-of-words N3S): the demo, or `--preset tiny`."""
     return synthetic or data_args.preset == "tiny"
 
+
 if __name__ == "__main__":
     # --help, unknown flags and bad values are answered here (argparse alone), before the run's imports below
     reject_unknown_flags(build_parser(), sys.argv[1:])
